@@ -1,0 +1,261 @@
+//! The clap definitions of every command and option (raw input only; the
+//! handlers validate it before any I/O).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes, shown at the end of `--help`.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  other error (I/O, permissions, bad input file)
+  2  usage error (bad arguments, no passphrase or key given)
+  3  path not found in the vault
+  4  wrong passphrase or key (no key slot opens)
+  5  integrity failure (the vault is tampered with or corrupt)
+  6  vault busy (the writers' lock was not acquired within --wait)
+  7  Docker engine unreachable
+  8  check-and-set conflict (the path has moved on)";
+
+/// runvault: encrypted credentials for DataOps runner hosts.
+#[derive(Debug, Parser)]
+#[command(name = "runvault", version, about, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The vault directory holding vault.yml and vault.salt.
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_DIR",
+        default_value = "/secrets",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+    /// File whose first line is the passphrase (must be mode 0600 or stricter).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+    /// Machine key file (from `runvault keygen`) used instead of a passphrase.
+    #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Seconds a writer waits for another writer's lock before exiting 6.
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
+    pub wait: u64,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the vault in DIR, or adopt a hand-made plaintext vault.yml.
+    Init(InitArgs),
+    /// Create or replace the value at PATH (never read from the command line).
+    Set(SetArgs),
+    /// Print the value at PATH.
+    Get(GetArgs),
+    /// List the paths in the vault (never values).
+    List(ListArgs),
+    /// Remove the value (or subtree) at PATH.
+    Rm(RmArgs),
+    /// Check the key, the whole-file authentication and that every value decrypts.
+    Verify,
+    /// Merge a plaintext YAML file into the vault.
+    Import(ImportArgs),
+    /// Print the plaintext, or write it to a new private file.
+    Export(ExportArgs),
+    /// Write a new random machine key file (0400), refusing to overwrite.
+    Keygen(KeygenArgs),
+    /// Manage key slots: list, add, passwd, remove.
+    Key(KeyArgs),
+}
+
+/// Argon2id parameters for new passphrase slots.
+#[derive(Debug, Clone, Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB (default 65536, i.e. 64 MiB).
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes (default 3).
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes (default 4).
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+}
+
+/// `runvault init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Argon2id parameters of the first passphrase slot.
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// The type a value set from input is stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValueType {
+    /// Text (the default).
+    String,
+    /// A 64-bit integer.
+    Int,
+    /// A floating-point number.
+    Float,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// `runvault set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Dotted path, e.g. SNOWFLAKE.TRANSFORM.PASSWORD (list items as `NAME[0]`).
+    pub path: String,
+    /// Read the value from standard input (one trailing newline is dropped).
+    #[arg(long, group = "source")]
+    pub stdin: bool,
+    /// Read the value from a file, byte for byte.
+    #[arg(long, group = "source", value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Generate a random password of LEN characters (default 32).
+    #[arg(long, group = "source", value_name = "LEN", num_args = 0..=1, default_missing_value = "32")]
+    pub generate: Option<usize>,
+    /// Store the value as this YAML type.
+    #[arg(long = "type", value_enum, default_value_t = ValueType::String)]
+    pub value_type: ValueType,
+}
+
+/// `runvault get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Dotted path of a value.
+    pub path: String,
+}
+
+/// `runvault list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array of paths.
+    #[arg(long)]
+    pub json: bool,
+    /// Only paths at or under this prefix.
+    pub prefix: Option<String>,
+}
+
+/// `runvault rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Dotted path of a value or subtree.
+    pub path: String,
+}
+
+/// `runvault import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Plaintext YAML file to merge (values in it replace existing ones).
+    pub file: PathBuf,
+}
+
+/// Output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Nested YAML, as the hand-made vault.yml.
+    Yaml,
+    /// Nested JSON.
+    Json,
+    /// `KEY=value` lines, keys upper-cased with `_` for `.`.
+    Env,
+}
+
+/// `runvault export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Yaml)]
+    pub format: ExportFormat,
+    /// Only values at or under this path.
+    pub prefix: Option<String>,
+    /// Write to FILE (created 0600, atomically) instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `runvault keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(default_value = "/etc/runvault/vault.key")]
+    pub file: PathBuf,
+}
+
+/// `runvault key`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The slot operation.
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+/// Key-slot operations; each unlocks the vault with the global options first.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List slots: id, kind, creation time (never secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a slot.
+    Add {
+        /// What kind of slot.
+        #[command(subcommand)]
+        kind: KeyAddKind,
+    },
+    /// Change the passphrase of a passphrase slot (no value is re-encrypted).
+    Passwd {
+        /// Slot id (see `key list`).
+        slot: u32,
+        /// Read the new passphrase from this file instead of a prompt.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Argon2id parameters for the changed slot.
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Remove a slot (the last one cannot be removed).
+    Remove {
+        /// Slot id (see `key list`).
+        slot: u32,
+    },
+}
+
+/// The kinds of slot `key add` creates.
+#[derive(Debug, Subcommand)]
+pub enum KeyAddKind {
+    /// A passphrase slot (Argon2id).
+    Passphrase {
+        /// Read the new passphrase from this file instead of a prompt.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Argon2id parameters for the new slot.
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// A machine key-file slot.
+    Keyfile {
+        /// The key file (from `runvault keygen`).
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,191 @@
+//! Where secrets come from: passphrase files, key files, hidden prompts on
+//! the terminal, standard input. Never argv, never an environment variable's
+//! value (the environment only names files).
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use crate::cli::args::{GlobalArgs, KdfArgs};
+use crate::core::fs::read_private;
+use crate::core::secret::SecretBytes;
+use crate::vault::VaultError;
+use crate::vault::crypto::KdfParams;
+use crate::vault::slots::{Credential, read_key_file};
+
+/// The credential that opens the vault: the key file when given, else the
+/// passphrase (file, else prompt).
+pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> {
+    if let Some(key_file) = &global.key_file {
+        return Ok(Credential::KeyFile(read_key_file(key_file)?));
+    }
+    let passphrase = match &global.passphrase_file {
+        Some(file) => read_passphrase_file(file)?,
+        None => prompt_once(&format!("Passphrase for {}: ", global.dir.display()))?,
+    };
+    Ok(Credential::Passphrase(passphrase, KdfParams::DEFAULT))
+}
+
+/// The credentials `init` turns into its first slots.
+pub fn init_credentials(global: &GlobalArgs, kdf: &KdfArgs) -> Result<Vec<Credential>, VaultError> {
+    let params = kdf_params(kdf, KdfParams::DEFAULT)?;
+    let mut credentials = Vec::new();
+    if let Some(key_file) = &global.key_file {
+        credentials.push(Credential::KeyFile(read_key_file(key_file).map_err(
+            |err| match err {
+                VaultError::Fs(fs) if fs.is_not_found() => VaultError::Usage(format!(
+                    "key file `{}` does not exist; create it with `runvault keygen {}`",
+                    key_file.display(),
+                    key_file.display()
+                )),
+                other => other,
+            },
+        )?));
+    }
+    if let Some(file) = &global.passphrase_file {
+        credentials.push(Credential::Passphrase(read_passphrase_file(file)?, params));
+    } else if credentials.is_empty() {
+        let passphrase = prompt_twice("New vault passphrase: ", "Repeat the passphrase: ")?;
+        credentials.push(Credential::Passphrase(passphrase, params));
+    }
+    Ok(credentials)
+}
+
+/// A new passphrase for `key add passphrase` / `key passwd`.
+pub fn new_passphrase(
+    file: Option<&Path>,
+    kdf: &KdfArgs,
+    base: KdfParams,
+) -> Result<Credential, VaultError> {
+    let params = kdf_params(kdf, base)?;
+    let passphrase = match file {
+        Some(file) => read_passphrase_file(file)?,
+        None => prompt_twice("New passphrase: ", "Repeat the new passphrase: ")?,
+    };
+    Ok(Credential::Passphrase(passphrase, params))
+}
+
+/// Argon2id parameters from flags over `base`, checked against the bounds.
+pub fn kdf_params(kdf: &KdfArgs, base: KdfParams) -> Result<KdfParams, VaultError> {
+    let params = KdfParams {
+        memory_kib: kdf.kdf_memory.unwrap_or(base.memory_kib),
+        iterations: kdf.kdf_iterations.unwrap_or(base.iterations),
+        parallelism: kdf.kdf_parallelism.unwrap_or(base.parallelism),
+    };
+    params
+        .check()
+        .map_err(|reason| VaultError::Usage(format!("invalid Argon2id parameters: {reason}")))?;
+    Ok(params)
+}
+
+/// The first line of a passphrase file (mode 0600 or stricter).
+fn read_passphrase_file(file: &Path) -> Result<SecretBytes, VaultError> {
+    let contents = SecretBytes::new(read_private(file, "passphrase file")?);
+    let first_line = contents
+        .expose()
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
+    if first_line.is_empty() {
+        return Err(VaultError::Usage(format!(
+            "passphrase file `{}` is empty",
+            file.display()
+        )));
+    }
+    Ok(SecretBytes::new(first_line.to_vec()))
+}
+
+fn no_terminal(what: &str) -> VaultError {
+    VaultError::Usage(format!(
+        "no {what} given and no terminal to ask on: pass --passphrase-file FILE (mode 0600) \
+         or --key-file FILE, or set RUNVAULT_PASSPHRASE_FILE / RUNVAULT_KEY_FILE"
+    ))
+}
+
+fn has_terminal() -> bool {
+    std::fs::File::open("/dev/tty").is_ok()
+}
+
+fn prompt_once(prompt: &str) -> Result<SecretBytes, VaultError> {
+    if !has_terminal() {
+        return Err(no_terminal("passphrase"));
+    }
+    let answer = rpassword::prompt_password(prompt).map_err(|_| no_terminal("passphrase"))?;
+    let answer = SecretBytes::from(answer);
+    if answer.is_empty() {
+        return Err(VaultError::Usage("the passphrase is empty".into()));
+    }
+    Ok(answer)
+}
+
+fn prompt_twice(first: &str, second: &str) -> Result<SecretBytes, VaultError> {
+    let answer = prompt_once(first)?;
+    let repeat = prompt_once(second)?;
+    if answer != repeat {
+        return Err(VaultError::Usage(
+            "the two entries do not match; nothing was changed".into(),
+        ));
+    }
+    Ok(answer)
+}
+
+/// Where `set` reads the value from.
+pub enum ValueSource<'a> {
+    /// Standard input; one trailing newline is dropped.
+    Stdin,
+    /// A file, byte for byte.
+    File(&'a Path),
+    /// A random password of this many characters.
+    Generate(usize),
+    /// A hidden prompt on the terminal, asked twice.
+    Prompt,
+}
+
+/// Shortest and longest generated password.
+const GENERATE_LEN: std::ops::RangeInclusive<usize> = 8..=4096;
+
+/// Reads the value to store.
+pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
+    match source {
+        ValueSource::Stdin => {
+            let mut buffer = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buffer)
+                .map_err(|err| VaultError::Usage(format!("cannot read standard input: {err}")))?;
+            let mut value = SecretBytes::new(buffer);
+            let trimmed = value
+                .expose()
+                .strip_suffix(b"\n")
+                .map(|v| v.strip_suffix(b"\r").unwrap_or(v));
+            if let Some(trimmed) = trimmed {
+                value = SecretBytes::new(trimmed.to_vec());
+            }
+            Ok(value)
+        }
+        ValueSource::File(path) => Ok(SecretBytes::new(crate::core::fs::read_nofollow(path)?)),
+        ValueSource::Generate(len) => {
+            if !GENERATE_LEN.contains(&len) {
+                return Err(VaultError::Usage(format!(
+                    "--generate length {len} is outside {}..={}",
+                    GENERATE_LEN.start(),
+                    GENERATE_LEN.end()
+                )));
+            }
+            use rand::Rng;
+            let password: String = rand::rngs::OsRng
+                .sample_iter(rand::distributions::Alphanumeric)
+                .take(len)
+                .map(char::from)
+                .collect();
+            Ok(SecretBytes::from(password))
+        }
+        ValueSource::Prompt => {
+            if !std::io::stdin().is_terminal() && !has_terminal() {
+                return Err(VaultError::Usage(
+                    "no value given: use --stdin, --from-file FILE or --generate, or run on a terminal".into(),
+                ));
+            }
+            prompt_twice("Value: ", "Repeat the value: ")
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The command line: clap definitions, turned into validated values, then
+//! handed to one handler per command. No crypto and no file I/O of its own.
+
+mod args;
+mod input;
+mod vault_cmds;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+pub use args::{Cli, Command, GlobalArgs};
+
+use crate::core::exit::{self, CommandError};
+
+/// Runs runvault with the given arguments (program name first) and returns
+/// the process exit code. Never calls `process::exit`.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "runvault: error: {err}");
+            err.code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), CommandError> {
+    let global = cli.global;
+    match cli.command {
+        Command::Init(args) => vault_cmds::init(&global, args),
+        Command::Set(args) => vault_cmds::set(&global, args),
+        Command::Get(args) => vault_cmds::get(&global, args),
+        Command::List(args) => vault_cmds::list(&global, args),
+        Command::Rm(args) => vault_cmds::rm(&global, args),
+        Command::Verify => vault_cmds::verify(&global),
+        Command::Import(args) => vault_cmds::import(&global, args),
+        Command::Export(args) => vault_cmds::export(&global, args),
+        Command::Keygen(args) => vault_cmds::keygen(&global, args),
+        Command::Key(args) => vault_cmds::key(&global, args),
+    }
+}

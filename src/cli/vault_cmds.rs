@@ -1,0 +1,536 @@
+//! Handlers of the vault commands: validate arguments, gather secrets, call
+//! the vault, print. Status goes to stderr; stdout carries only data.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::args::{
+    ExportArgs, ExportFormat, GetArgs, GlobalArgs, ImportArgs, InitArgs, KeyAddKind, KeyArgs,
+    KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType,
+};
+use crate::cli::input::{self, ValueSource};
+use crate::core::exit::CommandError;
+use crate::core::fs::{self, WriteMode};
+use crate::vault::crypto::KdfParams;
+use crate::vault::format::SlotKind;
+use crate::vault::tree::Tree;
+use crate::vault::value::{Plain, ScalarKind, typed_from_input};
+use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
+
+fn vault_dir(global: &GlobalArgs) -> VaultDir {
+    VaultDir::new(&global.dir, Duration::from_secs(global.wait))
+}
+
+fn status(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|err| {
+            CommandError::with_code(
+                crate::core::exit::OTHER,
+                format!("cannot write to standard output: {err}"),
+            )
+        })
+}
+
+fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
+    Ok(KeyPath::parse(text)?)
+}
+
+fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
+    text.map_or(Ok(KeyPath::root()), parse_path)
+}
+
+/// `runvault init`.
+pub fn init(global: &GlobalArgs, args: InitArgs) -> Result<(), CommandError> {
+    let vault = vault_dir(global);
+    input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
+    let outcome = vault.init(|| input::init_credentials(global, &args.kdf))?;
+    let path = vault.vault_path();
+    match outcome {
+        InitOutcome::AlreadyEncrypted => {
+            status(format_args!(
+                "`{}` is already an encrypted runvault vault; nothing changed",
+                path.display()
+            ));
+        }
+        InitOutcome::Created { new_salt } => {
+            status(format_args!(
+                "created `{}`{}",
+                path.display(),
+                salt_note(new_salt)
+            ));
+        }
+        InitOutcome::Adopted {
+            values,
+            new_salt,
+            plaintext_linked_elsewhere,
+        } => {
+            status(format_args!(
+                "adopted `{}`: encrypted {values} value(s) in place{}",
+                path.display(),
+                salt_note(new_salt)
+            ));
+            if plaintext_linked_elsewhere {
+                status(format_args!(
+                    "warning: another hard link to the old plaintext `{}` still exists; find and delete it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    warn_if_open_dir(vault.dir());
+    Ok(())
+}
+
+fn salt_note(new_salt: bool) -> &'static str {
+    if new_salt {
+        " with a new 32-byte salt in vault.salt"
+    } else {
+        ""
+    }
+}
+
+fn warn_if_open_dir(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o007 != 0 {
+            status(format_args!(
+                "warning: `{}` is mode {mode:04o}, open to other users; run `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
+}
+
+/// `runvault set`.
+pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let source = match (&args.from_file, args.generate) {
+        _ if args.stdin => ValueSource::Stdin,
+        (Some(file), _) => ValueSource::File(file),
+        (None, Some(len)) => ValueSource::Generate(len),
+        (None, None) => ValueSource::Prompt,
+    };
+    let kind = match args.value_type {
+        ValueType::String => ScalarKind::Str,
+        ValueType::Int => ScalarKind::Int,
+        ValueType::Float => ScalarKind::Float,
+        ValueType::Bool => ScalarKind::Bool,
+    };
+    let raw = input::read_value(source)?;
+    let value = typed_from_input(kind, raw.expose().to_vec()).map_err(|reason| {
+        VaultError::Usage(format!(
+            "cannot store the value at `{path}` as {:?}: {reason}",
+            args.value_type
+        ))
+    })?;
+    let credential = input::unlock_credential(global)?;
+    let version = vault_dir(global).modify(&credential, |vault, _salt| vault.set(&path, &value))?;
+    let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
+        " (generated; read it with `runvault get`)"
+    } else {
+        ""
+    };
+    status(format_args!("set `{path}` (version {version}){generated}"));
+    Ok(())
+}
+
+/// `runvault get`.
+pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let value = vault.get(&path)?;
+    let mut out = value.bytes.expose().to_vec();
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
+        out.push(b'\n');
+    }
+    let out = crate::core::secret::SecretBytes::new(out);
+    write_stdout(out.expose())
+}
+
+/// `runvault list`.
+pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
+    let prefix = parse_prefix(args.prefix.as_deref())?;
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let subtree = vault
+        .secrets()
+        .get(&prefix)
+        .ok_or_else(|| VaultError::NotFound {
+            key: prefix.to_string(),
+        })?;
+    let mut paths = Vec::new();
+    subtree.for_each_leaf(&mut |relative, _| {
+        let mut full = prefix.clone();
+        relative
+            .segments()
+            .iter()
+            .for_each(|s| full.push(s.clone()));
+        paths.push(full.to_string());
+    });
+    let text = if args.json {
+        let mut json = serde_json::to_string(&paths).expect("strings serialize");
+        json.push('\n');
+        json
+    } else {
+        paths.iter().map(|p| format!("{p}\n")).collect()
+    };
+    write_stdout(text.as_bytes())
+}
+
+/// `runvault rm`.
+pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let credential = input::unlock_credential(global)?;
+    let removed = vault_dir(global).modify(&credential, |vault, _| vault.remove(&path))?;
+    status(format_args!("removed `{path}` ({removed} value(s))"));
+    Ok(())
+}
+
+/// `runvault verify`.
+pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let count = vault.verify_all()?;
+    let header = vault.header();
+    let text = format!(
+        "ok: `{}` authenticated; {count} value(s) decrypt; generation {}; {} key slot(s); opened with slot {}\n",
+        vault_dir(global).vault_path().display(),
+        header.generation,
+        header.slots.len(),
+        vault.unlocked_with().unwrap_or_default(),
+    );
+    write_stdout(text.as_bytes())
+}
+
+/// `runvault import`.
+pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError> {
+    let bytes = fs::read_nofollow(&args.file)?;
+    let bytes = crate::core::secret::SecretBytes::new(bytes);
+    let doc = crate::vault::value::parse_plain_yaml(bytes.expose()).map_err(|message| {
+        VaultError::BadYaml {
+            file: args.file.clone(),
+            message,
+        }
+    })?;
+    let tree = store::plain_tree(&doc, &args.file)?;
+    drop(doc);
+    let credential = input::unlock_credential(global)?;
+    let written = vault_dir(global).modify(&credential, |vault, _| vault.merge(&tree))?;
+    status(format_args!(
+        "imported {written} value(s) from `{}`",
+        args.file.display()
+    ));
+    Ok(())
+}
+
+/// `runvault export`.
+pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError> {
+    let prefix = parse_prefix(args.prefix.as_deref())?;
+    if let Some(output) = &args.output {
+        refuse_plaintext_in_vault_dir(output, &global.dir)?;
+    }
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let tree = vault.decrypt_under(&prefix)?;
+    let rendered = crate::core::secret::SecretBytes::new(match args.format {
+        ExportFormat::Yaml => render_yaml(&tree),
+        ExportFormat::Json => render_json(&tree)?,
+        ExportFormat::Env => render_env(&tree)?,
+    });
+    match &args.output {
+        Some(output) => {
+            fs::write_atomic(output, rendered.expose(), WriteMode::PLAINTEXT)?;
+            status(format_args!(
+                "wrote plaintext to `{}` (mode 0600)",
+                output.display()
+            ));
+            Ok(())
+        }
+        None => write_stdout(rendered.expose()),
+    }
+}
+
+fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
+    let parent = fs::parent_dir(output);
+    let (Ok(parent), Ok(dir)) = (parent.canonicalize(), dir.canonicalize()) else {
+        return Ok(());
+    };
+    if parent.starts_with(&dir) {
+        return Err(VaultError::Usage(format!(
+            "refusing to write plaintext into the vault directory `{}` (it is mounted into jobs)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn render_yaml(tree: &Tree<Plain>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match tree {
+        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
+        Tree::Map(map) => {
+            for (key, child) in map {
+                crate::vault::canonical::emit_key(key, &mut out);
+                out.push(b':');
+                crate::vault::canonical::emit_tree(
+                    child,
+                    2,
+                    &mut out,
+                    &mut |plain: &Plain, out: &mut Vec<u8>| plain.render_yaml(out),
+                );
+            }
+        }
+        _ => unreachable!("the secrets root is a mapping"),
+    }
+    out
+}
+
+fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
+    fn walk(node: &Tree<Plain>, path: &mut KeyPath, out: &mut Vec<u8>) -> Result<(), VaultError> {
+        match node {
+            Tree::Leaf(plain) => plain.render_json(out).ok_or_else(|| {
+                VaultError::Unrepresentable(format!(
+                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !!binary)"
+                ))
+            }),
+            Tree::Map(map) => {
+                out.push(b'{');
+                for (index, (key, child)) in map.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    crate::vault::value::quote_json_string(key, out);
+                    out.push(b':');
+                    path.push(crate::vault::path::Segment::Key(key.clone()));
+                    walk(child, path, out)?;
+                    path.pop();
+                }
+                out.push(b'}');
+                Ok(())
+            }
+            Tree::List(list) => {
+                out.push(b'[');
+                for (index, child) in list.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    path.push(crate::vault::path::Segment::Index(index));
+                    walk(child, path, out)?;
+                    path.pop();
+                }
+                out.push(b']');
+                Ok(())
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, &mut KeyPath::root(), &mut out)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The environment variable name of a path: segments joined by `_`,
+/// upper-cased, any character outside `[A-Z0-9_]` replaced by `_`.
+pub fn env_name(path: &KeyPath) -> String {
+    path.segments()
+        .iter()
+        .map(|segment| match segment {
+            crate::vault::path::Segment::Key(key) => key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect(),
+            crate::vault::path::Segment::Index(index) => index.to_string(),
+        })
+        .collect::<Vec<String>>()
+        .join("_")
+}
+
+fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut failure = None;
+    tree.for_each_leaf(&mut |path, plain| {
+        if failure.is_some() {
+            return;
+        }
+        let name = env_name(path);
+        if let Some(previous) = seen.insert(name.clone(), path.to_string()) {
+            failure = Some(VaultError::Unrepresentable(format!(
+                "`{previous}` and `{path}` both become the variable `{name}`; export them separately with a prefix"
+            )));
+            return;
+        }
+        if plain.kind == ScalarKind::Bytes {
+            failure = Some(VaultError::Unrepresentable(format!(
+                "value at `{path}` is not UTF-8 text, which an env file cannot hold; use --format yaml"
+            )));
+            return;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"='");
+        for &byte in plain.bytes.expose() {
+            if byte == b'\'' {
+                out.extend_from_slice(b"'\\''");
+            } else {
+                out.push(byte);
+            }
+        }
+        out.extend_from_slice(b"'\n");
+    });
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(out),
+    }
+}
+
+/// `runvault keygen`.
+pub fn keygen(global: &GlobalArgs, args: KeygenArgs) -> Result<(), CommandError> {
+    let parent = fs::parent_dir(&args.file);
+    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), global.dir.canonicalize())
+        && parent.starts_with(&dir)
+    {
+        return Err(VaultError::Usage(format!(
+                "refusing to put the key file inside the vault directory `{}`: keep it outside (default /etc/runvault/vault.key)",
+                dir.display()
+            ))
+            .into());
+    }
+    fs::create_dir_with_mode(parent, 0o700)?;
+    let contents = slots::new_key_file_contents();
+    fs::create_new(&args.file, contents.expose(), 0o400).map_err(|err| match err {
+        fs::FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            VaultError::Usage(format!(
+                "`{}` already exists; refusing to overwrite a key",
+                args.file.display()
+            ))
+        }
+        other => other.into(),
+    })?;
+    status(format_args!(
+        "wrote a new 256-bit key to `{}` (mode 0400)",
+        args.file.display()
+    ));
+    Ok(())
+}
+
+/// `runvault key ...`.
+pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
+    let credential = input::unlock_credential(global)?;
+    let vault = vault_dir(global);
+    match args.command {
+        KeyCommand::List { json } => {
+            let (unlocked, _) = vault.open(&credential)?;
+            write_stdout(render_slots(unlocked.header(), json).as_bytes())
+        }
+        KeyCommand::Add { kind } => {
+            let new_credential = match &kind {
+                KeyAddKind::Passphrase {
+                    new_passphrase_file,
+                    kdf,
+                } => {
+                    input::new_passphrase(new_passphrase_file.as_deref(), kdf, KdfParams::DEFAULT)?
+                }
+                KeyAddKind::Keyfile { file } => Credential::KeyFile(slots::read_key_file(file)?),
+            };
+            let id = vault.modify(&credential, |unlocked, salt| {
+                Ok(unlocked.add_slot(&new_credential, salt))
+            })?;
+            status(format_args!(
+                "added {} slot {id}",
+                new_credential.kind_name()
+            ));
+            Ok(())
+        }
+        KeyCommand::Passwd {
+            slot,
+            new_passphrase_file,
+            kdf,
+        } => {
+            let (unlocked, _) = vault.open(&credential)?;
+            let base = match unlocked
+                .header()
+                .slots
+                .iter()
+                .find(|s| s.id == slot)
+                .map(|s| &s.kind)
+            {
+                Some(SlotKind::Passphrase(params)) => *params,
+                Some(other) => {
+                    return Err(VaultError::NotPassphraseSlot {
+                        id: slot,
+                        kind: other.name(),
+                    }
+                    .into());
+                }
+                None => return Err(VaultError::NoSuchSlot { id: slot }.into()),
+            };
+            drop(unlocked);
+            let new_credential = input::new_passphrase(new_passphrase_file.as_deref(), &kdf, base)?;
+            vault.modify(&credential, |unlocked, salt| {
+                unlocked.change_passphrase(slot, &new_credential, salt)
+            })?;
+            status(format_args!(
+                "changed the passphrase of slot {slot}; no value was re-encrypted"
+            ));
+            Ok(())
+        }
+        KeyCommand::Remove { slot } => {
+            vault.modify(&credential, |unlocked, _| unlocked.remove_slot(slot))?;
+            status(format_args!("removed slot {slot}"));
+            Ok(())
+        }
+    }
+}
+
+fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
+    let rows: Vec<serde_json::Value> = header
+        .slots
+        .iter()
+        .map(|slot| {
+            let mut row = serde_json::json!({"id": slot.id, "kind": slot.kind.name(), "created": slot.created});
+            if let SlotKind::Passphrase(p) = &slot.kind {
+                row["kdf"] = serde_json::json!({
+                    "algorithm": "argon2id", "memory_kib": p.memory_kib,
+                    "iterations": p.iterations, "parallelism": p.parallelism
+                });
+            }
+            row
+        })
+        .collect();
+    if json {
+        return format!("{}\n", serde_json::Value::Array(rows));
+    }
+    let mut out = format!("{:<4} {:<11} {:<21} {}\n", "ID", "KIND", "CREATED", "KDF");
+    for slot in &header.slots {
+        let kdf = match &slot.kind {
+            SlotKind::Passphrase(p) => format!(
+                "argon2id m={}KiB t={} p={}",
+                p.memory_kib, p.iterations, p.parallelism
+            ),
+            SlotKind::KeyFile => "hkdf-sha256".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<4} {:<11} {:<21} {kdf}\n",
+            slot.id,
+            slot.kind.name(),
+            slot.created
+        ));
+    }
+    out
+}

@@ -1,0 +1,398 @@
+//! File access with the guarantees the vault and config.toml need.
+//!
+//! [`write_atomic`] is the only function in runvault that replaces a file:
+//! a temp file in the same directory (created 0600 with `O_EXCL`), written,
+//! fsynced, given the target's owner and mode, renamed over the target, then
+//! the directory fsynced. A reader sees the old file or the new one, never a
+//! mix, and a crash leaves at worst a stray temp file that the next writer
+//! removes ([`remove_stray_temps`]). Symlinks are refused, never followed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::core::exit::{self, ExitStatus};
+
+/// Marks runvault's temp files: `.NAME.<random>.rvtmp`.
+const TEMP_SUFFIX: &str = ".rvtmp";
+
+/// What went wrong touching a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// An I/O operation failed.
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        /// What was being done ("read", "write", "rename", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is a symlink, which runvault never follows.
+    #[error("`{path}` is a symbolic link; refusing to follow it (replace it with the real file)")]
+    Symlink {
+        /// The symlink.
+        path: PathBuf,
+    },
+    /// A file holding a secret can be read by other users.
+    #[error(
+        "{what} `{path}` is accessible by group or others (mode {mode:04o}); \
+         run `chmod 600 {path}` first"
+    )]
+    TooOpen {
+        /// What the file is ("passphrase file", "key file").
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Refusing to write into an existing file that others may read.
+    #[error(
+        "`{path}` exists with mode {mode:04o}, readable by group or others; \
+         refusing to write plaintext into it (remove it or `chmod 600` it first)"
+    )]
+    ExistingTooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+impl FsError {
+    /// Builds the I/O variant; used as `.map_err(FsError::io("read", path))`.
+    pub fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FsError + 'p {
+        move |source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                FsError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                FsError::Io {
+                    action,
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        }
+    }
+
+    /// Whether the error says the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+impl ExitStatus for FsError {
+    fn exit_code(&self) -> u8 {
+        exit::OTHER
+    }
+}
+
+/// Opens a file for reading without following a symlink at its last component.
+pub fn open_nofollow(path: &Path) -> Result<File, FsError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(FsError::io("open", path))
+}
+
+/// Reads a whole file, refusing a symlink.
+pub fn read_nofollow(path: &Path) -> Result<Vec<u8>, FsError> {
+    let mut file = open_nofollow(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(FsError::io("read", path))?;
+    Ok(bytes)
+}
+
+/// Reads a whole file, or `None` if it does not exist; refuses a symlink.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    match read_nofollow(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Reads a file that holds a secret (passphrase file, key file): refuses a
+/// symlink and a file that group or others can access, as ssh does for keys.
+pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(FsError::io("open", path))?;
+    let mode = file
+        .metadata()
+        .map_err(FsError::io("inspect", path))?
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(FsError::TooOpen {
+            what,
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(FsError::io("read", path))?;
+    Ok(bytes)
+}
+
+/// How [`write_atomic`] treats permissions.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMode {
+    /// Mode of a file that does not exist yet (an existing file keeps its own).
+    pub new_file_mode: u32,
+    /// Refuse to replace an existing file readable by group or others
+    /// (for plaintext the user asked for, e.g. `export -o`).
+    pub refuse_open_target: bool,
+    /// Bits of an existing file's mode that are kept (`0o7777` keeps all).
+    pub keep_mode_mask: u32,
+}
+
+impl WriteMode {
+    /// A private file: 0600 when new; an existing file keeps owner and mode.
+    pub const PRIVATE: WriteMode = WriteMode {
+        new_file_mode: 0o600,
+        refuse_open_target: false,
+        keep_mode_mask: 0o7777,
+    };
+    /// Plaintext output: 0600, never into a file others can read.
+    pub const PLAINTEXT: WriteMode = WriteMode {
+        new_file_mode: 0o600,
+        refuse_open_target: true,
+        keep_mode_mask: 0o7777,
+    };
+}
+
+/// Replaces `target` with `contents` atomically and durably (see module doc).
+///
+/// The target's owner and mode are kept; a symlinked target is refused. On any
+/// error the target is unchanged and the temp file is removed.
+pub fn write_atomic(target: &Path, contents: &[u8], mode: WriteMode) -> Result<(), FsError> {
+    let dir = parent_dir(target);
+    let existing = match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(FsError::Symlink {
+                path: target.to_path_buf(),
+            });
+        }
+        Ok(meta) => Some(meta),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return Err(FsError::io("inspect", target)(err)),
+    };
+    if let Some(meta) = &existing {
+        let current = meta.mode() & 0o7777;
+        if mode.refuse_open_target && current & 0o077 != 0 {
+            return Err(FsError::ExistingTooOpen {
+                path: target.to_path_buf(),
+                mode: current,
+            });
+        }
+    }
+
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(TEMP_SUFFIX)
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(FsError::io("create a temp file in", dir))?;
+    let temp_path = temp.path().to_path_buf();
+    temp.write_all(contents)
+        .map_err(FsError::io("write", &temp_path))?;
+    let final_mode = existing.as_ref().map_or(mode.new_file_mode, |m| {
+        m.mode() & 0o7777 & mode.keep_mode_mask
+    });
+    if let Some(meta) = &existing {
+        // Keep the owner: only possible (and only needed) when it differs.
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let temp_meta = temp
+            .as_file()
+            .metadata()
+            .map_err(FsError::io("inspect", &temp_path))?;
+        if (temp_meta.uid(), temp_meta.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(temp.as_file(), Some(uid), Some(gid))
+                .map_err(FsError::io("set the owner of", &temp_path))?;
+        }
+    }
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(final_mode))
+        .map_err(FsError::io("set the mode of", &temp_path))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(FsError::io("sync", &temp_path))?;
+    temp.persist(target)
+        .map_err(|err| FsError::io("rename over", target)(err.error))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so that a rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(FsError::io("sync directory", dir))
+}
+
+/// Removes temp files that a crashed writer left next to `target`.
+/// Call it only while holding the writers' lock.
+pub fn remove_stray_temps(target: &Path) -> Result<usize, FsError> {
+    let dir = parent_dir(target);
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(0);
+    };
+    let prefix = format!(".{name}.");
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(FsError::io("list", dir)(err)),
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        if entry_name.starts_with(&prefix) && entry_name.ends_with(TEMP_SUFFIX) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(FsError::io("remove stray temp file", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether a directory entry name is one of runvault's temp files.
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// Creates a directory (and missing parents) with the given mode for the
+/// directory itself; an existing directory is left as it is.
+pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<(), FsError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(FsError::Io {
+                action: "use as a directory",
+                path: dir.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it exists and is not a directory",
+                ),
+            });
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(FsError::io("inspect", dir)(err)),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(FsError::io("create directory", dir))?;
+    // The umask may have narrowed the mode; set it exactly.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(FsError::io("set the mode of", dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Creates a new file that must not exist yet (`O_EXCL`), with `mode`,
+/// writes and fsyncs it. Used for files that are never replaced (key files).
+pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(FsError::io("create", path))?;
+    let result = file
+        .write_all(contents)
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| file.sync_all());
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(path);
+        return Err(FsError::io("write", path)(err));
+    }
+    sync_dir(parent_dir(path))
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_creates_private_file_and_keeps_existing_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.yml");
+        write_atomic(&target, b"one", WriteMode::PRIVATE).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&target, b"two", WriteMode::PRIVATE).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file may remain");
+    }
+
+    #[test]
+    fn write_atomic_refuses_symlink_and_open_plaintext_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            write_atomic(&link, b"x", WriteMode::PRIVATE),
+            Err(FsError::Symlink { .. })
+        ));
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            write_atomic(&real, b"x", WriteMode::PLAINTEXT),
+            Err(FsError::ExistingTooOpen { mode: 0o644, .. })
+        ));
+        assert_eq!(std::fs::read(&real).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn read_private_refuses_group_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        std::fs::write(&file, b"secret\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_private(&file, "passphrase file").unwrap_err();
+        assert!(err.to_string().contains("mode 0644"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private(&file, "passphrase file").unwrap(), b"secret\n");
+    }
+
+    #[test]
+    fn stray_temps_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("vault.yml");
+        std::fs::write(dir.path().join(".vault.yml.abc123.rvtmp"), b"junk").unwrap();
+        std::fs::write(dir.path().join("other"), b"keep").unwrap();
+        assert_eq!(remove_stray_temps(&target).unwrap(), 1);
+        assert!(dir.path().join("other").exists());
+    }
+}

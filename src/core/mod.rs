@@ -1,0 +1,9 @@
+//! What the vault and the runner share: exit codes, the one atomic file
+//! writer, the writers' lock, permission checks and secret types.
+//!
+//! Nothing here knows the vault format or Docker; both build on it.
+
+pub mod exit;
+pub mod fs;
+pub mod lock;
+pub mod secret;

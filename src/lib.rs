@@ -1,0 +1,18 @@
+//! runvault keeps a DataOps runner host's credentials encrypted in
+//! `/secrets/vault.yml`, wires the read-only `/secrets` mount into the
+//! runner, and resolves `DATAOPS_VAULT(PATH)` references for jobs.
+//!
+//! - [`core`]: what every part shares: exit codes, the one atomic file
+//!   writer, the writers' lock, secret types.
+//! - [`vault`]: the vault file format, its crypto and its operations.
+//! - [`cli`]: the command line; one handler per command.
+//!
+//! The binary is a thin wrapper around [`run`].
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod core;
+pub mod vault;
+
+pub use cli::run;

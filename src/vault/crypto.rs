@@ -1,0 +1,285 @@
+//! The cryptographic primitives, each used for one purpose:
+//! AES-256-GCM for values and wrapped data keys, Argon2id for passphrases,
+//! HKDF-SHA256 for machine keys and subkeys, HMAC-SHA256 for the file MAC.
+//!
+//! Every function takes and returns secret material in [`Key32`] /
+//! [`SecretBytes`]; intermediate buffers are wiped.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::core::secret::{Key32, SecretBytes};
+
+/// Length of an AES-GCM nonce.
+pub const NONCE_LEN: usize = 12;
+/// Length of an AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+
+/// Encrypts `plaintext` under `key` with a fresh random nonce, binding `aad`.
+/// Returns `nonce || ciphertext || tag`.
+pub fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = Aes256Gcm::new(key.expose().into());
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+/// Decrypts `nonce || ciphertext || tag`; `None` if the key, `aad` or the
+/// bytes do not match.
+pub fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let cipher = Aes256Gcm::new(key.expose().into());
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
+        .map(SecretBytes::new)
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Number of lanes.
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// RFC 9106's second recommended option: 64 MiB, 3 passes, 4 lanes.
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 65_536,
+        iterations: 3,
+        parallelism: 4,
+    };
+    /// Most memory a slot may ask for: 2 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+    /// Most passes a slot may ask for.
+    pub const MAX_ITERATIONS: u32 = 64;
+    /// Most lanes a slot may ask for.
+    pub const MAX_PARALLELISM: u32 = 64;
+    /// Ceiling on memory x passes (KiB-passes): 8 GiB-passes, about 40 x the default.
+    pub const MAX_WORK: u64 = 8 * 1024 * 1024;
+
+    /// Checks the parameters against the bounds, so that a hostile file cannot
+    /// make runvault allocate gigabytes or run for hours.
+    pub fn check(&self) -> Result<(), String> {
+        let KdfParams {
+            memory_kib: m,
+            iterations: t,
+            parallelism: p,
+        } = *self;
+        if !(1..=Self::MAX_PARALLELISM).contains(&p) {
+            return Err(format!(
+                "parallelism {p} is outside 1..={}",
+                Self::MAX_PARALLELISM
+            ));
+        }
+        if !(1..=Self::MAX_ITERATIONS).contains(&t) {
+            return Err(format!(
+                "iterations {t} is outside 1..={}",
+                Self::MAX_ITERATIONS
+            ));
+        }
+        if m < 8 * p || m > Self::MAX_MEMORY_KIB {
+            return Err(format!(
+                "memory {m} KiB is outside {}..={} KiB",
+                8 * p,
+                Self::MAX_MEMORY_KIB
+            ));
+        }
+        if u64::from(m) * u64::from(t) > Self::MAX_WORK {
+            return Err(format!(
+                "memory x iterations = {} KiB-passes exceeds the ceiling of {}",
+                u64::from(m) * u64::from(t),
+                Self::MAX_WORK
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Derives a key-encryption key from a passphrase with Argon2id.
+/// The parameters must have passed [`KdfParams::check`].
+pub fn argon2id(passphrase: &SecretBytes, salt: &[u8], params: KdfParams) -> Key32 {
+    let argon_params = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .expect("checked parameters are valid for argon2");
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon_params,
+    );
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.expose(), salt, out.as_mut())
+        .expect("argon2 accepts any passphrase and a salt of 8 bytes or more");
+    Key32::from_bytes(*out)
+}
+
+/// HKDF-SHA256 expansion of `ikm` into a 256-bit key for `info`.
+pub fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Key32 {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut out = Zeroizing::new([0u8; 32]);
+    hk.expand(info, out.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    Key32::from_bytes(*out)
+}
+
+/// The subkeys derived from the data key; the data key itself encrypts nothing.
+pub struct Subkeys {
+    /// Encrypts values.
+    pub enc: Key32,
+    /// Keys the file MAC.
+    pub mac: Key32,
+}
+
+impl Subkeys {
+    /// Derives both subkeys from the data key.
+    pub fn derive(data_key: &Key32) -> Subkeys {
+        Subkeys {
+            enc: hkdf(data_key.expose(), b"", b"runvault/v1/value-encryption"),
+            mac: hkdf(data_key.expose(), b"", b"runvault/v1/file-mac"),
+        }
+    }
+}
+
+/// An incremental HMAC-SHA256 over length-prefixed fields.
+pub struct MacWriter(Hmac<Sha256>);
+
+impl MacWriter {
+    /// Starts a MAC under `key`.
+    pub fn new(key: &Key32) -> MacWriter {
+        MacWriter(
+            <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length"),
+        )
+    }
+
+    /// Adds raw bytes (the caller provides the framing).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Adds a length-prefixed byte string.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    /// Adds a u64.
+    pub fn u64(&mut self, value: u64) {
+        self.0.update(&value.to_be_bytes());
+    }
+
+    /// The tag.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into_bytes().into()
+    }
+
+    /// Compares with an expected tag in constant time.
+    pub fn verify(self, expected: &[u8]) -> bool {
+        self.0.verify_slice(expected).is_ok()
+    }
+}
+
+/// Fills a buffer from the operating system's RNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip_and_bind_aad(plain in proptest::collection::vec(any::<u8>(), 0..300), aad in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let key = Key32::random();
+            let sealed = seal(&key, &aad, &plain);
+            let opened = open(&key, &aad, &sealed).unwrap();
+            prop_assert_eq!(opened.expose(), &plain[..]);
+            let mut other_aad = aad.clone();
+            other_aad.push(0);
+            prop_assert!(open(&key, &other_aad, &sealed).is_none());
+            prop_assert!(open(&Key32::random(), &aad, &sealed).is_none());
+            let mut flipped = sealed.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            prop_assert!(open(&key, &aad, &flipped).is_none());
+        }
+    }
+
+    #[test]
+    fn kdf_bounds_refuse_absurd_parameters() {
+        assert!(KdfParams::DEFAULT.check().is_ok());
+        assert!(
+            KdfParams {
+                memory_kib: u32::MAX,
+                iterations: 3,
+                parallelism: 4
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            KdfParams {
+                memory_kib: 65_536,
+                iterations: 1_000_000,
+                parallelism: 4
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            KdfParams {
+                memory_kib: 2 * 1024 * 1024,
+                iterations: 64,
+                parallelism: 4
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            KdfParams {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1
+            }
+            .check()
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The vault's errors, each with its documented exit code. Messages name
+//! paths and files, never values, passphrases or keys.
+
+use std::path::PathBuf;
+
+use crate::core::exit::{self, ExitStatus};
+use crate::core::fs::FsError;
+use crate::core::lock::LockError;
+use crate::vault::format::FormatError;
+use crate::vault::path::PathError;
+use crate::vault::tree::PlaceError;
+use crate::vault::value::PlainError;
+
+/// Everything a vault operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// File access failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// The writers' lock was not acquired.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A path argument is malformed.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// A value cannot be placed at a path.
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    /// No vault in the directory.
+    #[error(
+        "no vault in `{dir}`: `vault.yml` does not exist; create one with `runvault init --dir {dir}`"
+    )]
+    NoVault {
+        /// The vault directory.
+        dir: PathBuf,
+    },
+    /// `vault.yml` is still the hand-made plaintext file.
+    #[error("`{path}` is a plaintext vault, not encrypted; adopt it with `runvault init`")]
+    Plaintext {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The vault file is corrupt or not a runvault vault (exit 5).
+    #[error("`{path}` is corrupt: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// A vault written by a newer runvault (exit 1: nothing is wrong with it).
+    #[error("`{path}`: {source}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The version problem.
+        #[source]
+        source: FormatError,
+    },
+    /// `vault.salt` is missing while `vault.yml` exists.
+    #[error("`{path}` is missing; the vault cannot be opened without the salt it was created with")]
+    SaltMissing {
+        /// The salt file.
+        path: PathBuf,
+    },
+    /// `vault.salt` is not the one the vault was made with.
+    #[error(
+        "`{path}` does not belong to this vault (salt id mismatch): restore the vault.salt \
+         that was created with this vault.yml"
+    )]
+    SaltMismatch {
+        /// The salt file.
+        path: PathBuf,
+    },
+    /// No slot opens with the given secret.
+    #[error("wrong {what}: no key slot of `{path}` opens with it")]
+    WrongSecret {
+        /// "passphrase" or "key file".
+        what: &'static str,
+        /// The vault file.
+        path: PathBuf,
+    },
+    /// The vault has no slot of the kind the given secret needs.
+    #[error(
+        "`{path}` has no {kind} slot; unlock with another secret or add one with `runvault key add`"
+    )]
+    NoSlotOfKind {
+        /// "passphrase" or "keyfile".
+        kind: &'static str,
+        /// The vault file.
+        path: PathBuf,
+    },
+    /// A slot's stored KDF parameters are out of bounds.
+    #[error(
+        "key slot {id} of `{path}` asks for unsafe Argon2id parameters ({reason}); refusing to run them"
+    )]
+    HostileKdf {
+        /// The slot id.
+        id: u32,
+        /// The vault file.
+        path: PathBuf,
+        /// Which bound was exceeded.
+        reason: String,
+    },
+    /// The file MAC does not match: entries or header fields were changed.
+    #[error(
+        "`{path}` failed authentication: the file was modified outside runvault \
+         (entries added, removed, moved or edited) or is corrupt; restore it from a backup"
+    )]
+    MacMismatch {
+        /// The vault file.
+        path: PathBuf,
+    },
+    /// One value does not decrypt under its path.
+    #[error(
+        "value at `{key}` in `{path}` failed to decrypt: it was tampered with or moved from another path"
+    )]
+    ValueTampered {
+        /// The key path.
+        key: String,
+        /// The vault file.
+        path: PathBuf,
+    },
+    /// The path does not exist.
+    #[error("path `{key}` not found in the vault")]
+    NotFound {
+        /// The key path.
+        key: String,
+    },
+    /// The path is a mapping or list, not a value.
+    #[error(
+        "`{key}` is a {kind}, not a value; use `runvault list {key}` or `runvault export {key}`"
+    )]
+    NotAValue {
+        /// The key path.
+        key: String,
+        /// "mapping" or "list".
+        kind: &'static str,
+    },
+    /// Plaintext YAML that cannot be stored.
+    #[error("`{file}`: {source}")]
+    Plain {
+        /// The file being imported or adopted.
+        file: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: PlainError,
+    },
+    /// A plaintext YAML file that does not parse.
+    #[error("`{file}` is not valid YAML: {message}")]
+    BadYaml {
+        /// The file.
+        file: PathBuf,
+        /// serde_yaml's message (with line and column; never a value).
+        message: String,
+    },
+    /// A key file that is not a runvault key.
+    #[error(
+        "`{path}` is not a runvault key file (expected 64 hex characters, as `runvault keygen` writes)"
+    )]
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A slot id that does not exist.
+    #[error("no key slot with id {id}; see `runvault key list`")]
+    NoSuchSlot {
+        /// The id asked for.
+        id: u32,
+    },
+    /// Refusing to remove the only slot.
+    #[error(
+        "refusing to remove slot {id}: it is the last key slot, and the vault could never be opened again"
+    )]
+    LastSlot {
+        /// The id asked for.
+        id: u32,
+    },
+    /// An operation that needs a passphrase slot was pointed at another kind.
+    #[error("slot {id} is a {kind} slot; `key passwd` changes passphrase slots only")]
+    NotPassphraseSlot {
+        /// The slot id.
+        id: u32,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// Bad input given by the user (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// An export that the chosen format cannot represent.
+    #[error("{0}")]
+    Unrepresentable(String),
+}
+
+impl ExitStatus for VaultError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            VaultError::Fs(err) => err.exit_code(),
+            VaultError::Lock(err) => err.exit_code(),
+            VaultError::Path(_) | VaultError::Usage(_) | VaultError::NotAValue { .. } => {
+                exit::USAGE
+            }
+            VaultError::NotFound { .. } => exit::NOT_FOUND,
+            VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. } => exit::WRONG_SECRET,
+            VaultError::Corrupt { .. }
+            | VaultError::SaltMissing { .. }
+            | VaultError::SaltMismatch { .. }
+            | VaultError::HostileKdf { .. }
+            | VaultError::MacMismatch { .. }
+            | VaultError::ValueTampered { .. } => exit::INTEGRITY,
+            VaultError::Place(_)
+            | VaultError::NoVault { .. }
+            | VaultError::Plaintext { .. }
+            | VaultError::Unsupported { .. }
+            | VaultError::Plain { .. }
+            | VaultError::BadYaml { .. }
+            | VaultError::BadKeyFile { .. }
+            | VaultError::NoSuchSlot { .. }
+            | VaultError::LastSlot { .. }
+            | VaultError::NotPassphraseSlot { .. }
+            | VaultError::Unrepresentable(_) => exit::OTHER,
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The vault file as data: header, key slots, sealed values, and the MAC
+//! that authenticates them. Reads a file through the fast canonical reader
+//! (falling back to serde_yaml for files a person or tool reformatted), and
+//! writes the canonical layout. See docs/format.md.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::core::secret::Key32;
+use crate::vault::canonical;
+use crate::vault::crypto::{KdfParams, MacWriter};
+use crate::vault::tree::Tree;
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+/// The top-level key of the header block.
+pub const HEADER_KEY: &str = "runvault";
+/// The top-level key of the secrets tree.
+pub const SECRETS_KEY: &str = "secrets";
+
+const PREAMBLE: &str = "\
+# runvault vault: keys are readable, every value is encrypted (AES-256-GCM),
+# and the whole file is authenticated. Change it only with `runvault`.
+";
+
+/// What is wrong with a vault file's structure (before any key is used).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not YAML at all.
+    #[error("vault file is not valid YAML: {0}")]
+    Yaml(String),
+    /// YAML, but not a runvault vault (for example the hand-made plaintext file).
+    #[error("vault file is not an encrypted runvault vault")]
+    NotAVault,
+    /// A vault written by a newer runvault.
+    #[error(
+        "vault format {found} is not supported by this runvault (it reads format {FORMAT_VERSION}); upgrade runvault"
+    )]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u64,
+    },
+    /// A header field is missing or malformed.
+    #[error("vault header field `{field}` is {problem}")]
+    Header {
+        /// The field (e.g. `slots[1].wrapped`).
+        field: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A value in the secrets tree is not a sealed value.
+    #[error("value at `{path}` is not an encrypted runvault value")]
+    NotSealed {
+        /// Its path.
+        path: String,
+    },
+}
+
+/// The kind of a key slot and what it needs to derive its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A passphrase through Argon2id with these parameters and `vault.salt`.
+    Passphrase(KdfParams),
+    /// A 256-bit machine key file through HKDF-SHA256 with `vault.salt`.
+    KeyFile,
+}
+
+impl SlotKind {
+    /// The name in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SlotKind::Passphrase(_) => "passphrase",
+            SlotKind::KeyFile => "keyfile",
+        }
+    }
+}
+
+/// One key slot: the data key wrapped under a key derived from one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// Stable id, unique within the vault.
+    pub id: u32,
+    /// How its key is derived.
+    pub kind: SlotKind,
+    /// Creation (or last change) time, RFC 3339 UTC.
+    pub created: String,
+    /// `nonce || AES-256-GCM(data key) || tag`.
+    pub wrapped: Vec<u8>,
+}
+
+/// The header block (everything but the secrets tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Random id of this vault, bound into every value and slot.
+    pub vault_id: [u8; 16],
+    /// Id of the `vault.salt` the slots were derived with.
+    pub salt_id: [u8; 16],
+    /// Write counter: every committed change adds one.
+    pub generation: u64,
+    /// The key slots.
+    pub slots: Vec<Slot>,
+    /// HMAC-SHA256 over the header and the tree (see [`compute_mac`]).
+    pub mac: [u8; 32],
+}
+
+/// A sealed value as it stands in the file: `rv1:VERSION:TIME:BASE64`,
+/// where BASE64 is `nonce || ciphertext || tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed(pub String);
+
+/// The parts of a sealed value.
+pub struct SealedParts {
+    /// Version number of this path's value (1 for the first).
+    pub version: u32,
+    /// Unix time the value was set.
+    pub time: u64,
+    /// `nonce || ciphertext || tag`.
+    pub blob: Vec<u8>,
+}
+
+impl Sealed {
+    /// Builds the text form.
+    pub fn new(version: u32, time: u64, blob: &[u8]) -> Sealed {
+        Sealed(format!("rv1:{version}:{time}:{}", BASE64.encode(blob)))
+    }
+
+    /// Splits the text form; `None` if malformed.
+    pub fn parts(&self) -> Option<SealedParts> {
+        let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
+        let version = fields.next()?.parse().ok()?;
+        let time = fields.next()?.parse().ok()?;
+        let blob = BASE64.decode(fields.next()?).ok()?;
+        Some(SealedParts {
+            version,
+            time,
+            blob,
+        })
+    }
+}
+
+/// A vault as read from or written to disk: only ciphertext, never plaintext.
+/// This is the only type that can be turned into file bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncryptedVault {
+    /// The header.
+    pub header: Header,
+    /// The secrets tree of sealed values.
+    pub secrets: Tree<Sealed>,
+}
+
+/// What a `vault.yml` turned out to hold.
+pub enum VaultFile {
+    /// A runvault vault.
+    Encrypted(EncryptedVault),
+    /// Plaintext YAML (the hand-made DataOps vault), to be adopted.
+    Plaintext(serde_yaml::Value),
+}
+
+/// Which reader accepted a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The linear canonical reader.
+    Fast,
+    /// serde_yaml.
+    General,
+}
+
+impl EncryptedVault {
+    /// Parses an encrypted vault file (fast path, then serde_yaml).
+    pub fn parse(bytes: &[u8]) -> Result<(EncryptedVault, Reader), FormatError> {
+        if let Ok(raw) = canonical::parse(bytes)
+            && is_vault(&raw)
+        {
+            return interpret(raw).map(|vault| (vault, Reader::Fast));
+        }
+        match classify_general(bytes)? {
+            VaultFile::Encrypted(vault) => Ok((vault, Reader::General)),
+            VaultFile::Plaintext(_) => Err(FormatError::NotAVault),
+        }
+    }
+
+    /// The canonical file bytes.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let h = &self.header;
+        let mut out = Vec::with_capacity(4096 + self.secrets.leaf_count() * 128);
+        out.extend_from_slice(PREAMBLE.as_bytes());
+        let line = |out: &mut Vec<u8>, text: String| {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        };
+        line(&mut out, format!("{HEADER_KEY}:"));
+        line(&mut out, format!("  format: {FORMAT_VERSION}"));
+        line(&mut out, format!("  vault_id: \"{}\"", hex(&h.vault_id)));
+        line(&mut out, format!("  salt_id: \"{}\"", hex(&h.salt_id)));
+        line(&mut out, format!("  generation: {}", h.generation));
+        line(&mut out, "  slots:".to_string());
+        for slot in &h.slots {
+            line(&mut out, "    -".to_string());
+            line(&mut out, format!("      id: {}", slot.id));
+            line(&mut out, format!("      kind: \"{}\"", slot.kind.name()));
+            line(&mut out, format!("      created: \"{}\"", slot.created));
+            if let SlotKind::Passphrase(params) = &slot.kind {
+                line(&mut out, format!("      memory_kib: {}", params.memory_kib));
+                line(&mut out, format!("      iterations: {}", params.iterations));
+                line(
+                    &mut out,
+                    format!("      parallelism: {}", params.parallelism),
+                );
+            }
+            line(
+                &mut out,
+                format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),
+            );
+        }
+        line(&mut out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
+        out.extend_from_slice(SECRETS_KEY.as_bytes());
+        out.push(b':');
+        canonical::emit_tree(
+            &self.secrets,
+            2,
+            &mut out,
+            &mut |sealed: &Sealed, out: &mut Vec<u8>| {
+                out.extend_from_slice(sealed.0.as_bytes());
+            },
+        );
+        out
+    }
+}
+
+/// Reads any `vault.yml`: encrypted (fast path first) or plaintext.
+pub fn classify(bytes: &[u8]) -> Result<VaultFile, FormatError> {
+    if let Ok(raw) = canonical::parse(bytes)
+        && is_vault(&raw)
+    {
+        return interpret(raw).map(VaultFile::Encrypted);
+    }
+    classify_general(bytes)
+}
+
+fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
+    let doc = crate::vault::value::parse_plain_yaml(bytes).map_err(FormatError::Yaml)?;
+    let is_encrypted = doc
+        .get(HEADER_KEY)
+        .and_then(|header| header.get("format"))
+        .is_some();
+    if !is_encrypted {
+        return Ok(VaultFile::Plaintext(doc));
+    }
+    let raw = raw_from_general(&doc, 0).ok_or(FormatError::Header {
+        field: HEADER_KEY.to_string(),
+        problem: "not made of string keys and string or integer scalars",
+    })?;
+    interpret(raw).map(VaultFile::Encrypted)
+}
+
+/// Converts a serde_yaml document to the raw tree the fast reader produces.
+pub fn raw_from_general(value: &serde_yaml::Value, depth: usize) -> Option<Tree<String>> {
+    use serde_yaml::Value;
+    if depth > canonical::MAX_DEPTH {
+        return None;
+    }
+    Some(match value {
+        Value::Mapping(map) => {
+            let mut out = indexmap::IndexMap::with_capacity(map.len());
+            for (key, child) in map {
+                out.insert(
+                    key.as_str()?.to_string(),
+                    raw_from_general(child, depth + 1)?,
+                );
+            }
+            Tree::Map(out)
+        }
+        Value::Sequence(items) => Tree::List(
+            items
+                .iter()
+                .map(|item| raw_from_general(item, depth + 1))
+                .collect::<Option<_>>()?,
+        ),
+        Value::String(text) => Tree::Leaf(text.clone()),
+        Value::Number(number) if number.is_u64() => Tree::Leaf(number.to_string()),
+        _ => return None,
+    })
+}
+
+fn is_vault(raw: &Tree<String>) -> bool {
+    matches!(raw, Tree::Map(map) if map.get(HEADER_KEY).and_then(|h| h.get(&key_path("format"))).is_some())
+}
+
+fn key_path(key: &str) -> crate::vault::path::KeyPath {
+    crate::vault::path::KeyPath::root().child(crate::vault::path::Segment::Key(key.to_string()))
+}
+
+/// Turns a raw tree into a vault, checking every header field's shape.
+fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
+    let Tree::Map(mut root) = raw else {
+        return Err(FormatError::NotAVault);
+    };
+    let header_raw = root
+        .shift_remove(HEADER_KEY)
+        .ok_or(FormatError::NotAVault)?;
+    let secrets_raw = root
+        .shift_remove(SECRETS_KEY)
+        .ok_or_else(|| missing(SECRETS_KEY))?;
+    if let Some(extra) = root.keys().next() {
+        return Err(FormatError::Header {
+            field: extra.clone(),
+            problem: "not part of the format",
+        });
+    }
+    let Tree::Map(mut fields) = header_raw else {
+        return Err(missing(HEADER_KEY));
+    };
+    let format = take_u64(&mut fields, "format", "format")?;
+    if format != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: format });
+    }
+    let vault_id = take_id(&mut fields, "vault_id")?;
+    let salt_id = take_id(&mut fields, "salt_id")?;
+    let generation = take_u64(&mut fields, "generation", "generation")?;
+    let mac_text = take_string(&mut fields, "mac", "mac")?;
+    let mac = BASE64
+        .decode(mac_text)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| malformed("mac"))?;
+    let slots = match fields.shift_remove("slots") {
+        Some(Tree::List(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| interpret_slot(item, index))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(missing("slots")),
+    };
+    if let Some(extra) = fields.keys().next() {
+        return Err(FormatError::Header {
+            field: format!("{HEADER_KEY}.{extra}"),
+            problem: "not part of the format",
+        });
+    }
+    let mut bad_path = None;
+    let secrets = secrets_raw.try_map(&mut |path, text: &String| {
+        if text.starts_with("rv1:") {
+            Ok(Sealed(text.clone()))
+        } else {
+            bad_path.get_or_insert_with(|| path.to_string());
+            Err(())
+        }
+    });
+    let secrets = match secrets {
+        Ok(tree @ Tree::Map(_)) => tree,
+        Ok(_) => return Err(malformed(SECRETS_KEY)),
+        Err(()) => {
+            return Err(FormatError::NotSealed {
+                path: bad_path.unwrap_or_default(),
+            });
+        }
+    };
+    Ok(EncryptedVault {
+        header: Header {
+            vault_id,
+            salt_id,
+            generation,
+            slots,
+            mac,
+        },
+        secrets,
+    })
+}
+
+fn interpret_slot(item: Tree<String>, index: usize) -> Result<Slot, FormatError> {
+    let name = |field: &str| format!("slots[{index}].{field}");
+    let Tree::Map(mut fields) = item else {
+        return Err(malformed(&format!("slots[{index}]")));
+    };
+    let id = u32::try_from(take_u64(&mut fields, "id", &name("id"))?)
+        .map_err(|_| malformed(&name("id")))?;
+    let kind_name = take_string(&mut fields, "kind", &name("kind"))?;
+    let created = take_string(&mut fields, "created", &name("created"))?;
+    let wrapped = BASE64
+        .decode(take_string(&mut fields, "wrapped", &name("wrapped"))?)
+        .map_err(|_| malformed(&name("wrapped")))?;
+    let kind = match kind_name.as_str() {
+        "passphrase" => {
+            let mut param = |field: &str| {
+                take_u64(&mut fields, field, &name(field))
+                    .and_then(|v| u32::try_from(v).map_err(|_| malformed(&name(field))))
+            };
+            SlotKind::Passphrase(KdfParams {
+                memory_kib: param("memory_kib")?,
+                iterations: param("iterations")?,
+                parallelism: param("parallelism")?,
+            })
+        }
+        "keyfile" => SlotKind::KeyFile,
+        _ => {
+            return Err(FormatError::Header {
+                field: name("kind"),
+                problem: "an unknown slot kind",
+            });
+        }
+    };
+    if let Some(extra) = fields.keys().next() {
+        return Err(FormatError::Header {
+            field: name(extra),
+            problem: "not part of the format",
+        });
+    }
+    Ok(Slot {
+        id,
+        kind,
+        created,
+        wrapped,
+    })
+}
+
+fn take_string(
+    fields: &mut indexmap::IndexMap<String, Tree<String>>,
+    key: &str,
+    field: &str,
+) -> Result<String, FormatError> {
+    match fields.shift_remove(key) {
+        Some(Tree::Leaf(text)) => Ok(text),
+        Some(_) => Err(malformed(field)),
+        None => Err(missing(field)),
+    }
+}
+
+fn take_u64(
+    fields: &mut indexmap::IndexMap<String, Tree<String>>,
+    key: &str,
+    field: &str,
+) -> Result<u64, FormatError> {
+    take_string(fields, key, field)?
+        .parse()
+        .map_err(|_| malformed(field))
+}
+
+fn take_id(
+    fields: &mut indexmap::IndexMap<String, Tree<String>>,
+    key: &str,
+) -> Result<[u8; 16], FormatError> {
+    let text = take_string(fields, key, key)?;
+    unhex(&text)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| malformed(key))
+}
+
+fn missing(field: &str) -> FormatError {
+    FormatError::Header {
+        field: field.to_string(),
+        problem: "missing",
+    }
+}
+
+fn malformed(field: &str) -> FormatError {
+    FormatError::Header {
+        field: field.to_string(),
+        problem: "malformed",
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses lower- or upper-case hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The file MAC: HMAC-SHA256 under the MAC subkey over the header fields
+/// (all but `mac`) and a pre-order walk of the secrets tree, every field
+/// length-prefixed (see docs/format.md).
+pub fn compute_mac(mac_key: &Key32, header: &Header, secrets: &Tree<Sealed>) -> [u8; 32] {
+    let mut mac = MacWriter::new(mac_key);
+    mac.bytes(b"runvault/v1/file-mac");
+    mac.u64(FORMAT_VERSION);
+    mac.bytes(&header.vault_id);
+    mac.bytes(&header.salt_id);
+    mac.u64(header.generation);
+    mac.u64(header.slots.len() as u64);
+    for slot in &header.slots {
+        mac.u64(u64::from(slot.id));
+        mac.bytes(slot.kind.name().as_bytes());
+        mac.bytes(slot.created.as_bytes());
+        let params = match &slot.kind {
+            SlotKind::Passphrase(p) => [p.memory_kib, p.iterations, p.parallelism],
+            SlotKind::KeyFile => [0, 0, 0],
+        };
+        params.iter().for_each(|&p| mac.u64(u64::from(p)));
+        mac.bytes(&slot.wrapped);
+    }
+    mac_tree(&mut mac, secrets);
+    mac.finish()
+}
+
+fn mac_tree(mac: &mut MacWriter, node: &Tree<Sealed>) {
+    match node {
+        Tree::Map(map) => {
+            mac.raw(b"M");
+            mac.u64(map.len() as u64);
+            for (key, child) in map {
+                mac.bytes(key.as_bytes());
+                mac_tree(mac, child);
+            }
+        }
+        Tree::List(list) => {
+            mac.raw(b"L");
+            mac.u64(list.len() as u64);
+            list.iter().for_each(|child| mac_tree(mac, child));
+        }
+        Tree::Leaf(sealed) => {
+            mac.raw(b"V");
+            mac.bytes(sealed.0.as_bytes());
+        }
+    }
+}

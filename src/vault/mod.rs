@@ -1,0 +1,29 @@
+//! The vault: `vault.yml` with readable keys and encrypted values, unlocked
+//! through key slots and authenticated as a whole.
+//!
+//! - [`path`]: dotted key paths and their binary encoding.
+//! - [`tree`]: the ordered tree shape every view of the vault shares.
+//! - [`value`]: plaintext scalars with their YAML type.
+//! - [`crypto`]: AES-256-GCM, Argon2id, HKDF, HMAC.
+//! - [`salt`], [`slots`]: `vault.salt` and the key slots.
+//! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
+//! - [`unlocked`]: operations on an opened vault.
+//! - [`store`]: the directory on disk, locking and atomic commits.
+
+pub mod canonical;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod path;
+pub mod salt;
+pub mod slots;
+pub mod store;
+pub mod tree;
+pub mod unlocked;
+pub mod value;
+
+pub use error::VaultError;
+pub use path::KeyPath;
+pub use slots::Credential;
+pub use store::{InitOutcome, VaultDir};
+pub use unlocked::UnlockedVault;

@@ -1,0 +1,188 @@
+//! Key slots, as LUKS has them: the data key wrapped under a key derived
+//! from one secret (a passphrase through Argon2id, or a machine key file
+//! through HKDF), so people and machines open the same vault with different
+//! secrets and changing one secret never re-encrypts a value.
+
+use std::path::Path;
+
+use crate::core::fs::read_private;
+use crate::core::secret::{Key32, SecretBytes};
+use crate::vault::crypto::{self, KdfParams};
+use crate::vault::error::VaultError;
+use crate::vault::format::{Header, Slot, SlotKind, hex, unhex};
+use crate::vault::salt::Salt;
+
+/// A secret that opens (or creates) a slot. No `Debug`.
+pub enum Credential {
+    /// A passphrase, with the Argon2id parameters used when creating a slot.
+    Passphrase(SecretBytes, KdfParams),
+    /// A machine key read from a key file.
+    KeyFile(Key32),
+}
+
+impl Credential {
+    /// What the secret is called in messages.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Credential::Passphrase(..) => "passphrase",
+            Credential::KeyFile(_) => "key file",
+        }
+    }
+
+    /// The slot kind this credential opens.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Credential::Passphrase(..) => "passphrase",
+            Credential::KeyFile(_) => "keyfile",
+        }
+    }
+}
+
+/// Reads a machine key file: refuses one others can read, and checks its form.
+pub fn read_key_file(path: &Path) -> Result<Key32, VaultError> {
+    let bytes = SecretBytes::new(read_private(path, "key file")?);
+    let text = std::str::from_utf8(bytes.expose())
+        .map_err(|_| bad_key(path))?
+        .trim();
+    let decoded = SecretBytes::new(unhex(text).ok_or_else(|| bad_key(path))?);
+    let key: [u8; 32] = decoded.expose().try_into().map_err(|_| bad_key(path))?;
+    Ok(Key32::from_bytes(key))
+}
+
+fn bad_key(path: &Path) -> VaultError {
+    VaultError::BadKeyFile {
+        path: path.to_path_buf(),
+    }
+}
+
+/// The bytes of a new key file: 32 random bytes as 64 hex characters.
+pub fn new_key_file_contents() -> SecretBytes {
+    let key = Key32::random();
+    let mut text = hex(key.expose());
+    text.push('\n');
+    SecretBytes::from(text)
+}
+
+/// The key-encryption key a credential yields for a slot of `kind`.
+fn derive_kek(
+    credential: &Credential,
+    kind: &SlotKind,
+    salt: &Salt,
+    vault_id: &[u8; 16],
+) -> Option<Key32> {
+    match (credential, kind) {
+        (Credential::Passphrase(passphrase, _), SlotKind::Passphrase(params)) => {
+            Some(crypto::argon2id(passphrase, salt.as_bytes(), *params))
+        }
+        (Credential::KeyFile(key), SlotKind::KeyFile) => {
+            let mut info = b"runvault/v1/keyfile-slot".to_vec();
+            info.extend_from_slice(vault_id);
+            Some(crypto::hkdf(key.expose(), salt.as_bytes(), &info))
+        }
+        _ => None,
+    }
+}
+
+/// Associated data of a wrapped key: binds it to the vault, the slot id and
+/// the slot's kind and parameters.
+fn slot_aad(vault_id: &[u8; 16], id: u32, kind: &SlotKind) -> Vec<u8> {
+    let mut aad = b"runvault/v1/slot".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&id.to_be_bytes());
+    aad.extend_from_slice(kind.name().as_bytes());
+    if let SlotKind::Passphrase(p) = kind {
+        for value in [p.memory_kib, p.iterations, p.parallelism] {
+            aad.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+    aad
+}
+
+/// Creates a slot with id `id` that wraps `data_key` under `credential`.
+pub fn make_slot(
+    id: u32,
+    credential: &Credential,
+    data_key: &Key32,
+    salt: &Salt,
+    vault_id: &[u8; 16],
+) -> Slot {
+    let kind = match credential {
+        Credential::Passphrase(_, params) => SlotKind::Passphrase(*params),
+        Credential::KeyFile(_) => SlotKind::KeyFile,
+    };
+    let kek = derive_kek(credential, &kind, salt, vault_id).expect("kind matches the credential");
+    let wrapped = crypto::seal(&kek, &slot_aad(vault_id, id, &kind), data_key.expose());
+    Slot {
+        id,
+        kind,
+        created: now_rfc3339(),
+        wrapped,
+    }
+}
+
+/// Finds the data key: tries every slot of the credential's kind, running
+/// the KDF once per distinct parameter set (once in the usual case).
+/// Returns the data key and the id of the slot that opened.
+pub fn unlock(
+    header: &Header,
+    credential: &Credential,
+    salt: &Salt,
+    vault_path: &Path,
+) -> Result<(Key32, u32), VaultError> {
+    let mut candidates: Vec<&Slot> = header
+        .slots
+        .iter()
+        .filter(|s| s.kind.name() == credential.kind_name())
+        .collect();
+    if candidates.is_empty() {
+        return Err(VaultError::NoSlotOfKind {
+            kind: credential.kind_name(),
+            path: vault_path.to_path_buf(),
+        });
+    }
+    for slot in &candidates {
+        if let SlotKind::Passphrase(params) = &slot.kind {
+            params.check().map_err(|reason| VaultError::HostileKdf {
+                id: slot.id,
+                path: vault_path.to_path_buf(),
+                reason,
+            })?;
+        }
+    }
+    // Slots sharing parameters share one KDF run.
+    candidates.sort_by_key(|slot| kind_key(&slot.kind));
+    let mut kek: Option<(Vec<u32>, Key32)> = None;
+    for slot in candidates {
+        let key_id = kind_key(&slot.kind);
+        if kek.as_ref().is_none_or(|(id, _)| *id != key_id) {
+            let derived = derive_kek(credential, &slot.kind, salt, &header.vault_id)
+                .expect("filtered by kind");
+            kek = Some((key_id, derived));
+        }
+        let (_, current) = kek.as_ref().expect("set above");
+        if let Some(bytes) = crypto::open(
+            current,
+            &slot_aad(&header.vault_id, slot.id, &slot.kind),
+            &slot.wrapped,
+        ) && let Ok(key) = <[u8; 32]>::try_from(bytes.expose())
+        {
+            return Ok((Key32::from_bytes(key), slot.id));
+        }
+    }
+    Err(VaultError::WrongSecret {
+        what: credential.what(),
+        path: vault_path.to_path_buf(),
+    })
+}
+
+fn kind_key(kind: &SlotKind) -> Vec<u32> {
+    match kind {
+        SlotKind::Passphrase(p) => vec![p.memory_kib, p.iterations, p.parallelism],
+        SlotKind::KeyFile => Vec::new(),
+    }
+}
+
+/// The current time as RFC 3339 UTC with second precision.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,376 @@
+//! Plaintext values: a scalar's YAML type plus its bytes, kept in wiped
+//! memory. Converts plaintext YAML (imports, adopted hand-made vaults) into a
+//! tree of values, and renders values back as YAML, JSON or env scalars.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::core::secret::SecretBytes;
+use crate::vault::path::{KeyPath, Segment, validate_key};
+use crate::vault::tree::Tree;
+
+/// The YAML type of a scalar; stored encrypted with the value as one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    /// Text.
+    Str,
+    /// An integer, stored as its decimal text.
+    Int,
+    /// A float, stored as its YAML text.
+    Float,
+    /// `true` / `false`.
+    Bool,
+    /// `null` (no bytes).
+    Null,
+    /// Bytes that are not UTF-8 (`!binary BASE64` in YAML).
+    Bytes,
+}
+
+impl ScalarKind {
+    /// The tag byte stored in front of the plaintext.
+    pub fn tag(self) -> u8 {
+        match self {
+            ScalarKind::Str => b's',
+            ScalarKind::Int => b'i',
+            ScalarKind::Float => b'f',
+            ScalarKind::Bool => b'b',
+            ScalarKind::Null => b'n',
+            ScalarKind::Bytes => b'x',
+        }
+    }
+
+    /// The kind for a tag byte.
+    pub fn from_tag(tag: u8) -> Option<ScalarKind> {
+        Some(match tag {
+            b's' => ScalarKind::Str,
+            b'i' => ScalarKind::Int,
+            b'f' => ScalarKind::Float,
+            b'b' => ScalarKind::Bool,
+            b'n' => ScalarKind::Null,
+            b'x' => ScalarKind::Bytes,
+            _ => return None,
+        })
+    }
+}
+
+/// A decrypted scalar. No `Debug`: the bytes are secret.
+#[derive(Clone, PartialEq)]
+pub struct Plain {
+    /// Its YAML type.
+    pub kind: ScalarKind,
+    /// Its bytes (text for every kind but `Bytes`).
+    pub bytes: SecretBytes,
+}
+
+/// Why plaintext YAML cannot become vault values.
+#[derive(Debug, thiserror::Error)]
+pub enum PlainError {
+    /// A key that is not a string, or one that paths cannot hold.
+    #[error("unsupported key at `{at}`: {reason}")]
+    BadKey {
+        /// Where (a path; never a value).
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A YAML feature runvault does not store (tagged values).
+    #[error("unsupported value at `{at}`: {reason}")]
+    BadValue {
+        /// Where.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The document is not a mapping at the top.
+    #[error("the top level must be a mapping of keys (found {found})")]
+    NotAMapping {
+        /// What was found.
+        found: &'static str,
+    },
+}
+
+impl Plain {
+    /// A text value.
+    pub fn text(bytes: Vec<u8>) -> Plain {
+        match String::from_utf8(bytes) {
+            Ok(text) => Plain {
+                kind: ScalarKind::Str,
+                bytes: SecretBytes::from(text),
+            },
+            Err(err) => Plain {
+                kind: ScalarKind::Bytes,
+                bytes: SecretBytes::new(err.into_bytes()),
+            },
+        }
+    }
+
+    /// The tagged plaintext that is encrypted: kind tag, then the bytes.
+    pub fn to_tagged(&self) -> SecretBytes {
+        let mut out = Vec::with_capacity(self.bytes.len() + 1);
+        out.push(self.kind.tag());
+        out.extend_from_slice(self.bytes.expose());
+        SecretBytes::new(out)
+    }
+
+    /// Parses tagged plaintext; `None` for an unknown tag or invalid text.
+    pub fn from_tagged(tagged: &SecretBytes) -> Option<Plain> {
+        let (&tag, rest) = tagged.expose().split_first()?;
+        let kind = ScalarKind::from_tag(tag)?;
+        if kind != ScalarKind::Bytes && std::str::from_utf8(rest).is_err() {
+            return None;
+        }
+        Some(Plain {
+            kind,
+            bytes: SecretBytes::new(rest.to_vec()),
+        })
+    }
+
+    /// The value as YAML scalar text (strings double-quoted, so that a string
+    /// `"123"` stays a string).
+    pub fn render_yaml(&self, out: &mut Vec<u8>) {
+        match self.kind {
+            ScalarKind::Str => quote_json_string(self.text_unchecked(), out),
+            ScalarKind::Int | ScalarKind::Float | ScalarKind::Bool => {
+                out.extend_from_slice(self.bytes.expose())
+            }
+            ScalarKind::Null => out.extend_from_slice(b"null"),
+            ScalarKind::Bytes => {
+                out.extend_from_slice(b"!binary ");
+                out.extend_from_slice(BASE64.encode(self.bytes.expose()).as_bytes());
+            }
+        }
+    }
+
+    /// The value as a JSON scalar; `None` for bytes that JSON cannot hold.
+    pub fn render_json(&self, out: &mut Vec<u8>) -> Option<()> {
+        match self.kind {
+            ScalarKind::Str => quote_json_string(self.text_unchecked(), out),
+            ScalarKind::Int | ScalarKind::Bool => out.extend_from_slice(self.bytes.expose()),
+            ScalarKind::Float => {
+                let text = self.text_unchecked();
+                if text.contains("inf") || text.contains("nan") {
+                    quote_json_string(text, out);
+                } else {
+                    out.extend_from_slice(text.as_bytes());
+                }
+            }
+            ScalarKind::Null => out.extend_from_slice(b"null"),
+            ScalarKind::Bytes => return None,
+        }
+        Some(())
+    }
+
+    fn text_unchecked(&self) -> &str {
+        std::str::from_utf8(self.bytes.expose()).unwrap_or_default()
+    }
+}
+
+/// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
+pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Parses plaintext YAML (an import file or a hand-made vault).
+///
+/// Binary values are written `!binary BASE64` (a local tag). The standard
+/// `!!binary` tag is refused: serde_yaml resolves it to the plain base64
+/// text, which would silently store the wrong bytes.
+pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
+    if bytes.windows(8).any(|w| w == b"!!binary") {
+        return Err(
+            "the `!!binary` tag is not supported; write binary values as `!binary BASE64`".into(),
+        );
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_yaml::Value::Null);
+    }
+    serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+}
+
+/// Converts a parsed plaintext YAML document into a tree of values. The top
+/// level must be a mapping (an empty document counts as `{}`).
+pub fn tree_from_yaml(doc: &serde_yaml::Value) -> Result<Tree<Plain>, PlainError> {
+    match doc {
+        serde_yaml::Value::Null => Ok(Tree::empty_map()),
+        serde_yaml::Value::Mapping(_) => node_from_yaml(doc, &mut KeyPath::root()),
+        other => Err(PlainError::NotAMapping {
+            found: yaml_kind(other),
+        }),
+    }
+}
+
+fn node_from_yaml(value: &serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Plain>, PlainError> {
+    use serde_yaml::Value;
+    let leaf = |kind, text: String| {
+        Ok(Tree::Leaf(Plain {
+            kind,
+            bytes: SecretBytes::from(text),
+        }))
+    };
+    match value {
+        Value::Mapping(map) => {
+            let mut out = indexmap::IndexMap::with_capacity(map.len());
+            for (key, child) in map {
+                let Value::String(key) = key else {
+                    return Err(PlainError::BadKey {
+                        at: at.to_string(),
+                        reason: format!("a {} key; quote it to make it a string", yaml_kind(key)),
+                    });
+                };
+                validate_key(key).map_err(|reason| PlainError::BadKey {
+                    at: at.to_string(),
+                    reason,
+                })?;
+                at.push(Segment::Key(key.clone()));
+                let node = node_from_yaml(child, at)?;
+                at.pop();
+                out.insert(key.clone(), node);
+            }
+            Ok(Tree::Map(out))
+        }
+        Value::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                at.push(Segment::Index(index));
+                out.push(node_from_yaml(item, at)?);
+                at.pop();
+            }
+            Ok(Tree::List(out))
+        }
+        Value::String(text) => leaf(ScalarKind::Str, text.clone()),
+        Value::Bool(flag) => leaf(ScalarKind::Bool, flag.to_string()),
+        Value::Null => leaf(ScalarKind::Null, String::new()),
+        Value::Number(number) if number.is_f64() => leaf(ScalarKind::Float, number.to_string()),
+        Value::Number(number) => leaf(ScalarKind::Int, number.to_string()),
+        Value::Tagged(tagged) if tagged.tag == "binary" => match &tagged.value {
+            Value::String(encoded) => {
+                let compact: String = encoded.split_whitespace().collect();
+                let bytes =
+                    BASE64
+                        .decode(compact.as_bytes())
+                        .map_err(|_| PlainError::BadValue {
+                            at: at.to_string(),
+                            reason: "`!binary` value is not valid base64".into(),
+                        })?;
+                Ok(Tree::Leaf(Plain {
+                    kind: ScalarKind::Bytes,
+                    bytes: SecretBytes::new(bytes),
+                }))
+            }
+            _ => Err(PlainError::BadValue {
+                at: at.to_string(),
+                reason: "`!!binary` must tag a string".into(),
+            }),
+        },
+        Value::Tagged(tagged) => Err(PlainError::BadValue {
+            at: at.to_string(),
+            reason: format!("tag `{}` is not supported", tagged.tag),
+        }),
+    }
+}
+
+fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
+    use serde_yaml::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Sequence(_) => "list",
+        Value::Mapping(_) => "mapping",
+        Value::Tagged(_) => "tagged",
+    }
+}
+
+/// Parses a value typed on input (`set --type`) into its stored text.
+pub fn typed_from_input(kind: ScalarKind, bytes: Vec<u8>) -> Result<Plain, String> {
+    if kind == ScalarKind::Str {
+        return Ok(Plain::text(bytes));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "the value is not UTF-8 text".to_string())?;
+    let text = SecretBytes::from(text);
+    let trimmed = std::str::from_utf8(text.expose())
+        .unwrap_or_default()
+        .trim();
+    let normal = match kind {
+        ScalarKind::Int => trimmed
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .or_else(|_| trimmed.parse::<u64>().map(|n| n.to_string()))
+            .map_err(|_| "the value is not an integer".to_string())?,
+        ScalarKind::Float => trimmed
+            .parse::<f64>()
+            .map(|f| serde_yaml::Number::from(f).to_string())
+            .map_err(|_| "the value is not a number".to_string())?,
+        ScalarKind::Bool => match trimmed {
+            "true" | "false" => trimmed.to_string(),
+            _ => return Err("the value is not `true` or `false`".into()),
+        },
+        ScalarKind::Str | ScalarKind::Null | ScalarKind::Bytes => unreachable!("handled above"),
+    };
+    Ok(Plain {
+        kind,
+        bytes: SecretBytes::from(normal),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_scalars_keep_their_type() {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str("A: \"123\"\nB: 123\nC: 1.5\nD: true\nE: ~\nF: !binary aGk=\n")
+                .unwrap();
+        let tree = tree_from_yaml(&doc).unwrap();
+        let kinds: Vec<ScalarKind> = ["A", "B", "C", "D", "E", "F"]
+            .iter()
+            .map(|k| match tree.get(&KeyPath::parse(k).unwrap()) {
+                Some(Tree::Leaf(plain)) => plain.kind,
+                _ => panic!("missing {k}"),
+            })
+            .collect();
+        use ScalarKind::*;
+        assert_eq!(kinds, [Str, Int, Float, Bool, Null, Bytes]);
+    }
+
+    #[test]
+    fn rejects_non_string_keys_and_dotted_keys() {
+        let doc: serde_yaml::Value = serde_yaml::from_str("A:\n  1: x\n").unwrap();
+        let err = tree_from_yaml(&doc).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "unsupported key at `A`: a number key; quote it to make it a string"
+        );
+        let doc: serde_yaml::Value = serde_yaml::from_str("\"A.B\": x\n").unwrap();
+        assert!(tree_from_yaml(&doc).is_err());
+    }
+
+    #[test]
+    fn json_quoting_escapes_controls() {
+        let mut out = Vec::new();
+        quote_json_string("a\"b\\c\n\u{1}", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001""#);
+    }
+}
