@@ -244,6 +244,12 @@ fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
         .and_then(|header| header.get("format"))
         .is_some();
     if !is_encrypted {
+        if contains_sealed_value(&doc) {
+            return Err(FormatError::Header {
+                field: HEADER_KEY.to_string(),
+                problem: "missing, yet the file holds encrypted values",
+            });
+        }
         return Ok(VaultFile::Plaintext(doc));
     }
     let raw = raw_from_general(&doc, 0).ok_or(FormatError::Header {
@@ -251,6 +257,19 @@ fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
         problem: "not made of string keys and string or integer scalars",
     })?;
     interpret(raw).map(VaultFile::Encrypted)
+}
+
+/// Whether a plaintext document holds a string that looks like a sealed
+/// value: ciphertext that lost its header, never to be taken as plaintext.
+pub fn contains_sealed_value(doc: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match doc {
+        Value::String(text) => text.starts_with("rv1:"),
+        Value::Mapping(map) => map.values().any(contains_sealed_value),
+        Value::Sequence(items) => items.iter().any(contains_sealed_value),
+        Value::Tagged(tagged) => contains_sealed_value(&tagged.value),
+        _ => false,
+    }
 }
 
 /// Converts a serde_yaml document to the raw tree the fast reader produces.

@@ -245,27 +245,20 @@ pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, Va
     }
 }
 
-/// Converts plaintext YAML to values, refusing what looks like an encrypted
-/// vault that lost its header (adopting it would store ciphertext as values).
+/// Converts plaintext YAML to values, refusing what looks like encrypted
+/// runvault values (storing ciphertext as a value would hide the mistake).
 pub fn plain_tree(doc: &serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
-    let tree = value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
+    if format::contains_sealed_value(doc) {
+        return Err(VaultError::Usage(format!(
+            "`{}` holds encrypted runvault values; import plaintext YAML \
+             (`runvault export` of the other vault), not a vault file",
+            file.display()
+        )));
+    }
+    value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
         file: file.to_path_buf(),
         source,
-    })?;
-    let mut sealed_looking = None;
-    tree.for_each_leaf(&mut |path, plain| {
-        if sealed_looking.is_none() && plain.bytes.expose().starts_with(b"rv1:") {
-            sealed_looking = Some(path.to_string());
-        }
-    });
-    match sealed_looking {
-        Some(path) => Err(VaultError::Usage(format!(
-            "`{}` holds an encrypted runvault value at `{path}` but no vault header; \
-             refusing to treat ciphertext as plaintext (restore the vault from a backup)",
-            file.display()
-        ))),
-        None => Ok(tree),
-    }
+    })
 }
 
 /// Opens the plaintext file so it can be overwritten once it is unlinked.
