@@ -169,57 +169,70 @@ impl UnlockedVault {
         Ok(version)
     }
 
-    /// Merges a plaintext tree: every leaf is set, empty containers are
-    /// created where absent. Returns the number of values written.
+    /// Merges a plaintext tree: mappings merge key by key, values replace
+    /// values, and a list replaces the list at its path whole (lists have no
+    /// keys to merge by). Returns the number of values written.
     pub fn merge(&mut self, plain: &Tree<Plain>) -> Result<usize, VaultError> {
         let mut written = 0;
-        let mut result = Ok(());
-        plain.for_each_leaf(&mut |path, value| {
-            if result.is_ok() {
-                result = self.set(path, value).map(|_| written += 1);
-            }
-        });
-        result?;
-        self.merge_empty_containers(plain, &mut KeyPath::root())?;
+        self.merge_node(plain, &mut KeyPath::root(), &mut written)?;
         Ok(written)
     }
 
-    fn merge_empty_containers(
+    fn merge_node(
         &mut self,
         node: &Tree<Plain>,
         at: &mut KeyPath,
+        written: &mut usize,
     ) -> Result<(), VaultError> {
-        let children: Vec<(Segment, &Tree<Plain>)> = match node {
-            Tree::Map(map) if map.is_empty() && !at.is_root() => {
-                return self.place_if_absent(at, Tree::empty_map());
+        match node {
+            Tree::Leaf(value) => {
+                self.set(at, value)?;
+                *written += 1;
             }
-            Tree::List(list) if list.is_empty() => {
-                return self.place_if_absent(at, Tree::List(Vec::new()));
+            Tree::Map(map) => {
+                match self.vault.secrets.get(at) {
+                    Some(Tree::Map(_)) => {}
+                    None => {
+                        self.vault.secrets.place(at, Tree::empty_map())?;
+                    }
+                    Some(other) => {
+                        return Err(self.kind_conflict(at, "mapping", other.kind_name()));
+                    }
+                }
+                for (key, child) in map {
+                    at.push(Segment::Key(key.clone()));
+                    self.merge_node(child, at, written)?;
+                    at.pop();
+                }
             }
-            Tree::Map(map) => map
-                .iter()
-                .map(|(k, v)| (Segment::Key(k.clone()), v))
-                .collect(),
-            Tree::List(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (Segment::Index(i), v))
-                .collect(),
-            Tree::Leaf(_) => return Ok(()),
-        };
-        for (segment, child) in children {
-            at.push(segment);
-            self.merge_empty_containers(child, at)?;
-            at.pop();
+            Tree::List(items) => {
+                match self.vault.secrets.get(at) {
+                    Some(Tree::List(_)) | None => {}
+                    Some(other) => return Err(self.kind_conflict(at, "list", other.kind_name())),
+                }
+                self.vault.secrets.place(at, Tree::List(Vec::new()))?;
+                for (index, item) in items.iter().enumerate() {
+                    at.push(Segment::Index(index));
+                    self.merge_node(item, at, written)?;
+                    at.pop();
+                }
+            }
         }
         Ok(())
     }
 
-    fn place_if_absent(&mut self, at: &KeyPath, node: Tree<Sealed>) -> Result<(), VaultError> {
-        if self.vault.secrets.get(at).is_none() {
-            self.vault.secrets.place(at, node)?;
-        }
-        Ok(())
+    fn kind_conflict(
+        &self,
+        at: &KeyPath,
+        expected: &'static str,
+        found: &'static str,
+    ) -> VaultError {
+        VaultError::Place(crate::vault::tree::PlaceError::KindMismatch {
+            at: at.to_string(),
+            path: at.to_string(),
+            expected,
+            found,
+        })
     }
 
     /// Removes the value or subtree at `path`, then mappings left empty by it.
@@ -353,5 +366,103 @@ impl UnlockedVault {
         )
         .ok_or_else(tampered)?;
         Plain::from_tagged(&tagged).ok_or_else(tampered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretBytes;
+    use crate::vault::canonical;
+    use crate::vault::crypto::KdfParams;
+    use crate::vault::format::{Reader, raw_from_general};
+    use crate::vault::value::ScalarKind;
+    use proptest::prelude::*;
+
+    fn passphrase() -> Credential {
+        let cheap = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
+    }
+
+    fn text(value: &str) -> Plain {
+        Plain {
+            kind: ScalarKind::Str,
+            bytes: SecretBytes::new(value.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_value_moved_to_another_path_fails_even_with_a_valid_mac() {
+        let salt = Salt::generate();
+        let path = Path::new("vault.yml");
+        let mut vault = UnlockedVault::create(&[passphrase()], &salt, path);
+        let (a, b) = (KeyPath::parse("A").unwrap(), KeyPath::parse("B").unwrap());
+        vault.set(&a, &text("alpha")).unwrap();
+        vault.set(&b, &text("beta")).unwrap();
+        // Someone holding the MAC key (not the attacker model, but the
+        // strongest case) swaps two values and re-MACs the file.
+        let Tree::Map(map) = &mut vault.vault.secrets else {
+            panic!()
+        };
+        let first = map["A"].clone();
+        map["A"] = map["B"].clone();
+        map["B"] = first;
+        let reopened = UnlockedVault::unlock(vault.seal(), &salt, &passphrase(), path).unwrap();
+        let err = reopened.get(&a).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "value at `A` in `vault.yml` failed to decrypt: it was tampered with or moved from another path"
+        );
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[A-Z_][A-Z0-9_]{0,8}",
+            "[^.\\[\\]\\p{Cc}]{1,6}",
+            Just("on".to_string()),
+            Just("01".to_string())
+        ]
+    }
+
+    /// Random trees of text values (as `String`: `Plain` has no `Debug`).
+    fn text_tree() -> impl Strategy<Value = Tree<String>> {
+        let leaf = any::<String>().prop_map(Tree::Leaf);
+        let node = leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec((key(), inner.clone()), 0..5)
+                    .prop_map(|entries| Tree::Map(entries.into_iter().collect())),
+                proptest::collection::vec(inner, 0..4).prop_map(Tree::List),
+            ]
+        });
+        proptest::collection::vec((key(), node), 0..6)
+            .prop_map(|entries| Tree::Map(entries.into_iter().collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Both readers agree on every canonical file, the fast path takes it,
+        /// and every value decrypts to what was stored.
+        #[test]
+        fn canonical_files_round_trip_through_both_readers(texts in text_tree()) {
+            let tree = texts.try_map(&mut |_, s| Ok::<_, ()>(text(s))).unwrap();
+            let salt = Salt::generate();
+            let path = Path::new("vault.yml");
+            let mut vault = UnlockedVault::create(&[passphrase()], &salt, path);
+            vault.merge(&tree).unwrap();
+            let bytes = vault.seal().to_canonical();
+            let fast = canonical::parse(&bytes).expect("the fast reader takes canonical files");
+            let doc: serde_yaml::Value = serde_yaml::from_slice(&bytes).expect("any YAML tool reads it");
+            prop_assert_eq!(&fast, &raw_from_general(&doc, 0).unwrap());
+            let (parsed, reader) = EncryptedVault::parse(&bytes).unwrap();
+            prop_assert_eq!(reader, Reader::Fast);
+            let reopened = UnlockedVault::unlock(parsed, &salt, &passphrase(), path).unwrap();
+            let decrypted = reopened.decrypt_under(&KeyPath::root()).unwrap();
+            prop_assert!(decrypted == tree, "decrypted tree differs");
+        }
     }
 }
