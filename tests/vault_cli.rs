@@ -773,3 +773,139 @@ fn help_documents_the_exit_codes() {
     }
     assert_eq!(host.run_raw(&["frobnicate"], b"").code, 2);
 }
+
+/// Runs runvault under a pseudo-terminal (util-linux `script`), typing `typed`.
+fn on_terminal(host: &Host, args: &str, typed: &[u8]) -> common::Run {
+    let line = format!(
+        "{} --dir {} {args}",
+        env!("CARGO_BIN_EXE_runvault"),
+        host.dir().display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("RUNVAULT_PASSPHRASE_FILE")
+        .env_remove("RUNVAULT_KEY_FILE");
+    common::run(&mut cmd, typed)
+}
+
+#[test]
+fn passphrases_are_asked_on_the_terminal_twice_when_new() {
+    let host = Host::new();
+    let run = on_terminal(
+        &host,
+        &format!("init {}", CHEAP_KDF.join(" ")),
+        b"one\ntwo\n",
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.out()
+            .contains("runvault: error: the two entries do not match; nothing was changed"),
+        "{}",
+        run.out()
+    );
+    assert!(!host.dir().exists(), "a failed init leaves nothing behind");
+
+    let run = on_terminal(
+        &host,
+        &format!("init {}", CHEAP_KDF.join(" ")),
+        b"typed pass\ntyped pass\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.out());
+    assert!(
+        run.out().contains("New vault passphrase: "),
+        "{}",
+        run.out()
+    );
+    assert!(
+        run.out().contains("Repeat the passphrase: "),
+        "{}",
+        run.out()
+    );
+    let run = on_terminal(&host, "set A.B", b"typed pass\nvalue one\nvalue one\n");
+    assert_eq!(run.code, 0, "{}", run.out());
+    let pass = host.root.path().join("typed");
+    write_private(&pass, b"typed pass\n");
+    let mut cmd = host.command();
+    cmd.arg("--passphrase-file").arg(&pass).args(["get", "A.B"]);
+    assert_eq!(common::run(&mut cmd, b"").ok().stdout, b"value one");
+}
+
+#[test]
+fn adopt_overwrites_the_replaced_plaintext_and_warns_about_other_links() {
+    use std::io::Read;
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::copy(fixtures().join("legacy/vault.yml"), host.vault_file()).unwrap();
+    // A reader that opened the plaintext before the adoption keeps its inode.
+    let mut old_inode = std::fs::File::open(host.vault_file()).unwrap();
+    let mut args = vec!["init"];
+    args.extend(CHEAP_KDF);
+    host.run(&args).ok();
+    let mut left = Vec::new();
+    old_inode.read_to_end(&mut left).unwrap();
+    assert!(!left.is_empty());
+    assert!(
+        left.iter().all(|&b| b == 0),
+        "the unlinked plaintext inode is overwritten with zeros"
+    );
+
+    let other = Host::new();
+    std::fs::create_dir_all(other.dir()).unwrap();
+    std::fs::copy(fixtures().join("legacy/vault.yml"), other.vault_file()).unwrap();
+    let backup = other.root.path().join("vault.yml.bak");
+    std::fs::hard_link(other.vault_file(), &backup).unwrap();
+    let run = other.run(&args).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: another hard link to the old plaintext `{}` still exists; find and delete it",
+            other.vault_file().display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&backup).unwrap(),
+        std::fs::read(fixtures().join("legacy/vault.yml")).unwrap()
+    );
+}
+
+#[test]
+fn concurrent_writers_are_serialised_and_lose_nothing() {
+    let host = Host::new();
+    host.keygen();
+    host.run_key(&["init"], b"").ok();
+    let writers: Vec<_> = (0..6)
+        .map(|writer| {
+            let mut script = String::new();
+            for i in 0..10 {
+                script.push_str(&format!(
+                    "printf 'value-{writer}-{i}' | {} --dir {} --key-file {} --wait 60 set W{writer}.P{i} --stdin || exit 1\n",
+                    env!("CARGO_BIN_EXE_runvault"),
+                    host.dir().display(),
+                    host.key_file().display()
+                ));
+            }
+            std::process::Command::new("sh").arg("-c").arg(script).stderr(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut writer in writers {
+        assert!(writer.wait().unwrap().success());
+    }
+    host.run_key(&["verify"], b"").ok();
+    let list = host.run_key(&["list"], b"").ok().out();
+    assert_eq!(list.lines().count(), 60, "{list}");
+    for writer in 0..6 {
+        for i in 0..10 {
+            let got = host
+                .run_key(&["get", &format!("W{writer}.P{i}")], b"")
+                .ok()
+                .stdout;
+            assert_eq!(got, format!("value-{writer}-{i}").as_bytes());
+        }
+    }
+    assert_eq!(
+        host.dir_listing(),
+        [".runvault.lock", "vault.salt", "vault.yml"],
+        "no temp file left"
+    );
+}

@@ -125,6 +125,8 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
         ValueType::Float => ScalarKind::Float,
         ValueType::Bool => ScalarKind::Bool,
     };
+    // The passphrase is asked before the value, as an admin expects at a terminal.
+    let credential = input::unlock_credential(global)?;
     let raw = input::read_value(source)?;
     let value = typed_from_input(kind, raw.expose().to_vec()).map_err(|reason| {
         VaultError::Usage(format!(
@@ -132,7 +134,6 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let credential = input::unlock_credential(global)?;
     let version = vault_dir(global).modify(&credential, |vault, _salt| vault.set(&path, &value))?;
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"

@@ -163,8 +163,8 @@ impl VaultDir {
         if self.is_encrypted()? {
             return Ok(InitOutcome::AlreadyEncrypted);
         }
-        fs::create_dir_with_mode(&self.dir, 0o700)?;
         let credentials = credentials()?;
+        fs::create_dir_with_mode(&self.dir, 0o700)?;
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
