@@ -35,7 +35,9 @@ fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !YAML_KEYWORDS.contains(&key.to_ascii_lowercase().as_str())
+        && !YAML_KEYWORDS
+            .iter()
+            .any(|word| word.eq_ignore_ascii_case(key))
 }
 
 /// Writes a tree as block YAML at `indent` spaces, each leaf rendered by

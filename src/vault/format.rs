@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::core::secret::Key32;
 use crate::vault::canonical;
 use crate::vault::crypto::{KdfParams, MacWriter};
+use crate::vault::path::{KeyPath, Segment};
 use crate::vault::tree::Tree;
 
 /// The format version this build reads and writes.
@@ -305,8 +306,8 @@ fn is_vault(raw: &Tree<String>) -> bool {
     matches!(raw, Tree::Map(map) if map.get(HEADER_KEY).and_then(|h| h.get(&key_path("format"))).is_some())
 }
 
-fn key_path(key: &str) -> crate::vault::path::KeyPath {
-    crate::vault::path::KeyPath::root().child(crate::vault::path::Segment::Key(key.to_string()))
+fn key_path(key: &str) -> KeyPath {
+    KeyPath::root().child(Segment::Key(key.to_string()))
 }
 
 /// Turns a raw tree into a vault, checking every header field's shape.
@@ -520,24 +521,51 @@ pub fn compute_mac(mac_key: &Key32, header: &Header, secrets: &Tree<Sealed>) -> 
     mac.finish()
 }
 
-fn mac_tree(mac: &mut MacWriter, node: &Tree<Sealed>) {
-    match node {
-        Tree::Map(map) => {
-            mac.raw(b"M");
-            mac.u64(map.len() as u64);
-            for (key, child) in map {
-                mac.bytes(key.as_bytes());
-                mac_tree(mac, child);
+/// The tree part of the MAC, streamable in file order: one item per leaf
+/// (`V`, its encoded path, its sealed text) and per empty mapping or list
+/// (`M` / `L` and its encoded path), then `E` and the item count. The
+/// sequence determines the tree, its order included, so a reader can check
+/// the MAC line by line without building the tree.
+fn mac_tree(mac: &mut MacWriter, root: &Tree<Sealed>) {
+    fn walk(
+        mac: &mut MacWriter,
+        node: &Tree<Sealed>,
+        path: &mut KeyPath,
+        items: &mut u64,
+        encoded: &mut Vec<u8>,
+    ) {
+        let mut item = |mac: &mut MacWriter, marker: &[u8], path: &KeyPath, text: Option<&str>| {
+            encoded.clear();
+            path.encode(encoded);
+            mac.raw(marker);
+            mac.bytes(encoded);
+            if let Some(text) = text {
+                mac.bytes(text.as_bytes());
+            }
+            *items += 1;
+        };
+        match node {
+            Tree::Leaf(sealed) => item(mac, b"V", path, Some(&sealed.0)),
+            Tree::Map(map) if map.is_empty() => item(mac, b"M", path, None),
+            Tree::List(list) if list.is_empty() => item(mac, b"L", path, None),
+            Tree::Map(map) => {
+                for (key, child) in map {
+                    path.push(Segment::Key(key.clone()));
+                    walk(mac, child, path, items, encoded);
+                    path.pop();
+                }
+            }
+            Tree::List(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    path.push(Segment::Index(index));
+                    walk(mac, child, path, items, encoded);
+                    path.pop();
+                }
             }
         }
-        Tree::List(list) => {
-            mac.raw(b"L");
-            mac.u64(list.len() as u64);
-            list.iter().for_each(|child| mac_tree(mac, child));
-        }
-        Tree::Leaf(sealed) => {
-            mac.raw(b"V");
-            mac.bytes(sealed.0.as_bytes());
-        }
     }
+    let mut items = 0;
+    walk(mac, root, &mut KeyPath::root(), &mut items, &mut Vec::new());
+    mac.raw(b"E");
+    mac.u64(items);
 }
