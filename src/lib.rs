@@ -5,6 +5,8 @@
 //! - [`core`]: what every part shares: exit codes, the one atomic file
 //!   writer, the writers' lock, secret types.
 //! - [`vault`]: the vault file format, its crypto and its operations.
+//! - [`jobs`]: the job side: `DATAOPS_VAULT(PATH)` references resolved by
+//!   `exec` and `render`, read-only.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod jobs;
 pub mod vault;
 
 pub use cli::run;

@@ -3,6 +3,7 @@
 
 mod args;
 mod input;
+mod jobs_cmds;
 mod vault_cmds;
 
 use std::ffi::OsString;
@@ -54,5 +55,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Export(args) => vault_cmds::export(&global, args),
         Command::Keygen(args) => vault_cmds::keygen(&global, args),
         Command::Key(args) => vault_cmds::key(&global, args),
+        Command::Exec(args) => jobs_cmds::exec(&global, args),
+        Command::Render(args) => jobs_cmds::render(&global, args),
     }
 }

@@ -18,15 +18,15 @@ use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, typed_from_input};
 use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
 
-fn vault_dir(global: &GlobalArgs) -> VaultDir {
+pub(crate) fn vault_dir(global: &GlobalArgs) -> VaultDir {
     VaultDir::new(&global.dir, Duration::from_secs(global.wait))
 }
 
-fn status(message: std::fmt::Arguments<'_>) {
+pub(crate) fn status(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
-fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())
@@ -38,7 +38,7 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
         })
 }
 
-fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
+pub(crate) fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
     Ok(KeyPath::parse(text)?)
 }
 
@@ -261,7 +261,9 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError>
     }
 }
 
-fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
+/// Refuses an output file inside the vault directory, which is mounted
+/// into jobs: plaintext must never land there.
+pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
     let parent = fs::parent_dir(output);
     let (Ok(parent), Ok(dir)) = (parent.canonicalize(), dir.canonicalize()) else {
         return Ok(());
@@ -340,28 +342,6 @@ fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
     Ok(out)
 }
 
-/// The environment variable name of a path: segments joined by `_`,
-/// upper-cased, any character outside `[A-Z0-9_]` replaced by `_`.
-pub fn env_name(path: &KeyPath) -> String {
-    path.segments()
-        .iter()
-        .map(|segment| match segment {
-            crate::vault::path::Segment::Key(key) => key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect(),
-            crate::vault::path::Segment::Index(index) => index.to_string(),
-        })
-        .collect::<Vec<String>>()
-        .join("_")
-}
-
 fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
     let mut out = Vec::new();
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
@@ -370,7 +350,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
         if failure.is_some() {
             return;
         }
-        let name = env_name(path);
+        let name = path.env_name();
         if let Some(previous) = seen.insert(name.clone(), path.to_string()) {
             failure = Some(VaultError::Unrepresentable(format!(
                 "`{previous}` and `{path}` both become the variable `{name}`; export them separately with a prefix"

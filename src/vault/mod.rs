@@ -8,6 +8,7 @@
 //! - [`salt`], [`slots`]: `vault.salt` and the key slots.
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
+//! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 
 pub mod canonical;
@@ -15,6 +16,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod path;
+pub mod read;
 pub mod salt;
 pub mod slots;
 pub mod store;

@@ -131,6 +131,35 @@ impl KeyPath {
     }
 }
 
+impl KeyPath {
+    /// The environment variable name of this path (`export --format env`,
+    /// `exec --export`): segments joined by `_`, upper-cased, every
+    /// character outside `[A-Za-z0-9]` replaced by `_`, list indices as
+    /// their number. `SNOWFLAKE.TRANSFORM.PASSWORD` becomes
+    /// `SNOWFLAKE_TRANSFORM_PASSWORD`, `HOSTS[0]` becomes `HOSTS_0`. The
+    /// rule is not injective (`A.B_C` and `A_B.C` share `A_B_C`); callers
+    /// report such collisions instead of picking one.
+    pub fn env_name(&self) -> String {
+        let mut name = String::new();
+        for (position, segment) in self.segments.iter().enumerate() {
+            if position > 0 {
+                name.push('_');
+            }
+            match segment {
+                Segment::Key(key) => name.extend(key.chars().map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })),
+                Segment::Index(index) => name.push_str(&index.to_string()),
+            }
+        }
+        name
+    }
+}
+
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (position, segment) in self.segments.iter().enumerate() {
@@ -192,6 +221,9 @@ mod tests {
             ]
         );
         assert_eq!(path.to_string(), "SNOWFLAKE.HOSTS[1][0].NAME");
+        assert_eq!(path.env_name(), "SNOWFLAKE_HOSTS_1_0_NAME");
+        let odd = KeyPath::parse("snowflake.my-role.pass word").unwrap();
+        assert_eq!(odd.env_name(), "SNOWFLAKE_MY_ROLE_PASS_WORD");
     }
 
     #[test]
