@@ -103,17 +103,20 @@ fn busybox_image() {
     for applet in ["sh", "env", "cat", "printf", "ls", "echo", "true"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs.path())
-        .args(["-c", "."])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let archive = rootfs.path().join("rootfs.tar");
+    output(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&bin)
+            .arg("-cf")
+            .arg(&archive)
+            .args(["--transform", "s,^\\.,bin,", "."]),
+    );
     output(
         Command::new("docker")
-            .args(["import", "-", IMAGE])
-            .stdin(tar.stdout.unwrap()),
+            .arg("import")
+            .arg(&archive)
+            .arg(IMAGE),
     );
 }
 
