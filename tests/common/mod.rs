@@ -169,12 +169,11 @@ pub fn run(cmd: &mut Command, stdin: &[u8]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn runvault");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin)
-        .expect("write stdin");
+    // A command that fails before reading its input closes the pipe early.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {err}"),
+        _ => {}
+    }
     let output = child.wait_with_output().expect("wait runvault");
     Run {
         code: output.status.code().unwrap_or(-1),
