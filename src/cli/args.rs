@@ -237,7 +237,7 @@ pub struct RmArgs {
 /// `runvault import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Plaintext YAML file to merge (values in it replace existing ones).
+    /// Plaintext YAML file to merge (values in it replace existing ones); `-` reads stdin.
     pub file: PathBuf,
 }
 

@@ -235,8 +235,11 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 
 /// `runvault import`.
 pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError> {
-    let bytes = fs::read_nofollow(&args.file)?;
-    let bytes = crate::core::secret::SecretBytes::new(bytes);
+    let bytes = if args.file.as_os_str() == "-" {
+        input::read_value(input::ValueSource::Stdin)?
+    } else {
+        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file)?)
+    };
     let doc = crate::vault::value::parse_plain_yaml(bytes.expose()).map_err(|message| {
         VaultError::BadYaml {
             file: args.file.clone(),
@@ -325,7 +328,7 @@ fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
         match node {
             Tree::Leaf(plain) => plain.render_json(out).ok_or_else(|| {
                 VaultError::Unrepresentable(format!(
-                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !!binary)"
+                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !binary)"
                 ))
             }),
             Tree::Map(map) => {
@@ -489,9 +492,12 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             new_passphrase_file,
             kdf,
         } => {
-            let (unlocked, _) = vault.open(&credential)?;
-            let base = match unlocked
-                .header()
+            // The slot's current parameters are only defaults for the new
+            // passphrase (bounded by `check`), so the unauthenticated header
+            // will do; the KDF then runs once, in `modify`.
+            let (encrypted, _) = vault.load()?;
+            let base = match encrypted
+                .header
                 .slots
                 .iter()
                 .find(|s| s.id == slot)
@@ -507,7 +513,6 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 }
                 None => return Err(VaultError::NoSuchSlot { id: slot }.into()),
             };
-            drop(unlocked);
             let new_credential = input::new_passphrase(new_passphrase_file.as_deref(), &kdf, base)?;
             vault.modify(&credential, "key passwd", |unlocked, salt, record| {
                 record.detail = Some(format!("changed the passphrase of slot {slot}"));

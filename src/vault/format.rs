@@ -87,7 +87,7 @@ pub struct Slot {
     pub id: u32,
     /// How its key is derived.
     pub kind: SlotKind,
-    /// Creation (or last change) time, RFC 3339 UTC.
+    /// Creation time, RFC 3339 UTC (kept when the passphrase changes).
     pub created: String,
     /// `nonce || AES-256-GCM(data key) || tag`.
     pub wrapped: Vec<u8>,
@@ -360,6 +360,14 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
     let header_raw = root
         .shift_remove(HEADER_KEY)
         .ok_or(FormatError::NotAVault)?;
+    let Tree::Map(mut fields) = header_raw else {
+        return Err(missing(HEADER_KEY));
+    };
+    // The version first: a newer format may change everything after it.
+    let format = take_u64(&mut fields, "format", "format")?;
+    if format != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: format });
+    }
     let secrets_raw = root
         .shift_remove(SECRETS_KEY)
         .ok_or_else(|| missing(SECRETS_KEY))?;
@@ -371,13 +379,6 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
             field: extra.clone(),
             problem: "not part of the format",
         });
-    }
-    let Tree::Map(mut fields) = header_raw else {
-        return Err(missing(HEADER_KEY));
-    };
-    let format = take_u64(&mut fields, "format", "format")?;
-    if format != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: format });
     }
     let vault_id = take_id(&mut fields, "vault_id")?;
     let salt_id = take_id(&mut fields, "salt_id")?;

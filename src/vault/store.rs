@@ -360,6 +360,12 @@ impl VaultDir {
                         message,
                     });
                 }
+                Err(source @ FormatError::UnsupportedVersion { .. }) => {
+                    return Err(VaultError::Unsupported {
+                        path: vault_path,
+                        source,
+                    });
+                }
                 Err(source) => {
                     return Err(VaultError::Corrupt {
                         path: vault_path,
@@ -401,10 +407,22 @@ impl VaultDir {
             refuse_open_target: false,
             keep_mode_mask: 0o640,
         };
+        let old_salt = fs::read_optional(&self.salt_path())?;
         if new_salt {
             fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
         }
-        self.commit(&sealed, mode)?;
+        if let Err(err) = self.commit(&sealed, mode) {
+            // Put the old salt back, so a failed init changes nothing.
+            if new_salt {
+                let _ = match &old_salt {
+                    Some(bytes) => fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
+                        .map_err(VaultError::from),
+                    None => std::fs::remove_file(self.salt_path())
+                        .map_err(|e| FsError::io("remove", &self.salt_path())(e).into()),
+                };
+            }
+            return Err(err);
+        }
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
