@@ -148,6 +148,17 @@ pub fn opens(slot: &Slot, kek: &Key32, vault_id: &[u8; 16]) -> bool {
     crypto::open(kek, &slot_aad(vault_id, slot.id, &slot.kind), &slot.wrapped).is_some()
 }
 
+/// What opening a slot yields. No `Debug`: it holds keys.
+pub struct Opened {
+    /// The vault's data key.
+    pub data_key: Key32,
+    /// The slot that opened.
+    pub slot_id: u32,
+    /// That slot's key-encryption key (reused by `rekey`, so the KDF is
+    /// not run again for it).
+    pub kek: Key32,
+}
+
 /// Finds the data key: tries every slot of the credential's kind, running
 /// the KDF once per distinct parameter set (once in the usual case).
 /// Returns the data key and the id of the slot that opened.
@@ -156,7 +167,7 @@ pub fn unlock(
     credential: &Credential,
     salt: &Salt,
     vault_path: &Path,
-) -> Result<(Key32, u32), VaultError> {
+) -> Result<Opened, VaultError> {
     let mut candidates: Vec<&Slot> = header
         .slots
         .iter()
@@ -194,7 +205,12 @@ pub fn unlock(
             &slot.wrapped,
         ) && let Ok(key) = <[u8; 32]>::try_from(bytes.expose())
         {
-            return Ok((Key32::from_bytes(key), slot.id));
+            let (_, kek) = kek.expect("set above");
+            return Ok(Opened {
+                data_key: Key32::from_bytes(key),
+                slot_id: slot.id,
+                kek,
+            });
         }
     }
     Err(VaultError::WrongSecret {

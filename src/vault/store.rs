@@ -197,10 +197,10 @@ impl VaultDir {
         let (vault, salt) = self.load()?;
         let mut opened = None;
         let mut first_error = None;
-        for credential in credentials {
+        for (index, credential) in credentials.iter().enumerate() {
             match UnlockedVault::unlock(vault.clone(), &salt, credential, &self.vault_path()) {
                 Ok(unlocked) => {
-                    opened = Some(unlocked);
+                    opened = Some((unlocked, index));
                     break;
                 }
                 Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
@@ -209,7 +209,7 @@ impl VaultDir {
                 Err(err) => return Err(err),
             }
         }
-        let Some(unlocked) = opened else {
+        let Some((unlocked, unlocked_by)) = opened else {
             return Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())));
         };
         let new_salt = plan.new_salt.then(Salt::generate);
@@ -219,6 +219,7 @@ impl VaultDir {
             kdf: plan.kdf,
             drop_others: plan.drop_others,
             keep: plan.keep,
+            unlocked_by: Some(unlocked_by),
         };
         let (next, report) = unlocked.rekey(&salt, &rekey_plan)?;
         let sealed = next.seal();

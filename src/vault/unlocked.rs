@@ -31,7 +31,7 @@ pub struct UnlockedVault {
     vault: EncryptedVault,
     data_key: Key32,
     subkeys: Subkeys,
-    unlocked_with: Option<u32>,
+    unlocked_with: Option<(u32, Key32)>,
     vault_path: PathBuf,
 }
 
@@ -60,6 +60,8 @@ pub struct RekeyPlan<'a> {
     pub drop_others: bool,
     /// A new number of versions to keep.
     pub keep: Option<u32>,
+    /// Which of `credentials` opened the vault (its slot's key is reused).
+    pub unlocked_by: Option<usize>,
 }
 
 /// What `rekey` did to the slots.
@@ -119,7 +121,8 @@ impl UnlockedVault {
         credential: &Credential,
         vault_path: &Path,
     ) -> Result<UnlockedVault, VaultError> {
-        let (data_key, slot_id) = slots::unlock(&vault.header, credential, salt, vault_path)?;
+        let opened = slots::unlock(&vault.header, credential, salt, vault_path)?;
+        let data_key = opened.data_key;
         let subkeys = Subkeys::derive(&data_key);
         let expected = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
         if !constant_time_eq(&expected, &vault.header.mac) {
@@ -131,7 +134,7 @@ impl UnlockedVault {
             vault,
             data_key,
             subkeys,
-            unlocked_with: Some(slot_id),
+            unlocked_with: Some((opened.slot_id, opened.kek)),
             vault_path: vault_path.to_path_buf(),
         })
     }
@@ -143,7 +146,7 @@ impl UnlockedVault {
 
     /// The id of the slot that opened the vault.
     pub fn unlocked_with(&self) -> Option<u32> {
-        self.unlocked_with
+        self.unlocked_with.as_ref().map(|(id, _)| *id)
     }
 
     /// The encrypted tree (paths are visible; values are not).
@@ -622,12 +625,23 @@ impl UnlockedVault {
         let mut new_slots = Vec::new();
         let (mut kept, mut dropped) = (Vec::new(), Vec::new());
         for slot in &self.vault.header.slots {
-            let opener = plan.credentials.iter().find_map(|credential| {
-                if let SlotKind::Passphrase(params) = &slot.kind {
-                    params.check().ok()?;
-                }
-                let kek = slots::kek_for(credential, &slot.kind, old_salt, &vault_id)?;
-                slots::opens(slot, &kek, &vault_id).then_some((credential, kek))
+            // The slot that opened the vault needs no second KDF run.
+            let reused = self
+                .unlocked_with
+                .as_ref()
+                .filter(|(id, _)| *id == slot.id)
+                .and_then(|(_, kek)| {
+                    let credential = plan.credentials.get(plan.unlocked_by?)?;
+                    Some((credential, Key32::from_bytes(*kek.expose())))
+                });
+            let opener = reused.or_else(|| {
+                plan.credentials.iter().find_map(|credential| {
+                    if let SlotKind::Passphrase(params) = &slot.kind {
+                        params.check().ok()?;
+                    }
+                    let kek = slots::kek_for(credential, &slot.kind, old_salt, &vault_id)?;
+                    slots::opens(slot, &kek, &vault_id).then_some((credential, kek))
+                })
             });
             let Some((credential, old_kek)) = opener else {
                 dropped.push(slot.id);
