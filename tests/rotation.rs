@@ -18,7 +18,7 @@ fn is_root() -> bool {
 /// Tests that need root (mounts) run whenever root is available, and must
 /// run under CI.
 fn require_root(test: &str) -> bool {
-    if is_root() {
+    if common::is_root() {
         return true;
     }
     assert!(

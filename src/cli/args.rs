@@ -92,6 +92,16 @@ pub enum Command {
     Rekey(RekeyArgs),
     /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
     AuditHmac(AuditHmacArgs),
+    /// Check that this host is set up safely (exit 1 if any check fails).
+    Doctor(DoctorArgs),
+}
+
+/// `runvault doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `runvault history`.

@@ -2,6 +2,7 @@
 //! handed to one handler per command. No crypto and no file I/O of its own.
 
 mod args;
+mod doctor_cmds;
 mod input;
 mod rotation_cmds;
 mod vault_cmds;
@@ -59,5 +60,6 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Rollback(args) => rotation_cmds::rollback(&global, args),
         Command::Rekey(args) => rotation_cmds::rekey(&global, args),
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
+        Command::Doctor(args) => doctor_cmds::doctor(&global, args),
     }
 }
