@@ -9,12 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::{CHEAP_KDF, Host};
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 /// Tests that need root (mounts) run whenever root is available, and must
 /// run under CI.
 fn require_root(test: &str) -> bool {
