@@ -7,6 +7,7 @@
 //! - [`vault`]: the vault file format, its crypto and its operations.
 //! - [`jobs`]: the job side: `DATAOPS_VAULT(PATH)` references resolved by
 //!   `exec` and `render`, read-only.
+//! - [`doctor`]: checks that a runner host is set up safely.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod doctor;
 pub mod jobs;
 pub mod vault;
 

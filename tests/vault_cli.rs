@@ -19,7 +19,7 @@ fn init_creates_private_dir_vault_and_strong_salt() {
     assert_eq!(yaml["runvault"]["format"].as_u64(), Some(1));
     assert_eq!(
         host.dir_listing(),
-        [".runvault.lock", "vault.salt", "vault.yml"]
+        [".runvault.lock", "audit.log", "vault.salt", "vault.yml"]
     );
 }
 
@@ -178,7 +178,7 @@ fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     }
     assert_eq!(
         host.dir_listing(),
-        [".runvault.lock", "vault.salt", "vault.yml"],
+        [".runvault.lock", "audit.log", "vault.salt", "vault.yml"],
         "no plaintext copy or temp file"
     );
 
@@ -905,7 +905,7 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
     }
     assert_eq!(
         host.dir_listing(),
-        [".runvault.lock", "vault.salt", "vault.yml"],
+        [".runvault.lock", "audit.log", "vault.salt", "vault.yml"],
         "no temp file left"
     );
 }

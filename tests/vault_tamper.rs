@@ -34,7 +34,7 @@ fn the_committed_fixture_vault_still_opens_with_key_and_passphrase() {
     let host = fixture_host(&fixture_vault());
     let run = host.run_key(&["verify"], b"").ok();
     assert!(run.out().starts_with("ok: "), "{}", run.out());
-    assert!(run.out().contains("19 value(s) decrypt"), "{}", run.out());
+    assert!(run.out().contains("20 value(s) decrypt"), "{}", run.out());
     assert_eq!(
         host.run_key(&["get", "SNOWFLAKE.TRANSFORM.PASSWORD"], b"")
             .ok()
@@ -65,6 +65,7 @@ fn every_tampered_fixture_is_rejected_with_exit_5() {
         "reordered-entries.yml",
         "edited-generation.yml",
         "flipped-ciphertext.yml",
+        "flipped-history.yml",
     ] {
         let bytes = std::fs::read(fixtures().join("tampered").join(name)).unwrap();
         assert_ne!(bytes, fixture_vault(), "{name} differs from the original");

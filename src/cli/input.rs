@@ -28,6 +28,30 @@ pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> 
     Ok(Credential::Passphrase(passphrase, KdfParams::DEFAULT))
 }
 
+/// Every secret the global options name (key file and passphrase), in that
+/// order; with neither, the passphrase asked on the terminal.
+pub fn all_credentials(global: &GlobalArgs) -> Result<Vec<Credential>, VaultError> {
+    let mut credentials = Vec::new();
+    if let Some(key_file) = &global.key_file {
+        credentials.push(Credential::KeyFile(read_key_file(key_file)?));
+    }
+    if let Some(file) = &global.passphrase_file {
+        credentials.push(passphrase_from_file(file)?);
+    }
+    if credentials.is_empty() {
+        credentials.push(unlock_credential(global)?);
+    }
+    Ok(credentials)
+}
+
+/// A passphrase credential from a passphrase file.
+pub fn passphrase_from_file(file: &Path) -> Result<Credential, VaultError> {
+    Ok(Credential::Passphrase(
+        read_passphrase_file(file)?,
+        KdfParams::DEFAULT,
+    ))
+}
+
 /// The credentials `init` turns into its first slots.
 pub fn init_credentials(global: &GlobalArgs, kdf: &KdfArgs) -> Result<Vec<Credential>, VaultError> {
     let params = kdf_params(kdf, KdfParams::DEFAULT)?;

@@ -2,8 +2,10 @@
 //! handed to one handler per command. No crypto and no file I/O of its own.
 
 mod args;
+mod doctor_cmds;
 mod input;
 mod jobs_cmds;
+mod rotation_cmds;
 mod vault_cmds;
 
 use std::ffi::OsString;
@@ -57,5 +59,10 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Key(args) => vault_cmds::key(&global, args),
         Command::Exec(args) => jobs_cmds::exec(&global, args),
         Command::Render(args) => jobs_cmds::render(&global, args),
+        Command::History(args) => rotation_cmds::history(&global, args),
+        Command::Rollback(args) => rotation_cmds::rollback(&global, args),
+        Command::Rekey(args) => rotation_cmds::rekey(&global, args),
+        Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
+        Command::Doctor(args) => doctor_cmds::doctor(&global, args),
     }
 }

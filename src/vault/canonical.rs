@@ -290,7 +290,11 @@ fn quoted(text: &str) -> Option<(String, &str)> {
                 }
                 _ => return None,
             },
-            c if c.is_control() || c == '\u{feff}' => return None,
+            // Characters libyaml treats as line breaks or marks are refused,
+            // so that both readers agree on every file this one accepts.
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}') => {
+                return None;
+            }
             c => out.push(c),
         }
     }

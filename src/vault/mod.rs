@@ -10,7 +10,9 @@
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`store`]: the directory on disk, locking and atomic commits.
+//! - [`audit`]: the append-only audit log of changes.
 
+pub mod audit;
 pub mod canonical;
 pub mod crypto;
 pub mod error;
@@ -28,4 +30,4 @@ pub use error::VaultError;
 pub use path::KeyPath;
 pub use slots::Credential;
 pub use store::{InitOutcome, VaultDir};
-pub use unlocked::UnlockedVault;
+pub use unlocked::{RekeyPlan, RekeyReport, UnlockedVault, VersionInfo};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use runvault::core::fs::{WriteMode, write_atomic};
 use runvault::core::secret::{Key32, SecretBytes};
 use runvault::vault::crypto::{KdfParams, Subkeys, argon2id};
-use runvault::vault::format::{EncryptedVault, compute_mac};
+use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, compute_mac};
 use runvault::vault::salt::Salt;
 use runvault::vault::tree::Tree;
 use runvault::vault::value::Plain;
@@ -62,7 +62,7 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
     let credential = || Credential::KeyFile(Key32::from_bytes(*key.expose()));
     let salt = Salt::generate();
     let vault_path = dir.join("vault.yml");
-    let mut unlocked = UnlockedVault::create(&[credential()], &salt, &vault_path);
+    let mut unlocked = UnlockedVault::create(&[credential()], &salt, DEFAULT_KEEP, &vault_path);
     unlocked.merge(&services(n)).unwrap();
     let bytes = unlocked.seal().to_canonical();
     std::fs::write(&vault_path, &bytes).unwrap();
@@ -70,8 +70,8 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
     let store = VaultDir::new(dir, Duration::from_secs(1));
     let target = KeyPath::parse(&format!("SERVICE_{}.PASSWORD", n / 2)).unwrap();
     let (parsed, _) = EncryptedVault::parse(&bytes).unwrap();
-    let (data_key, _) = slots::unlock(&parsed.header, &credential(), &salt, &vault_path).unwrap();
-    let subkeys = Subkeys::derive(&data_key);
+    let slot = slots::unlock(&parsed.header, &credential(), &salt, &vault_path).unwrap();
+    let subkeys = Subkeys::derive(&slot.data_key);
     let opened = UnlockedVault::unlock(parsed.clone(), &salt, &credential(), &vault_path).unwrap();
     let twenty: Vec<KeyPath> = (0..20)
         .map(|i| KeyPath::parse(&format!("SERVICE_{}.PASSWORD", i * n / 20)).unwrap())
@@ -86,7 +86,12 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
         std::hint::black_box(EncryptedVault::parse(&bytes).unwrap());
     });
     cell("MAC (tree)", &mut || {
-        std::hint::black_box(compute_mac(&subkeys.mac, &parsed.header, &parsed.secrets));
+        std::hint::black_box(compute_mac(
+            &subkeys.mac,
+            &parsed.header,
+            &parsed.secrets,
+            &parsed.history,
+        ));
     });
     cell("unlock slot (HKDF+AES)", &mut || {
         std::hint::black_box(

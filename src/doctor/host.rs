@@ -1,0 +1,317 @@
+//! Host checks: the secrets directory and its files, the salt, whether the
+//! vault is encrypted and verifies, and the machine key file.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::core::fs;
+use crate::doctor::Finding;
+use crate::vault::VaultDir;
+use crate::vault::format::{self, VaultFile};
+use crate::vault::salt::Salt;
+use crate::vault::slots::Credential;
+use crate::vault::store::{SALT_FILE, SALT_NEXT_FILE, VAULT_FILE};
+
+/// Checks the secrets directory `dir`; `credential` (when the admin gave
+/// one) lets it verify the MAC and every value.
+pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<Finding> {
+    let dir = vault.dir();
+    let mut findings = Vec::new();
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(err) => {
+            findings.push(Finding::fail(
+                "secrets.dir",
+                format!("`{}` cannot be read: {err}", dir.display()),
+                format!(
+                    "create the vault with `runvault init --dir {}`",
+                    dir.display()
+                ),
+            ));
+            return findings;
+        }
+    };
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        findings.push(Finding::fail(
+            "secrets.dir",
+            format!("`{}` is not a directory (or is a symlink)", dir.display()),
+            "make it a real directory owned by root, mode 0700",
+        ));
+        return findings;
+    }
+    findings.push(owner_check("secrets.dir.owner", dir, meta.uid()));
+    let mode = meta.mode() & 0o7777;
+    findings.push(if mode == 0o700 || mode == 0o750 {
+        Finding::ok(
+            "secrets.dir.mode",
+            format!("`{}` is mode {mode:04o}", dir.display()),
+        )
+    } else {
+        Finding::fail(
+            "secrets.dir.mode",
+            format!("`{}` is mode {mode:04o}", dir.display()),
+            format!("run `chmod 700 {}`", dir.display()),
+        )
+    });
+    for name in [VAULT_FILE, SALT_FILE] {
+        findings.extend(file_checks(dir, name));
+    }
+    findings.push(stray_files(dir));
+    findings.push(salt_strength(&dir.join(SALT_FILE)));
+    findings.push(encryption_and_integrity(vault, credential));
+    findings
+}
+
+fn owner_check(check: &'static str, path: &Path, uid: u32) -> Finding {
+    if uid == 0 {
+        Finding::ok(check, format!("`{}` is owned by root", path.display()))
+    } else {
+        Finding::fail(
+            check,
+            format!("`{}` is owned by uid {uid}, not root", path.display()),
+            format!("run `chown root: {}`", path.display()),
+        )
+    }
+}
+
+fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
+    let path = dir.join(name);
+    let (owner_id, mode_id): (&'static str, &'static str) = match name {
+        VAULT_FILE => ("vault.file.owner", "vault.file.mode"),
+        _ => ("salt.file.owner", "salt.file.mode"),
+    };
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(_) => {
+            return vec![Finding::fail(
+                mode_id,
+                format!("`{}` is missing", path.display()),
+                format!(
+                    "create the vault with `runvault init --dir {}`",
+                    dir.display()
+                ),
+            )];
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return vec![Finding::fail(
+            mode_id,
+            format!("`{}` is a symlink", path.display()),
+            "replace it with the real file; runvault refuses symlinks",
+        )];
+    }
+    let mode = meta.mode() & 0o7777;
+    vec![
+        owner_check(owner_id, &path, meta.uid()),
+        if mode == 0o600 || mode == 0o640 {
+            Finding::ok(mode_id, format!("`{}` is mode {mode:04o}", path.display()))
+        } else {
+            Finding::fail(
+                mode_id,
+                format!("`{}` is mode {mode:04o}", path.display()),
+                format!("run `chmod 600 {}`", path.display()),
+            )
+        },
+    ]
+}
+
+fn stray_files(dir: &Path) -> Finding {
+    let mut stray: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| fs::is_temp_file_name(name) || name == SALT_NEXT_FILE)
+        .collect();
+    stray.sort();
+    if stray.is_empty() {
+        Finding::ok("secrets.stray", "no stray temp files")
+    } else {
+        Finding::warn(
+            "secrets.stray",
+            format!("left by an interrupted write: {}", stray.join(", ")),
+            "run any writing command (e.g. `runvault set`): it finishes or removes them under the lock",
+        )
+    }
+}
+
+fn salt_strength(path: &Path) -> Finding {
+    match fs::read_optional(path) {
+        Ok(Some(bytes)) => {
+            let salt = Salt::from_file_bytes(bytes);
+            if salt.is_weak() {
+                Finding::fail(
+                    "salt.strength",
+                    format!(
+                        "`{}` holds about {} bytes of entropy (hand-made?)",
+                        path.display(),
+                        salt.strength_bytes()
+                    ),
+                    "run `runvault rekey --new-salt` (or `runvault init` on a plaintext vault) to replace it",
+                )
+            } else {
+                Finding::ok(
+                    "salt.strength",
+                    format!(
+                        "`{}` holds {} bytes of entropy",
+                        path.display(),
+                        salt.strength_bytes()
+                    ),
+                )
+            }
+        }
+        Ok(None) => Finding::fail(
+            "salt.strength",
+            format!("`{}` is missing", path.display()),
+            "restore it from a backup",
+        ),
+        Err(err) => Finding::fail(
+            "salt.strength",
+            err.to_string(),
+            "fix the file's permissions",
+        ),
+    }
+}
+
+fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -> Finding {
+    let path = vault.vault_path();
+    let bytes = match fs::read_optional(&path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Finding::fail(
+                "vault.encrypted",
+                format!("`{}` is missing", path.display()),
+                format!("run `runvault init --dir {}`", vault.dir().display()),
+            );
+        }
+        Err(err) => {
+            return Finding::fail(
+                "vault.encrypted",
+                err.to_string(),
+                "fix the file's permissions",
+            );
+        }
+    };
+    match format::classify(&bytes) {
+        Ok(VaultFile::Plaintext(_)) => {
+            return Finding::fail(
+                "vault.encrypted",
+                format!(
+                    "`{}` is plaintext: every credential is readable by anyone who can read the file",
+                    path.display()
+                ),
+                format!(
+                    "adopt it in place with `runvault init --dir {}`",
+                    vault.dir().display()
+                ),
+            );
+        }
+        Err(err) => {
+            return Finding::fail(
+                "vault.encrypted",
+                format!("`{}`: {err}", path.display()),
+                "restore it from a backup",
+            );
+        }
+        Ok(VaultFile::Encrypted(_)) => {}
+    }
+    let Some(credential) = credential else {
+        return Finding::warn(
+            "vault.verify",
+            format!(
+                "`{}` is encrypted; its MAC and values were not checked",
+                path.display()
+            ),
+            "give --key-file or --passphrase-file to verify them",
+        );
+    };
+    match vault
+        .open(credential)
+        .and_then(|(unlocked, _)| unlocked.verify_all())
+    {
+        Ok(count) => Finding::ok(
+            "vault.verify",
+            format!(
+                "`{}` is encrypted, authenticated, and its {count} value(s) decrypt",
+                path.display()
+            ),
+        ),
+        Err(err) => Finding::fail(
+            "vault.verify",
+            err.to_string(),
+            "see docs/troubleshooting.md for this error",
+        ),
+    }
+}
+
+/// Checks the machine key file: present, 0400 or 0600, owned by root,
+/// outside the secrets directory.
+pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
+    let meta = match std::fs::symlink_metadata(key_file) {
+        Ok(meta) => meta,
+        Err(_) => {
+            return vec![Finding::warn(
+                "keyfile.exists",
+                format!(
+                    "`{}` does not exist: jobs cannot unlock the vault without a person",
+                    key_file.display()
+                ),
+                format!(
+                    "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
+                    key_file.display()
+                ),
+            )];
+        }
+    };
+    let mut findings = vec![Finding::ok(
+        "keyfile.exists",
+        format!("`{}` exists", key_file.display()),
+    )];
+    findings.push(owner_check("keyfile.owner", key_file, meta.uid()));
+    let mode = meta.mode() & 0o7777;
+    findings.push(
+        if !meta.file_type().is_symlink() && (mode == 0o400 || mode == 0o600) {
+            Finding::ok(
+                "keyfile.mode",
+                format!("`{}` is mode {mode:04o}", key_file.display()),
+            )
+        } else {
+            Finding::fail(
+                "keyfile.mode",
+                format!(
+                    "`{}` is mode {mode:04o}{}",
+                    key_file.display(),
+                    if meta.file_type().is_symlink() {
+                        " (a symlink)"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("run `chmod 400 {}`", key_file.display()),
+            )
+        },
+    );
+    let inside = match (
+        fs::parent_dir(key_file).canonicalize(),
+        secrets_dir.canonicalize(),
+    ) {
+        (Ok(parent), Ok(dir)) => parent.starts_with(dir),
+        _ => false,
+    };
+    findings.push(if inside {
+        Finding::fail(
+            "keyfile.location",
+            format!(
+                "`{}` is inside the secrets directory, which is mounted into jobs",
+                key_file.display()
+            ),
+            "move it outside, e.g. to /etc/runvault/vault.key",
+        )
+    } else {
+        Finding::ok(
+            "keyfile.location",
+            "the key file lives outside the secrets directory",
+        )
+    });
+    findings
+}

@@ -1,0 +1,119 @@
+//! `runvault doctor`: checks whether a runner host is set up safely and
+//! prints one line per check (ok / warn / fail, with a hint), then a summary.
+//!
+//! - [`host`]: the secrets directory, the vault files and the key file.
+//!
+//! Checks never change anything and never print a secret.
+
+pub mod host;
+
+use std::fmt::Write as _;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// As it should be.
+    Ok,
+    /// Not wrong, but worth a look.
+    Warn,
+    /// Unsafe or broken.
+    Fail,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Stable id, e.g. `secrets.dir.mode` (documented in docs/troubleshooting).
+    pub check: &'static str,
+    /// The outcome.
+    pub status: Status,
+    /// What was found (names paths, never values).
+    pub message: String,
+    /// What to do about it, when not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Finding {
+    /// A passing check.
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            status: Status::Ok,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A warning with a hint.
+    pub fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            status: Status::Warn,
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// A failure with a hint.
+    pub fn fail(
+        check: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            status: Status::Fail,
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// Whether any finding failed.
+pub fn any_failed(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.status == Status::Fail)
+}
+
+/// The human report: one line per check, then the summary.
+pub fn render_text(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for finding in findings {
+        let label = match finding.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = write!(out, "{label} {:<28} {}", finding.check, finding.message);
+        if let Some(hint) = &finding.hint {
+            let _ = write!(out, " (hint: {hint})");
+        }
+        out.push('\n');
+    }
+    let count = |status| findings.iter().filter(|f| f.status == status).count();
+    let _ = writeln!(
+        out,
+        "{} ok, {} warn, {} fail",
+        count(Status::Ok),
+        count(Status::Warn),
+        count(Status::Fail)
+    );
+    out
+}
+
+/// The JSON report: `{"findings": [...], "ok": N, "warn": N, "fail": N}`.
+pub fn render_json(findings: &[Finding]) -> String {
+    let count = |status| findings.iter().filter(|f| f.status == status).count();
+    let report = serde_json::json!({
+        "findings": findings,
+        "ok": count(Status::Ok),
+        "warn": count(Status::Warn),
+        "fail": count(Status::Fail),
+    });
+    format!("{report}\n")
+}
