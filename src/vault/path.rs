@@ -127,18 +127,25 @@ impl KeyPath {
         out.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
         for segment in &self.segments {
             match segment {
-                Segment::Key(key) => {
-                    out.push(0x01);
-                    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-                    out.extend_from_slice(key.as_bytes());
-                }
-                Segment::Index(index) => {
-                    out.push(0x02);
-                    out.extend_from_slice(&(*index as u64).to_be_bytes());
-                }
+                Segment::Key(key) => encode_key(key, out),
+                Segment::Index(index) => encode_index(*index, out),
             }
         }
     }
+}
+
+/// Appends the encoding of one key segment (see [`KeyPath::encode`]), for
+/// readers that build a path's encoding step by step.
+pub fn encode_key(key: &str, out: &mut Vec<u8>) {
+    out.push(0x01);
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+}
+
+/// Appends the encoding of one list-index segment (see [`KeyPath::encode`]).
+pub fn encode_index(index: usize, out: &mut Vec<u8>) {
+    out.push(0x02);
+    out.extend_from_slice(&(index as u64).to_be_bytes());
 }
 
 impl KeyPath {
