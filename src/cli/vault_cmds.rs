@@ -163,8 +163,7 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
 pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let (vault, _) = vault_dir(global).open(&credential)?;
-    let value = vault.get(&path)?;
+    let value = crate::vault::read::read_one(&vault_dir(global), &credential, &path)?;
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
         out.push(b'\n');

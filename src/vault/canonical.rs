@@ -101,8 +101,10 @@ pub struct Line<'t> {
 
 /// The content lines of a canonical file, read one at a time with one line
 /// of lookahead, so a reader can walk a large file without collecting it.
+/// Each line is checked (UTF-8, indentation, no tab, no trailing space) when
+/// it is first read.
 pub struct Lines<'t> {
-    text: &'t str,
+    text: &'t [u8],
     /// Byte offset of the next line not yet peeked.
     offset: usize,
     /// Number of the last line read or peeked.
@@ -111,14 +113,9 @@ pub struct Lines<'t> {
 }
 
 impl<'t> Lines<'t> {
-    /// Checks the whole text (UTF-8, final newline) and skips the comment
-    /// lines at the top.
+    /// Checks the final newline and skips the comment lines at the top.
     pub fn new(text: &'t [u8]) -> Result<Lines<'t>, NotCanonical> {
-        let text = std::str::from_utf8(text).map_err(|_| NotCanonical {
-            line: 0,
-            reason: "not UTF-8",
-        })?;
-        if !text.ends_with('\n') {
+        if text.last() != Some(&b'\n') {
             return Err(NotCanonical {
                 line: 0,
                 reason: "no final newline",
@@ -130,20 +127,27 @@ impl<'t> Lines<'t> {
             number: 0,
             peeked: None,
         };
-        while lines.text[lines.offset..].starts_with('#') {
-            let end = lines.line_end();
-            lines.offset = end + 1;
-            lines.number += 1;
+        while lines.text[lines.offset..].starts_with(b"#") {
+            let (_, next) = lines.raw_line()?;
+            lines.offset = next;
         }
         Ok(lines)
     }
 
-    fn line_end(&self) -> usize {
-        self.offset
-            + self.text.as_bytes()[self.offset..]
+    /// The next raw line as text and the offset after its newline.
+    fn raw_line(&mut self) -> Result<(&'t str, usize), NotCanonical> {
+        let start = self.offset;
+        let end = start
+            + self.text[start..]
                 .iter()
                 .position(|&b| b == b'\n')
-                .expect("the text ends with a newline")
+                .expect("the text ends with a newline");
+        self.number += 1;
+        let raw = std::str::from_utf8(&self.text[start..end]).map_err(|_| NotCanonical {
+            line: self.number,
+            reason: "not UTF-8",
+        })?;
+        Ok((raw, end + 1))
     }
 
     /// The next line without consuming it; `None` at the end.
@@ -154,10 +158,7 @@ impl<'t> Lines<'t> {
         if self.offset == self.text.len() {
             return Ok(None);
         }
-        let start = self.offset;
-        let end = self.line_end();
-        self.number += 1;
-        let raw = &self.text[start..end];
+        let (raw, next) = self.raw_line()?;
         let body = raw.trim_start_matches(' ');
         let indent = raw.len() - body.len();
         if body.is_empty()
@@ -175,7 +176,7 @@ impl<'t> Lines<'t> {
             indent,
             body,
         };
-        self.peeked = Some((line, end + 1));
+        self.peeked = Some((line, next));
         Ok(Some(line))
     }
 
@@ -183,20 +184,6 @@ impl<'t> Lines<'t> {
     pub fn advance(&mut self) {
         let (_, next) = self.peeked.take().expect("advance after peek");
         self.offset = next;
-    }
-
-    /// Reads the next line, which must be `body` at indentation `indent`.
-    pub fn expect(&mut self, indent: usize, body: &str) -> Result<(), NotCanonical> {
-        match self.peek()? {
-            Some(line) if line.indent == indent && line.body == body => {
-                self.advance();
-                Ok(())
-            }
-            line => Err(NotCanonical {
-                line: line.map_or(self.number, |l| l.number),
-                reason: "not the expected line",
-            }),
-        }
     }
 }
 
@@ -215,8 +202,10 @@ pub trait Visitor<'t> {
     fn begin_map(&mut self) -> Result<Self::Map, &'static str>;
     /// A non-empty block list starts at the current path.
     fn begin_list(&mut self) -> Result<Self::List, &'static str>;
-    /// The value of `key` follows: the path goes one step down.
-    fn enter_key(&mut self, key: &str) -> Result<(), &'static str>;
+    /// The value of `key` follows: the path goes one step down. (A `&Cow`,
+    /// not a `&str`: a visitor may keep the key borrowed from the file.)
+    #[allow(clippy::ptr_arg)]
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str>;
     /// List item `index` follows: the path goes one step down.
     fn enter_item(&mut self, index: usize) -> Result<(), &'static str>;
     /// The entry or item entered last is complete: the path goes back up.
@@ -256,7 +245,7 @@ impl<'t> Visitor<'t> for TreeBuilder {
     fn begin_list(&mut self) -> Result<Self::List, &'static str> {
         Ok(Vec::new())
     }
-    fn enter_key(&mut self, _: &str) -> Result<(), &'static str> {
+    fn enter_key(&mut self, _: &Cow<'t, str>) -> Result<(), &'static str> {
         Ok(())
     }
     fn enter_item(&mut self, _: usize) -> Result<(), &'static str> {
@@ -407,7 +396,8 @@ pub fn node<'t, V: Visitor<'t>>(
     }
 }
 
-fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
+/// Splits a mapping line's body into its key and the text after the `:`.
+pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
     if body.starts_with('"') {
         let (key, rest) = quoted(body)?;
         Some((key, rest.strip_prefix(':')?))

@@ -9,6 +9,7 @@
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
+//! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
 
@@ -22,6 +23,7 @@ pub mod read;
 pub mod salt;
 pub mod slots;
 pub mod store;
+pub mod stream;
 pub mod tree;
 pub mod unlocked;
 pub mod value;

@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 
 use crate::vault::error::VaultError;
+use crate::vault::format::Header;
 use crate::vault::path::KeyPath;
 use crate::vault::slots::Credential;
+use crate::vault::slots::Opened;
 use crate::vault::store::VaultDir;
-use crate::vault::tree::Tree;
+use crate::vault::stream::{self, Outcome};
 use crate::vault::value::Plain;
 
 /// What the caller wants: single values and whole subtrees.
@@ -49,13 +51,32 @@ impl Selected {
     }
 }
 
-/// Opens the vault in `dir` once and decrypts what `wanted` names.
+/// Opens the vault in `dir` once and decrypts what `wanted` names: with
+/// the streaming reader ([`crate::vault::stream`]) when the file is in the
+/// canonical layout runvault writes, else (or when the streaming reader
+/// does not vouch for the file) with the tree reader, reusing the slot the
+/// streaming reader opened so the KDF runs once.
 pub fn read_selected(
     dir: &VaultDir,
     credential: &Credential,
     wanted: &Wanted,
 ) -> Result<Selected, VaultError> {
-    let (vault, _) = dir.open(credential)?;
+    match stream::read(dir, credential, wanted)? {
+        Outcome::Read(selected) => Ok(selected),
+        Outcome::Fallback(opened) => read_selected_tree(dir, credential, wanted, opened),
+    }
+}
+
+/// [`read_selected`] with the tree reader only (the reference the
+/// streaming reader is tested against). `opened` is a slot already opened
+/// for a header; it is used if the file still has that header.
+pub fn read_selected_tree(
+    dir: &VaultDir,
+    credential: &Credential,
+    wanted: &Wanted,
+    opened: Option<(Header, Opened)>,
+) -> Result<Selected, VaultError> {
+    let (vault, _) = dir.open_reusing(credential, opened)?;
     let mut selected = Selected::default();
     for path in &wanted.values {
         if selected.values.contains_key(path) {
@@ -73,22 +94,49 @@ pub fn read_selected(
         if selected.subtrees.contains_key(prefix) {
             continue;
         }
-        let leaves = match vault.decrypt_under(prefix) {
-            Ok(tree) => Some(leaves_under(tree, prefix)),
-            Err(VaultError::NotFound { .. }) => None,
-            Err(other) => return Err(other),
+        let leaves = match vault.secrets().get(prefix) {
+            None => None,
+            Some(subtree) => Some(
+                subtree
+                    .leaf_paths()
+                    .into_iter()
+                    .map(|relative| {
+                        let mut path = prefix.clone();
+                        relative
+                            .segments()
+                            .iter()
+                            .for_each(|s| path.push(s.clone()));
+                        vault.get(&path).map(|plain| (path, plain))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
         };
         selected.subtrees.insert(prefix.clone(), leaves);
     }
     Ok(selected)
 }
 
-fn leaves_under(tree: Tree<Plain>, prefix: &KeyPath) -> Vec<(KeyPath, Plain)> {
-    let mut leaves = Vec::new();
-    tree.for_each_leaf(&mut |path, plain| {
-        if path.starts_with(prefix) {
-            leaves.push((path.clone(), plain.clone()));
-        }
-    });
-    leaves
+/// The value at `path` (`get`), with the errors [`UnlockedVault::get`]
+/// gives: not found (exit 3), or a mapping or list (exit 2).
+///
+/// [`UnlockedVault::get`]: crate::vault::UnlockedVault::get
+pub fn read_one(
+    dir: &VaultDir,
+    credential: &Credential,
+    path: &KeyPath,
+) -> Result<Plain, VaultError> {
+    let wanted = Wanted {
+        values: vec![path.clone()],
+        subtrees: Vec::new(),
+    };
+    match read_selected(dir, credential, &wanted)?.values.remove(path) {
+        Some(Lookup::Value(plain)) => Ok(plain),
+        Some(Lookup::Container(kind)) => Err(VaultError::NotAValue {
+            key: path.to_string(),
+            kind,
+        }),
+        Some(Lookup::Missing) | None => Err(VaultError::NotFound {
+            key: path.to_string(),
+        }),
+    }
 }
