@@ -21,6 +21,19 @@ use crate::vault::value::quote_json_string;
 /// Deepest nesting either reader accepts.
 pub const MAX_DEPTH: usize = 64;
 
+/// The bytes a plain sealed scalar may hold: `[A-Za-z0-9:+/=]` (a table,
+/// since every value of a large vault goes through this check).
+const SEALED_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=');
+        byte += 1;
+    }
+    table
+};
+
 /// Keys that YAML 1.1 tools would read as something other than a string.
 const YAML_KEYWORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
 
@@ -37,9 +50,10 @@ fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !YAML_KEYWORDS
-            .iter()
-            .any(|word| word.eq_ignore_ascii_case(key))
+        && (key.len() > 5
+            || !YAML_KEYWORDS
+                .iter()
+                .any(|word| word.eq_ignore_ascii_case(key)))
 }
 
 /// Writes a tree as block YAML at `indent` spaces, each leaf rendered by
@@ -101,10 +115,10 @@ pub struct Line<'t> {
 
 /// The content lines of a canonical file, read one at a time with one line
 /// of lookahead, so a reader can walk a large file without collecting it.
-/// Each line is checked (UTF-8, indentation, no tab, no trailing space) when
-/// it is first read.
+/// Each line is checked (indentation, no tab, no trailing space) when it is
+/// first read.
 pub struct Lines<'t> {
-    text: &'t [u8],
+    text: &'t str,
     /// Byte offset of the next line not yet peeked.
     offset: usize,
     /// Number of the last line read or peeked.
@@ -113,9 +127,14 @@ pub struct Lines<'t> {
 }
 
 impl<'t> Lines<'t> {
-    /// Checks the final newline and skips the comment lines at the top.
+    /// Checks the whole text (UTF-8, final newline) and skips the comment
+    /// lines at the top.
     pub fn new(text: &'t [u8]) -> Result<Lines<'t>, NotCanonical> {
-        if text.last() != Some(&b'\n') {
+        let text = std::str::from_utf8(text).map_err(|_| NotCanonical {
+            line: 0,
+            reason: "not UTF-8",
+        })?;
+        if !text.ends_with('\n') {
             return Err(NotCanonical {
                 line: 0,
                 reason: "no final newline",
@@ -127,27 +146,21 @@ impl<'t> Lines<'t> {
             number: 0,
             peeked: None,
         };
-        while lines.text[lines.offset..].starts_with(b"#") {
-            let (_, next) = lines.raw_line()?;
+        while lines.text[lines.offset..].starts_with('#') {
+            let (_, next) = lines.raw_line();
             lines.offset = next;
         }
         Ok(lines)
     }
 
-    /// The next raw line as text and the offset after its newline.
-    fn raw_line(&mut self) -> Result<(&'t str, usize), NotCanonical> {
+    /// The next raw line and the offset after its newline.
+    fn raw_line(&mut self) -> (&'t str, usize) {
         let start = self.offset;
         let end = start
-            + self.text[start..]
-                .iter()
-                .position(|&b| b == b'\n')
+            + memchr::memchr(b'\n', &self.text.as_bytes()[start..])
                 .expect("the text ends with a newline");
         self.number += 1;
-        let raw = std::str::from_utf8(&self.text[start..end]).map_err(|_| NotCanonical {
-            line: self.number,
-            reason: "not UTF-8",
-        })?;
-        Ok((raw, end + 1))
+        (&self.text[start..end], end + 1)
     }
 
     /// The next line without consuming it; `None` at the end.
@@ -158,13 +171,13 @@ impl<'t> Lines<'t> {
         if self.offset == self.text.len() {
             return Ok(None);
         }
-        let (raw, next) = self.raw_line()?;
+        let (raw, next) = self.raw_line();
         let body = raw.trim_start_matches(' ');
         let indent = raw.len() - body.len();
         if body.is_empty()
             || body.ends_with(' ')
             || indent % 2 != 0
-            || body.bytes().any(|b| b == b'\t' || b == b'\r')
+            || memchr::memchr2(b'\t', b'\r', body.as_bytes()).is_some()
         {
             return Err(NotCanonical {
                 line: self.number,
@@ -417,10 +430,7 @@ fn scalar(text: &str) -> Option<Cow<'_, str>> {
     }
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
-    let is_sealed = text.starts_with("rv1:")
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'='));
+    let is_sealed = text.starts_with("rv1:") && text.bytes().all(|b| SEALED_BYTES[b as usize]);
     (is_int || is_sealed).then_some(Cow::Borrowed(text))
 }
 

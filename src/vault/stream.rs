@@ -53,7 +53,9 @@ pub fn read(
 ) -> Result<Outcome, VaultError> {
     let vault_path = dir.vault_path();
     let loaded = dir.load_with(|bytes| {
-        let header = Lines::new(&bytes)
+        // Only the lines before `secrets:` are needed to find the salt.
+        let header_end = memchr::memmem::find(&bytes, b"\nsecrets:").map_or(0, |at| at + 1);
+        let header = Lines::new(&bytes[..header_end])
             .ok()
             .and_then(|mut lines| read_header(&mut lines));
         Ok(header.map(|header| {
@@ -304,8 +306,9 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
             }
         };
         match (depth, &segment) {
-            // The top level: look the key up instead of comparing every want.
-            (0, Step::Key(key)) => {
+            // The top level, where most keys are: with many wants, look the
+            // key up instead of comparing it with every want.
+            (0, Step::Key(key)) if self.wants.list.len() > 8 => {
                 next.extend(&self.wants.at_root);
                 if let Some(indices) = self.wants.by_first_key.get(key.as_ref()) {
                     next.extend(indices);
