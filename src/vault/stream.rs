@@ -66,8 +66,14 @@ pub fn read(
     let Some((bytes, salt)) = loaded else {
         return Ok(Outcome::Fallback(None));
     };
-    let mut lines = Lines::new(&bytes).expect("checked when loaded");
-    let header = read_header(&mut lines).expect("read when loaded");
+    // The header was read from the lines before `secrets:`; the whole file
+    // must also pass the line checks, and give the same header.
+    let Ok(mut lines) = Lines::new(&bytes) else {
+        return Ok(Outcome::Fallback(None));
+    };
+    let Some(header) = read_header(&mut lines) else {
+        return Ok(Outcome::Fallback(None));
+    };
     let opened = match slots::unlock(&header, credential, &salt, &vault_path) {
         Ok(opened) => opened,
         // The tree reader parses the whole file before it tries a key; if it
