@@ -244,13 +244,24 @@ pub trait Visitor<'t> {
     fn end_list(&mut self, list: Self::List) -> Self::Node;
 }
 
-/// Builds a tree of raw scalar strings.
-pub struct TreeBuilder;
+/// Builds a tree whose leaves are made by `F` from each scalar (`Err`
+/// refuses the scalar). [`TreeBuilder::raw`] keeps the scalar strings.
+pub struct TreeBuilder<F>(pub F);
 
-impl<'t> Visitor<'t> for TreeBuilder {
-    type Node = Tree<String>;
-    type Map = IndexMap<String, Tree<String>>;
-    type List = Vec<Tree<String>>;
+/// The leaf maker of [`TreeBuilder::raw`].
+pub type RawLeaf = fn(Cow<'_, str>) -> Result<String, &'static str>;
+
+impl TreeBuilder<RawLeaf> {
+    /// A builder of raw scalar strings.
+    pub fn raw() -> TreeBuilder<RawLeaf> {
+        TreeBuilder(|text| Ok(text.into_owned()))
+    }
+}
+
+impl<'t, L, F: FnMut(Cow<'t, str>) -> Result<L, &'static str>> Visitor<'t> for TreeBuilder<F> {
+    type Node = Tree<L>;
+    type Map = IndexMap<String, Tree<L>>;
+    type List = Vec<Tree<L>>;
 
     fn begin_map(&mut self) -> Result<Self::Map, &'static str> {
         Ok(IndexMap::new())
@@ -266,7 +277,7 @@ impl<'t> Visitor<'t> for TreeBuilder {
     }
     fn leave(&mut self) {}
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<Self::Node, &'static str> {
-        Ok(Tree::Leaf(text.into_owned()))
+        (self.0)(text).map(Tree::Leaf)
     }
     fn empty_map(&mut self) -> Result<Self::Node, &'static str> {
         Ok(Tree::empty_map())
@@ -308,7 +319,7 @@ pub fn parse(text: &[u8]) -> Result<Tree<String>, NotCanonical> {
             reason: "no content",
         });
     }
-    let tree = block(&mut lines, 0, &mut TreeBuilder)?;
+    let tree = block(&mut lines, 0, &mut TreeBuilder::raw())?;
     match lines.peek()? {
         None => Ok(tree),
         Some(line) => Err(NotCanonical {

@@ -7,7 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::core::secret::Key32;
-use crate::vault::canonical;
+use std::borrow::Cow;
+
+use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder};
 use crate::vault::crypto::{KdfParams, MacWriter};
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::tree::Tree;
@@ -200,10 +202,8 @@ pub enum Reader {
 impl EncryptedVault {
     /// Parses an encrypted vault file (fast path, then serde_yaml).
     pub fn parse(bytes: &[u8]) -> Result<(EncryptedVault, Reader), FormatError> {
-        if let Ok(raw) = canonical::parse(bytes)
-            && is_vault(&raw)
-        {
-            return interpret(raw).map(|vault| (vault, Reader::Fast));
+        if let Some(vault) = read_canonical(bytes) {
+            return Ok((vault, Reader::Fast));
         }
         match classify_general(bytes)? {
             VaultFile::Encrypted(vault) => Ok((vault, Reader::General)),
@@ -272,12 +272,70 @@ impl EncryptedVault {
 
 /// Reads any `vault.yml`: encrypted (fast path first) or plaintext.
 pub fn classify(bytes: &[u8]) -> Result<VaultFile, FormatError> {
-    if let Ok(raw) = canonical::parse(bytes)
-        && is_vault(&raw)
-    {
-        return interpret(raw).map(VaultFile::Encrypted);
+    if let Some(vault) = read_canonical(bytes) {
+        return Ok(VaultFile::Encrypted(vault));
     }
     classify_general(bytes)
+}
+
+/// Reads a vault in the canonical layout, section by section (`runvault:`,
+/// `secrets:`, `history:`), building the sealed tree directly. `None` for
+/// anything else, which the general reader then parses and judges: on a
+/// canonical file both produce the same raw tree, so `interpret` gives the
+/// same vault or the same error.
+fn read_canonical(bytes: &[u8]) -> Option<EncryptedVault> {
+    let mut lines = Lines::new(bytes).ok()?;
+    let header = read_header(&mut lines)?;
+    let number = lines.peek().ok()??.number;
+    let inline = section(&mut lines, SECRETS_KEY).ok()?;
+    let mut sealed = TreeBuilder(|text: Cow<'_, str>| {
+        text.starts_with("rv1:")
+            .then(|| Sealed(text.into_owned()))
+            .ok_or("a value that is not sealed")
+    });
+    let secrets = canonical::node(&mut lines, 0, number, inline, &mut sealed).ok()?;
+    if !matches!(secrets, Tree::Map(_)) {
+        return None;
+    }
+    let number = lines.peek().ok()??.number;
+    let inline = section(&mut lines, HISTORY_KEY).ok()?;
+    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
+    let history = interpret_history(raw).ok()?;
+    matches!(lines.peek(), Ok(None)).then_some(EncryptedVault {
+        header,
+        secrets,
+        history,
+    })
+}
+
+/// Reads the top-level line `NAME:` (`None`) or `NAME: TEXT` (`Some(TEXT)`)
+/// of a canonical file.
+pub fn section<'t>(lines: &mut Lines<'t>, name: &str) -> Result<Option<&'t str>, NotCanonical> {
+    let not_it = |line: usize| NotCanonical {
+        line,
+        reason: "not the expected section",
+    };
+    let line = lines.peek()?.ok_or(not_it(0))?;
+    let (key, rest) = canonical::split_key(line.body).ok_or(not_it(line.number))?;
+    if line.indent != 0 || key != name {
+        return Err(not_it(line.number));
+    }
+    lines.advance();
+    match rest {
+        "" => Ok(None),
+        rest => rest.strip_prefix(' ').map(Some).ok_or(not_it(line.number)),
+    }
+}
+
+/// Reads `runvault:` and its block from a canonical file; `None` if it is
+/// not the canonical header or not a valid one.
+pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
+    let inline = section(lines, HEADER_KEY).ok()?;
+    if inline.is_some() {
+        return None;
+    }
+    let raw = canonical::block(lines, 2, &mut TreeBuilder::raw()).ok()?;
+    header_from_raw(raw).ok()
 }
 
 fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
@@ -342,14 +400,6 @@ pub fn raw_from_general(value: &serde_yaml::Value, depth: usize) -> Option<Tree<
         Value::Number(number) if number.is_u64() => Tree::Leaf(number.to_string()),
         _ => return None,
     })
-}
-
-fn is_vault(raw: &Tree<String>) -> bool {
-    matches!(raw, Tree::Map(map) if map.get(HEADER_KEY).and_then(|h| h.get(&key_path("format"))).is_some())
-}
-
-fn key_path(key: &str) -> KeyPath {
-    KeyPath::root().child(Segment::Key(key.to_string()))
 }
 
 /// Turns a raw tree into a vault, checking every header field's shape.

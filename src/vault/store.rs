@@ -212,8 +212,9 @@ impl VaultDir {
         let (mut unlocked, salt) = self.open(credential)?;
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
-        let sealed = unlocked.seal();
-        self.audited_commit(command, &unlocked, &sealed, &record, |store| {
+        let before = unlocked.header().generation;
+        let sealed = unlocked.into_sealed();
+        self.audited_commit(command, before, &sealed, &record, |store| {
             store.commit(&sealed, WriteMode::PRIVATE)
         })?;
         Ok(result)
@@ -269,7 +270,7 @@ impl VaultDir {
         };
         self.audited_commit(
             "rekey",
-            &unlocked,
+            unlocked.header().generation,
             &sealed,
             &record,
             |store| match &new_salt {
@@ -285,12 +286,12 @@ impl VaultDir {
     fn audited_commit(
         &self,
         command: &str,
-        before: &UnlockedVault,
+        before: u64,
         sealed: &EncryptedVault,
         record: &AuditRecord,
         commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let generations = (before.header().generation, sealed.header.generation);
+        let generations = (before, sealed.header.generation);
         audit::append(&self.audit_log, command, "commit", generations, record)?;
         commit(self).inspect_err(|_| {
             let _ = audit::append(
@@ -428,7 +429,7 @@ impl VaultDir {
             }
             None => 0,
         };
-        let sealed = unlocked.seal();
+        let sealed = unlocked.into_sealed();
         audit::append(
             &self.audit_log,
             "init",

@@ -24,11 +24,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder, Visitor};
+use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
 use crate::vault::error::VaultError;
 use crate::vault::format::{
-    self, EncryptedVault, HEADER_KEY, HISTORY_KEY, Header, SECRETS_KEY, Sealed, TreeMac,
+    self, EncryptedVault, HISTORY_KEY, Header, SECRETS_KEY, Sealed, TreeMac, read_header,
 };
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::read::{Lookup, Selected, Wanted};
@@ -125,35 +125,6 @@ pub fn read(
     Ok(Outcome::Read(selected))
 }
 
-/// Reads `runvault:` and its block; `None` if it is not the canonical
-/// header or not a valid one.
-fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
-    let inline = section(lines, HEADER_KEY).ok()?;
-    if inline.is_some() {
-        return None;
-    }
-    let raw = canonical::block(lines, 2, &mut TreeBuilder).ok()?;
-    format::header_from_raw(raw).ok()
-}
-
-/// Reads the top-level line `NAME:` (`None`) or `NAME: TEXT` (`Some(TEXT)`).
-fn section<'t>(lines: &mut Lines<'t>, name: &str) -> Result<Option<&'t str>, NotCanonical> {
-    let not_it = |line: usize| NotCanonical {
-        line,
-        reason: "not the expected section",
-    };
-    let line = lines.peek()?.ok_or(not_it(0))?;
-    let (key, rest) = canonical::split_key(line.body).ok_or(not_it(line.number))?;
-    if line.indent != 0 || key != name {
-        return Err(not_it(line.number));
-    }
-    lines.advance();
-    match rest {
-        "" => Ok(None),
-        rest => rest.strip_prefix(' ').map(Some).ok_or(not_it(line.number)),
-    }
-}
-
 /// What the pass found for each want.
 struct Found<'t> {
     /// The kind of node at each want's path, if any.
@@ -176,7 +147,7 @@ fn stream_body<'t>(
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
     let number = lines.peek().ok()??.number;
-    let inline = section(&mut lines, SECRETS_KEY).ok()?;
+    let inline = format::section(&mut lines, SECRETS_KEY).ok()?;
     canonical::node(&mut lines, 0, number, inline, &mut visitor).ok()?;
     if visitor.root_kind != Some("mapping") {
         return None;
@@ -189,8 +160,8 @@ fn stream_body<'t>(
     } = visitor;
     items.finish(&mut mac);
     let number = lines.peek().ok()??.number;
-    let inline = section(&mut lines, HISTORY_KEY).ok()?;
-    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder).ok()?;
+    let inline = format::section(&mut lines, HISTORY_KEY).ok()?;
+    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
     let history = format::interpret_history(raw).ok()?;
     format::mac_history(&mut mac, &history);
     if !matches!(lines.peek(), Ok(None)) {

@@ -860,15 +860,14 @@ impl UnlockedVault {
 
     /// The vault to write: generation advanced by one and a fresh MAC.
     pub fn seal(&self) -> EncryptedVault {
-        let mut vault = self.vault.clone();
-        vault.header.generation += 1;
-        vault.header.mac = compute_mac(
-            &self.subkeys.mac,
-            &vault.header,
-            &vault.secrets,
-            &vault.history,
-        );
-        vault
+        seal_with(&self.subkeys, self.vault.clone())
+    }
+
+    /// [`UnlockedVault::seal`] without copying the tree, for a writer that
+    /// is done with the opened vault (its keys are wiped here).
+    pub fn into_sealed(self) -> EncryptedVault {
+        let UnlockedVault { vault, subkeys, .. } = self;
+        seal_with(&subkeys, vault)
     }
 
     fn value_aad(&self, path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
@@ -893,6 +892,13 @@ impl UnlockedVault {
             &self.vault_path,
         )
     }
+}
+
+/// Advances the generation by one and MACs the vault under `subkeys`.
+fn seal_with(subkeys: &Subkeys, mut vault: EncryptedVault) -> EncryptedVault {
+    vault.header.generation += 1;
+    vault.header.mac = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
+    vault
 }
 
 /// Associated data of a value: binds it to the vault, its version, its
