@@ -81,9 +81,10 @@ for N in "${NS[@]}"; do
     fi
     V="$D/vault-$mode"
     RVX=("$RV" --dir "$V" "${secret[@]}")
+    FRESH=("$RV" --dir "$D/fresh" "${secret[@]}")
     "${RVX[@]}" init 2>/dev/null && "${RVX[@]}" import "$D/services.yml" 2>/dev/null
     hf "$tool" "$N" init+import "${runs[@]}" --prepare "rm -rf $D/fresh" -- \
-      "${RVX[*]/--dir $V/--dir $D/fresh} init && ${RVX[*]/--dir $V/--dir $D/fresh} import $D/services.yml"
+      "${FRESH[*]} init && ${FRESH[*]} import $D/services.yml"
     hf "$tool" "$N" set "${runs[@]}" -N -- "${RVX[*]} set $GET --from-file $D/value.txt"
     hf "$tool" "$N" get "${runs[@]}" -N -- "${RVX[*]} get $GET"
     for i in "${!REFS[@]}"; do export "BENCH_REF_$i=DATAOPS_VAULT(${REFS[$i]}.PASSWORD)"; done
@@ -160,21 +161,20 @@ for N in "${NS[@]}"; do
   fi
 
   # --- rops: SOPS-like, per-value AES-256-GCM, age X25519 key (no KDF) ----
+  # rops reads a file argument only when stdin is a terminal: feed stdin.
   if command -v rops >/dev/null && [[ -f $D/age.key ]]; then
     export ROPS_AGE
     ROPS_AGE=$(grep '^AGE-SECRET-KEY' "$D/age.key")
-    cp "$D/services.yml" "$D/r.yaml"
-    rops encrypt --age "$R" "$D/r.yaml" >"$D/r.enc.yaml" 2>/dev/null
-    cp "$D/r.enc.yaml" "$D/r2.enc.yaml"
+    rops encrypt --age "$R" -f yaml <"$D/services.yml" >"$D/r.enc.yaml"
     tool="rops (age key)"
-    hf "$tool" "$N" init+import "${SLOW[@]}" -- "rops encrypt --age $R $D/r.yaml > $D/r3.enc.yaml"
-    RD="rops decrypt --format yaml $D/r.enc.yaml"
+    RD="rops decrypt -f yaml < $D/r.enc.yaml"
+    hf "$tool" "$N" init+import "${SLOW[@]}" -- "rops encrypt --age $R -f yaml < $D/services.yml > $D/r3.enc.yaml"
     hf "$tool" "$N" get "${SLOW[@]}" -- "$RD | awk -v s=$S '$AWK_GET'"
     hf "$tool" "$N" set "${SLOW[@]}" -- \
-      "$RD | awk -v s=$S -v v=new '$AWK_SET' > $D/r.tmp.yaml && rops encrypt --age $R $D/r.tmp.yaml > $D/r.enc.new && mv $D/r.enc.new $D/r2.enc.yaml"
+      "$RD | awk -v s=$S -v v=new '$AWK_SET' | rops encrypt --age $R -f yaml > $D/r.enc.new && mv $D/r.enc.new $D/r2.enc.yaml"
     hf "$tool" "$N" exec20 "${SLOW[@]}" -- "$RD | awk -v list='${REFS[*]}' '$AWK_20'"
-    hf "$tool" "$N" export "${SLOW[@]}" -N -- "$RD"
-    mem "$tool" "$N" export rops decrypt --format yaml "$D/r.enc.yaml"
+    hf "$tool" "$N" export "${SLOW[@]}" -- "$RD"
+    mem "$tool" "$N" export sh -c "rops decrypt -f yaml < $D/r.enc.yaml"
   fi
 done
 
