@@ -4,11 +4,27 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use common::{Host, job_host, mode};
 
 const TEMPLATE: &str = "default:\n  user: DATAOPS_VAULT(DB.USER)\n  url: \"pg://DATAOPS_VAULT(DB.USER):DATAOPS_VAULT(DB.PASS)@db\"\n";
 const RENDERED: &str = "default:\n  user: alice\n  url: \"pg://alice:p@ss w0rd)@db\"\n";
+
+/// `render TEMPLATE -o OUT` after `OUT` was given `contents` and `mode`.
+fn render_over(host: &Host, tpl: &Path, out: &Path, contents: &str, mode: u32) -> common::Run {
+    std::fs::write(out, contents).unwrap();
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(mode)).unwrap();
+    render_to(host, tpl, out)
+}
+
+/// `render TEMPLATE -o OUT` with the key file.
+fn render_to(host: &Host, tpl: &Path, out: &Path) -> common::Run {
+    host.run_key(
+        &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        b"",
+    )
+}
 
 fn template(host: &Host, text: &str) -> std::path::PathBuf {
     let path = host.root.path().join("profiles.yml.tpl");
@@ -32,12 +48,7 @@ fn renders_to_a_private_file_atomically() {
     let out_dir = host.root.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("profiles.yml");
-    let run = host
-        .run_key(
-            &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
-            b"",
-        )
-        .ok();
+    let run = render_to(&host, &tpl, &out).ok();
     assert!(run.stdout.is_empty());
     assert_eq!(
         run.stderr,
@@ -52,12 +63,7 @@ fn renders_to_a_private_file_atomically() {
     assert_eq!(names, ["profiles.yml"], "no temp file may remain");
 
     // An existing file others can read is refused, and kept as it was.
-    std::fs::write(&out, "old").unwrap();
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let run = host.run_key(
-        &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
-        b"",
-    );
+    let run = render_over(&host, &tpl, &out, "old", 0o644);
     assert_eq!(run.code, 1);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
 }
@@ -70,10 +76,7 @@ fn an_unknown_path_writes_nothing() {
         "a: DATAOPS_VAULT(DB.USER)\nb: DATAOPS_VAULT(DB.NOPE)\n",
     );
     let out = host.root.path().join("out.yml");
-    let run = host.run_key(
-        &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
-        b"",
-    );
+    let run = render_to(&host, &tpl, &out);
     assert_eq!(run.code, 3);
     assert_eq!(
         run.stderr,
@@ -88,12 +91,7 @@ fn an_unknown_path_writes_nothing() {
     assert_eq!(run.code, 3);
     assert!(run.stdout.is_empty(), "nothing may reach stdout either");
 
-    std::fs::write(&out, "previous").unwrap();
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let run = host.run_key(
-        &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
-        b"",
-    );
+    let run = render_over(&host, &tpl, &out, "previous", 0o600);
     assert_eq!(run.code, 3);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
 }
@@ -119,10 +117,7 @@ fn refuses_output_inside_the_vault_dir() {
     let host = job_host();
     let tpl = template(&host, TEMPLATE);
     let out = host.dir().join("rendered.yml");
-    let run = host.run_key(
-        &["render", tpl.to_str().unwrap(), "-o", out.to_str().unwrap()],
-        b"",
-    );
+    let run = render_to(&host, &tpl, &out);
     assert_eq!(run.code, 2);
     assert!(!out.exists());
 }

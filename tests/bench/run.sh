@@ -6,7 +6,8 @@
 #   tests/bench/run.sh [N ...]        default: 10 1000 10000 100000
 #
 # Environment: BENCH_DIR (scratch, default /tmp/runvault-bench; holds the
-# data, the JSON of every hyperfine run and results.tsv), CARGO_TARGET_DIR.
+# data, the JSON of every hyperfine run and results.tsv), CARGO_TARGET_DIR,
+# BEFORE_RV (an earlier runvault binary to compare get/set/exec with).
 # Peers are measured when installed: age and ansible-vault
 # (`apt-get install age ansible-core`), rops (`cargo install rops-cli`).
 # Prints one markdown table per N (mean ms ± stddev, peak RSS in MiB).
@@ -101,8 +102,21 @@ for N in "${NS[@]}"; do
     fi
   done
 
+  # --- an earlier runvault build on the same vault (BEFORE_RV=path) --------
+  if [[ -n ${BEFORE_RV:-} ]]; then
+    B=("$BEFORE_RV" --dir "$D/vault-before" --key-file "$D/key")
+    "${B[@]}" init 2>/dev/null && "${B[@]}" import "$D/services.yml" 2>/dev/null
+    hf "runvault before (key file)" "$N" set "${FAST[@]}" -N -- "${B[*]} set $GET --from-file $D/value.txt"
+    hf "runvault before (key file)" "$N" get "${FAST[@]}" -N -- "${B[*]} get $GET"
+    for i in "${!REFS[@]}"; do export "BENCH_REF_$i=DATAOPS_VAULT(${REFS[$i]}.PASSWORD)"; done
+    hf "runvault before (key file)" "$N" exec20 "${FAST[@]}" -N -- "${B[*]} exec -- /bin/true"
+    for i in "${!REFS[@]}"; do unset "BENCH_REF_$i"; done
+    mem "runvault before (key file)" "$N" get "${B[@]}" get "$GET"
+  fi
+
   # awk helpers over the plaintext YAML (what a shell user would write)
-  AWK_GET='$0==s":"{f=1;next} f&&$1=="PASSWORD:"{print $2; exit}'
+  # No early exit: the decrypting tool must read (and authenticate) it all.
+  AWK_GET='$0==s":"{f=1;next} f&&$1=="PASSWORD:"{print $2; f=0}'
   AWK_SET='$0==s":"{f=1} f&&$1=="PASSWORD:"{print "  PASSWORD: " v; f=0; next} {print}'
   AWK_20='BEGIN{n=split(list,a," "); for(i=1;i<=n;i++) w[a[i]":"]=1} ($0 in w){f=1;next} f&&$1=="PASSWORD:"{print $2; f=0}'
   S=SERVICE_$((N / 2))
