@@ -368,3 +368,58 @@ fn a_canonical_file_is_read_by_the_streaming_reader() {
     }
     assert!(Path::new(&fixture.dir.path().join("vault.yml")).exists());
 }
+
+/// A vault large enough for the MAC to be hashed on a second thread.
+#[test]
+fn a_large_vault_streams_with_the_parallel_mac_and_its_damage_is_caught() {
+    let services: Tree<String> = Tree::Map(
+        (0..3000)
+            .map(|i| {
+                let fields = [
+                    ("USERNAME", format!("user_{i}")),
+                    ("PASSWORD", format!("pw-{i}")),
+                ];
+                let service = fields
+                    .into_iter()
+                    .map(|(key, value)| (key.to_string(), Tree::Leaf(value)))
+                    .collect();
+                (format!("SERVICE_{i}"), Tree::Map(service))
+            })
+            .collect(),
+    );
+    let fixture = Fixture::new(&services, &[]);
+    assert!(fixture.bytes.len() > 512 * 1024, "{}", fixture.bytes.len());
+    let wanted = Wanted {
+        values: vec![KeyPath::parse("SERVICE_2999.PASSWORD").unwrap()],
+        subtrees: vec![KeyPath::parse("SERVICE_1500").unwrap()],
+    };
+    let expected = [
+        "SERVICE_2999.PASSWORD=Str:[112, 119, 45, 50, 57, 57, 57]",
+        "SERVICE_1500/ SERVICE_1500.USERNAME=Str:[117, 115, 101, 114, 95, 49, 53, 48, 48] \
+         SERVICE_1500.PASSWORD=Str:[112, 119, 45, 49, 53, 48, 48]",
+    ];
+    match stream::read(&fixture.store(), &fixture.credential(), &wanted) {
+        Ok(Outcome::Read(selected)) => assert_eq!(fingerprint(&selected, &wanted), expected),
+        _ => panic!("a canonical file must stream"),
+    }
+    // One character of one sealed value in the middle changes: the MAC fails.
+    let mut damaged = fixture.bytes.clone();
+    let middle = damaged.len() / 2;
+    let at = middle
+        + damaged[middle..]
+            .windows(4)
+            .position(|w| w == b"rv1:")
+            .unwrap()
+        + 20;
+    damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+    fixture.write(&damaged);
+    assert!(matches!(
+        stream::read(&fixture.store(), &fixture.credential(), &wanted),
+        Ok(Outcome::Fallback(Some(_)))
+    ));
+    let err = read::read_selected(&fixture.store(), &fixture.credential(), &wanted)
+        .err()
+        .expect("a damaged vault must not be read");
+    assert_eq!(err.exit_code(), 5, "{err}");
+    assert!(err.to_string().contains("failed authentication"), "{err}");
+}

@@ -193,6 +193,16 @@ impl<'t> Lines<'t> {
         Ok(Some(line))
     }
 
+    /// The size of the text in bytes.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
     /// Consumes the line [`Lines::peek`] returned.
     pub fn advance(&mut self) {
         let (_, next) = self.peeked.take().expect("advance after peek");

@@ -184,7 +184,7 @@ impl Subkeys {
 
 /// An incremental HMAC-SHA256 over length-prefixed fields.
 pub struct MacWriter {
-    hmac: Hmac<Sha256>,
+    hasher: Hasher,
     /// Small fields are gathered here and hashed in large runs: a vault MAC
     /// is made of hundreds of thousands of short fields, and hashing them
     /// one by one costs more than the hashing itself. Never grows past
@@ -193,15 +193,42 @@ pub struct MacWriter {
     buffer: Zeroizing<Vec<u8>>,
 }
 
+/// Where full buffers go: hashed here, or sent to a hashing thread.
+enum Hasher {
+    Inline(Hmac<Sha256>),
+    Background {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<Hmac<Sha256>>,
+    },
+}
+
 /// Capacity of a [`MacWriter`]'s buffer.
-const MAC_BUFFER: usize = 16 * 1024;
+const MAC_BUFFER: usize = 64 * 1024;
 
 impl MacWriter {
     /// Starts a MAC under `key`.
     pub fn new(key: &Key32) -> MacWriter {
         MacWriter {
-            hmac: <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
-                .expect("HMAC takes any key length"),
+            hasher: Hasher::Inline(hmac_for(key)),
+            buffer: Zeroizing::new(Vec::with_capacity(MAC_BUFFER)),
+        }
+    }
+
+    /// Starts a MAC under `key` that hashes on a second thread while the
+    /// caller goes on producing input (the streaming reader parses while
+    /// the MAC of what it parsed is computed). For public input only (file
+    /// MACs over ciphertext): the chunks handed over are not wiped.
+    pub fn new_parallel(key: &Key32) -> MacWriter {
+        let mut hmac = hmac_for(key);
+        let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let worker = std::thread::spawn(move || {
+            for chunk in received {
+                hmac.update(&chunk);
+            }
+            hmac
+        });
+        MacWriter {
+            hasher: Hasher::Background { chunks, worker },
             buffer: Zeroizing::new(Vec::with_capacity(MAC_BUFFER)),
         }
     }
@@ -212,16 +239,27 @@ impl MacWriter {
             self.flush();
         }
         if bytes.len() >= MAC_BUFFER {
-            self.hmac.update(bytes);
+            self.hash(bytes);
         } else {
             self.buffer.extend_from_slice(bytes);
         }
     }
 
+    fn hash(&mut self, bytes: &[u8]) {
+        match &mut self.hasher {
+            Hasher::Inline(hmac) => hmac.update(bytes),
+            Hasher::Background { chunks, .. } => chunks
+                .send(bytes.to_vec())
+                .expect("the hashing thread runs until the sender is dropped"),
+        }
+    }
+
     fn flush(&mut self) {
-        self.hmac.update(&self.buffer);
-        // Cleared, not wiped, between runs (wiping 16 KiB per run costs as
+        let buffer = std::mem::take(&mut *self.buffer);
+        self.hash(&buffer);
+        // Cleared, not wiped, between runs (wiping 64 KiB per run costs as
         // much as the hashing); `Zeroizing` wipes the whole buffer on drop.
+        *self.buffer = buffer;
         self.buffer.clear();
     }
 
@@ -236,17 +274,31 @@ impl MacWriter {
         self.raw(&value.to_be_bytes());
     }
 
-    /// The tag.
-    pub fn finish(mut self) -> [u8; 32] {
+    fn into_hmac(mut self) -> Hmac<Sha256> {
         self.flush();
-        self.hmac.clone().finalize().into_bytes().into()
+        let MacWriter { hasher, .. } = self;
+        match hasher {
+            Hasher::Inline(hmac) => hmac,
+            Hasher::Background { chunks, worker } => {
+                drop(chunks);
+                worker.join().expect("the hashing thread does not panic")
+            }
+        }
+    }
+
+    /// The tag.
+    pub fn finish(self) -> [u8; 32] {
+        self.into_hmac().finalize().into_bytes().into()
     }
 
     /// Compares with an expected tag in constant time.
-    pub fn verify(mut self, expected: &[u8]) -> bool {
-        self.flush();
-        self.hmac.clone().verify_slice(expected).is_ok()
+    pub fn verify(self, expected: &[u8]) -> bool {
+        self.into_hmac().verify_slice(expected).is_ok()
     }
+}
+
+fn hmac_for(key: &Key32) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length")
 }
 
 /// Fills a buffer from the operating system's RNG.

@@ -125,6 +125,9 @@ pub fn read(
     Ok(Outcome::Read(selected))
 }
 
+/// Above this file size the MAC is computed on a second thread.
+const PARALLEL_MAC_BYTES: usize = 256 * 1024;
+
 /// What the pass found for each want.
 struct Found<'t> {
     /// The kind of node at each want's path, if any.
@@ -143,7 +146,12 @@ fn stream_body<'t>(
     subkeys: &Subkeys,
     wants: &Wants<'_>,
 ) -> Option<Found<'t>> {
-    let mut mac = MacWriter::new(&subkeys.mac);
+    // A large file is hashed on the second core while it is parsed.
+    let mut mac = if lines.len() > PARALLEL_MAC_BYTES {
+        MacWriter::new_parallel(&subkeys.mac)
+    } else {
+        MacWriter::new(&subkeys.mac)
+    };
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
     let number = lines.peek().ok()??.number;
