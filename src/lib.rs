@@ -5,6 +5,7 @@
 //! - [`core`]: what every part shares: exit codes, the one atomic file
 //!   writer, the writers' lock, secret types.
 //! - [`vault`]: the vault file format, its crypto and its operations.
+//! - [`runner`]: the runner's `config.toml`, its container, the Docker engine.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod runner;
 pub mod vault;
 
 pub use cli::run;

@@ -81,6 +81,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Manage key slots: list, add, passwd, remove.
     Key(KeyArgs),
+    /// The DataOps runner: register, configure, start/stop, status, install.
+    Runner(Box<crate::cli::runner_args::RunnerArgs>),
 }
 
 /// Argon2id parameters for new passphrase slots.

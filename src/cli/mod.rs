@@ -3,6 +3,8 @@
 
 mod args;
 mod input;
+mod runner_args;
+mod runner_cmds;
 mod vault_cmds;
 
 use std::ffi::OsString;
@@ -54,5 +56,6 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Export(args) => vault_cmds::export(&global, args),
         Command::Keygen(args) => vault_cmds::keygen(&global, args),
         Command::Key(args) => vault_cmds::key(&global, args),
+        Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }
