@@ -62,7 +62,7 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
-            Step::Start(outcome) => write!(f, "start: {}", start_message(*outcome)),
+            Step::Start(outcome) => write!(f, "start: container {}", start_message(*outcome)),
         }
     }
 }
@@ -70,10 +70,10 @@ impl fmt::Display for Step {
 /// How `start` reports its outcome.
 pub fn start_message(outcome: StartOutcome) -> &'static str {
     match outcome {
-        StartOutcome::Created => "created and started the container",
-        StartOutcome::Started => "started the existing container",
+        StartOutcome::Created => "created and started",
+        StartOutcome::Started => "started",
         StartOutcome::AlreadyRunning => "already running; unchanged",
-        StartOutcome::Recreated => "replaced the container and started it",
+        StartOutcome::Recreated => "replaced and started",
     }
 }
 
