@@ -416,4 +416,25 @@ mod tests {
         assert_eq!(remove_stray_temps(&target).unwrap(), 1);
         assert!(dir.path().join("other").exists());
     }
+
+    #[test]
+    fn write_unless_changed_leaves_a_changed_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("config.toml");
+        std::fs::write(&target, b"theirs").unwrap();
+        let written =
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(false))
+                .unwrap();
+        assert!(!written);
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp removed"
+        );
+        assert!(
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(true)).unwrap()
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"ours");
+    }
 }

@@ -319,14 +319,14 @@ pub fn plan(text: &str, path: &Path, settings: &Settings) -> Result<Edit, Error>
         .enumerate()
         .map(|(i, r)| runner_label(r, i))
         .collect();
-    if let Some(wanted) = &settings.runner {
-        if !labels.iter().any(|l| l == wanted) {
-            return Err(Error::NoSuchRunner {
-                path: path.to_path_buf(),
-                name: wanted.clone(),
-                known: labels.join(", "),
-            });
-        }
+    if let Some(wanted) = &settings.runner
+        && !labels.iter().any(|l| l == wanted)
+    {
+        return Err(Error::NoSuchRunner {
+            path: path.to_path_buf(),
+            name: wanted.clone(),
+            known: labels.join(", "),
+        });
     }
     for (runner, label) in all.iter_mut().zip(&labels) {
         if settings
@@ -529,7 +529,18 @@ pub fn diff(old: &str, new: &str, path: &Path) -> String {
 /// Reads `config.toml`, plans the edit and, unless `check`, writes it if
 /// anything changed, starting over if the file changes meanwhile.
 pub fn apply(path: &Path, settings: &Settings, check: bool) -> Result<Report, Error> {
-    for _ in 0..ATTEMPTS {
+    apply_with(path, settings, check, &mut |_| {})
+}
+
+/// [`apply`], calling `meanwhile(attempt)` between planning and the final
+/// re-read: where a concurrent writer's change would land (tests use it).
+fn apply_with(
+    path: &Path,
+    settings: &Settings,
+    check: bool,
+    meanwhile: &mut dyn FnMut(u32),
+) -> Result<Report, Error> {
+    for attempt in 0..ATTEMPTS {
         let original = match fs::read_optional(path)? {
             Some(bytes) => bytes,
             None => {
@@ -556,6 +567,7 @@ pub fn apply(path: &Path, settings: &Settings, check: bool) -> Result<Report, Er
         if check {
             return Ok(report);
         }
+        meanwhile(attempt);
         let written =
             write_atomic_unless_changed(path, edit.text.as_bytes(), WriteMode::PRIVATE, || {
                 Ok(fs::read_optional(path)?.as_deref() == Some(original.as_slice()))
@@ -818,6 +830,55 @@ mod tests {
         assert_eq!(Volume::parse("/cache").source, None);
         assert!(within("/secrets/vault.yml", "/secrets"));
         assert!(!within("/secretsx", "/secrets"));
+    }
+
+    #[test]
+    fn a_concurrent_rewrite_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, RUNNER_WRITES).unwrap();
+        // The runner renews its token between our read and our rename.
+        let renewed = RUNNER_WRITES.replace("glrt-FIXTUREfixtureFIXTURE0", "glrt-RENEWED");
+        let report = apply_with(&path, &settings(), false, &mut |attempt| {
+            if attempt == 0 {
+                std::fs::write(&path, &renewed).unwrap();
+            }
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("glrt-RENEWED"),
+            "the runner's change survives"
+        );
+        assert!(
+            text.contains("/secrets:/secrets:ro"),
+            "and ours is applied on top"
+        );
+        assert_eq!(report.changes.len(), 5);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+
+        // A file that changes on every attempt: give up, write nothing.
+        std::fs::write(&path, RUNNER_WRITES).unwrap();
+        let err = apply_with(&path, &settings(), false, &mut |attempt| {
+            std::fs::write(&path, format!("{RUNNER_WRITES}# {attempt}\n")).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::ConcurrentChange {
+                attempts: ATTEMPTS,
+                ..
+            }
+        ));
+        assert!(
+            !std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("/secrets:/secrets:ro")
+        );
     }
 
     #[test]

@@ -78,13 +78,18 @@ impl Host {
 
     /// `runvault runner SUBCOMMAND --name NAME --config-dir DIR --dir SECRETS ARGS...`
     pub fn runner(&self, subcommand: &str, name: &str, args: &[&str]) -> Run {
+        self.runner_in(&self.config_dir(), subcommand, name, args)
+    }
+
+    /// [`Host::runner`] with another config directory.
+    pub fn runner_in(&self, config_dir: &Path, subcommand: &str, name: &str, args: &[&str]) -> Run {
         let mut all = vec![
             "runner".to_string(),
             subcommand.to_string(),
             "--name".into(),
             name.into(),
             "--config-dir".into(),
-            self.config_dir().display().to_string(),
+            config_dir.display().to_string(),
             "--dir".into(),
             self.secrets_dir().display().to_string(),
         ];
