@@ -461,3 +461,39 @@ fn install_adopts_a_hand_made_vault() {
     let vault = std::fs::read_to_string(host.secrets_dir().join("vault.yml")).unwrap();
     assert!(!vault.contains("hunter2"));
 }
+
+#[test]
+fn start_without_config_says_register_first() {
+    need_engine!("start_no_config");
+    let mut host = Host::new();
+    let name = host.container("noconfig");
+    let done = host.runner("start", &name, &["--image", IMAGE]).fails(1);
+    assert_eq!(
+        done.stderr(),
+        format!(
+            "runvault: error: `{}` does not exist; register the runner first with \
+             `runvault runner register`\n",
+            host.config_toml().display()
+        )
+    );
+    assert!(!exists(&name));
+}
+
+#[test]
+fn logs_follow_ends_when_the_container_stops() {
+    need_engine!("logs_follow");
+    let mut host = Host::new();
+    let name = host.container("follow");
+    host.with_config("config.toml");
+    host.runner("start", &name, &["--image", IMAGE]).ok();
+    let child = host.runner("logs", &name, &["-f"]).spawn();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    host.runner("stop", &name, &[]).ok();
+    let done = runner_support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    assert_eq!(done.code(), 0, "{}", done.describe());
+    assert!(
+        done.stdout().ends_with("Graceful shutdown\n"),
+        "{}",
+        done.stdout()
+    );
+}

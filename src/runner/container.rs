@@ -220,6 +220,10 @@ pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<Start
             }
         }
     }
+    let config_path = spec.config_dir.join("config.toml");
+    if !config_path.exists() {
+        return Err(Error::NoConfig { path: config_path });
+    }
     ensure_image(engine, &spec.image).await?;
     let options = CreateContainerOptions {
         name: Some(spec.name.clone()),

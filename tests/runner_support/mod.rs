@@ -141,6 +141,15 @@ impl Run {
         self
     }
 
+    /// Starts it in the background with captured output.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn runvault")
+    }
+
     pub fn output(mut self) -> Done {
         let output = self.command.output().expect("run runvault");
         Done(output)
@@ -187,6 +196,19 @@ impl Done {
             self.stderr()
         )
     }
+}
+
+/// Waits for a spawned runvault, killing it (and failing) after `limit`.
+pub fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Duration) -> Done {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runvault did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Done(child.wait_with_output().expect("collect output"))
 }
 
 /// Whether a Docker engine answers. Under `CI=true` there must be one; elsewhere
