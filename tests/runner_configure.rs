@@ -202,14 +202,7 @@ fn invalid_toml_is_reported_with_line_and_column_and_left_untouched() {
 fn missing_config_says_register_first() {
     let host = Host::new();
     let done = host.runner("configure", "x", &[]).fails(1);
-    assert_eq!(
-        done.stderr(),
-        format!(
-            "runvault: error: `{}` does not exist; register the runner first with \
-             `runvault runner register`\n",
-            host.config_toml().display()
-        )
-    );
+    assert_eq!(done.stderr(), host.no_config_error());
 }
 
 #[test]

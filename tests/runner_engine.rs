@@ -468,14 +468,7 @@ fn start_without_config_says_register_first() {
     let mut host = Host::new();
     let name = host.container("noconfig");
     let done = host.runner("start", &name, &["--image", IMAGE]).fails(1);
-    assert_eq!(
-        done.stderr(),
-        format!(
-            "runvault: error: `{}` does not exist; register the runner first with \
-             `runvault runner register`\n",
-            host.config_toml().display()
-        )
-    );
+    assert_eq!(done.stderr(), host.no_config_error());
     assert!(!exists(&name));
 }
 

@@ -41,6 +41,15 @@ impl Host {
         self.path("secrets")
     }
 
+    /// runvault's stderr when `config.toml` does not exist.
+    pub fn no_config_error(&self) -> String {
+        format!(
+            "runvault: error: `{}` does not exist; register the runner first with \
+             `runvault runner register`\n",
+            self.config_toml().display()
+        )
+    }
+
     /// Copies a fixture to `config/config.toml` (mode 0600).
     pub fn with_config(&self, fixture: &str) {
         use std::os::unix::fs::PermissionsExt;
