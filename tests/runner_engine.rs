@@ -147,14 +147,20 @@ fn a_failed_register_shows_its_exit_code_and_masked_log() {
     let done = register(&host, &name, token, &[]).fails(1);
     assert_no_token(&done.stdout(), token);
     assert_no_token(&done.stderr(), token);
-    assert_eq!(
-        done.stderr(),
+    let stderr = done.stderr();
+    assert!(stderr.starts_with(
         "runvault: error: `register` failed with exit code 3 (the token is masked in this log); \
-         its last log lines:\n\
-         Runtime platform arch=amd64 os=linux version=fixture\n\
-         Running in system-mode.\n\
-         ERROR: Registering runner... forbidden (check registration token) token=[MASKED]\n\n"
-    );
+         its last log lines:\n"
+    ), "{stderr}");
+    // The engine interleaves the container's stdout and stderr in no fixed order.
+    for line in [
+        "Runtime platform arch=amd64 os=linux version=fixture\n",
+        "Running in system-mode.\n",
+        "ERROR: Registering runner... forbidden (check registration token) token=[MASKED]\n",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing in {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
     assert!(!exists(&format!("{name}-runvault-register")));
     assert!(!host.config_toml().exists());
 }
@@ -488,5 +494,31 @@ fn logs_follow_ends_when_the_container_stops() {
         done.stdout().ends_with("Graceful shutdown\n"),
         "{}",
         done.stdout()
+    );
+}
+
+#[test]
+fn a_runner_that_crashes_on_start_is_reported_with_its_log() {
+    need_engine!("crash");
+    let mut host = Host::new();
+    let name = host.container("crash");
+    host.with_config("config.toml");
+    let mut config = std::fs::read_to_string(host.config_toml()).unwrap();
+    config.push_str("# fixture: crash\n");
+    std::fs::write(host.config_toml(), config).unwrap();
+    let done = host.runner("start", &name, &["--image", IMAGE]).fails(1);
+    let stderr = done.stderr();
+    assert!(
+        stderr.starts_with(&format!(
+            "runvault: error: container `{name}` does not stay up (state `"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("last exit code 2); its last log lines:\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FATAL: the fixture was told to crash by /etc/gitlab-runner/config.toml\n")
     );
 }

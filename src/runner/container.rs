@@ -35,8 +35,10 @@ pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// How long `start`/`restart` wait for the container to be running.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long it must keep running to count as started.
+const SETTLE: Duration = Duration::from_millis(500);
 /// How often they look.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 /// Log lines shown when a container does not stay up.
 pub const TAIL_LINES: usize = 20;
 
@@ -251,10 +253,13 @@ async fn start_existing(engine: &Engine, name: &str) -> Result<(), Error> {
     }
 }
 
-/// Waits until the container runs; if it exits instead, fails with its
-/// exit code and log tail.
+/// Waits until the container has been running for [`SETTLE`]; if it exits
+/// or the engine restarts it meanwhile (policy `always` hides a crash as a
+/// restart loop), fails with its last exit code and log tail.
 async fn wait_running(engine: &Engine, name: &str) -> Result<(), Error> {
     let deadline = Instant::now() + RUNNING_TIMEOUT;
+    let mut first_restart_count = None;
+    let mut running_since: Option<Instant> = None;
     loop {
         let details = inspect(engine, name)
             .await?
@@ -263,18 +268,24 @@ async fn wait_running(engine: &Engine, name: &str) -> Result<(), Error> {
             })?;
         let state = details.state.clone().unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-        // Running, and not in a restart loop: a start that fails makes the
-        // engine restart it (policy `always`), so look a moment later too.
-        if state.running == Some(true) && state.restarting != Some(true) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline || (status == "exited" || status == "dead") {
+        let restarts = details.restart_count.unwrap_or_default();
+        let restarted = restarts > *first_restart_count.get_or_insert(restarts);
+        let down =
+            restarted || state.restarting == Some(true) || status == "exited" || status == "dead";
+        if down || Instant::now() >= deadline {
             return Err(Error::NotRunning {
                 name: name.to_string(),
                 state: status,
                 code: state.exit_code.unwrap_or_default(),
                 tail: log_tail(engine, name, TAIL_LINES, &[]).await?,
             });
+        }
+        if state.running == Some(true) {
+            if running_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE {
+                return Ok(());
+            }
+        } else {
+            running_since = None;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -314,7 +325,8 @@ pub async fn restart(engine: &Engine, name: &str, timeout: Option<i32>) -> Resul
 
 /// Removes our container (stopping it first); the config directory stays.
 pub async fn remove(engine: &Engine, name: &str) -> Result<(), Error> {
-    ours(engine, name).await?;
+    // A graceful stop first, so that the runner finishes as on `stop`.
+    stop(engine, name, None).await?;
     force_remove(engine, name).await
 }
 
@@ -359,8 +371,9 @@ pub async fn logs(
     Ok(())
 }
 
-/// The last `lines` log lines of a container as text, each occurrence of
-/// any of `secrets` replaced by `[MASKED]`.
+/// The last `lines` log lines of a container as text (without the final
+/// newline), each occurrence of any of `secrets` replaced by `[MASKED]`.
+/// The engine does not keep stdout and stderr lines in order between them.
 pub async fn log_tail(
     engine: &Engine,
     name: &str,
@@ -372,7 +385,7 @@ pub async fn log_tail(
         text.extend_from_slice(&chunk.into_bytes())
     })
     .await?;
-    Ok(mask(&String::from_utf8_lossy(&text), secrets))
+    Ok(mask(String::from_utf8_lossy(&text).trim_end(), secrets))
 }
 
 /// Replaces every occurrence of each non-empty secret with `[MASKED]`.

@@ -95,7 +95,8 @@ pub enum Error {
     },
     /// The container stopped instead of staying up.
     #[error(
-        "container `{name}` is not running (state `{state}`, exit code {code}); its last log lines:\n{tail}"
+        "container `{name}` does not stay up (state `{state}`, last exit code {code}); \
+         its last log lines:\n{tail}"
     )]
     NotRunning {
         /// The container name.
