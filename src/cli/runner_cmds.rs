@@ -84,7 +84,8 @@ fn read_token(file: Option<&Path>) -> Result<Token, Error> {
         let answer = rpassword::prompt_password("Registration token: ").map_err(|err| {
             Error::Usage(format!("cannot read the token from the terminal: {err}"))
         })?;
-        SecretBytes::new(answer.trim().as_bytes().to_vec())
+        let answer = SecretBytes::from(answer);
+        SecretBytes::new(answer.expose().trim_ascii().to_vec())
     } else {
         return Err(Error::Usage(
             "no registration token: pass --token-file FILE (mode 0600), set \

@@ -72,6 +72,8 @@ pub enum SecretsMount {
         /// Runner names.
         runners: Vec<String>,
     },
+    /// `config.toml` has no `[[runners]]`.
+    NoRunners,
     /// There is no `config.toml` yet.
     NoConfig,
 }
@@ -90,11 +92,16 @@ pub async fn status(
         None => SecretsMount::NoConfig,
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            let missing = config::runners_without_secrets_mount(&text, config_path, secrets_dir)?;
-            if missing.is_empty() {
-                SecretsMount::ReadOnly
+            if config::runner_names(&text, config_path)?.is_empty() {
+                SecretsMount::NoRunners
             } else {
-                SecretsMount::Missing { runners: missing }
+                let missing =
+                    config::runners_without_secrets_mount(&text, config_path, secrets_dir)?;
+                if missing.is_empty() {
+                    SecretsMount::ReadOnly
+                } else {
+                    SecretsMount::Missing { runners: missing }
+                }
             }
         }
     };
@@ -196,6 +203,10 @@ impl fmt::Display for Status {
                 "config:         `{config}`: no read-only secrets mount in runner(s) {}; \
                  run `runvault runner configure`",
                 runners.join(", ")
+            ),
+            SecretsMount::NoRunners => writeln!(
+                f,
+                "config:         `{config}` has no [[runners]]; run `runvault runner register`"
             ),
             SecretsMount::NoConfig => writeln!(
                 f,
