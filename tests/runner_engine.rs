@@ -522,3 +522,44 @@ fn a_runner_that_crashes_on_start_is_reported_with_its_log() {
         stderr.contains("FATAL: the fixture was told to crash by /etc/gitlab-runner/config.toml\n")
     );
 }
+
+#[test]
+fn permission_denied_on_the_socket_mentions_the_docker_group() {
+    need_engine!("socket_permission");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let socket = std::fs::metadata("/var/run/docker.sock");
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    // Needs root (to become `nobody`), setpriv, and a socket closed to others.
+    if !is_root || !setpriv.exists() || !socket.is_ok_and(|m| m.mode() & 0o007 == 0) {
+        eprintln!("skipped: needs root, setpriv and a docker.sock closed to others");
+        return;
+    }
+    // A copy of the binary that user `nobody` can run.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("runvault");
+    std::fs::copy(env!("CARGO_BIN_EXE_runvault"), &binary).unwrap();
+    let output = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args([
+            "runner",
+            "status",
+            "--name",
+            "x",
+            "--config-dir",
+            "/nonexistent",
+        ])
+        .current_dir(dir.path())
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "runvault: error: permission denied on the Docker socket `unix:///var/run/docker.sock`; \
+         run as root, or add your user to the `docker` group (`sudo usermod -aG docker $USER`, \
+         then log in again)\n"
+    );
+}
