@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: editing the runner's `config.toml` (`toml_edit`,
 //!   format-preserving, idempotent, safe against the runner's own rewrites).
+//! - [`volumes`]: the `volumes` of one runner and the secrets mount policy.
 //! - [`engine`]: reaching the Docker engine (bollard) and its errors.
 //! - [`container`]: the long-running runner container.
 //! - [`register`]: the one-shot `register` container.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod install;
 pub mod register;
 pub mod status;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 
