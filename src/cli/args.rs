@@ -53,6 +53,9 @@ pub struct GlobalArgs {
     /// Machine key file (from `runvault keygen`) used instead of a passphrase.
     #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Where changes are logged (default DIR/audit.log).
+    #[arg(long, global = true, env = "RUNVAULT_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// Seconds a writer waits for another writer's lock before exiting 6.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
@@ -81,8 +84,69 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Manage key slots: list, add, passwd, remove.
     Key(KeyArgs),
+    /// List the versions of PATH with their times (never values).
+    History(HistoryArgs),
+    /// Restore an old version of PATH as a new version.
+    Rollback(RollbackArgs),
+    /// Rotate the data key (and with --new-salt the salt): re-encrypt everything.
+    Rekey(RekeyArgs),
+    /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
+    AuditHmac(AuditHmacArgs),
     /// The DataOps runner: register, configure, start/stop, status, install.
     Runner(Box<crate::cli::runner_args::RunnerArgs>),
+}
+
+/// `runvault history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Dotted path of a value.
+    pub path: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `runvault rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Dotted path of a value.
+    pub path: String,
+    /// The version to restore (default: the one before the current).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u32>,
+}
+
+/// `runvault rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Also replace vault.salt (every kept slot is re-derived).
+    #[arg(long)]
+    pub new_salt: bool,
+    /// Remove the slots that no given secret opens, instead of refusing.
+    #[arg(long)]
+    pub drop_others: bool,
+    /// Secrets of further passphrase slots to keep (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub also_passphrase_file: Vec<PathBuf>,
+    /// Further key files whose slots to keep (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub also_key_file: Vec<PathBuf>,
+    /// New Argon2id parameters for the passphrase slots.
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// New number of versions kept per path.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keep: Option<u32>,
+}
+
+/// `runvault audit-hmac`.
+#[derive(Debug, Args)]
+pub struct AuditHmacArgs {
+    /// Dotted path of a value.
+    pub path: String,
+    /// Hash the value read from standard input instead of the stored one.
+    #[arg(long)]
+    pub stdin: bool,
 }
 
 /// Argon2id parameters for new passphrase slots.
@@ -105,6 +169,9 @@ pub struct InitArgs {
     /// Argon2id parameters of the first passphrase slot.
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Versions kept per path, the current one included.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keep: u32,
 }
 
 /// The type a value set from input is stored as.
@@ -134,6 +201,9 @@ pub struct SetArgs {
     /// Generate a random password of LEN characters (default 32).
     #[arg(long, group = "source", value_name = "LEN", num_args = 0..=1, default_missing_value = "32")]
     pub generate: Option<usize>,
+    /// Only write if the path is at version N now (0: only if absent); else exit 8.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u32>,
     /// Store the value as this YAML type.
     #[arg(long = "type", value_enum, default_value_t = ValueType::String)]
     pub value_type: ValueType,
@@ -161,12 +231,15 @@ pub struct ListArgs {
 pub struct RmArgs {
     /// Dotted path of a value or subtree.
     pub path: String,
+    /// Also destroy the stored versions (otherwise `rollback` can restore them).
+    #[arg(long)]
+    pub purge: bool,
 }
 
 /// `runvault import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Plaintext YAML file to merge (values in it replace existing ones).
+    /// Plaintext YAML file to merge (values in it replace existing ones); `-` reads stdin.
     pub file: PathBuf,
 }
 

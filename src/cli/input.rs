@@ -20,9 +20,36 @@ pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> 
     }
     let passphrase = match &global.passphrase_file {
         Some(file) => read_passphrase_file(file)?,
-        None => prompt_once(&format!("Passphrase for {}: ", global.dir.display()))?,
+        None => prompt_once(
+            &format!("Passphrase for {}: ", global.dir.display()),
+            "passphrase",
+        )?,
     };
     Ok(Credential::Passphrase(passphrase, KdfParams::DEFAULT))
+}
+
+/// Every secret the global options name (key file and passphrase), in that
+/// order; with neither, the passphrase asked on the terminal.
+pub fn all_credentials(global: &GlobalArgs) -> Result<Vec<Credential>, VaultError> {
+    let mut credentials = Vec::new();
+    if let Some(key_file) = &global.key_file {
+        credentials.push(Credential::KeyFile(read_key_file(key_file)?));
+    }
+    if let Some(file) = &global.passphrase_file {
+        credentials.push(passphrase_from_file(file)?);
+    }
+    if credentials.is_empty() {
+        credentials.push(unlock_credential(global)?);
+    }
+    Ok(credentials)
+}
+
+/// A passphrase credential from a passphrase file.
+pub fn passphrase_from_file(file: &Path) -> Result<Credential, VaultError> {
+    Ok(Credential::Passphrase(
+        read_passphrase_file(file)?,
+        KdfParams::DEFAULT,
+    ))
 }
 
 /// The credentials `init` turns into its first slots.
@@ -44,7 +71,11 @@ pub fn init_credentials(global: &GlobalArgs, kdf: &KdfArgs) -> Result<Vec<Creden
     if let Some(file) = &global.passphrase_file {
         credentials.push(Credential::Passphrase(read_passphrase_file(file)?, params));
     } else if credentials.is_empty() {
-        let passphrase = prompt_twice("New vault passphrase: ", "Repeat the passphrase: ")?;
+        let passphrase = prompt_twice(
+            "New vault passphrase: ",
+            "Repeat the passphrase: ",
+            "passphrase",
+        )?;
         credentials.push(Credential::Passphrase(passphrase, params));
     }
     Ok(credentials)
@@ -59,7 +90,11 @@ pub fn new_passphrase(
     let params = kdf_params(kdf, base)?;
     let passphrase = match file {
         Some(file) => read_passphrase_file(file)?,
-        None => prompt_twice("New passphrase: ", "Repeat the new passphrase: ")?,
+        None => prompt_twice(
+            "New passphrase: ",
+            "Repeat the new passphrase: ",
+            "passphrase",
+        )?,
     };
     Ok(Credential::Passphrase(passphrase, params))
 }
@@ -107,21 +142,23 @@ pub(super) fn has_terminal() -> bool {
     std::fs::File::open("/dev/tty").is_ok()
 }
 
-fn prompt_once(prompt: &str) -> Result<SecretBytes, VaultError> {
+fn prompt_once(prompt: &str, what: &str) -> Result<SecretBytes, VaultError> {
     if !has_terminal() {
-        return Err(no_terminal("passphrase"));
+        return Err(no_terminal(what));
     }
-    let answer = rpassword::prompt_password(prompt).map_err(|_| no_terminal("passphrase"))?;
+    let answer = rpassword::prompt_password(prompt).map_err(|_| no_terminal(what))?;
     let answer = SecretBytes::from(answer);
     if answer.is_empty() {
-        return Err(VaultError::Usage("the passphrase is empty".into()));
+        return Err(VaultError::Usage(format!(
+            "the {what} is empty; nothing was changed"
+        )));
     }
     Ok(answer)
 }
 
-fn prompt_twice(first: &str, second: &str) -> Result<SecretBytes, VaultError> {
-    let answer = prompt_once(first)?;
-    let repeat = prompt_once(second)?;
+fn prompt_twice(first: &str, second: &str, what: &str) -> Result<SecretBytes, VaultError> {
+    let answer = prompt_once(first, what)?;
+    let repeat = prompt_once(second, what)?;
     if answer != repeat {
         return Err(VaultError::Usage(
             "the two entries do not match; nothing was changed".into(),
@@ -186,7 +223,7 @@ pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
                     "no value given: use --stdin, --from-file FILE or --generate, or run on a terminal".into(),
                 ));
             }
-            prompt_twice("Value: ", "Repeat the value: ")
+            prompt_twice("Value: ", "Repeat the value: ", "value")
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod input;
+mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
 mod vault_cmds;
@@ -56,6 +57,10 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Export(args) => vault_cmds::export(&global, args),
         Command::Keygen(args) => vault_cmds::keygen(&global, args),
         Command::Key(args) => vault_cmds::key(&global, args),
+        Command::History(args) => rotation_cmds::history(&global, args),
+        Command::Rollback(args) => rotation_cmds::rollback(&global, args),
+        Command::Rekey(args) => rotation_cmds::rekey(&global, args),
+        Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }

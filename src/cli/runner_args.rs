@@ -185,4 +185,7 @@ pub struct InstallArgs {
     /// Argon2id parameters of the vault's first passphrase slot (when created).
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Versions kept per path in the vault (when created).
+    #[arg(long, default_value_t = crate::vault::format::DEFAULT_KEEP, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keep: u32,
 }

@@ -263,6 +263,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     let engine = connect(target).await?;
     let plan = Install {
         vault: &vault,
+        keep: args.keep,
         register: &request,
         settings: &settings,
         spec: &spec,

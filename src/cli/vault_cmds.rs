@@ -18,15 +18,22 @@ use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, typed_from_input};
 use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
 
-fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    VaultDir::new(&global.dir, Duration::from_secs(global.wait))
+/// The vault directory the global options name.
+pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
+    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
+    match &global.audit_log {
+        Some(log) => vault.with_audit_log(log),
+        None => vault,
+    }
 }
 
-fn status(message: std::fmt::Arguments<'_>) {
+/// Prints a status line to stderr (stdout carries only data).
+pub fn status(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
-fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
+/// Writes data to stdout.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())
@@ -38,7 +45,8 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
         })
 }
 
-fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
+/// Parses a path argument.
+pub fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
     Ok(KeyPath::parse(text)?)
 }
 
@@ -50,7 +58,7 @@ fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
 pub fn init(global: &GlobalArgs, args: InitArgs) -> Result<(), CommandError> {
     let vault = vault_dir(global);
     input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
-    let outcome = vault.init(|| input::init_credentials(global, &args.kdf))?;
+    let outcome = vault.init(args.keep, || input::init_credentials(global, &args.kdf))?;
     let path = vault.vault_path();
     match outcome {
         InitOutcome::AlreadyEncrypted => {
@@ -125,6 +133,8 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
         ValueType::Float => ScalarKind::Float,
         ValueType::Bool => ScalarKind::Bool,
     };
+    // The passphrase is asked before the value, as an admin expects at a terminal.
+    let credential = input::unlock_credential(global)?;
     let raw = input::read_value(source)?;
     let value = typed_from_input(kind, raw.expose().to_vec()).map_err(|reason| {
         VaultError::Usage(format!(
@@ -132,8 +142,14 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let credential = input::unlock_credential(global)?;
-    let version = vault_dir(global).modify(&credential, |vault, _salt| vault.set(&path, &value))?;
+    let version = vault_dir(global).modify(&credential, "set", |vault, _salt, record| {
+        let version = match args.if_version {
+            Some(expected) => vault.set_if_version(&path, &value, expected)?,
+            None => vault.set(&path, &value)?,
+        };
+        record.changes.push(vault.audit_change(&path, "set")?);
+        Ok(version)
+    })?;
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {
@@ -191,7 +207,12 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
 pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let removed = vault_dir(global).modify(&credential, |vault, _| vault.remove(&path))?;
+    let removed = vault_dir(global).modify(&credential, "rm", |vault, _, record| {
+        let removed = vault.remove(&path, args.purge)?;
+        let action = if args.purge { "purge" } else { "remove" };
+        record.changes.push(vault.audit_change(&path, action)?);
+        Ok(removed)
+    })?;
     status(format_args!("removed `{path}` ({removed} value(s))"));
     Ok(())
 }
@@ -214,8 +235,11 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 
 /// `runvault import`.
 pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError> {
-    let bytes = fs::read_nofollow(&args.file)?;
-    let bytes = crate::core::secret::SecretBytes::new(bytes);
+    let bytes = if args.file.as_os_str() == "-" {
+        input::read_value(input::ValueSource::Stdin)?
+    } else {
+        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file)?)
+    };
     let doc = crate::vault::value::parse_plain_yaml(bytes.expose()).map_err(|message| {
         VaultError::BadYaml {
             file: args.file.clone(),
@@ -225,7 +249,11 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
     let tree = store::plain_tree(&doc, &args.file)?;
     drop(doc);
     let credential = input::unlock_credential(global)?;
-    let written = vault_dir(global).modify(&credential, |vault, _| vault.merge(&tree))?;
+    let written = vault_dir(global).modify(&credential, "import", |vault, _, record| {
+        let written = vault.merge(&tree)?;
+        record.changes = vault.audit_changes_for(&tree, "import")?;
+        Ok(written)
+    })?;
     status(format_args!(
         "imported {written} value(s) from `{}`",
         args.file.display()
@@ -300,7 +328,7 @@ fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
         match node {
             Tree::Leaf(plain) => plain.render_json(out).ok_or_else(|| {
                 VaultError::Unrepresentable(format!(
-                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !!binary)"
+                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !binary)"
                 ))
             }),
             Tree::Map(map) => {
@@ -448,8 +476,10 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 }
                 KeyAddKind::Keyfile { file } => Credential::KeyFile(slots::read_key_file(file)?),
             };
-            let id = vault.modify(&credential, |unlocked, salt| {
-                Ok(unlocked.add_slot(&new_credential, salt))
+            let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
+                let id = unlocked.add_slot(&new_credential, salt);
+                record.detail = Some(format!("added {} slot {id}", new_credential.kind_name()));
+                Ok(id)
             })?;
             status(format_args!(
                 "added {} slot {id}",
@@ -462,9 +492,12 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             new_passphrase_file,
             kdf,
         } => {
-            let (unlocked, _) = vault.open(&credential)?;
-            let base = match unlocked
-                .header()
+            // The slot's current parameters are only defaults for the new
+            // passphrase (bounded by `check`), so the unauthenticated header
+            // will do; the KDF then runs once, in `modify`.
+            let (encrypted, _) = vault.load()?;
+            let base = match encrypted
+                .header
                 .slots
                 .iter()
                 .find(|s| s.id == slot)
@@ -480,9 +513,9 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 }
                 None => return Err(VaultError::NoSuchSlot { id: slot }.into()),
             };
-            drop(unlocked);
             let new_credential = input::new_passphrase(new_passphrase_file.as_deref(), &kdf, base)?;
-            vault.modify(&credential, |unlocked, salt| {
+            vault.modify(&credential, "key passwd", |unlocked, salt, record| {
+                record.detail = Some(format!("changed the passphrase of slot {slot}"));
                 unlocked.change_passphrase(slot, &new_credential, salt)
             })?;
             status(format_args!(
@@ -491,7 +524,10 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             Ok(())
         }
         KeyCommand::Remove { slot } => {
-            vault.modify(&credential, |unlocked, _| unlocked.remove_slot(slot))?;
+            vault.modify(&credential, "key remove", |unlocked, _, record| {
+                record.detail = Some(format!("removed slot {slot}"));
+                unlocked.remove_slot(slot)
+            })?;
             status(format_args!("removed slot {slot}"));
             Ok(())
         }

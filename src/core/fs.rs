@@ -50,6 +50,16 @@ pub enum FsError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A file holding a secret owned by another user (who could change it).
+    #[error("{what} `{path}` is owned by uid {uid}, neither you nor root; refusing to trust it")]
+    ForeignOwner {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
     /// Refusing to write into an existing file that others may read.
     #[error(
         "`{path}` exists with mode {mode:04o}, readable by group or others; \
@@ -121,18 +131,20 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
 }
 
 /// Reads a file that holds a secret (passphrase file, key file): refuses a
-/// symlink and a file that group or others can access, as ssh does for keys.
+/// symlink, a file owned by someone other than the caller or root, and a
+/// file that group or others can access, as ssh does for keys.
 pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(FsError::io("open", path))?;
-    let mode = file
-        .metadata()
-        .map_err(FsError::io("inspect", path))?
-        .mode()
-        & 0o7777;
+    let mut file = open_nofollow(path)?;
+    let meta = file.metadata().map_err(FsError::io("inspect", path))?;
+    let mode = meta.mode() & 0o7777;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return Err(FsError::ForeignOwner {
+            what,
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+        });
+    }
     if mode & 0o077 != 0 {
         return Err(FsError::TooOpen {
             what,

@@ -81,6 +81,8 @@ pub fn start_message(outcome: StartOutcome) -> &'static str {
 pub struct Install<'a> {
     /// The vault directory.
     pub vault: &'a VaultDir,
+    /// Versions kept per path when the vault is created.
+    pub keep: u32,
     /// The registration.
     pub register: &'a Request,
     /// The config.toml settings.
@@ -104,7 +106,7 @@ pub async fn install(
         changed |= step.changed();
         report(&step);
     };
-    done(Step::Vault(plan.vault.init(credentials)?));
+    done(Step::Vault(plan.vault.init(plan.keep, credentials)?));
     let config_path = plan.register.config_path();
     if register::is_registered(&config_path, &plan.register.name)? {
         done(Step::Register(None));

@@ -35,7 +35,9 @@ fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !YAML_KEYWORDS.contains(&key.to_ascii_lowercase().as_str())
+        && !YAML_KEYWORDS
+            .iter()
+            .any(|word| word.eq_ignore_ascii_case(key))
 }
 
 /// Writes a tree as block YAML at `indent` spaces, each leaf rendered by
@@ -288,7 +290,11 @@ fn quoted(text: &str) -> Option<(String, &str)> {
                 }
                 _ => return None,
             },
-            c if c.is_control() || c == '\u{feff}' => return None,
+            // Characters libyaml treats as line breaks or marks are refused,
+            // so that both readers agree on every file this one accepts.
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}') => {
+                return None;
+            }
             c => out.push(c),
         }
     }

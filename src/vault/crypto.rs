@@ -141,8 +141,16 @@ pub fn argon2id(passphrase: &SecretBytes, salt: &[u8], params: KdfParams) -> Key
         argon_params,
     );
     let mut out = Zeroizing::new([0u8; 32]);
+    // Our own working memory, so that it is wiped afterwards (argon2's
+    // `hash_password_into` frees its blocks without wiping them).
+    let mut blocks = Zeroizing::new(vec![argon2::Block::default(); argon.params().block_count()]);
     argon
-        .hash_password_into(passphrase.expose(), salt, out.as_mut())
+        .hash_password_into_with_memory(
+            passphrase.expose(),
+            salt,
+            out.as_mut(),
+            blocks.as_mut_slice(),
+        )
         .expect("argon2 accepts any passphrase and a salt of 8 bytes or more");
     Key32::from_bytes(*out)
 }

@@ -185,6 +185,36 @@ pub enum VaultError {
         /// Its kind.
         kind: &'static str,
     },
+    /// A check-and-set write found another version (exit 8).
+    #[error(
+        "`{key}` is at version {current}, not {expected}; nothing was changed (re-read it and retry)"
+    )]
+    VersionConflict {
+        /// The key path.
+        key: String,
+        /// The version the caller expected.
+        expected: u32,
+        /// The version it has.
+        current: u32,
+    },
+    /// A stored version that does not exist (pruned or never set).
+    #[error("`{key}` has no stored version {version}; see `runvault history {key}`")]
+    NoSuchVersion {
+        /// The key path.
+        key: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// `rekey` was not given the secret of every slot.
+    #[error(
+        "rekey needs the secret of every key slot it keeps; no given secret opens slot(s) {}: pass them with \
+         --also-passphrase-file / --also-key-file, or remove those slots with --drop-others",
+        ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    SlotsNotOpened {
+        /// The slots no secret opened.
+        ids: Vec<u32>,
+    },
     /// Bad input given by the user (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -198,10 +228,12 @@ impl ExitStatus for VaultError {
         match self {
             VaultError::Fs(err) => err.exit_code(),
             VaultError::Lock(err) => err.exit_code(),
-            VaultError::Path(_) | VaultError::Usage(_) | VaultError::NotAValue { .. } => {
-                exit::USAGE
-            }
-            VaultError::NotFound { .. } => exit::NOT_FOUND,
+            VaultError::Path(_)
+            | VaultError::Usage(_)
+            | VaultError::NotAValue { .. }
+            | VaultError::SlotsNotOpened { .. } => exit::USAGE,
+            VaultError::NotFound { .. } | VaultError::NoSuchVersion { .. } => exit::NOT_FOUND,
+            VaultError::VersionConflict { .. } => exit::CONFLICT,
             VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. } => exit::WRONG_SECRET,
             VaultError::Corrupt { .. }
             | VaultError::SaltMissing { .. }

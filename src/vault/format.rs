@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::core::secret::Key32;
 use crate::vault::canonical;
 use crate::vault::crypto::{KdfParams, MacWriter};
+use crate::vault::path::{KeyPath, Segment};
 use crate::vault::tree::Tree;
 
 /// The format version this build reads and writes.
@@ -17,6 +18,10 @@ pub const FORMAT_VERSION: u64 = 1;
 pub const HEADER_KEY: &str = "runvault";
 /// The top-level key of the secrets tree.
 pub const SECRETS_KEY: &str = "secrets";
+/// The top-level key of the stored old versions.
+pub const HISTORY_KEY: &str = "history";
+/// Versions kept per path unless `--keep` says otherwise.
+pub const DEFAULT_KEEP: u32 = 10;
 
 const PREAMBLE: &str = "\
 # runvault vault: keys are readable, every value is encrypted (AES-256-GCM),
@@ -82,7 +87,7 @@ pub struct Slot {
     pub id: u32,
     /// How its key is derived.
     pub kind: SlotKind,
-    /// Creation (or last change) time, RFC 3339 UTC.
+    /// Creation time, RFC 3339 UTC (kept when the passphrase changes).
     pub created: String,
     /// `nonce || AES-256-GCM(data key) || tag`.
     pub wrapped: Vec<u8>,
@@ -97,6 +102,11 @@ pub struct Header {
     pub salt_id: [u8; 16],
     /// Write counter: every committed change adds one.
     pub generation: u64,
+    /// How many versions of a path are kept (the current one included).
+    pub keep: u32,
+    /// The audit-log HMAC key, sealed under the value key (stable across
+    /// rekeys, so old audit lines stay verifiable).
+    pub audit_key: Sealed,
     /// The key slots.
     pub slots: Vec<Slot>,
     /// HMAC-SHA256 over the header and the tree (see [`compute_mac`]).
@@ -124,6 +134,22 @@ impl Sealed {
         Sealed(format!("rv1:{version}:{time}:{}", BASE64.encode(blob)))
     }
 
+    /// A deletion marker: the path was removed at `time`, as version `version`.
+    pub fn tombstone(version: u32, time: u64) -> Sealed {
+        Sealed(format!("rv1:{version}:{time}:"))
+    }
+
+    /// Whether this is a deletion marker.
+    pub fn is_tombstone(&self) -> bool {
+        self.0.ends_with(':')
+    }
+
+    /// Version and time without decoding the payload.
+    pub fn version_and_time(&self) -> Option<(u32, u64)> {
+        let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    }
+
     /// Splits the text form; `None` if malformed.
     pub fn parts(&self) -> Option<SealedParts> {
         let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
@@ -146,7 +172,13 @@ pub struct EncryptedVault {
     pub header: Header,
     /// The secrets tree of sealed values.
     pub secrets: Tree<Sealed>,
+    /// Old versions per path (display form, e.g. `A.B[0]`), oldest first.
+    pub history: History,
 }
+
+/// Old versions of each path, oldest first. An entry is a sealed value or a
+/// deletion marker (a sealed text with an empty payload).
+pub type History = indexmap::IndexMap<String, Vec<Sealed>>;
 
 /// What a `vault.yml` turned out to hold.
 pub enum VaultFile {
@@ -193,6 +225,8 @@ impl EncryptedVault {
         line(&mut out, format!("  vault_id: \"{}\"", hex(&h.vault_id)));
         line(&mut out, format!("  salt_id: \"{}\"", hex(&h.salt_id)));
         line(&mut out, format!("  generation: {}", h.generation));
+        line(&mut out, format!("  keep: {}", h.keep));
+        line(&mut out, format!("  audit_key: {}", h.audit_key.0));
         line(&mut out, "  slots:".to_string());
         for slot in &h.slots {
             line(&mut out, "    -".to_string());
@@ -215,14 +249,23 @@ impl EncryptedVault {
         line(&mut out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
         out.extend_from_slice(SECRETS_KEY.as_bytes());
         out.push(b':');
-        canonical::emit_tree(
-            &self.secrets,
-            2,
-            &mut out,
-            &mut |sealed: &Sealed, out: &mut Vec<u8>| {
-                out.extend_from_slice(sealed.0.as_bytes());
-            },
+        let mut sealed_text =
+            |sealed: &Sealed, out: &mut Vec<u8>| out.extend_from_slice(sealed.0.as_bytes());
+        canonical::emit_tree(&self.secrets, 2, &mut out, &mut sealed_text);
+        out.extend_from_slice(HISTORY_KEY.as_bytes());
+        out.push(b':');
+        let history: Tree<Sealed> = Tree::Map(
+            self.history
+                .iter()
+                .map(|(path, versions)| {
+                    (
+                        path.clone(),
+                        Tree::List(versions.iter().cloned().map(Tree::Leaf).collect()),
+                    )
+                })
+                .collect(),
         );
+        canonical::emit_tree(&history, 2, &mut out, &mut sealed_text);
         out
     }
 }
@@ -244,6 +287,12 @@ fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
         .and_then(|header| header.get("format"))
         .is_some();
     if !is_encrypted {
+        if contains_sealed_value(&doc) {
+            return Err(FormatError::Header {
+                field: HEADER_KEY.to_string(),
+                problem: "missing, yet the file holds encrypted values",
+            });
+        }
         return Ok(VaultFile::Plaintext(doc));
     }
     let raw = raw_from_general(&doc, 0).ok_or(FormatError::Header {
@@ -251,6 +300,19 @@ fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
         problem: "not made of string keys and string or integer scalars",
     })?;
     interpret(raw).map(VaultFile::Encrypted)
+}
+
+/// Whether a plaintext document holds a string that looks like a sealed
+/// value: ciphertext that lost its header, never to be taken as plaintext.
+pub fn contains_sealed_value(doc: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match doc {
+        Value::String(text) => text.starts_with("rv1:"),
+        Value::Mapping(map) => map.values().any(contains_sealed_value),
+        Value::Sequence(items) => items.iter().any(contains_sealed_value),
+        Value::Tagged(tagged) => contains_sealed_value(&tagged.value),
+        _ => false,
+    }
 }
 
 /// Converts a serde_yaml document to the raw tree the fast reader produces.
@@ -286,8 +348,8 @@ fn is_vault(raw: &Tree<String>) -> bool {
     matches!(raw, Tree::Map(map) if map.get(HEADER_KEY).and_then(|h| h.get(&key_path("format"))).is_some())
 }
 
-fn key_path(key: &str) -> crate::vault::path::KeyPath {
-    crate::vault::path::KeyPath::root().child(crate::vault::path::Segment::Key(key.to_string()))
+fn key_path(key: &str) -> KeyPath {
+    KeyPath::root().child(Segment::Key(key.to_string()))
 }
 
 /// Turns a raw tree into a vault, checking every header field's shape.
@@ -298,25 +360,34 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
     let header_raw = root
         .shift_remove(HEADER_KEY)
         .ok_or(FormatError::NotAVault)?;
+    let Tree::Map(mut fields) = header_raw else {
+        return Err(missing(HEADER_KEY));
+    };
+    // The version first: a newer format may change everything after it.
+    let format = take_u64(&mut fields, "format", "format")?;
+    if format != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: format });
+    }
     let secrets_raw = root
         .shift_remove(SECRETS_KEY)
         .ok_or_else(|| missing(SECRETS_KEY))?;
+    let history_raw = root
+        .shift_remove(HISTORY_KEY)
+        .ok_or_else(|| missing(HISTORY_KEY))?;
     if let Some(extra) = root.keys().next() {
         return Err(FormatError::Header {
             field: extra.clone(),
             problem: "not part of the format",
         });
     }
-    let Tree::Map(mut fields) = header_raw else {
-        return Err(missing(HEADER_KEY));
-    };
-    let format = take_u64(&mut fields, "format", "format")?;
-    if format != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: format });
-    }
     let vault_id = take_id(&mut fields, "vault_id")?;
     let salt_id = take_id(&mut fields, "salt_id")?;
     let generation = take_u64(&mut fields, "generation", "generation")?;
+    let keep = u32::try_from(take_u64(&mut fields, "keep", "keep")?)
+        .ok()
+        .filter(|keep| *keep >= 1)
+        .ok_or_else(|| malformed("keep"))?;
+    let audit_key = Sealed(take_string(&mut fields, "audit_key", "audit_key")?);
     let mac_text = take_string(&mut fields, "mac", "mac")?;
     let mac = BASE64
         .decode(mac_text)
@@ -355,16 +426,45 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
             });
         }
     };
+    let history = interpret_history(history_raw)?;
     Ok(EncryptedVault {
         header: Header {
             vault_id,
             salt_id,
             generation,
+            keep,
+            audit_key,
             slots,
             mac,
         },
         secrets,
+        history,
     })
+}
+
+fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
+    let Tree::Map(paths) = raw else {
+        return Err(malformed(HISTORY_KEY));
+    };
+    let mut history = History::with_capacity(paths.len());
+    for (path, versions) in paths {
+        let field = || format!("{HISTORY_KEY}.{path}");
+        if KeyPath::parse(&path).is_err() {
+            return Err(malformed(&field()));
+        }
+        let Tree::List(items) = versions else {
+            return Err(malformed(&field()));
+        };
+        let versions = items
+            .into_iter()
+            .map(|item| match item {
+                Tree::Leaf(text) if text.starts_with("rv1:") => Ok(Sealed(text)),
+                _ => Err(malformed(&field())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        history.insert(path, versions);
+    }
+    Ok(history)
 }
 
 fn interpret_slot(item: Tree<String>, index: usize) -> Result<Slot, FormatError> {
@@ -478,13 +578,20 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 /// The file MAC: HMAC-SHA256 under the MAC subkey over the header fields
 /// (all but `mac`) and a pre-order walk of the secrets tree, every field
 /// length-prefixed (see docs/format.md).
-pub fn compute_mac(mac_key: &Key32, header: &Header, secrets: &Tree<Sealed>) -> [u8; 32] {
+pub fn compute_mac(
+    mac_key: &Key32,
+    header: &Header,
+    secrets: &Tree<Sealed>,
+    history: &History,
+) -> [u8; 32] {
     let mut mac = MacWriter::new(mac_key);
     mac.bytes(b"runvault/v1/file-mac");
     mac.u64(FORMAT_VERSION);
     mac.bytes(&header.vault_id);
     mac.bytes(&header.salt_id);
     mac.u64(header.generation);
+    mac.u64(u64::from(header.keep));
+    mac.bytes(header.audit_key.0.as_bytes());
     mac.u64(header.slots.len() as u64);
     for slot in &header.slots {
         mac.u64(u64::from(slot.id));
@@ -498,27 +605,76 @@ pub fn compute_mac(mac_key: &Key32, header: &Header, secrets: &Tree<Sealed>) -> 
         mac.bytes(&slot.wrapped);
     }
     mac_tree(&mut mac, secrets);
+    mac_history(&mut mac, history);
     mac.finish()
 }
 
-fn mac_tree(mac: &mut MacWriter, node: &Tree<Sealed>) {
-    match node {
-        Tree::Map(map) => {
-            mac.raw(b"M");
-            mac.u64(map.len() as u64);
-            for (key, child) in map {
-                mac.bytes(key.as_bytes());
-                mac_tree(mac, child);
+/// The history part of the MAC, in file order: per path `H`, the encoded
+/// path and the number of versions, then each version's text; then `E`.
+fn mac_history(mac: &mut MacWriter, history: &History) {
+    let mut encoded = Vec::new();
+    for (path, versions) in history {
+        encoded.clear();
+        // Paths were validated when read or written; an unparsable one
+        // cannot occur here, and would MAC as the empty path.
+        KeyPath::parse(path)
+            .unwrap_or_default()
+            .encode(&mut encoded);
+        mac.raw(b"H");
+        mac.bytes(&encoded);
+        mac.u64(versions.len() as u64);
+        versions
+            .iter()
+            .for_each(|version| mac.bytes(version.0.as_bytes()));
+    }
+    mac.raw(b"E");
+}
+
+/// The tree part of the MAC, streamable in file order: one item per leaf
+/// (`V`, its encoded path, its sealed text) and per empty mapping or list
+/// (`M` / `L` and its encoded path), then `E` and the item count. The
+/// sequence determines the tree, its order included, so a reader can check
+/// the MAC line by line without building the tree.
+fn mac_tree(mac: &mut MacWriter, root: &Tree<Sealed>) {
+    fn walk(
+        mac: &mut MacWriter,
+        node: &Tree<Sealed>,
+        path: &mut KeyPath,
+        items: &mut u64,
+        encoded: &mut Vec<u8>,
+    ) {
+        let mut item = |mac: &mut MacWriter, marker: &[u8], path: &KeyPath, text: Option<&str>| {
+            encoded.clear();
+            path.encode(encoded);
+            mac.raw(marker);
+            mac.bytes(encoded);
+            if let Some(text) = text {
+                mac.bytes(text.as_bytes());
+            }
+            *items += 1;
+        };
+        match node {
+            Tree::Leaf(sealed) => item(mac, b"V", path, Some(&sealed.0)),
+            Tree::Map(map) if map.is_empty() => item(mac, b"M", path, None),
+            Tree::List(list) if list.is_empty() => item(mac, b"L", path, None),
+            Tree::Map(map) => {
+                for (key, child) in map {
+                    path.push(Segment::Key(key.clone()));
+                    walk(mac, child, path, items, encoded);
+                    path.pop();
+                }
+            }
+            Tree::List(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    path.push(Segment::Index(index));
+                    walk(mac, child, path, items, encoded);
+                    path.pop();
+                }
             }
         }
-        Tree::List(list) => {
-            mac.raw(b"L");
-            mac.u64(list.len() as u64);
-            list.iter().for_each(|child| mac_tree(mac, child));
-        }
-        Tree::Leaf(sealed) => {
-            mac.raw(b"V");
-            mac.bytes(sealed.0.as_bytes());
-        }
     }
+    let mut items = 0;
+    walk(mac, root, &mut KeyPath::root(), &mut items, &mut Vec::new());
+    mac.raw(b"E");
+    mac.u64(items);
 }

@@ -9,7 +9,9 @@
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`store`]: the directory on disk, locking and atomic commits.
+//! - [`audit`]: the append-only audit log of changes.
 
+pub mod audit;
 pub mod canonical;
 pub mod crypto;
 pub mod error;
@@ -26,4 +28,4 @@ pub use error::VaultError;
 pub use path::KeyPath;
 pub use slots::Credential;
 pub use store::{InitOutcome, VaultDir};
-pub use unlocked::UnlockedVault;
+pub use unlocked::{RekeyPlan, RekeyReport, UnlockedVault, VersionInfo};

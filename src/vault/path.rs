@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+/// Most segments a path may have (the file readers accept a little more
+/// nesting than this, for the `secrets:` and `history:` levels).
+pub const MAX_SEGMENTS: usize = 32;
+
 /// What is wrong with a path given on the command line or found in a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid path `{path}`: {reason}")]
@@ -70,6 +74,12 @@ impl KeyPath {
                     return Err(fail(format!("unexpected `{rest}` after a list index")));
                 }
             }
+        }
+        if segments.len() > MAX_SEGMENTS {
+            return Err(fail(format!(
+                "it has {} segments; at most {MAX_SEGMENTS} are allowed",
+                segments.len()
+            )));
         }
         Ok(KeyPath { segments })
     }

@@ -111,13 +111,41 @@ pub fn make_slot(
         Credential::KeyFile(_) => SlotKind::KeyFile,
     };
     let kek = derive_kek(credential, &kind, salt, vault_id).expect("kind matches the credential");
-    let wrapped = crypto::seal(&kek, &slot_aad(vault_id, id, &kind), data_key.expose());
+    wrap(id, kind, now_rfc3339(), &kek, data_key, vault_id)
+}
+
+/// A slot wrapping `data_key` under an already-derived key-encryption key.
+pub fn wrap(
+    id: u32,
+    kind: SlotKind,
+    created: String,
+    kek: &Key32,
+    data_key: &Key32,
+    vault_id: &[u8; 16],
+) -> Slot {
+    let wrapped = crypto::seal(kek, &slot_aad(vault_id, id, &kind), data_key.expose());
     Slot {
         id,
         kind,
-        created: now_rfc3339(),
+        created,
         wrapped,
     }
+}
+
+/// The key-encryption key `credential` yields for a slot of `kind`, or
+/// `None` if the credential is of another kind.
+pub fn kek_for(
+    credential: &Credential,
+    kind: &SlotKind,
+    salt: &Salt,
+    vault_id: &[u8; 16],
+) -> Option<Key32> {
+    derive_kek(credential, kind, salt, vault_id)
+}
+
+/// Whether `kek` unwraps `slot`.
+pub fn opens(slot: &Slot, kek: &Key32, vault_id: &[u8; 16]) -> bool {
+    crypto::open(kek, &slot_aad(vault_id, slot.id, &slot.kind), &slot.wrapped).is_some()
 }
 
 /// Finds the data key: tries every slot of the credential's kind, running

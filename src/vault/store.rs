@@ -9,18 +9,24 @@ use std::time::Duration;
 
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::lock::WriteLock;
+use crate::vault::audit::{self, AuditRecord};
+use crate::vault::crypto::KdfParams;
 use crate::vault::error::VaultError;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::salt::Salt;
 use crate::vault::slots::Credential;
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::UnlockedVault;
+use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault};
 use crate::vault::value::{self, Plain};
 
 /// File name of the vault.
 pub const VAULT_FILE: &str = "vault.yml";
 /// File name of the salt.
 pub const SALT_FILE: &str = "vault.salt";
+/// The next salt, staged by `rekey --new-salt` (see docs/format.md).
+pub const SALT_NEXT_FILE: &str = "vault.salt.next";
+/// File name of the audit log (in the vault directory unless configured).
+pub const AUDIT_FILE: &str = "audit.log";
 
 /// How often a reader re-reads when `vault.salt` and `vault.yml` do not
 /// match (a writer may be replacing both), and how long it waits between.
@@ -48,11 +54,35 @@ pub enum InitOutcome {
     AlreadyEncrypted,
 }
 
+/// What `rekey` is asked to do (the secrets are passed separately).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RekeyOptions {
+    /// Replace `vault.salt` too.
+    pub new_salt: bool,
+    /// New Argon2id parameters for the passphrase slots.
+    pub kdf: Option<KdfParams>,
+    /// Remove slots no given secret opens.
+    pub drop_others: bool,
+    /// New number of versions kept per path.
+    pub keep: Option<u32>,
+}
+
+/// Test-only crash points (debug builds only): `RUNVAULT_FAILPOINT=NAME`
+/// makes the process abort at that step, as a power cut would.
+fn failpoint(name: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("RUNVAULT_FAILPOINT").is_ok_and(|wanted| wanted == name)
+    {
+        std::process::abort();
+    }
+}
+
 /// A vault directory.
 #[derive(Debug, Clone)]
 pub struct VaultDir {
     dir: PathBuf,
     lock_wait: Duration,
+    audit_log: PathBuf,
 }
 
 impl VaultDir {
@@ -61,7 +91,14 @@ impl VaultDir {
         VaultDir {
             dir: dir.to_path_buf(),
             lock_wait,
+            audit_log: dir.join(AUDIT_FILE),
         }
+    }
+
+    /// The same vault with the audit log at `path` instead of `DIR/audit.log`.
+    pub fn with_audit_log(mut self, path: &Path) -> VaultDir {
+        self.audit_log = path.to_path_buf();
+        self
     }
 
     /// The directory.
@@ -79,6 +116,11 @@ impl VaultDir {
         self.dir.join(SALT_FILE)
     }
 
+    /// `DIR/vault.salt.next`.
+    pub fn salt_next_path(&self) -> PathBuf {
+        self.dir.join(SALT_NEXT_FILE)
+    }
+
     /// Reads a consistent (`vault.yml`, `vault.salt`) pair without locking or
     /// writing anything. A pair whose salt id does not match is re-read, since
     /// a writer may be between its two renames.
@@ -94,11 +136,14 @@ impl VaultDir {
                 });
             };
             let vault = parse_vault(&bytes, &vault_path)?;
-            let Some(salt) = fs::read_optional(&salt_path)?.map(Salt::from_file_bytes) else {
-                continue;
-            };
-            if salt.id() == vault.header.salt_id {
-                return Ok((vault, salt));
+            // A rekey with a new salt may be between its renames: the
+            // staged next salt is the one that matches then.
+            for candidate in [&salt_path, &self.salt_next_path()] {
+                if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes) {
+                    if salt.id() == vault.header.salt_id {
+                        return Ok((vault, salt));
+                    }
+                }
             }
         }
         match fs::read_optional(&salt_path)? {
@@ -115,29 +160,164 @@ impl VaultDir {
     }
 
     /// A read-modify-write under the writers' lock: opens and verifies the
-    /// vault, runs `change`, and commits the result atomically. If `change`
-    /// fails nothing is written.
+    /// vault, runs `change` (which describes itself in the audit record),
+    /// appends the audit line, and commits the result atomically. If
+    /// `change` or the audit line fails, nothing is written.
     pub fn modify<T>(
         &self,
         credential: &Credential,
-        change: impl FnOnce(&mut UnlockedVault, &Salt) -> Result<T, VaultError>,
+        command: &str,
+        change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
     ) -> Result<T, VaultError> {
-        if !self.vault_path().exists() && !self.dir.join(SALT_FILE).exists() {
+        if !self.vault_path().exists() && !self.salt_path().exists() {
             return Err(VaultError::NoVault {
                 dir: self.dir.clone(),
             });
         }
         let _lock = self.lock()?;
         let (mut unlocked, salt) = self.open(credential)?;
-        let result = change(&mut unlocked, &salt)?;
-        self.commit(&unlocked.seal(), WriteMode::PRIVATE)?;
+        let mut record = AuditRecord::default();
+        let result = change(&mut unlocked, &salt, &mut record)?;
+        let sealed = unlocked.seal();
+        self.audited_commit(command, &unlocked, &sealed, &record, |store| {
+            store.commit(&sealed, WriteMode::PRIVATE)
+        })?;
         Ok(result)
+    }
+
+    /// Rotates the data key (and with `new_salt` the salt) under the lock;
+    /// see [`UnlockedVault::rekey`]. The first credential that opens the
+    /// vault unlocks it; all of them are used to re-wrap slots.
+    pub fn rekey(
+        &self,
+        credentials: &[Credential],
+        plan: RekeyOptions,
+    ) -> Result<RekeyReport, VaultError> {
+        let _lock = self.lock()?;
+        let (vault, salt) = self.load()?;
+        let mut opened = None;
+        let mut first_error = None;
+        for credential in credentials {
+            match UnlockedVault::unlock(vault.clone(), &salt, credential, &self.vault_path()) {
+                Ok(unlocked) => {
+                    opened = Some(unlocked);
+                    break;
+                }
+                Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let Some(unlocked) = opened else {
+            return Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())));
+        };
+        let new_salt = plan.new_salt.then(Salt::generate);
+        let rekey_plan = RekeyPlan {
+            credentials,
+            new_salt: new_salt.as_ref(),
+            kdf: plan.kdf,
+            drop_others: plan.drop_others,
+            keep: plan.keep,
+        };
+        let (next, report) = unlocked.rekey(&salt, &rekey_plan)?;
+        let sealed = next.seal();
+        let record = AuditRecord {
+            changes: Vec::new(),
+            detail: Some(format!(
+                "new data key; {} value(s) and version(s) re-encrypted; slots kept {:?}, dropped {:?}{}",
+                report.reencrypted,
+                report.kept,
+                report.dropped,
+                if new_salt.is_some() { "; new salt" } else { "" }
+            )),
+        };
+        self.audited_commit(
+            "rekey",
+            &unlocked,
+            &sealed,
+            &record,
+            |store| match &new_salt {
+                Some(salt) => store.commit_with_new_salt(&sealed, salt),
+                None => store.commit(&sealed, WriteMode::PRIVATE),
+            },
+        )?;
+        Ok(report)
+    }
+
+    /// Appends the audit line, then runs `commit`; if the commit fails, a
+    /// second line records that the change was aborted.
+    fn audited_commit(
+        &self,
+        command: &str,
+        before: &UnlockedVault,
+        sealed: &EncryptedVault,
+        record: &AuditRecord,
+        commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        let generations = (before.header().generation, sealed.header.generation);
+        audit::append(&self.audit_log, command, "commit", generations, record)?;
+        commit(self).inspect_err(|_| {
+            let _ = audit::append(
+                &self.audit_log,
+                command,
+                "aborted",
+                generations,
+                &AuditRecord::default(),
+            );
+        })
+    }
+
+    /// The two-file commit of a rekey with a new salt. At every instant the
+    /// files open with the old or the new secrets:
+    /// 1. `vault.salt.next` := new salt (old pair still consistent);
+    /// 2. `vault.yml` := new vault (readers match it with `vault.salt.next`);
+    /// 3. rename `vault.salt.next` over `vault.salt` (new pair consistent).
+    ///
+    /// An interruption is finished or undone by the next writer
+    /// ([`VaultDir::finish_interrupted_rekey`]).
+    fn commit_with_new_salt(&self, vault: &EncryptedVault, salt: &Salt) -> Result<(), VaultError> {
+        fs::write_atomic(&self.salt_next_path(), salt.as_bytes(), WriteMode::PRIVATE)?;
+        failpoint("rekey-after-salt-next");
+        self.commit(vault, WriteMode::PRIVATE)?;
+        failpoint("rekey-after-vault");
+        self.promote_next_salt()
+    }
+
+    fn promote_next_salt(&self) -> Result<(), VaultError> {
+        let (next, salt) = (self.salt_next_path(), self.salt_path());
+        std::fs::rename(&next, &salt).map_err(FsError::io("rename over", &salt))?;
+        fs::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Completes or rolls back a rekey that stopped between its renames:
+    /// if `vault.yml` already names the staged salt, promote it; otherwise
+    /// the vault still uses the old salt and the staged one is removed.
+    fn finish_interrupted_rekey(&self) -> Result<(), VaultError> {
+        let Some(next) = fs::read_optional(&self.salt_next_path())?.map(Salt::from_file_bytes)
+        else {
+            return Ok(());
+        };
+        let vault_salt_id = fs::read_optional(&self.vault_path())?
+            .and_then(|bytes| EncryptedVault::parse(&bytes).ok())
+            .map(|(vault, _)| vault.header.salt_id);
+        if vault_salt_id == Some(next.id()) {
+            self.promote_next_salt()
+        } else {
+            let path = self.salt_next_path();
+            std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
+            fs::sync_dir(&self.dir)?;
+            Ok(())
+        }
     }
 
     fn lock(&self) -> Result<WriteLock, VaultError> {
         let lock = WriteLock::acquire(&self.dir, self.lock_wait)?;
         fs::remove_stray_temps(&self.vault_path())?;
         fs::remove_stray_temps(&self.salt_path())?;
+        fs::remove_stray_temps(&self.salt_next_path())?;
+        self.finish_interrupted_rekey()?;
         Ok(lock)
     }
 
@@ -158,13 +338,14 @@ impl VaultDir {
     /// `credentials` is asked for only once it is known a vault will be made.
     pub fn init(
         &self,
+        keep: u32,
         credentials: impl FnOnce() -> Result<Vec<Credential>, VaultError>,
     ) -> Result<InitOutcome, VaultError> {
         if self.is_encrypted()? {
             return Ok(InitOutcome::AlreadyEncrypted);
         }
-        fs::create_dir_with_mode(&self.dir, 0o700)?;
         let credentials = credentials()?;
+        fs::create_dir_with_mode(&self.dir, 0o700)?;
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
@@ -177,6 +358,12 @@ impl VaultDir {
                     return Err(VaultError::BadYaml {
                         file: vault_path,
                         message,
+                    });
+                }
+                Err(source @ FormatError::UnsupportedVersion { .. }) => {
+                    return Err(VaultError::Unsupported {
+                        path: vault_path,
+                        source,
                     });
                 }
                 Err(source) => {
@@ -196,22 +383,46 @@ impl VaultDir {
                 Some(salt) if !salt.is_weak() => (salt, false),
                 _ => (Salt::generate(), true),
             };
-        let mut unlocked = UnlockedVault::create(&credentials, &salt, &vault_path);
+        let mut unlocked = UnlockedVault::create(&credentials, &salt, keep, &vault_path);
+        let mut record = AuditRecord::default();
         let values = match &plaintext {
-            Some(tree) => unlocked.merge(tree)?,
+            Some(tree) => {
+                let written = unlocked.merge(tree)?;
+                record.changes = unlocked.audit_changes_for(tree, "adopt")?;
+                written
+            }
             None => 0,
         };
         let sealed = unlocked.seal();
+        audit::append(
+            &self.audit_log,
+            "init",
+            "commit",
+            (0, sealed.header.generation),
+            &record,
+        )?;
         // A hand-made file may be world-readable; the encrypted one keeps at most group read.
         let mode = WriteMode {
             new_file_mode: 0o600,
             refuse_open_target: false,
             keep_mode_mask: 0o640,
         };
+        let old_salt = fs::read_optional(&self.salt_path())?;
         if new_salt {
             fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
         }
-        self.commit(&sealed, mode)?;
+        if let Err(err) = self.commit(&sealed, mode) {
+            // Put the old salt back, so a failed init changes nothing.
+            if new_salt {
+                let _ = match &old_salt {
+                    Some(bytes) => fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
+                        .map_err(VaultError::from),
+                    None => std::fs::remove_file(self.salt_path())
+                        .map_err(|e| FsError::io("remove", &self.salt_path())(e).into()),
+                };
+            }
+            return Err(err);
+        }
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
@@ -245,27 +456,20 @@ pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, Va
     }
 }
 
-/// Converts plaintext YAML to values, refusing what looks like an encrypted
-/// vault that lost its header (adopting it would store ciphertext as values).
+/// Converts plaintext YAML to values, refusing what looks like encrypted
+/// runvault values (storing ciphertext as a value would hide the mistake).
 pub fn plain_tree(doc: &serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
-    let tree = value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
+    if format::contains_sealed_value(doc) {
+        return Err(VaultError::Usage(format!(
+            "`{}` holds encrypted runvault values; import plaintext YAML \
+             (`runvault export` of the other vault), not a vault file",
+            file.display()
+        )));
+    }
+    value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
         file: file.to_path_buf(),
         source,
-    })?;
-    let mut sealed_looking = None;
-    tree.for_each_leaf(&mut |path, plain| {
-        if sealed_looking.is_none() && plain.bytes.expose().starts_with(b"rv1:") {
-            sealed_looking = Some(path.to_string());
-        }
-    });
-    match sealed_looking {
-        Some(path) => Err(VaultError::Usage(format!(
-            "`{}` holds an encrypted runvault value at `{path}` but no vault header; \
-             refusing to treat ciphertext as plaintext (restore the vault from a backup)",
-            file.display()
-        ))),
-        None => Ok(tree),
-    }
+    })
 }
 
 /// Opens the plaintext file so it can be overwritten once it is unlinked.

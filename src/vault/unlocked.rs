@@ -1,16 +1,25 @@
-//! An opened vault: the encrypted tree plus the data key's subkeys.
+//! An opened vault: the encrypted tree, its stored old versions and the
+//! data key's subkeys.
 //!
 //! Values stay encrypted in memory; `get` decrypts one on demand and `set`
 //! encrypts at once, so the only thing that can be saved is ciphertext
 //! ([`UnlockedVault::seal`] returns an [`EncryptedVault`]).
+//!
+//! Versions work as in HashiCorp Vault's KV v2: every change of a path adds
+//! one to its version; replaced and removed values move to the history
+//! (oldest first, at most `keep` versions per path counting the current
+//! one); a rollback restores an old version as a new one.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::secret::{Key32, constant_time_eq};
-use crate::vault::crypto::{self, Subkeys, random_bytes};
+use crate::core::secret::{Key32, SecretBytes, constant_time_eq};
+use crate::vault::audit::AuditChange;
+use crate::vault::crypto::{self, KdfParams, MacWriter, Subkeys, random_bytes};
 use crate::vault::error::VaultError;
-use crate::vault::format::{EncryptedVault, Header, Sealed, Slot, SlotKind, compute_mac};
+use crate::vault::format::{
+    DEFAULT_KEEP, EncryptedVault, Header, History, Sealed, SlotKind, compute_mac,
+};
 use crate::vault::path::{KeyPath, Segment};
 use crate::vault::salt::Salt;
 use crate::vault::slots::{self, Credential};
@@ -26,20 +35,67 @@ pub struct UnlockedVault {
     vault_path: PathBuf,
 }
 
+/// One version of a path, as `history` lists it (never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u32,
+    /// Unix time it was set (or removed).
+    pub time: u64,
+    /// Whether this version is a removal.
+    pub deleted: bool,
+    /// Whether this is the path's current value.
+    pub current: bool,
+}
+
+/// What `rekey` is asked to do.
+pub struct RekeyPlan<'a> {
+    /// Every secret the admin gave; each slot must be opened by one of them.
+    pub credentials: &'a [Credential],
+    /// A new salt (`--new-salt`): every kept slot is re-derived with it.
+    pub new_salt: Option<&'a Salt>,
+    /// New Argon2id parameters for the passphrase slots.
+    pub kdf: Option<KdfParams>,
+    /// Remove the slots no given secret opens instead of refusing.
+    pub drop_others: bool,
+    /// A new number of versions to keep.
+    pub keep: Option<u32>,
+}
+
+/// What `rekey` did to the slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// Slots re-wrapped under the new data key.
+    pub kept: Vec<u32>,
+    /// Slots removed because no given secret opened them.
+    pub dropped: Vec<u32>,
+    /// Values and stored versions re-encrypted.
+    pub reencrypted: usize,
+}
+
 impl UnlockedVault {
     /// A new, empty vault with one slot per credential.
-    pub fn create(credentials: &[Credential], salt: &Salt, vault_path: &Path) -> UnlockedVault {
+    pub fn create(
+        credentials: &[Credential],
+        salt: &Salt,
+        keep: u32,
+        vault_path: &Path,
+    ) -> UnlockedVault {
         let data_key = Key32::random();
         let vault_id = random_bytes::<16>();
+        let subkeys = Subkeys::derive(&data_key);
         let slots = credentials
             .iter()
             .zip(1..)
             .map(|(credential, id)| slots::make_slot(id, credential, &data_key, salt, &vault_id))
             .collect();
+        let audit_key = seal_audit_key(&subkeys, &vault_id, &Key32::random());
         let header = Header {
             vault_id,
             salt_id: salt.id(),
             generation: 0,
+            keep,
+            audit_key,
             slots,
             mac: [0; 32],
         };
@@ -47,8 +103,9 @@ impl UnlockedVault {
             vault: EncryptedVault {
                 header,
                 secrets: Tree::empty_map(),
+                history: History::new(),
             },
-            subkeys: Subkeys::derive(&data_key),
+            subkeys,
             data_key,
             unlocked_with: None,
             vault_path: vault_path.to_path_buf(),
@@ -64,7 +121,7 @@ impl UnlockedVault {
     ) -> Result<UnlockedVault, VaultError> {
         let (data_key, slot_id) = slots::unlock(&vault.header, credential, salt, vault_path)?;
         let subkeys = Subkeys::derive(&data_key);
-        let expected = compute_mac(&subkeys.mac, &vault.header, &vault.secrets);
+        let expected = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
         if !constant_time_eq(&expected, &vault.header.mac) {
             return Err(VaultError::MacMismatch {
                 path: vault_path.to_path_buf(),
@@ -128,16 +185,16 @@ impl UnlockedVault {
                 .for_each(|s| full_path.push(s.clone()));
             self.open_value(&full_path, sealed)
         })?;
-        let mut root = Tree::empty_map();
         if prefix.is_root() {
             return Ok(decrypted);
         }
+        let mut root = Tree::empty_map();
         root.place(prefix, decrypted)?;
         Ok(root)
     }
 
-    /// Decrypts every value, failing on the first that does not open.
-    /// Returns the number of values.
+    /// Decrypts every value and every stored version, failing on the first
+    /// that does not open. Returns the number of current values.
     pub fn verify_all(&self) -> Result<usize, VaultError> {
         let mut count = 0;
         let mut result = Ok(());
@@ -146,91 +203,279 @@ impl UnlockedVault {
                 result = self.open_value(path, sealed).map(|_| count += 1);
             }
         });
-        result.map(|()| count)
+        result?;
+        for (path_text, versions) in &self.vault.history {
+            let path = KeyPath::parse(path_text)?;
+            for sealed in versions.iter().filter(|s| !s.is_tombstone()) {
+                self.open_value(&path, sealed)?;
+            }
+        }
+        self.audit_key()?;
+        Ok(count)
     }
 
-    /// Creates or replaces the value at `path`; returns its new version.
+    /// The current version of `path` (0 if it has no value now).
+    pub fn current_version(&self, path: &KeyPath) -> u32 {
+        match self.vault.secrets.get(path) {
+            Some(Tree::Leaf(sealed)) => sealed.version_and_time().map_or(0, |(version, _)| version),
+            _ => 0,
+        }
+    }
+
+    /// The highest version `path` ever had (history included).
+    fn last_version(&self, path: &KeyPath) -> u32 {
+        let stored = self
+            .vault
+            .history
+            .get(&path.to_string())
+            .and_then(|versions| versions.last())
+            .and_then(Sealed::version_and_time)
+            .map_or(0, |(version, _)| version);
+        stored.max(self.current_version(path))
+    }
+
+    /// Creates or replaces the value at `path`; the replaced value becomes a
+    /// stored version. Returns the new version.
     pub fn set(&mut self, path: &KeyPath, value: &Plain) -> Result<u32, VaultError> {
         if path.is_root() {
             return Err(VaultError::Usage("the path is empty".into()));
         }
-        let version = match self.vault.secrets.get(path) {
-            Some(Tree::Leaf(sealed)) => sealed.parts().map_or(1, |p| p.version.saturating_add(1)),
+        let previous = match self.vault.secrets.get(path) {
+            Some(Tree::Leaf(sealed)) => Some(sealed.clone()),
             Some(node) => {
                 return Err(VaultError::NotAValue {
                     key: path.to_string(),
                     kind: node.kind_name(),
                 });
             }
-            None => 1,
+            None => None,
         };
-        let sealed = self.seal_value(path, value, version);
+        let version = self.last_version(path).saturating_add(1);
+        let sealed = self.seal_value(path, value, version, now());
         self.vault.secrets.place(path, Tree::Leaf(sealed))?;
+        if let Some(previous) = previous {
+            self.push_history(path, previous);
+        }
         Ok(version)
     }
 
-    /// Merges a plaintext tree: every leaf is set, empty containers are
-    /// created where absent. Returns the number of values written.
+    /// `set` only if the path's current version is `expected` (0: absent).
+    pub fn set_if_version(
+        &mut self,
+        path: &KeyPath,
+        value: &Plain,
+        expected: u32,
+    ) -> Result<u32, VaultError> {
+        let current = self.current_version(path);
+        if current != expected {
+            return Err(VaultError::VersionConflict {
+                key: path.to_string(),
+                expected,
+                current,
+            });
+        }
+        self.set(path, value)
+    }
+
+    fn push_history(&mut self, path: &KeyPath, sealed: Sealed) {
+        let keep = self.vault.header.keep.max(1) as usize;
+        let key = path.to_string();
+        let versions = self.vault.history.entry(key.clone()).or_default();
+        versions.push(sealed);
+        // The current value counts towards `keep` when the path has one.
+        let room = if matches!(self.vault.secrets.get(path), Some(Tree::Leaf(_))) {
+            keep - 1
+        } else {
+            keep
+        };
+        let versions = self.vault.history.get_mut(&key).expect("inserted above");
+        let excess = versions.len().saturating_sub(room);
+        versions.drain(..excess);
+        if versions.is_empty() {
+            self.vault.history.shift_remove(&key);
+        }
+    }
+
+    /// The versions of `path`, oldest first, with the current one last.
+    pub fn history(&self, path: &KeyPath) -> Result<Vec<VersionInfo>, VaultError> {
+        let mut out: Vec<VersionInfo> = self
+            .vault
+            .history
+            .get(&path.to_string())
+            .into_iter()
+            .flatten()
+            .filter_map(|sealed| {
+                let (version, time) = sealed.version_and_time()?;
+                Some(VersionInfo {
+                    version,
+                    time,
+                    deleted: sealed.is_tombstone(),
+                    current: false,
+                })
+            })
+            .collect();
+        match self.vault.secrets.get(path) {
+            Some(Tree::Leaf(sealed)) => {
+                if let Some((version, time)) = sealed.version_and_time() {
+                    out.push(VersionInfo {
+                        version,
+                        time,
+                        deleted: false,
+                        current: true,
+                    });
+                }
+            }
+            Some(node) => {
+                return Err(VaultError::NotAValue {
+                    key: path.to_string(),
+                    kind: node.kind_name(),
+                });
+            }
+            None if out.is_empty() => {
+                return Err(VaultError::NotFound {
+                    key: path.to_string(),
+                });
+            }
+            None => {}
+        }
+        Ok(out)
+    }
+
+    /// Restores version `version` of `path` (default: the newest stored
+    /// value older than the current one) as a new version; returns it.
+    pub fn rollback(
+        &mut self,
+        path: &KeyPath,
+        version: Option<u32>,
+    ) -> Result<(u32, u32), VaultError> {
+        let current = self.current_version(path);
+        let versions = self.vault.history.get(&path.to_string());
+        let candidate = versions.into_iter().flatten().rev().find(|sealed| {
+            !sealed.is_tombstone()
+                && sealed
+                    .version_and_time()
+                    .is_some_and(|(v, _)| match version {
+                        Some(wanted) => v == wanted,
+                        None => v != current,
+                    })
+        });
+        let Some(sealed) = candidate.cloned() else {
+            return Err(match version {
+                Some(wanted) if wanted == current && current != 0 => VaultError::Usage(format!(
+                    "version {wanted} of `{path}` is already the current value"
+                )),
+                Some(wanted) => VaultError::NoSuchVersion {
+                    key: path.to_string(),
+                    version: wanted,
+                },
+                None => VaultError::NoSuchVersion {
+                    key: path.to_string(),
+                    version: current.saturating_sub(1),
+                },
+            });
+        };
+        let restored_from = sealed.version_and_time().map_or(0, |(v, _)| v);
+        let value = self.open_value(path, &sealed)?;
+        let new_version = self.set(path, &value)?;
+        Ok((restored_from, new_version))
+    }
+
+    /// Merges a plaintext tree: mappings merge key by key, values replace
+    /// values, and a list replaces the list at its path whole (lists have no
+    /// keys to merge by). Returns the number of values written.
     pub fn merge(&mut self, plain: &Tree<Plain>) -> Result<usize, VaultError> {
         let mut written = 0;
-        let mut result = Ok(());
-        plain.for_each_leaf(&mut |path, value| {
-            if result.is_ok() {
-                result = self.set(path, value).map(|_| written += 1);
-            }
-        });
-        result?;
-        self.merge_empty_containers(plain, &mut KeyPath::root())?;
+        self.merge_node(plain, &mut KeyPath::root(), &mut written)?;
         Ok(written)
     }
 
-    fn merge_empty_containers(
+    fn merge_node(
         &mut self,
         node: &Tree<Plain>,
         at: &mut KeyPath,
+        written: &mut usize,
     ) -> Result<(), VaultError> {
-        let children: Vec<(Segment, &Tree<Plain>)> = match node {
-            Tree::Map(map) if map.is_empty() && !at.is_root() => {
-                return self.place_if_absent(at, Tree::empty_map());
+        match node {
+            Tree::Leaf(value) => {
+                self.set(at, value)?;
+                *written += 1;
             }
-            Tree::List(list) if list.is_empty() => {
-                return self.place_if_absent(at, Tree::List(Vec::new()));
+            Tree::Map(map) => {
+                match self.vault.secrets.get(at) {
+                    Some(Tree::Map(_)) => {}
+                    None => {
+                        self.vault.secrets.place(at, Tree::empty_map())?;
+                    }
+                    Some(other) => return Err(kind_conflict(at, "mapping", other.kind_name())),
+                }
+                for (key, child) in map {
+                    at.push(Segment::Key(key.clone()));
+                    self.merge_node(child, at, written)?;
+                    at.pop();
+                }
             }
-            Tree::Map(map) => map
-                .iter()
-                .map(|(k, v)| (Segment::Key(k.clone()), v))
-                .collect(),
-            Tree::List(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (Segment::Index(i), v))
-                .collect(),
-            Tree::Leaf(_) => return Ok(()),
-        };
-        for (segment, child) in children {
-            at.push(segment);
-            self.merge_empty_containers(child, at)?;
-            at.pop();
+            Tree::List(items) => {
+                match self.vault.secrets.get(at) {
+                    Some(Tree::List(_)) => {
+                        self.remove(at, false)?;
+                    }
+                    None => {}
+                    Some(other) => return Err(kind_conflict(at, "list", other.kind_name())),
+                }
+                self.vault.secrets.place(at, Tree::List(Vec::new()))?;
+                for (index, item) in items.iter().enumerate() {
+                    at.push(Segment::Index(index));
+                    self.merge_node(item, at, written)?;
+                    at.pop();
+                }
+            }
         }
         Ok(())
     }
 
-    fn place_if_absent(&mut self, at: &KeyPath, node: Tree<Sealed>) -> Result<(), VaultError> {
-        if self.vault.secrets.get(at).is_none() {
-            self.vault.secrets.place(at, node)?;
-        }
-        Ok(())
-    }
-
-    /// Removes the value or subtree at `path`, then mappings left empty by it.
-    pub fn remove(&mut self, path: &KeyPath) -> Result<usize, VaultError> {
-        let removed = self
+    /// Removes the value or subtree at `path`, then mappings left empty by
+    /// it. Each removed value becomes a stored version followed by a removal
+    /// marker, so `rollback` can restore it; with `purge` every stored
+    /// version of the removed paths is destroyed too. Returns the number of
+    /// values removed.
+    pub fn remove(&mut self, path: &KeyPath, purge: bool) -> Result<usize, VaultError> {
+        let node = self
             .vault
             .secrets
-            .remove(path)
+            .get(path)
             .ok_or_else(|| VaultError::NotFound {
                 key: path.to_string(),
             })?;
+        let mut removed_leaves = Vec::new();
+        node.for_each_leaf(&mut |relative, sealed| {
+            let mut full = path.clone();
+            relative
+                .segments()
+                .iter()
+                .for_each(|s| full.push(s.clone()));
+            removed_leaves.push((full, sealed.clone()));
+        });
+        // Later items of a list shift down by one: their values are bound to
+        // their index, so they are re-sealed under the new paths.
+        let shifted = self.list_tail_after(path)?;
+        self.vault.secrets.remove(path);
+        let time = now();
+        for (leaf_path, sealed) in &removed_leaves {
+            let key = leaf_path.to_string();
+            if purge {
+                self.vault.history.shift_remove(&key);
+                continue;
+            }
+            let version = self.last_version(leaf_path).saturating_add(1);
+            self.push_history(leaf_path, sealed.clone());
+            self.push_history(leaf_path, Sealed::tombstone(version, time));
+        }
+        for leaf in shifted {
+            let sealed = self.seal_value(&leaf.new_path, &leaf.value, leaf.version, leaf.time);
+            self.vault
+                .secrets
+                .place(&leaf.new_path, Tree::Leaf(sealed))?;
+        }
         let mut parent = path.clone();
         parent.pop();
         while !parent.is_root()
@@ -239,7 +484,56 @@ impl UnlockedVault {
             self.vault.secrets.remove(&parent);
             parent.pop();
         }
-        Ok(removed.leaf_count())
+        Ok(removed_leaves.len())
+    }
+
+    /// For a path that is a list item, the decrypted leaves of the items
+    /// after it, with their paths once the item is gone.
+    fn list_tail_after(&self, path: &KeyPath) -> Result<Vec<ShiftedLeaf>, VaultError> {
+        let Some(Segment::Index(index)) = path.segments().last() else {
+            return Ok(Vec::new());
+        };
+        let mut parent = path.clone();
+        parent.pop();
+        let Some(Tree::List(items)) = self.vault.secrets.get(&parent) else {
+            return Ok(Vec::new());
+        };
+        let depth = parent.segments().len();
+        let mut out = Vec::new();
+        for (offset, item) in items.iter().enumerate().skip(index + 1) {
+            let mut failure = None;
+            item.for_each_leaf(&mut |relative, sealed| {
+                if failure.is_some() {
+                    return;
+                }
+                let mut old_path = parent.child(Segment::Index(offset));
+                relative
+                    .segments()
+                    .iter()
+                    .for_each(|s| old_path.push(s.clone()));
+                let mut new_segments = old_path.clone();
+                new_segments.truncate(depth);
+                new_segments.push(Segment::Index(offset - 1));
+                relative
+                    .segments()
+                    .iter()
+                    .for_each(|s| new_segments.push(s.clone()));
+                let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
+                match self.open_value(&old_path, sealed) {
+                    Ok(value) => out.push(ShiftedLeaf {
+                        new_path: new_segments,
+                        value,
+                        version,
+                        time,
+                    }),
+                    Err(err) => failure = Some(err),
+                }
+            });
+            if let Some(err) = failure {
+                return Err(err);
+            }
+        }
+        Ok(out)
     }
 
     /// Adds a slot for `credential`; returns its id.
@@ -280,7 +574,7 @@ impl UnlockedVault {
             });
         }
         let created = slot.created.clone();
-        let mut replacement: Slot = slots::make_slot(
+        let mut replacement = slots::make_slot(
             id,
             credential,
             &self.data_key,
@@ -311,11 +605,244 @@ impl UnlockedVault {
             .ok_or(VaultError::NoSuchSlot { id })
     }
 
+    /// A copy of this vault under a new random data key: every value and
+    /// stored version re-encrypted, every kept slot re-wrapped (re-derived
+    /// with the new salt and parameters where asked). Each slot must be
+    /// opened by one of the given secrets, or be dropped with `drop_others`:
+    /// re-wrapping a slot needs its key-encryption key.
+    pub fn rekey(
+        &self,
+        old_salt: &Salt,
+        plan: &RekeyPlan<'_>,
+    ) -> Result<(UnlockedVault, RekeyReport), VaultError> {
+        let vault_id = self.vault.header.vault_id;
+        let salt = plan.new_salt.unwrap_or(old_salt);
+        let data_key = Key32::random();
+        let subkeys = Subkeys::derive(&data_key);
+        let mut new_slots = Vec::new();
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        for slot in &self.vault.header.slots {
+            let opener = plan.credentials.iter().find_map(|credential| {
+                if let SlotKind::Passphrase(params) = &slot.kind {
+                    params.check().ok()?;
+                }
+                let kek = slots::kek_for(credential, &slot.kind, old_salt, &vault_id)?;
+                slots::opens(slot, &kek, &vault_id).then_some((credential, kek))
+            });
+            let Some((credential, old_kek)) = opener else {
+                dropped.push(slot.id);
+                continue;
+            };
+            let kind = match (&slot.kind, plan.kdf) {
+                (SlotKind::Passphrase(_), Some(params)) => SlotKind::Passphrase(params),
+                (kind, _) => kind.clone(),
+            };
+            let kek = if kind == slot.kind && plan.new_salt.is_none() {
+                old_kek
+            } else {
+                slots::kek_for(credential, &kind, salt, &vault_id)
+                    .expect("same kind as the slot it opened")
+            };
+            new_slots.push(slots::wrap(
+                slot.id,
+                kind,
+                slot.created.clone(),
+                &kek,
+                &data_key,
+                &vault_id,
+            ));
+            kept.push(slot.id);
+        }
+        if !dropped.is_empty() && !plan.drop_others {
+            return Err(VaultError::SlotsNotOpened { ids: dropped });
+        }
+        if new_slots.is_empty() {
+            return Err(VaultError::Usage(
+                "rekey would leave no key slot; give the secret of at least one slot".into(),
+            ));
+        }
+        let audit_key = seal_audit_key(&subkeys, &vault_id, &self.audit_key()?);
+        let mut header = self.vault.header.clone();
+        header.salt_id = salt.id();
+        header.slots = new_slots;
+        header.audit_key = audit_key;
+        if let Some(keep) = plan.keep {
+            header.keep = keep;
+        }
+        let mut next = UnlockedVault {
+            vault: EncryptedVault {
+                header,
+                secrets: Tree::empty_map(),
+                history: History::new(),
+            },
+            data_key,
+            subkeys,
+            unlocked_with: None,
+            vault_path: self.vault_path.clone(),
+        };
+        let mut reencrypted = 0;
+        next.vault.secrets = self.vault.secrets.try_map(&mut |path, sealed| {
+            let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
+            let value = self.open_value(path, sealed)?;
+            reencrypted += 1;
+            Ok::<_, VaultError>(next.seal_value(path, &value, version, time))
+        })?;
+        for (path_text, versions) in &self.vault.history {
+            let path = KeyPath::parse(path_text)?;
+            let mut resealed = Vec::with_capacity(versions.len());
+            for sealed in versions {
+                if sealed.is_tombstone() {
+                    resealed.push(sealed.clone());
+                    continue;
+                }
+                let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
+                let value = self.open_value(&path, sealed)?;
+                resealed.push(next.seal_value(&path, &value, version, time));
+                reencrypted += 1;
+            }
+            next.vault.history.insert(path_text.clone(), resealed);
+        }
+        if let Some(keep) = plan.keep {
+            next.prune_all(keep);
+        }
+        Ok((
+            next,
+            RekeyReport {
+                kept,
+                dropped: if plan.drop_others {
+                    dropped
+                } else {
+                    Vec::new()
+                },
+                reencrypted,
+            },
+        ))
+    }
+
+    fn prune_all(&mut self, keep: u32) {
+        let paths: Vec<String> = self.vault.history.keys().cloned().collect();
+        for path_text in paths {
+            let has_current = KeyPath::parse(&path_text)
+                .map(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))))
+                .unwrap_or(false);
+            let room = keep.max(1) as usize - usize::from(has_current);
+            let versions = self
+                .vault
+                .history
+                .get_mut(&path_text)
+                .expect("listed above");
+            let excess = versions.len().saturating_sub(room);
+            versions.drain(..excess);
+            if versions.is_empty() {
+                self.vault.history.shift_remove(&path_text);
+            }
+        }
+    }
+
+    /// The audit HMAC of a value at a path: HMAC-SHA256 under the vault's
+    /// audit key over the encoded path and the tagged plaintext. It proves
+    /// which value was set without revealing it.
+    pub fn audit_hmac(&self, path: &KeyPath, value: &Plain) -> Result<String, VaultError> {
+        let key = self.audit_key()?;
+        let mut mac = MacWriter::new(&key);
+        let mut encoded = Vec::new();
+        path.encode(&mut encoded);
+        mac.bytes(b"runvault/v1/audit-value");
+        mac.bytes(&encoded);
+        mac.bytes(value.to_tagged().expose());
+        Ok(crate::vault::format::hex(&mac.finish()))
+    }
+
+    /// The audit entry for `path` after a change: its current version and
+    /// value HMAC, or just the path when it has no value now.
+    pub fn audit_change(
+        &self,
+        path: &KeyPath,
+        action: &'static str,
+    ) -> Result<AuditChange, VaultError> {
+        let (version, hmac) = match self.vault.secrets.get(path) {
+            Some(Tree::Leaf(_)) => {
+                let value = self.get(path)?;
+                (
+                    Some(self.current_version(path)),
+                    Some(self.audit_hmac(path, &value)?),
+                )
+            }
+            _ => (None, None),
+        };
+        Ok(AuditChange {
+            path: path.to_string(),
+            version,
+            hmac,
+            action,
+        })
+    }
+
+    /// Audit entries for every value of a plaintext tree just merged.
+    pub fn audit_changes_for(
+        &self,
+        plain: &Tree<Plain>,
+        action: &'static str,
+    ) -> Result<Vec<AuditChange>, VaultError> {
+        let mut changes = Vec::new();
+        let mut failure = None;
+        plain.for_each_leaf(&mut |path, value| {
+            if failure.is_some() {
+                return;
+            }
+            match self.audit_hmac(path, value) {
+                Ok(hmac) => changes.push(AuditChange {
+                    path: path.to_string(),
+                    version: Some(self.current_version(path)),
+                    hmac: Some(hmac),
+                    action,
+                }),
+                Err(err) => failure = Some(err),
+            }
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(changes),
+        }
+    }
+
+    fn audit_key(&self) -> Result<Key32, VaultError> {
+        let parts = self
+            .vault
+            .header
+            .audit_key
+            .parts()
+            .ok_or_else(|| self.corrupt_audit_key())?;
+        let bytes = crypto::open(
+            &self.subkeys.enc,
+            &audit_key_aad(&self.vault.header.vault_id),
+            &parts.blob,
+        )
+        .ok_or_else(|| self.corrupt_audit_key())?;
+        let key: [u8; 32] = bytes
+            .expose()
+            .try_into()
+            .map_err(|_| self.corrupt_audit_key())?;
+        Ok(Key32::from_bytes(key))
+    }
+
+    fn corrupt_audit_key(&self) -> VaultError {
+        VaultError::ValueTampered {
+            key: "runvault.audit_key".into(),
+            path: self.vault_path.clone(),
+        }
+    }
+
     /// The vault to write: generation advanced by one and a fresh MAC.
     pub fn seal(&self) -> EncryptedVault {
         let mut vault = self.vault.clone();
         vault.header.generation += 1;
-        vault.header.mac = compute_mac(&self.subkeys.mac, &vault.header, &vault.secrets);
+        vault.header.mac = compute_mac(
+            &self.subkeys.mac,
+            &vault.header,
+            &vault.secrets,
+            &vault.history,
+        );
         vault
     }
 
@@ -328,10 +855,7 @@ impl UnlockedVault {
         aad
     }
 
-    fn seal_value(&self, path: &KeyPath, value: &Plain, version: u32) -> Sealed {
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    fn seal_value(&self, path: &KeyPath, value: &Plain, version: u32, time: u64) -> Sealed {
         let blob = crypto::seal(
             &self.subkeys.enc,
             &self.value_aad(path, version, time),
@@ -353,5 +877,148 @@ impl UnlockedVault {
         )
         .ok_or_else(tampered)?;
         Plain::from_tagged(&tagged).ok_or_else(tampered)
+    }
+}
+
+/// A list item's value that moves down one index when an earlier item is
+/// removed, decrypted so it can be sealed under its new path.
+struct ShiftedLeaf {
+    new_path: KeyPath,
+    value: Plain,
+    version: u32,
+    time: u64,
+}
+
+fn audit_key_aad(vault_id: &[u8; 16]) -> Vec<u8> {
+    let mut aad = b"runvault/v1/audit-key".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad
+}
+
+fn seal_audit_key(subkeys: &Subkeys, vault_id: &[u8; 16], audit_key: &Key32) -> Sealed {
+    let bytes = SecretBytes::new(audit_key.expose().to_vec());
+    Sealed::new(
+        0,
+        0,
+        &crypto::seal(&subkeys.enc, &audit_key_aad(vault_id), bytes.expose()),
+    )
+}
+
+fn kind_conflict(at: &KeyPath, expected: &'static str, found: &'static str) -> VaultError {
+    VaultError::Place(crate::vault::tree::PlaceError::KindMismatch {
+        at: at.to_string(),
+        path: at.to_string(),
+        expected,
+        found,
+    })
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The default number of versions kept, for callers that create vaults.
+pub const fn default_keep() -> u32 {
+    DEFAULT_KEEP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretBytes;
+    use crate::vault::canonical;
+    use crate::vault::crypto::KdfParams;
+    use crate::vault::format::{Reader, raw_from_general};
+    use crate::vault::value::ScalarKind;
+    use proptest::prelude::*;
+
+    fn passphrase() -> Credential {
+        let cheap = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
+    }
+
+    fn text(value: &str) -> Plain {
+        Plain {
+            kind: ScalarKind::Str,
+            bytes: SecretBytes::new(value.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_value_moved_to_another_path_fails_even_with_a_valid_mac() {
+        let salt = Salt::generate();
+        let path = Path::new("vault.yml");
+        let mut vault = UnlockedVault::create(&[passphrase()], &salt, DEFAULT_KEEP, path);
+        let (a, b) = (KeyPath::parse("A").unwrap(), KeyPath::parse("B").unwrap());
+        vault.set(&a, &text("alpha")).unwrap();
+        vault.set(&b, &text("beta")).unwrap();
+        // Someone holding the MAC key (not the attacker model, but the
+        // strongest case) swaps two values and re-MACs the file.
+        let Tree::Map(map) = &mut vault.vault.secrets else {
+            panic!()
+        };
+        let first = map["A"].clone();
+        map["A"] = map["B"].clone();
+        map["B"] = first;
+        let reopened = UnlockedVault::unlock(vault.seal(), &salt, &passphrase(), path).unwrap();
+        let err = reopened.get(&a).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "value at `A` in `vault.yml` failed to decrypt: it was tampered with or moved from another path"
+        );
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[A-Z_][A-Z0-9_]{0,8}",
+            "[^.\\[\\]\\p{Cc}]{1,6}",
+            Just("on".to_string()),
+            Just("01".to_string())
+        ]
+    }
+
+    /// Random trees of text values (as `String`: `Plain` has no `Debug`).
+    fn text_tree() -> impl Strategy<Value = Tree<String>> {
+        let leaf = any::<String>().prop_map(Tree::Leaf);
+        let node = leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec((key(), inner.clone()), 0..5)
+                    .prop_map(|entries| Tree::Map(entries.into_iter().collect())),
+                proptest::collection::vec(inner, 0..4).prop_map(Tree::List),
+            ]
+        });
+        proptest::collection::vec((key(), node), 0..6)
+            .prop_map(|entries| Tree::Map(entries.into_iter().collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Both readers agree on every canonical file, the fast path takes it,
+        /// and every value decrypts to what was stored.
+        #[test]
+        fn canonical_files_round_trip_through_both_readers(texts in text_tree()) {
+            let tree = texts.try_map(&mut |_, s| Ok::<_, ()>(text(s))).unwrap();
+            let salt = Salt::generate();
+            let path = Path::new("vault.yml");
+            let mut vault = UnlockedVault::create(&[passphrase()], &salt, DEFAULT_KEEP, path);
+            vault.merge(&tree).unwrap();
+            let bytes = vault.seal().to_canonical();
+            let fast = canonical::parse(&bytes).expect("the fast reader takes canonical files");
+            let doc: serde_yaml::Value = serde_yaml::from_slice(&bytes).expect("any YAML tool reads it");
+            prop_assert_eq!(&fast, &raw_from_general(&doc, 0).unwrap());
+            let (parsed, reader) = EncryptedVault::parse(&bytes).unwrap();
+            prop_assert_eq!(reader, Reader::Fast);
+            let reopened = UnlockedVault::unlock(parsed, &salt, &passphrase(), path).unwrap();
+            let decrypted = reopened.decrypt_under(&KeyPath::root()).unwrap();
+            prop_assert!(decrypted == tree, "decrypted tree differs");
+        }
     }
 }

@@ -221,6 +221,15 @@ pub fn tree_from_yaml(doc: &serde_yaml::Value) -> Result<Tree<Plain>, PlainError
 
 fn node_from_yaml(value: &serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Plain>, PlainError> {
     use serde_yaml::Value;
+    if at.segments().len() > crate::vault::path::MAX_SEGMENTS {
+        return Err(PlainError::BadValue {
+            at: at.to_string(),
+            reason: format!(
+                "nested deeper than {} levels",
+                crate::vault::path::MAX_SEGMENTS
+            ),
+        });
+    }
     let leaf = |kind, text: String| {
         Ok(Tree::Leaf(Plain {
             kind,

@@ -1,0 +1,146 @@
+//! Handlers of the rotation commands: `history`, `rollback`, `rekey` and
+//! `audit-hmac`.
+
+use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, RollbackArgs};
+use crate::cli::input;
+use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
+use crate::core::exit::CommandError;
+use crate::vault::crypto::KdfParams;
+use crate::vault::slots::{Credential, read_key_file};
+use crate::vault::store::RekeyOptions;
+use crate::vault::value::Plain;
+
+/// `runvault history`.
+pub fn history(global: &GlobalArgs, args: HistoryArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let versions = vault.history(&path)?;
+    let text = if args.json {
+        let rows: Vec<serde_json::Value> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "version": v.version,
+                    "time": rfc3339(v.time),
+                    "deleted": v.deleted,
+                    "current": v.current,
+                })
+            })
+            .collect();
+        format!("{}\n", serde_json::Value::Array(rows))
+    } else {
+        let mut out = format!("{:<8} {:<21} {}\n", "VERSION", "TIME", "STATE");
+        for v in &versions {
+            let state = if v.current {
+                "current"
+            } else if v.deleted {
+                "deleted"
+            } else {
+                "stored"
+            };
+            out.push_str(&format!(
+                "{:<8} {:<21} {state}\n",
+                v.version,
+                rfc3339(v.time)
+            ));
+        }
+        out
+    };
+    write_stdout(text.as_bytes())
+}
+
+fn rfc3339(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// `runvault rollback`.
+pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let credential = input::unlock_credential(global)?;
+    let (from, to) = vault_dir(global).modify(&credential, "rollback", |vault, _, record| {
+        let versions = vault.rollback(&path, args.version)?;
+        record.changes.push(vault.audit_change(&path, "rollback")?);
+        record.detail = Some(format!("restored version {}", versions.0));
+        Ok(versions)
+    })?;
+    status(format_args!(
+        "restored version {from} of `{path}` as version {to}"
+    ));
+    Ok(())
+}
+
+/// `runvault rekey`.
+pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
+    let kdf = if args.kdf.kdf_memory.is_some()
+        || args.kdf.kdf_iterations.is_some()
+        || args.kdf.kdf_parallelism.is_some()
+    {
+        Some(input::kdf_params(&args.kdf, KdfParams::DEFAULT)?)
+    } else {
+        None
+    };
+    let mut credentials = input::all_credentials(global)?;
+    for file in &args.also_key_file {
+        credentials.push(Credential::KeyFile(read_key_file(file)?));
+    }
+    for file in &args.also_passphrase_file {
+        credentials.push(input::passphrase_from_file(file)?);
+    }
+    let options = RekeyOptions {
+        new_salt: args.new_salt,
+        kdf,
+        drop_others: args.drop_others,
+        keep: args.keep,
+    };
+    let report = vault_dir(global).rekey(&credentials, options)?;
+    status(format_args!(
+        "rekeyed: new data key, {} value(s) and stored version(s) re-encrypted, slot(s) {} re-wrapped{}",
+        report.reencrypted,
+        join(&report.kept),
+        if args.new_salt {
+            ", new vault.salt"
+        } else {
+            ""
+        }
+    ));
+    if !report.dropped.is_empty() {
+        status(format_args!(
+            "removed slot(s) {} that no given secret opened",
+            join(&report.dropped)
+        ));
+    }
+    Ok(())
+}
+
+fn join(ids: &[u32]) -> String {
+    ids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `runvault audit-hmac`.
+pub fn audit_hmac(global: &GlobalArgs, args: AuditHmacArgs) -> Result<(), CommandError> {
+    let path = parse_path(&args.path)?;
+    let candidate = if args.stdin {
+        Some(input::read_value(input::ValueSource::Stdin)?)
+    } else {
+        None
+    };
+    let credential = input::unlock_credential(global)?;
+    let (vault, _) = vault_dir(global).open(&credential)?;
+    let value = match candidate {
+        // A candidate is hashed with the stored value's type when there is one.
+        Some(bytes) => {
+            let kind = vault
+                .get(&path)
+                .map(|v| v.kind)
+                .unwrap_or(crate::vault::value::ScalarKind::Str);
+            Plain { kind, bytes }
+        }
+        None => vault.get(&path)?,
+    };
+    write_stdout(format!("{}\n", vault.audit_hmac(&path, &value)?).as_bytes())
+}

@@ -1,0 +1,88 @@
+//! The audit log: one JSON line per change of the vault (never a value),
+//! appended and fsynced before the change is committed, so a change whose
+//! line cannot be written does not happen.
+//!
+//! A line names the command, the changed paths with their new versions and
+//! an HMAC of each new value under the vault's audit key (which an admin can
+//! recompute with `runvault audit-hmac` to prove which value was set), the
+//! acting user, and the vault generation before and after.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::core::fs::{self, FsError};
+
+/// One changed path in an audit line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditChange {
+    /// The path.
+    pub path: String,
+    /// Its new version (absent for removals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// HMAC of the new value under the audit key (absent for removals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<String>,
+    /// What happened to the path.
+    pub action: &'static str,
+}
+
+/// What a command reports about its change, filled in by the command.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AuditRecord {
+    /// The changed paths.
+    pub changes: Vec<AuditChange>,
+    /// Free-form details (slot ids, counts); never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct AuditLine<'a> {
+    time: String,
+    event: &'a str,
+    command: &'a str,
+    uid: Option<u32>,
+    sudo_user: Option<String>,
+    generation_before: u64,
+    generation_after: u64,
+    #[serde(flatten)]
+    record: &'a AuditRecord,
+}
+
+/// Appends one line for a change about to be committed.
+pub fn append(
+    log: &Path,
+    command: &str,
+    event: &str,
+    generations: (u64, u64),
+    record: &AuditRecord,
+) -> Result<(), FsError> {
+    let line = AuditLine {
+        time: crate::vault::slots::now_rfc3339(),
+        event,
+        command,
+        uid: std::fs::metadata("/proc/self").ok().map(|meta| meta.uid()),
+        sudo_user: std::env::var("SUDO_USER").ok(),
+        generation_before: generations.0,
+        generation_after: generations.1,
+        record,
+    };
+    let mut text = serde_json::to_string(&line).expect("audit lines serialize");
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(log)
+        .map_err(FsError::io("open the audit log", log))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(FsError::io("append to the audit log", log))?;
+    if let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::sync_dir(dir)?;
+    }
+    Ok(())
+}
