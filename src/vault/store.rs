@@ -139,10 +139,10 @@ impl VaultDir {
             // A rekey with a new salt may be between its renames: the
             // staged next salt is the one that matches then.
             for candidate in [&salt_path, &self.salt_next_path()] {
-                if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes) {
-                    if salt.id() == vault.header.salt_id {
-                        return Ok((vault, salt));
-                    }
+                if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes)
+                    && salt.id() == vault.header.salt_id
+                {
+                    return Ok((vault, salt));
                 }
             }
         }

@@ -466,8 +466,8 @@ impl UnlockedVault {
                 self.vault.history.shift_remove(&key);
                 continue;
             }
-            let version = self.last_version(leaf_path).saturating_add(1);
             self.push_history(leaf_path, sealed.clone());
+            let version = self.last_version(leaf_path).saturating_add(1);
             self.push_history(leaf_path, Sealed::tombstone(version, time));
         }
         for leaf in shifted {
