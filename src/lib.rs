@@ -6,6 +6,7 @@
 //!   writer, the writers' lock, secret types.
 //! - [`vault`]: the vault file format, its crypto and its operations.
 //! - [`doctor`]: checks that a runner host is set up safely.
+//! - [`runner`]: the runner's `config.toml`, its container, the Docker engine.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod core;
 pub mod doctor;
+pub mod runner;
 pub mod vault;
 
 pub use cli::run;

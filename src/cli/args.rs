@@ -92,6 +92,8 @@ pub enum Command {
     Rekey(RekeyArgs),
     /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
     AuditHmac(AuditHmacArgs),
+    /// The DataOps runner: register, configure, start/stop, status, install.
+    Runner(Box<crate::cli::runner_args::RunnerArgs>),
     /// Check that this host is set up safely (exit 1 if any check fails).
     Doctor(DoctorArgs),
 }

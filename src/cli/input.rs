@@ -137,7 +137,8 @@ fn no_terminal(what: &str) -> VaultError {
     ))
 }
 
-fn has_terminal() -> bool {
+/// Whether a controlling terminal is there to ask on.
+pub(super) fn has_terminal() -> bool {
     std::fs::File::open("/dev/tty").is_ok()
 }
 

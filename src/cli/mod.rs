@@ -5,6 +5,8 @@ mod args;
 mod doctor_cmds;
 mod input;
 mod rotation_cmds;
+mod runner_args;
+mod runner_cmds;
 mod vault_cmds;
 
 use std::ffi::OsString;
@@ -61,5 +63,6 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Rekey(args) => rotation_cmds::rekey(&global, args),
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, args),
+        Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }

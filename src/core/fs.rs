@@ -190,6 +190,22 @@ impl WriteMode {
 /// The target's owner and mode are kept; a symlinked target is refused. On any
 /// error the target is unchanged and the temp file is removed.
 pub fn write_atomic(target: &Path, contents: &[u8], mode: WriteMode) -> Result<(), FsError> {
+    write_atomic_unless_changed(target, contents, mode, || Ok(true)).map(|_| ())
+}
+
+/// [`write_atomic`], asking `still_current` right before the rename whether
+/// the target is still what the new contents were computed from.
+///
+/// For files that another program rewrites on its own (the runner's
+/// `config.toml`): when `still_current` answers `false`, the temp file is
+/// removed, the target is left alone and `Ok(false)` is returned so the
+/// caller can start over from the new contents. `Ok(true)`: replaced.
+pub fn write_atomic_unless_changed(
+    target: &Path,
+    contents: &[u8],
+    mode: WriteMode,
+    still_current: impl FnOnce() -> Result<bool, FsError>,
+) -> Result<bool, FsError> {
     let dir = parent_dir(target);
     let existing = match std::fs::symlink_metadata(target) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -245,9 +261,14 @@ pub fn write_atomic(target: &Path, contents: &[u8], mode: WriteMode) -> Result<(
     temp.as_file()
         .sync_all()
         .map_err(FsError::io("sync", &temp_path))?;
+    if !still_current()? {
+        // Dropping `temp` removes it.
+        return Ok(false);
+    }
     temp.persist(target)
         .map_err(|err| FsError::io("rename over", target)(err.error))?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(true)
 }
 
 /// Fsyncs a directory so that a rename in it survives a crash.
@@ -406,5 +427,26 @@ mod tests {
         std::fs::write(dir.path().join("other"), b"keep").unwrap();
         assert_eq!(remove_stray_temps(&target).unwrap(), 1);
         assert!(dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn write_unless_changed_leaves_a_changed_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("config.toml");
+        std::fs::write(&target, b"theirs").unwrap();
+        let written =
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(false))
+                .unwrap();
+        assert!(!written);
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp removed"
+        );
+        assert!(
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(true)).unwrap()
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"ours");
     }
 }
