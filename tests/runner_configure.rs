@@ -9,10 +9,6 @@ use runner_support::{Host, Run};
 
 const WANTED: &str = "\"/app:/local_config:rw\", \"/agent_cache:/agent_cache:rw\"";
 
-fn secrets_volume(host: &Host) -> String {
-    format!("\"{}:/secrets:ro\"", host.secrets_dir().display())
-}
-
 #[test]
 fn configure_applies_the_manual_steps_once_then_reports_unchanged() {
     let host = Host::new();
@@ -24,18 +20,29 @@ fn configure_applies_the_manual_steps_once_then_reports_unchanged() {
         format!(
             "set `concurrent` to 8 (was 1)\n\
              set `check_interval` to 1 (was 0)\n\
+             runner `my-runner`: added environment `RUNVAULT_DIR=/secrets`\n\
+             runner `my-runner`: added environment `RUNVAULT_KEY_FILE={key}`\n\
              runner `my-runner`: added volume `/app:/local_config:rw`\n\
              runner `my-runner`: added volume `/agent_cache:/agent_cache:rw`\n\
-             runner `my-runner`: added volume `{}:/secrets:ro`\n\
+             runner `my-runner`: added volume `{secrets}:/secrets:ro`\n\
+             runner `my-runner`: added volume `{keys}:{keys}:ro`\n\
+             runner `my-runner`: added volume `{bin}:{bin}:ro`\n\
              updated `{path}`\n",
-            host.secrets_dir().display()
+            key = host.key_file().display(),
+            secrets = host.secrets_dir().display(),
+            keys = host.path("keys").display(),
+            bin = host.bin_dir().display(),
         )
     );
     let once = std::fs::read(host.config_toml()).unwrap();
     let text = String::from_utf8_lossy(&once);
     assert!(text.contains(&format!(
         "    volumes = [\"/cache\", {WANTED}, {}]\n",
-        secrets_volume(&host)
+        host.job_mounts()
+    )));
+    assert!(text.contains(&format!(
+        "  executor = \"docker\"\n  environment = {}\n",
+        host.job_environment()
     )));
     assert!(text.starts_with("concurrent = 8\ncheck_interval = 1\n"));
     let mode = std::fs::metadata(host.config_toml())
@@ -60,10 +67,10 @@ fn two_runners_with_comments_are_both_configured_and_comments_survive() {
     host.with_config("two-runners.toml");
     host.runner("configure", "first", &[]).ok();
     let text = std::fs::read_to_string(host.config_toml()).unwrap();
-    let volume = secrets_volume(&host);
-    assert!(text.contains(&format!("volumes = [\"/cache\", {WANTED}, {volume}]\n")));
+    let mounts = host.job_mounts();
+    assert!(text.contains(&format!("volumes = [\"/cache\", {WANTED}, {mounts}]\n")));
     assert!(text.contains(&format!(
-        "volumes = [\"/cache\", \"/data:/data:ro\", {WANTED}, {volume}] # site data\n"
+        "volumes = [\"/cache\", \"/data:/data:ro\", {WANTED}, {mounts}] # site data\n"
     )));
     for comment in [
         "# Managed by hand on host sg-1; runvault keeps these comments.",
@@ -86,12 +93,14 @@ fn missing_docker_table_is_created() {
     let done = host.runner("configure", "no-docker", &[]).ok();
     assert!(
         done.stderr()
-            .starts_with("runner `no-docker`: created [runners.docker]\n")
+            .contains("\nrunner `no-docker`: created [runners.docker]\n"),
+        "{}",
+        done.stderr()
     );
     let text = std::fs::read_to_string(host.config_toml()).unwrap();
     assert!(text.ends_with(&format!(
         "    [runners.cache.gcs]\n  [runners.docker]\n    volumes = [{WANTED}, {}]\n",
-        secrets_volume(&host)
+        host.job_mounts()
     )));
 }
 
@@ -110,8 +119,11 @@ fn read_write_and_single_file_secrets_mounts_are_replaced() {
          (the secrets directory is mounted whole)\n"
     ));
     let text = std::fs::read_to_string(host.config_toml()).unwrap();
+    let (keys, bin) = (host.path("keys"), host.bin_dir());
     assert!(text.contains(&format!(
-        "volumes = [\"/cache\", \"{dir}:/secrets:ro\", {WANTED}]\n"
+        "volumes = [\"/cache\", \"{dir}:/secrets:ro\", {WANTED}, \"{0}:{0}:ro\", \"{1}:{1}:ro\"]\n",
+        keys.display(),
+        bin.display()
     )));
 }
 
@@ -165,7 +177,7 @@ fn opt_outs_and_a_single_runner() {
     );
     assert!(text.contains(&format!(
         "volumes = [\"/cache\", \"/data:/data:ro\", {}] # site data\n",
-        secrets_volume(&host)
+        host.job_mounts()
     )));
     let done = host
         .runner("configure", "x", &["--runner", "nope"])
@@ -311,4 +323,39 @@ fn register_without_token_or_terminal_is_a_usage_error() {
         "runvault: error: no registration token: pass --token-file FILE (mode 0600), set \
          REGISTRATION_TOKEN, or run on a terminal to be asked\n"
     );
+}
+
+#[test]
+fn job_directories_inside_one_another_are_a_usage_error() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    let before = std::fs::read(host.config_toml()).unwrap();
+    let inside = host.secrets_dir().join("bin");
+    let args: Vec<String> = [
+        "runner",
+        "configure",
+        "--name",
+        "my-runner",
+        "--config-dir",
+        host.config_dir().to_str().unwrap(),
+        "--dir",
+        host.secrets_dir().to_str().unwrap(),
+        "--bin-dir",
+        inside.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let done = Run::new(&args).fails(2);
+    assert_eq!(
+        done.stderr(),
+        format!(
+            "runvault: error: the secrets directory `{}` and the binary directory `{}` overlap; \
+             each is mounted into jobs on its own, so keep them apart (e.g. /secrets, \
+             /etc/runvault, /opt/runvault/bin)\n",
+            host.secrets_dir().display(),
+            inside.display()
+        )
+    );
+    assert_eq!(std::fs::read(host.config_toml()).unwrap(), before);
 }

@@ -281,7 +281,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Where to write the key.
-    #[arg(default_value = "/etc/runvault/vault.key")]
+    #[arg(default_value = crate::core::layout::DEFAULT_KEY_FILE)]
     pub file: PathBuf,
 }
 

@@ -45,7 +45,7 @@ pub struct RunnerCommon {
 pub enum RunnerCommand {
     /// Register the runner: run the runner image's `register` once.
     Register(RegisterArgs),
-    /// Edit config.toml: concurrency, and the read-only /secrets mount in every runner.
+    /// Edit config.toml: concurrency, and the read-only mounts and environment jobs need.
     Configure(ConfigureArgs),
     /// Create (if absent) and start the runner container.
     Start(StartArgs),
@@ -119,6 +119,10 @@ pub struct ConfigureOpts {
     /// Do not add `/agent_cache:/agent_cache:rw`.
     #[arg(long)]
     pub no_agent_cache: bool,
+    /// The directory holding the static runvault binary jobs run, mounted
+    /// read-only at the same path (`install` puts the binary there).
+    #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
+    pub bin_dir: PathBuf,
 }
 
 /// `runvault runner configure`.

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
@@ -17,6 +17,7 @@ use crate::cli::runner_args::{
 };
 use crate::core::exit::{self, CommandError};
 use crate::core::fs::read_private;
+use crate::core::layout;
 use crate::core::secret::SecretBytes;
 use crate::runner::config::{self, Settings};
 use crate::runner::container::{self, Spec};
@@ -112,15 +113,27 @@ fn register_request(target: &Target, opts: &RegisterOpts) -> Request {
     }
 }
 
+/// The machine key file: the global `--key-file`, else the default.
+pub(super) fn key_file(global: &GlobalArgs) -> PathBuf {
+    global
+        .key_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(layout::DEFAULT_KEY_FILE))
+}
+
 fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error> {
-    Ok(Settings {
+    let settings = Settings {
         concurrent: opts.concurrent,
         check_interval: opts.check_interval,
         secrets_dir: mount_source(&global.dir, "--dir")?,
+        key_file: mount_source(&key_file(global), "--key-file")?,
+        bin_dir: mount_source(&opts.bin_dir, "--bin-dir")?,
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
-    })
+    };
+    settings.validate()?;
+    Ok(settings)
 }
 
 fn spec(target: &Target, debug: bool) -> Spec {

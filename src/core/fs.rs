@@ -183,6 +183,13 @@ impl WriteMode {
         refuse_open_target: true,
         keep_mode_mask: 0o7777,
     };
+    /// A program others run (the binary `runner install` puts in the bin
+    /// directory): 0755 when new; an existing file keeps owner and mode.
+    pub const EXECUTABLE: WriteMode = WriteMode {
+        new_file_mode: 0o755,
+        refuse_open_target: false,
+        keep_mode_mask: 0o7777,
+    };
 }
 
 /// Replaces `target` with `contents` atomically and durably (see module doc).

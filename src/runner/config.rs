@@ -19,8 +19,9 @@ use std::time::Duration;
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
 use crate::core::fs::{self, WriteMode, write_atomic_unless_changed};
+use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
-use crate::runner::volumes;
+use crate::runner::volumes::{self, DirMount};
 
 /// How many times [`apply`] starts over when the file changes under it.
 const ATTEMPTS: u32 = 5;
@@ -36,6 +37,12 @@ pub struct Settings {
     pub check_interval: i64,
     /// The host's secrets directory (absolute), mounted read-only at `/secrets`.
     pub secrets_dir: PathBuf,
+    /// The machine key file (absolute); its directory is mounted read-only
+    /// at the same path, and jobs get `RUNVAULT_KEY_FILE` pointing at it.
+    pub key_file: PathBuf,
+    /// The directory of the static runvault binary (absolute), mounted
+    /// read-only at the same path.
+    pub bin_dir: PathBuf,
     /// Ensure `/app:/local_config:rw`.
     pub local_config: bool,
     /// Ensure `/agent_cache:/agent_cache:rw`.
@@ -45,9 +52,27 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The volume string of the read-only secrets directory mount.
-    pub fn secrets_volume(&self) -> String {
-        volumes::secrets_volume(&self.secrets_dir)
+    /// The directories every job gets whole and read-only: the secrets
+    /// directory, the key file's directory, the binary directory.
+    pub fn dir_mounts(&self) -> Vec<DirMount> {
+        vec![
+            DirMount::secrets(&self.secrets_dir),
+            DirMount::same_path("the key directory", fs::parent_dir(&self.key_file)),
+            DirMount::same_path("the binary directory", &self.bin_dir),
+        ]
+    }
+
+    /// The `environment` entries every runner gets, as (name, value).
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (DIR_ENV, SECRETS_TARGET.to_string()),
+            (KEY_FILE_ENV, self.key_file.display().to_string()),
+        ]
+    }
+
+    /// Refuses directories that overlap, so each volume belongs to one mount.
+    pub fn validate(&self) -> Result<(), Error> {
+        volumes::check_disjoint(&self.dir_mounts()).map_err(Error::Usage)
     }
 }
 
@@ -77,21 +102,48 @@ pub enum Change {
         /// The volume string.
         volume: String,
     },
-    /// A wrong mount of the secrets directory was replaced.
+    /// A wrong mount of a job directory was replaced.
     ReplacedVolume {
         /// The runner's name.
         runner: String,
+        /// Which directory ("the secrets directory").
+        what: &'static str,
         /// The volume string that was there.
         old: String,
         /// The volume string now there.
         new: String,
     },
-    /// A second mount of the secrets directory (or a file in it) was removed.
+    /// A second mount of a job directory (or a file in it) was removed.
     RemovedVolume {
         /// The runner's name.
         runner: String,
+        /// Which directory ("the secrets directory").
+        what: &'static str,
         /// The volume string removed.
         volume: String,
+    },
+    /// An `environment` entry was added to a runner.
+    AddedEnvironment {
+        /// The runner's name.
+        runner: String,
+        /// The `NAME=value` entry.
+        entry: String,
+    },
+    /// An `environment` entry of ours had another value.
+    ReplacedEnvironment {
+        /// The runner's name.
+        runner: String,
+        /// The entry that was there.
+        old: String,
+        /// The entry now there.
+        new: String,
+    },
+    /// A second entry for one of our variables was removed.
+    RemovedEnvironment {
+        /// The runner's name.
+        runner: String,
+        /// The entry removed.
+        entry: String,
     },
 }
 
@@ -114,14 +166,34 @@ impl fmt::Display for Change {
             Change::AddedVolume { runner, volume } => {
                 write!(f, "runner `{runner}`: added volume `{volume}`")
             }
-            Change::ReplacedVolume { runner, old, new } => write!(
+            Change::ReplacedVolume {
+                runner,
+                what,
+                old,
+                new,
+            } => write!(
                 f,
                 "runner `{runner}`: replaced volume `{old}` with `{new}` \
-                 (the secrets directory must be mounted whole and read-only)"
+                 ({what} must be mounted whole and read-only)"
             ),
-            Change::RemovedVolume { runner, volume } => write!(
+            Change::RemovedVolume {
+                runner,
+                what,
+                volume,
+            } => write!(
                 f,
-                "runner `{runner}`: removed volume `{volume}` (the secrets directory is mounted whole)"
+                "runner `{runner}`: removed volume `{volume}` ({what} is mounted whole)"
+            ),
+            Change::AddedEnvironment { runner, entry } => {
+                write!(f, "runner `{runner}`: added environment `{entry}`")
+            }
+            Change::ReplacedEnvironment { runner, old, new } => write!(
+                f,
+                "runner `{runner}`: replaced environment `{old}` with `{new}`"
+            ),
+            Change::RemovedEnvironment { runner, entry } => write!(
+                f,
+                "runner `{runner}`: removed duplicate environment `{entry}`"
             ),
         }
     }
@@ -188,16 +260,76 @@ fn runners<'d>(doc: &'d mut DocumentMut, path: &Path) -> Result<Vec<&'d mut Tabl
     }
 }
 
+/// One `[[runners]]` as `status` and `doctor` read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerView {
+    /// Its `name`, else its position (`#2`).
+    pub name: String,
+    /// `[runners.docker].volumes` (the string items).
+    pub volumes: Vec<String>,
+    /// `environment` (the string items).
+    pub environment: Vec<String>,
+}
+
+/// The parts of `config.toml` that `status` and `doctor` check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overview {
+    /// Global `concurrent`, if set to an integer.
+    pub concurrent: Option<i64>,
+    /// Global `check_interval`, if set to an integer.
+    pub check_interval: Option<i64>,
+    /// The runners, in file order (empty when there is no `[[runners]]`).
+    pub runners: Vec<RunnerView>,
+}
+
+/// The string items of an array value (missing or not an array: none).
+fn strings(item: Option<&Item>) -> Vec<String> {
+    item.and_then(Item::as_array)
+        .map(|array| {
+            array
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads the [`Overview`] of `config.toml` text.
+pub fn overview(text: &str, path: &Path) -> Result<Overview, Error> {
+    let mut doc = parse(text, path)?;
+    let global = |key: &str| doc.get(key).and_then(Item::as_integer);
+    let (concurrent, check_interval) = (global("concurrent"), global("check_interval"));
+    let runners = if doc.get("runners").is_none() {
+        Vec::new()
+    } else {
+        runners(&mut doc, path)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, runner)| RunnerView {
+                name: runner_label(runner, index),
+                volumes: strings(
+                    runner
+                        .get("docker")
+                        .and_then(Item::as_table_like)
+                        .and_then(|docker| docker.get("volumes")),
+                ),
+                environment: strings(runner.get("environment")),
+            })
+            .collect()
+    };
+    Ok(Overview {
+        concurrent,
+        check_interval,
+        runners,
+    })
+}
+
 /// The names of the runners registered in `config.toml` text.
 pub fn runner_names(text: &str, path: &Path) -> Result<Vec<String>, Error> {
-    let mut doc = parse(text, path)?;
-    if doc.get("runners").is_none() {
-        return Ok(Vec::new());
-    }
-    Ok(runners(&mut doc, path)?
+    Ok(overview(text, path)?
+        .runners
         .into_iter()
-        .enumerate()
-        .map(|(index, runner)| runner_label(runner, index))
+        .map(|runner| runner.name)
         .collect())
 }
 
@@ -208,26 +340,13 @@ pub fn runners_without_secrets_mount(
     path: &Path,
     secrets_dir: &Path,
 ) -> Result<Vec<String>, Error> {
-    let mut doc = parse(text, path)?;
-    let mut missing = Vec::new();
-    for (index, runner) in runners(&mut doc, path)?.into_iter().enumerate() {
-        let volumes: Vec<String> = runner
-            .get("docker")
-            .and_then(Item::as_table_like)
-            .and_then(|docker| docker.get("volumes"))
-            .and_then(Item::as_array)
-            .map(|array| {
-                array
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !volumes::has_only_wanted_secrets_mount(&volumes, secrets_dir) {
-            missing.push(runner_label(runner, index));
-        }
-    }
-    Ok(missing)
+    let mount = DirMount::secrets(secrets_dir);
+    Ok(overview(text, path)?
+        .runners
+        .into_iter()
+        .filter(|runner| !volumes::mount_problems(&runner.volumes, &mount).is_empty())
+        .map(|runner| runner.name)
+        .collect())
 }
 
 /// Computes the edited `config.toml` (see the module doc). Pure.
@@ -308,7 +427,7 @@ fn key_indent(table: &dyn TableLike) -> Option<String> {
     })
 }
 
-/// Ensures `[runners.docker].volumes` of one runner.
+/// Ensures the `environment` and `[runners.docker].volumes` of one runner.
 fn edit_runner(
     runner: &mut Table,
     label: &str,
@@ -316,6 +435,7 @@ fn edit_runner(
     settings: &Settings,
     changes: &mut Vec<Change>,
 ) -> Result<(), Error> {
+    edit_environment(runner, label, path, settings, changes)?;
     // A sibling sub-table ([runners.cache]) shows how this file indents.
     let sibling = runner
         .iter()
@@ -354,6 +474,69 @@ fn edit_runner(
         .and_then(Item::as_array_mut)
         .ok_or_else(|| shape("`docker.volumes` is not an array"))?;
     volumes::edit_volumes(volumes, label, settings, changes);
+    Ok(())
+}
+
+/// Ensures our `environment` entries in one runner: each variable of
+/// [`Settings::environment`] once, with our value, where it was (or
+/// appended); every other entry kept.
+fn edit_environment(
+    runner: &mut Table,
+    label: &str,
+    path: &Path,
+    settings: &Settings,
+    changes: &mut Vec<Change>,
+) -> Result<(), Error> {
+    if runner.get("environment").is_none() {
+        let indent = key_indent(runner).unwrap_or_default();
+        let key = Key::new("environment").with_leaf_decor(toml_edit::Decor::new(indent, " "));
+        runner
+            .entry_format(&key)
+            .or_insert(Item::Value(Value::Array(Array::new())));
+    }
+    let array = runner
+        .get_mut("environment")
+        .and_then(Item::as_array_mut)
+        .ok_or_else(|| Error::BadShape {
+            path: path.to_path_buf(),
+            what: format!("runner `{label}`: `environment` is not an array"),
+        })?;
+    for (name, value) in settings.environment() {
+        let wanted = format!("{name}={value}");
+        let prefix = format!("{name}=");
+        let matching: Vec<(usize, String)> = array
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_str().map(|s| (i, s.to_string())))
+            .filter(|(_, s)| s.starts_with(&prefix) || s == name)
+            .collect();
+        let runner = label.to_string();
+        let Some(((first, old), rest)) = matching.split_first() else {
+            volumes::push_like_last(array, &wanted);
+            changes.push(Change::AddedEnvironment {
+                runner,
+                entry: wanted,
+            });
+            continue;
+        };
+        if *old != wanted {
+            array.replace(*first, wanted.as_str());
+            changes.push(Change::ReplacedEnvironment {
+                runner: runner.clone(),
+                old: old.clone(),
+                new: wanted,
+            });
+        }
+        for (index, _) in rest.iter().rev() {
+            array.remove(*index);
+        }
+        for (_, entry) in rest {
+            changes.push(Change::RemovedEnvironment {
+                runner: runner.clone(),
+                entry: entry.clone(),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -432,12 +615,15 @@ mod tests {
     const TWO_RUNNERS: &str = include_str!("../../fixtures/runner/two-runners.toml");
     const NO_DOCKER: &str = include_str!("../../fixtures/runner/no-docker-table.toml");
     const RW_SECRETS: &str = include_str!("../../fixtures/runner/secrets-rw.toml");
+    const HAND_WIRED: &str = include_str!("../../fixtures/runner/jobs-wiring.toml");
 
     fn settings() -> Settings {
         Settings {
             concurrent: 8,
             check_interval: 1,
             secrets_dir: PathBuf::from("/secrets"),
+            key_file: PathBuf::from("/etc/runvault/vault.key"),
+            bin_dir: PathBuf::from("/opt/runvault/bin"),
             local_config: true,
             agent_cache: true,
             runner: None,
@@ -465,12 +651,28 @@ mod tests {
             .collect()
     }
 
-    const WANTED: [&str; 4] = [
+    const WANTED: [&str; 6] = [
         "/cache",
         "/app:/local_config:rw",
         "/agent_cache:/agent_cache:rw",
         "/secrets:/secrets:ro",
+        "/etc/runvault:/etc/runvault:ro",
+        "/opt/runvault/bin:/opt/runvault/bin:ro",
     ];
+
+    const ENVIRONMENT: [&str; 2] = [
+        "RUNVAULT_DIR=/secrets",
+        "RUNVAULT_KEY_FILE=/etc/runvault/vault.key",
+    ];
+
+    fn environment_of(text: &str) -> Vec<Vec<String>> {
+        overview(text, Path::new("c"))
+            .unwrap()
+            .runners
+            .into_iter()
+            .map(|r| r.environment)
+            .collect()
+    }
 
     #[test]
     fn runner_written_config_gets_the_manual_steps_settings() {
@@ -485,14 +687,99 @@ mod tests {
                 .contains("  [runners.cache]\n    MaxUploadedArchiveSize = 0\n")
         );
         assert!(out.text.contains(
-            "    volumes = [\"/cache\", \"/app:/local_config:rw\", \"/agent_cache:/agent_cache:rw\", \"/secrets:/secrets:ro\"]\n"
+            "    volumes = [\"/cache\", \"/app:/local_config:rw\", \"/agent_cache:/agent_cache:rw\", \"/secrets:/secrets:ro\", \"/etc/runvault:/etc/runvault:ro\", \"/opt/runvault/bin:/opt/runvault/bin:ro\"]\n"
         ));
-        assert_eq!(out.changes.len(), 5);
+        // The environment goes with the runner's own keys, before its tables.
+        assert!(out.text.contains(
+            "  executor = \"docker\"\n  environment = [\"RUNVAULT_DIR=/secrets\", \"RUNVAULT_KEY_FILE=/etc/runvault/vault.key\"]\n  [runners.cache]\n"
+        ), "{}", out.text);
+        assert_eq!(out.changes.len(), 9);
+    }
+
+    #[test]
+    fn hand_wired_environment_and_mounts_are_merged() {
+        let out = edit(HAND_WIRED);
+        assert_eq!(
+            environment_of(&out.text),
+            vec![vec![
+                "TZ=Europe/London",
+                "RUNVAULT_KEY_FILE=/etc/runvault/vault.key",
+                "RUNVAULT_DIR=/secrets",
+            ]]
+        );
+        assert_eq!(
+            volumes_of(&out.text),
+            vec![vec![
+                "/cache",
+                "/etc/runvault:/etc/runvault:ro",
+                "/opt/runvault/bin:/opt/runvault/bin:ro",
+                "/app:/local_config:rw",
+                "/agent_cache:/agent_cache:rw",
+                "/secrets:/secrets:ro",
+            ]]
+        );
+        let runner = || "hand-wired".to_string();
+        for change in [
+            Change::ReplacedEnvironment {
+                runner: runner(),
+                old: "RUNVAULT_KEY_FILE=/root/old.key".into(),
+                new: "RUNVAULT_KEY_FILE=/etc/runvault/vault.key".into(),
+            },
+            Change::RemovedEnvironment {
+                runner: runner(),
+                entry: "RUNVAULT_DIR=/elsewhere".into(),
+            },
+            Change::ReplacedVolume {
+                runner: runner(),
+                what: "the key directory",
+                old: "/etc/runvault/vault.key:/etc/runvault/vault.key:ro".into(),
+                new: "/etc/runvault:/etc/runvault:ro".into(),
+            },
+            Change::ReplacedVolume {
+                runner: runner(),
+                what: "the binary directory",
+                old: "/opt/runvault/bin:/opt/runvault/bin:rw".into(),
+                new: "/opt/runvault/bin:/opt/runvault/bin:ro".into(),
+            },
+        ] {
+            assert!(
+                out.changes.contains(&change),
+                "{change} not in {:?}",
+                out.changes
+            );
+        }
+        assert_eq!(
+            out.changes[1].to_string(),
+            "runner `hand-wired`: replaced environment `RUNVAULT_KEY_FILE=/root/old.key` \
+             with `RUNVAULT_KEY_FILE=/etc/runvault/vault.key`"
+        );
+        // Multi-line arrays stay multi-line, comments stay.
+        assert!(out.text.contains("# A runner wired by hand"));
+        assert!(
+            out.text
+                .contains("      \"/cache\",\n      \"/etc/runvault:/etc/runvault:ro\",\n")
+        );
+        let err = plan(
+            "[[runners]]\nname = \"x\"\nenvironment = \"A=1\"\n",
+            Path::new("c"),
+            &settings(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`c`: runner `x`: `environment` is not an array; the file was not changed"
+        );
     }
 
     #[test]
     fn second_plan_is_identical_and_reports_nothing() {
-        for fixture in [RUNNER_WRITES, TWO_RUNNERS, NO_DOCKER, RW_SECRETS] {
+        for fixture in [
+            RUNNER_WRITES,
+            TWO_RUNNERS,
+            NO_DOCKER,
+            RW_SECRETS,
+            HAND_WIRED,
+        ] {
             let once = edit(fixture);
             let twice = edit(&once.text);
             assert_eq!(once.text, twice.text);
@@ -555,16 +842,20 @@ mod tests {
                 "/cache",
                 "/secrets:/secrets:ro",
                 "/app:/local_config:rw",
-                "/agent_cache:/agent_cache:rw"
+                "/agent_cache:/agent_cache:rw",
+                "/etc/runvault:/etc/runvault:ro",
+                "/opt/runvault/bin:/opt/runvault/bin:ro",
             ]
         );
         assert!(out.changes.contains(&Change::ReplacedVolume {
             runner: "rw-secrets".into(),
+            what: "the secrets directory",
             old: "/secrets:/secrets:rw".into(),
             new: "/secrets:/secrets:ro".into()
         }));
         assert!(out.changes.contains(&Change::RemovedVolume {
             runner: "rw-secrets".into(),
+            what: "the secrets directory",
             volume: "/secrets/vault.yml:/secrets/vault.yml:ro".into()
         }));
     }
@@ -589,9 +880,13 @@ mod tests {
         let volumes = volumes_of(&out.text);
         assert!(!volumes[0].contains(&"/secrets:/secrets:ro".to_string()));
         assert_eq!(
-            volumes[1],
-            vec!["/cache", "/data:/data:ro", "/secrets:/secrets:ro"]
+            volumes[1][..3],
+            ["/cache", "/data:/data:ro", "/secrets:/secrets:ro"]
         );
+        assert_eq!(environment_of(&out.text)[0], Vec::<String>::new());
+        // The second runner's own entry is kept, ours follow it.
+        assert_eq!(environment_of(&out.text)[1][0], "DATAOPS_REGION=london");
+        assert_eq!(environment_of(&out.text)[1][1..], ENVIRONMENT);
         s.runner = Some("nope".into());
         let err = plan(TWO_RUNNERS, Path::new("c"), &s).unwrap_err();
         assert_eq!(
@@ -605,7 +900,7 @@ mod tests {
         let text = "concurrent = 8\ncheck_interval = 1\n[[runners]]\nname = \"x\"\n[runners.docker]\nvolumes = [\n  \"/cache\",\n]\n";
         let out = edit(text);
         assert!(
-            out.text.contains("volumes = [\n  \"/cache\",\n  \"/app:/local_config:rw\",\n  \"/agent_cache:/agent_cache:rw\",\n  \"/secrets:/secrets:ro\",\n]"),
+            out.text.contains("volumes = [\n  \"/cache\",\n  \"/app:/local_config:rw\",\n  \"/agent_cache:/agent_cache:rw\",\n  \"/secrets:/secrets:ro\",\n  \"/etc/runvault:/etc/runvault:ro\",\n  \"/opt/runvault/bin:/opt/runvault/bin:ro\",\n]"),
             "{}",
             out.text
         );
@@ -685,7 +980,7 @@ mod tests {
             text.contains("/secrets:/secrets:ro"),
             "and ours is applied on top"
         );
-        assert_eq!(report.changes.len(), 5);
+        assert_eq!(report.changes.len(), 9);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,

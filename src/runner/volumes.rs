@@ -1,27 +1,151 @@
 //! The `volumes` of one `[runners.docker]`: Docker `-v` strings, which of
-//! them mount the secrets directory, and the edit `configure` makes: the
-//! secrets directory mounted whole and read-only at `/secrets` (any other
-//! mount of it, or of a file in it, replaced or removed), plus the manual
-//! procedure's `/app:/local_config:rw` and `/agent_cache:/agent_cache:rw`,
-//! every other volume kept.
-
-use std::path::Path;
+//! them mount the directories jobs need, and the edit `configure` makes.
+//!
+//! Jobs need three directories, each mounted **whole and read-only** (a
+//! [`DirMount`]): the secrets directory at `/secrets`, the machine key's
+//! directory and the directory of the static runvault binary, both at their
+//! host paths. A single-file bind mount pins the file's inode, so a file
+//! replaced by rename (every vault write) would never be seen in the job;
+//! runvault therefore never writes one and replaces any it finds. Any other
+//! mount of those directories (writable, duplicated, elsewhere) is replaced
+//! or removed too. The manual procedure's `/app:/local_config:rw` and
+//! `/agent_cache:/agent_cache:rw` are added; every other volume is kept.
 
 use toml_edit::{Array, Value};
 
+use crate::core::layout::SECRETS_TARGET;
 use crate::runner::config::{Change, Settings};
 
-/// Where jobs expect the secrets directory inside their containers
-/// (`DATAOPS_SECRETS_DIR` defaults to it).
-pub const SECRETS_TARGET: &str = "/secrets";
 /// The manual procedure's local configuration mount.
 pub const LOCAL_CONFIG_VOLUME: &str = "/app:/local_config:rw";
 /// The manual procedure's pipeline cache mount.
 pub const AGENT_CACHE_VOLUME: &str = "/agent_cache:/agent_cache:rw";
 
-/// The volume string of the read-only secrets directory mount.
-pub fn secrets_volume(secrets_dir: &Path) -> String {
-    format!("{}:{SECRETS_TARGET}:ro", secrets_dir.display())
+/// A host directory jobs get whole and read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMount {
+    /// What it is, for messages ("the secrets directory").
+    pub what: &'static str,
+    /// The host directory (absolute, without a trailing `/`).
+    pub source: String,
+    /// Where jobs see it.
+    pub target: String,
+}
+
+impl DirMount {
+    /// The secrets directory, seen by jobs at `/secrets`.
+    pub fn secrets(dir: &std::path::Path) -> DirMount {
+        DirMount::new("the secrets directory", dir, SECRETS_TARGET)
+    }
+
+    /// A directory seen by jobs at its host path.
+    pub fn same_path(what: &'static str, dir: &std::path::Path) -> DirMount {
+        let text = dir.to_string_lossy();
+        DirMount::new(what, dir, &text)
+    }
+
+    fn new(what: &'static str, source: &std::path::Path, target: &str) -> DirMount {
+        let normal = |p: &str| match p.trim_end_matches('/') {
+            "" => "/".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        DirMount {
+            what,
+            source: normal(&source.to_string_lossy()),
+            target: normal(target),
+        }
+    }
+
+    /// The volume string: `SOURCE:TARGET:ro`.
+    pub fn volume(&self) -> String {
+        format!("{}:{}:ro", self.source, self.target)
+    }
+
+    /// Whether a volume mounts this directory, a part of it, or something
+    /// at or under its target.
+    fn touches(&self, volume: &Volume<'_>) -> bool {
+        within(volume.target, &self.target)
+            || volume.source.is_some_and(|s| within(s, &self.source))
+    }
+
+    /// Whether a volume mounts the whole directory at its target.
+    fn is_whole(&self, volume: &Volume<'_>) -> bool {
+        volume.source.map(|s| s.trim_end_matches('/')) == Some(self.source.as_str())
+            && volume.target.trim_end_matches('/') == self.target
+    }
+
+    /// Whether a volume is exactly the wanted read-only directory mount.
+    fn is_wanted(&self, volume: &Volume<'_>) -> bool {
+        self.is_whole(volume) && volume.is_read_only()
+    }
+
+    /// Whether a volume mounts only a file or subdirectory of it.
+    fn is_part(&self, volume: &Volume<'_>) -> bool {
+        let strictly_within = |path: &str, dir: &str| within(path, dir) && !within(dir, path);
+        strictly_within(volume.target, &self.target)
+            || volume
+                .source
+                .is_some_and(|s| strictly_within(s, &self.source))
+    }
+}
+
+/// Refuses directory mounts that overlap (one inside another, by host path
+/// or by target): a volume must belong to at most one of them.
+pub fn check_disjoint(mounts: &[DirMount]) -> Result<(), String> {
+    for (index, a) in mounts.iter().enumerate() {
+        for b in &mounts[index + 1..] {
+            let overlap = |x: &str, y: &str| within(x, y) || within(y, x);
+            if overlap(&a.source, &b.source) || overlap(&a.target, &b.target) {
+                return Err(format!(
+                    "{} `{}` and {} `{}` overlap; each is mounted into jobs on its own, \
+                     so keep them apart (e.g. /secrets, /etc/runvault, /opt/runvault/bin)",
+                    a.what, a.source, b.what, b.source
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with how a runner's volumes mount one [`DirMount`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountProblem {
+    /// Not mounted whole at all.
+    Missing,
+    /// Mounted whole, but writable (this volume).
+    Writable(String),
+    /// A single file (or subdirectory) of it is mounted on its own.
+    SingleFile(String),
+    /// Mounted again, or at another place.
+    Misplaced(String),
+}
+
+/// Everything wrong with how `volumes` mount `mount`; empty when it is
+/// mounted exactly once, whole and read-only.
+pub fn mount_problems(volumes: &[String], mount: &DirMount) -> Vec<MountProblem> {
+    let mut problems = Vec::new();
+    let mut wanted_seen = false;
+    let mut writable_seen = false;
+    for text in volumes {
+        let volume = Volume::parse(text);
+        if !mount.touches(&volume) {
+            continue;
+        }
+        if mount.is_wanted(&volume) && !wanted_seen {
+            wanted_seen = true;
+        } else if mount.is_part(&volume) {
+            problems.push(MountProblem::SingleFile(text.clone()));
+        } else if mount.is_whole(&volume) && !volume.is_read_only() {
+            writable_seen = true;
+            problems.push(MountProblem::Writable(text.clone()));
+        } else {
+            problems.push(MountProblem::Misplaced(text.clone()));
+        }
+    }
+    if !wanted_seen && !writable_seen {
+        problems.insert(0, MountProblem::Missing);
+    }
+    problems
 }
 
 /// A parsed Docker `-v` volume string: `[SOURCE:]TARGET[:OPTIONS]`.
@@ -67,92 +191,30 @@ fn within(path: &str, dir: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Whether a volume mounts the secrets directory or something in it, at
-/// `/secrets` or from the host's secrets directory.
-fn is_secrets_mount(volume: &Volume<'_>, secrets_dir: &str) -> bool {
-    within(volume.target, SECRETS_TARGET) || volume.source.is_some_and(|s| within(s, secrets_dir))
-}
-
-/// Whether a volume is exactly the wanted read-only directory mount.
-fn is_wanted_secrets_mount(volume: &Volume<'_>, secrets_dir: &str) -> bool {
-    volume.source.map(|s| s.trim_end_matches('/')) == Some(secrets_dir.trim_end_matches('/'))
-        && volume.target.trim_end_matches('/') == SECRETS_TARGET
-        && volume.is_read_only()
-}
-
-/// Whether a runner's volumes mount the secrets directory exactly once, as
-/// the wanted read-only directory mount.
-pub fn has_only_wanted_secrets_mount(volumes: &[String], secrets_dir: &Path) -> bool {
-    let dir = secrets_dir.to_string_lossy();
-    let mounts: Vec<Volume<'_>> = volumes
-        .iter()
-        .map(|v| Volume::parse(v))
-        .filter(|v| is_secrets_mount(v, &dir))
-        .collect();
-    matches!(mounts.as_slice(), [only] if is_wanted_secrets_mount(only, &dir))
-}
-
-/// Ensures the wanted volumes in one `volumes` array (see the module doc), recording
-/// each change for runner `label`.
+/// Ensures the wanted volumes in one `volumes` array (see the module doc),
+/// recording each change for runner `label`.
 pub fn edit_volumes(
     volumes: &mut Array,
     label: &str,
     settings: &Settings,
     changes: &mut Vec<Change>,
 ) {
-    let dir = settings.secrets_dir.to_string_lossy().into_owned();
-    let wanted = settings.secrets_volume();
-    let strings: Vec<Option<String>> = volumes
-        .iter()
-        .map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let parsed: Vec<Option<Volume<'_>>> = strings
-        .iter()
-        .map(|s| s.as_deref().map(Volume::parse))
-        .collect();
-    let has_target = |target: &str| {
-        parsed
+    let has_target = |volumes: &Array, target: &str| {
+        volumes
             .iter()
-            .flatten()
-            .any(|v| v.target.trim_end_matches('/') == target)
+            .filter_map(Value::as_str)
+            .any(|v| Volume::parse(v).target.trim_end_matches('/') == target)
     };
-    let secrets: Vec<usize> = parsed
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.is_some_and(|v| is_secrets_mount(&v, &dir)))
-        .map(|(i, _)| i)
-        .collect();
-
     let mut additions = Vec::new();
-    if settings.local_config && !has_target("/local_config") {
+    if settings.local_config && !has_target(volumes, "/local_config") {
         additions.push(LOCAL_CONFIG_VOLUME.to_string());
     }
-    if settings.agent_cache && !has_target("/agent_cache") {
+    if settings.agent_cache && !has_target(volumes, "/agent_cache") {
         additions.push(AGENT_CACHE_VOLUME.to_string());
     }
-    match secrets.split_first() {
-        None => additions.push(wanted),
-        Some((&first, rest)) => {
-            let first_volume = parsed[first].filter(|v| is_wanted_secrets_mount(v, &dir));
-            if first_volume.is_none() {
-                let old = strings[first].clone().unwrap_or_default();
-                volumes.replace(first, wanted.as_str());
-                changes.push(Change::ReplacedVolume {
-                    runner: label.to_string(),
-                    old,
-                    new: wanted.clone(),
-                });
-            }
-            // Later duplicates go, last first so earlier indices stay valid.
-            for &index in rest.iter().rev() {
-                volumes.remove(index);
-            }
-            for &index in rest {
-                changes.push(Change::RemovedVolume {
-                    runner: label.to_string(),
-                    volume: strings[index].clone().unwrap_or_default(),
-                });
-            }
+    for mount in settings.dir_mounts() {
+        if let Some(volume) = edit_dir_mount(volumes, label, &mount, changes) {
+            additions.push(volume);
         }
     }
     for volume in additions {
@@ -164,8 +226,49 @@ pub fn edit_volumes(
     }
 }
 
+/// Makes the first volume touching `mount` the wanted one and removes the
+/// others; returns the volume to add when none touches it.
+fn edit_dir_mount(
+    volumes: &mut Array,
+    label: &str,
+    mount: &DirMount,
+    changes: &mut Vec<Change>,
+) -> Option<String> {
+    let wanted = mount.volume();
+    let touching: Vec<(usize, String)> = volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_str().map(|s| (i, s.to_string())))
+        .filter(|(_, s)| mount.touches(&Volume::parse(s)))
+        .collect();
+    let Some(((first, first_text), rest)) = touching.split_first() else {
+        return Some(wanted);
+    };
+    if !mount.is_wanted(&Volume::parse(first_text)) {
+        volumes.replace(*first, wanted.as_str());
+        changes.push(Change::ReplacedVolume {
+            runner: label.to_string(),
+            what: mount.what,
+            old: first_text.clone(),
+            new: wanted,
+        });
+    }
+    // Later ones go, last first so earlier indices stay valid.
+    for (index, _) in rest.iter().rev() {
+        volumes.remove(*index);
+    }
+    for (_, text) in rest {
+        changes.push(Change::RemovedVolume {
+            runner: label.to_string(),
+            what: mount.what,
+            volume: text.clone(),
+        });
+    }
+    None
+}
+
 /// Appends a string to an array, one per line if the array is written so.
-fn push_like_last(array: &mut Array, text: &str) {
+pub fn push_like_last(array: &mut Array, text: &str) {
     let multi_line = array.iter().last().and_then(|last| {
         let prefix = last.decor().prefix()?.as_str()?;
         prefix.contains('\n').then(|| prefix.to_string())
@@ -189,6 +292,7 @@ fn push_like_last(array: &mut Array, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn volume_parsing() {
@@ -200,21 +304,70 @@ mod tests {
         assert!(!within("/secretsx", "/secrets"));
     }
 
+    fn problems(mount: &DirMount, volumes: &[&str]) -> Vec<MountProblem> {
+        let volumes: Vec<String> = volumes.iter().map(|s| s.to_string()).collect();
+        mount_problems(&volumes, mount)
+    }
+
     #[test]
     fn only_the_exact_read_only_directory_mount_counts() {
-        let dir = Path::new("/secrets");
-        let check = |v: &[&str]| {
-            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-            has_only_wanted_secrets_mount(&v, dir)
-        };
-        assert!(check(&["/cache", "/secrets:/secrets:ro"]));
-        assert!(check(&["/secrets/:/secrets:ro,z"]));
-        assert!(!check(&["/secrets:/secrets:rw"]));
-        assert!(!check(&["/secrets:/secrets"]));
-        assert!(!check(&[
-            "/secrets:/secrets:ro",
-            "/secrets/vault.yml:/x:ro"
-        ]));
-        assert!(!check(&["/cache"]));
+        let secrets = DirMount::secrets(Path::new("/secrets"));
+        assert_eq!(problems(&secrets, &["/cache", "/secrets:/secrets:ro"]), []);
+        assert_eq!(problems(&secrets, &["/secrets/:/secrets:ro,z"]), []);
+        assert_eq!(
+            problems(&secrets, &["/secrets:/secrets:rw"]),
+            [MountProblem::Writable("/secrets:/secrets:rw".into())]
+        );
+        assert_eq!(
+            problems(&secrets, &["/secrets:/secrets"]),
+            [MountProblem::Writable("/secrets:/secrets".into())]
+        );
+        assert_eq!(
+            problems(
+                &secrets,
+                &["/secrets:/secrets:ro", "/secrets/vault.yml:/x:ro"]
+            ),
+            [MountProblem::SingleFile("/secrets/vault.yml:/x:ro".into())]
+        );
+        assert_eq!(
+            problems(&secrets, &["/secrets/vault.yml:/secrets/vault.yml:ro"]),
+            [
+                MountProblem::Missing,
+                MountProblem::SingleFile("/secrets/vault.yml:/secrets/vault.yml:ro".into())
+            ]
+        );
+        assert_eq!(
+            problems(
+                &secrets,
+                &["/secrets:/secrets:ro", "/secrets:/elsewhere:ro"]
+            ),
+            [MountProblem::Misplaced("/secrets:/elsewhere:ro".into())]
+        );
+        assert_eq!(problems(&secrets, &["/cache"]), [MountProblem::Missing]);
+        let keys = DirMount::same_path("the key directory", Path::new("/etc/runvault/"));
+        assert_eq!(keys.volume(), "/etc/runvault:/etc/runvault:ro");
+        assert_eq!(problems(&keys, &["/etc/runvault:/etc/runvault:ro"]), []);
+        assert_eq!(
+            problems(
+                &keys,
+                &["/etc/runvault/vault.key:/etc/runvault/vault.key:ro"]
+            )[1],
+            MountProblem::SingleFile("/etc/runvault/vault.key:/etc/runvault/vault.key:ro".into())
+        );
+    }
+
+    #[test]
+    fn overlapping_mounts_are_refused() {
+        let secrets = DirMount::secrets(Path::new("/secrets"));
+        let keys = DirMount::same_path("the key directory", Path::new("/etc/runvault"));
+        let bin = DirMount::same_path("the binary directory", Path::new("/opt/runvault/bin"));
+        assert!(check_disjoint(&[secrets.clone(), keys.clone(), bin]).is_ok());
+        let inside = DirMount::same_path("the key directory", Path::new("/secrets/keys"));
+        let err = check_disjoint(&[secrets.clone(), inside]).unwrap_err();
+        assert!(err.starts_with(
+            "the secrets directory `/secrets` and the key directory `/secrets/keys` overlap"
+        ));
+        let same = DirMount::same_path("the binary directory", Path::new("/etc/runvault"));
+        assert!(check_disjoint(&[keys, same]).is_err());
     }
 }

@@ -41,6 +41,35 @@ impl Host {
         self.path("secrets")
     }
 
+    /// The machine key file every runner command is given (`--key-file`).
+    pub fn key_file(&self) -> PathBuf {
+        self.path("keys/vault.key")
+    }
+
+    /// The binary directory `configure` and `install` are given (`--bin-dir`).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.path("bin")
+    }
+
+    /// The volumes `configure` gives every runner for jobs, as TOML strings:
+    /// the secrets, key and binary directories, read-only.
+    pub fn job_mounts(&self) -> String {
+        let keys = self.path("keys").display().to_string();
+        let bin = self.bin_dir().display().to_string();
+        format!(
+            "\"{}:/secrets:ro\", \"{keys}:{keys}:ro\", \"{bin}:{bin}:ro\"",
+            self.secrets_dir().display()
+        )
+    }
+
+    /// The `environment` `configure` gives every runner, as a TOML array.
+    pub fn job_environment(&self) -> String {
+        format!(
+            "[\"RUNVAULT_DIR=/secrets\", \"RUNVAULT_KEY_FILE={}\"]",
+            self.key_file().display()
+        )
+    }
+
     /// runvault's stderr when `config.toml` does not exist.
     pub fn no_config_error(&self) -> String {
         format!(
@@ -85,7 +114,9 @@ impl Host {
         name
     }
 
-    /// `runvault runner SUBCOMMAND --name NAME --config-dir DIR --dir SECRETS ARGS...`
+    /// `runvault runner SUBCOMMAND --name NAME --config-dir DIR --dir SECRETS
+    /// --key-file KEY [--bin-dir BIN] ARGS...` (`--bin-dir` for `configure`
+    /// and `install`), so nothing lands in the real /etc or /opt.
     pub fn runner(&self, subcommand: &str, name: &str, args: &[&str]) -> Run {
         self.runner_in(&self.config_dir(), subcommand, name, args)
     }
@@ -101,7 +132,12 @@ impl Host {
             config_dir.display().to_string(),
             "--dir".into(),
             self.secrets_dir().display().to_string(),
+            "--key-file".into(),
+            self.key_file().display().to_string(),
         ];
+        if matches!(subcommand, "configure" | "install") {
+            all.extend(["--bin-dir".into(), self.bin_dir().display().to_string()]);
+        }
         all.extend(args.iter().map(|a| a.to_string()));
         Run::new(&all)
     }
