@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CHEAP_KDF, Host};
+use common::Host;
 
 /// Tests that need root (mounts) run whenever root is available, and must
 /// run under CI.
@@ -25,15 +25,7 @@ fn require_root(test: &str) -> bool {
 
 fn key_host() -> Host {
     let host = Host::new();
-    host.keygen();
-    let mut cmd = host.command();
-    cmd.arg("--key-file")
-        .arg(host.key_file())
-        .arg("--passphrase-file")
-        .arg(host.pass_file())
-        .arg("init")
-        .args(CHEAP_KDF);
-    common::run(&mut cmd, b"").ok();
+    host.init_with_key_and_passphrase();
     host
 }
 

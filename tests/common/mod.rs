@@ -135,6 +135,19 @@ impl Host {
         self.run(&args).ok();
     }
 
+    /// Creates the key file, then `init` with both the key file and the
+    /// passphrase file (slot 1: key file, slot 2: passphrase), cheap KDF.
+    pub fn init_with_key_and_passphrase(&self) {
+        self.keygen();
+        let mut cmd = self.command();
+        cmd.arg("--key-file")
+            .arg(self.key_file())
+            .arg("--passphrase-file")
+            .arg(self.pass_file())
+            .arg("init");
+        run(cmd.args(CHEAP_KDF), b"").ok();
+    }
+
     /// `set PATH --stdin` with `value`.
     pub fn set(&self, path: &str, value: &[u8]) {
         self.run_in(&["set", path, "--stdin"], value).ok();
