@@ -380,30 +380,52 @@ fn install_twice_on_a_clean_host_changes_nothing_the_second_time() {
     need_engine!("install");
     let mut host = Host::new();
     let name = host.container("install");
-    let key = host.path("vault.key");
-    runner_support::Run::new(&["keygen".into(), key.display().to_string()]).ok();
     let token_file = host.private_file("token", TOKEN);
+    let pass_file = host.private_file("passphrase", "install passphrase\n");
     let args = [
         "--image",
         IMAGE,
-        "--key-file",
-        key.to_str().unwrap(),
         "--token-file",
         token_file.to_str().unwrap(),
+        "--passphrase-file",
+        pass_file.to_str().unwrap(),
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
     ];
+    let key = host.key_file();
+    let binary = host.bin_dir().join("runvault");
 
     let done = host.runner("install", &name, &args).ok();
     assert_no_token(&done.stderr(), TOKEN);
     let stderr = done.stderr();
     assert!(
-        stderr.starts_with("vault: created\nregister: registered\n  | "),
+        stderr.starts_with(&format!(
+            "key: created `{}` (mode 0400)\n\
+             vault: created\n\
+             key slot: the key opens the vault; unchanged\n\
+             binary: installed `{}`\n",
+            key.display(),
+            binary.display()
+        )),
         "{stderr}"
     );
-    assert!(stderr.contains("\nconfigure: 5 change(s)\n  set `concurrent` to 8 (was 1)\n"));
+    // The test binary is not static: install says jobs may not run it.
+    assert!(stderr.contains("\n  warning: it is dynamically linked, so job images without a matching libc cannot run it; install a static build with --binary (see docs/jobs.md)\nregister: registered\n  | "), "{stderr}");
+    assert!(stderr.contains("\nconfigure: 9 change(s)\n  set `concurrent` to 8 (was 1)\n"));
     assert!(stderr.ends_with(&format!(
         "start: container created and started\nrunner `{name}` is installed and running\n"
     )));
     assert!(host.secrets_dir().join("vault.yml").exists());
+    assert_eq!(runner_support::mode(&key), 0o400);
+    assert_eq!(runner_support::mode(&binary), 0o755);
+    assert_eq!(
+        std::fs::read(&binary).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_runvault")).unwrap()
+    );
     let details = inspect(&name);
     assert_eq!(details["State"]["Running"], true);
     // The long-running container knows nothing of the token: not in its
@@ -412,16 +434,24 @@ fn install_twice_on_a_clean_host_changes_nothing_the_second_time() {
     assert_eq!(details["Args"], serde_json::json!([]));
     let config = std::fs::read(host.config_toml()).unwrap();
     let vault = std::fs::read(host.secrets_dir().join("vault.yml")).unwrap();
+    let key_bytes = std::fs::read(&key).unwrap();
 
     let done = host.runner("install", &name, &args).ok();
     assert_eq!(
         done.stderr(),
         format!(
-            "vault: already encrypted; unchanged\n\
+            "key: `{}` exists; unchanged\n\
+             vault: already encrypted; unchanged\n\
+             key slot: the key opens the vault; unchanged\n\
+             binary: `{}` is up to date; unchanged\n  \
+             warning: it is dynamically linked, so job images without a matching libc cannot \
+             run it; install a static build with --binary (see docs/jobs.md)\n\
              register: already registered; unchanged\n\
              configure: unchanged\n\
              start: container already running; unchanged\n\
-             runner `{name}`: nothing changed\n"
+             runner `{name}`: nothing changed\n",
+            key.display(),
+            binary.display()
         )
     );
     assert_eq!(std::fs::read(host.config_toml()).unwrap(), config);
@@ -429,11 +459,103 @@ fn install_twice_on_a_clean_host_changes_nothing_the_second_time() {
         std::fs::read(host.secrets_dir().join("vault.yml")).unwrap(),
         vault
     );
+    assert_eq!(std::fs::read(&key).unwrap(), key_bytes);
 
     // The runner's config mounts the vault directory read-only.
     let done = host.runner("status", &name, &["--json"]).ok();
     let status: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     assert_eq!(status["secrets_mount"]["state"], "read-only");
+
+    // A new binary replaces the old one by rename: a job holding the old
+    // file open keeps it, the next job gets the new one.
+    let old = std::fs::File::open(&binary).unwrap();
+    let newer = host.path("runvault-newer");
+    std::fs::write(&newer, b"#!/bin/sh\necho newer\n").unwrap();
+    let mut with_binary = args.to_vec();
+    with_binary.extend(["--binary", newer.to_str().unwrap()]);
+    let done = host.runner("install", &name, &with_binary).ok();
+    assert!(
+        done.stderr()
+            .contains(&format!("binary: installed `{}`\n", binary.display())),
+        "{}",
+        done.stderr()
+    );
+    assert!(
+        done.stderr()
+            .ends_with(&format!("runner `{name}` is installed and running\n"))
+    );
+    assert_eq!(std::fs::read(&binary).unwrap(), b"#!/bin/sh\necho newer\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        old.metadata().unwrap().nlink(),
+        0,
+        "the old file was replaced, not rewritten"
+    );
+}
+
+#[test]
+fn install_adds_a_slot_for_a_new_key_to_an_existing_vault() {
+    need_engine!("install_key_slot");
+    let mut host = Host::new();
+    let name = host.container("keyslot");
+    let pass_file = host.private_file("passphrase", "admin passphrase\n");
+    // A vault the admin made by hand with a passphrase only.
+    runner_support::Run::new(&[
+        "init".into(),
+        "--dir".into(),
+        host.secrets_dir().display().to_string(),
+        "--passphrase-file".into(),
+        pass_file.display().to_string(),
+        "--kdf-memory".into(),
+        "8".into(),
+        "--kdf-iterations".into(),
+        "1".into(),
+        "--kdf-parallelism".into(),
+        "1".into(),
+    ])
+    .ok();
+    let args = [
+        "--image",
+        IMAGE,
+        "--passphrase-file",
+        pass_file.to_str().unwrap(),
+    ];
+    let done = host
+        .runner("install", &name, &args)
+        .env("REGISTRATION_TOKEN", TOKEN)
+        .ok();
+    assert!(
+        done.stderr().starts_with(&format!(
+            "key: created `{}` (mode 0400)\n\
+             vault: already encrypted; unchanged\n\
+             key slot: added keyfile slot 2\n",
+            host.key_file().display()
+        )),
+        "{}",
+        done.stderr()
+    );
+    // The key now opens the vault on its own, as jobs will use it.
+    runner_support::Run::new(&[
+        "verify".into(),
+        "--dir".into(),
+        host.secrets_dir().display().to_string(),
+        "--key-file".into(),
+        host.key_file().display().to_string(),
+    ])
+    .ok();
+
+    // Without the admin's secret, a key that opens nothing cannot be added.
+    std::fs::remove_file(host.key_file()).unwrap();
+    let done = host.runner("install", &name, &["--image", IMAGE]).fails(2);
+    assert!(
+        done.stderr().ends_with(
+            "runvault: error: no passphrase given and no terminal to ask on: pass \
+             --passphrase-file FILE (mode 0600) or --key-file FILE, or set \
+             RUNVAULT_PASSPHRASE_FILE / RUNVAULT_KEY_FILE\n"
+        ),
+        "{}",
+        done.stderr()
+    );
 }
 
 #[test]
@@ -447,19 +569,14 @@ fn install_adopts_a_hand_made_vault() {
         "SNOWFLAKE:\n  ACCOUNT: acme\n  TRANSFORM:\n    PASSWORD: hunter2\n",
     )
     .unwrap();
-    let key = host.path("vault.key");
-    runner_support::Run::new(&["keygen".into(), key.display().to_string()]).ok();
     let done = host
-        .runner(
-            "install",
-            &name,
-            &["--image", IMAGE, "--key-file", key.to_str().unwrap()],
-        )
+        .runner("install", &name, &["--image", IMAGE])
         .env("REGISTRATION_TOKEN", TOKEN)
         .ok();
     assert!(
-        done.stderr().starts_with(
-            "vault: adopted the plaintext vault (2 value(s) encrypted)\nregister: registered\n"
+        done.stderr().contains(
+            "\nvault: adopted the plaintext vault (2 value(s) encrypted)\n\
+             key slot: the key opens the vault; unchanged\n"
         ),
         "{}",
         done.stderr()

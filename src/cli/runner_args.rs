@@ -59,7 +59,7 @@ pub enum RunnerCommand {
     Logs(LogsArgs),
     /// Show the container's state and whether config.toml mounts /secrets read-only.
     Status(StatusArgs),
-    /// The whole procedure: init the vault, register, configure, start.
+    /// The whole procedure: key, vault, key slot, binary, register, configure, start.
     Install(InstallArgs),
 }
 
@@ -189,6 +189,10 @@ pub struct InstallArgs {
     /// Argon2id parameters of the vault's first passphrase slot (when created).
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// The runvault binary to put into --bin-dir for jobs [default: this
+    /// runvault]. Job images may lack a libc: give a static build.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
     /// Versions kept per path in the vault (when created).
     #[arg(long, default_value_t = crate::vault::format::DEFAULT_KEEP, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep: u32,

@@ -273,6 +273,14 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     let request = register_request(target, &args.register);
     let spec = spec(target, args.debug);
     let vault = VaultDir::new(&settings.secrets_dir, Duration::from_secs(global.wait));
+    let binary = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().map_err(|err| {
+            Error::Usage(format!(
+                "cannot find this runvault's own binary ({err}); pass --binary FILE"
+            ))
+        })?,
+    };
     let engine = connect(target).await?;
     let plan = Install {
         vault: &vault,
@@ -280,19 +288,30 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         register: &request,
         settings: &settings,
         spec: &spec,
+        binary: &binary,
     };
-    let changed = install::install(
-        &engine,
-        plan,
-        || input::init_credentials(global, &args.kdf),
-        || read_token(args.register.token_file.as_deref()),
-        &mut |step| {
-            say(format_args!("{step}"));
-            if let install::Step::Register(Some(log)) = step {
-                show_log(log);
-            }
-        },
-    )
+    // The vault's first slots include the machine key; the admin's own
+    // secret (passphrase file or prompt) is what adds the key to a vault
+    // it does not open yet.
+    let with_key = GlobalArgs {
+        key_file: Some(settings.key_file.clone()),
+        ..global.clone()
+    };
+    let without_key = GlobalArgs {
+        key_file: None,
+        ..global.clone()
+    };
+    let secrets = install::Secrets {
+        init: || input::init_credentials(&with_key, &args.kdf),
+        admin: || input::unlock_credential(&without_key),
+        token: || read_token(args.register.token_file.as_deref()),
+    };
+    let changed = install::install(&engine, plan, secrets, &mut |step| {
+        say(format_args!("{step}"));
+        if let install::Step::Register(Some(log)) = step {
+            show_log(log);
+        }
+    })
     .await?;
     if changed {
         say(format_args!(

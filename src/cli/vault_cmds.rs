@@ -429,27 +429,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
 
 /// `runvault keygen`.
 pub fn keygen(global: &GlobalArgs, args: KeygenArgs) -> Result<(), CommandError> {
-    let parent = fs::parent_dir(&args.file);
-    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), global.dir.canonicalize())
-        && parent.starts_with(&dir)
-    {
-        return Err(VaultError::Usage(format!(
-                "refusing to put the key file inside the vault directory `{}`: keep it outside (default /etc/runvault/vault.key)",
-                dir.display()
-            ))
-            .into());
-    }
-    fs::create_dir_with_mode(parent, 0o700)?;
-    let contents = slots::new_key_file_contents();
-    fs::create_new(&args.file, contents.expose(), 0o400).map_err(|err| match err {
-        fs::FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            VaultError::Usage(format!(
-                "`{}` already exists; refusing to overwrite a key",
-                args.file.display()
-            ))
-        }
-        other => other.into(),
-    })?;
+    slots::create_key_file(&args.file, &global.dir)?;
     status(format_args!(
         "wrote a new 256-bit key to `{}` (mode 0400)",
         args.file.display()

@@ -336,3 +336,9 @@ pub fn run_foreign(name: &str) {
         .unwrap();
     assert!(output.status.success());
 }
+
+/// The permission bits of a path.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
