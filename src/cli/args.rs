@@ -61,6 +61,15 @@ pub struct GlobalArgs {
     pub wait: u64,
 }
 
+impl GlobalArgs {
+    /// The machine key file: `--key-file`, else the default path.
+    pub fn key_file_or_default(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::core::layout::DEFAULT_KEY_FILE))
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -104,6 +113,13 @@ pub struct DoctorArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Which runner to check (`--name`; without it config.toml and the
+    /// container are not checked), as the `runner` commands take it.
+    #[command(flatten)]
+    pub runner: crate::cli::runner_args::RunnerCommon,
+    /// The directory of the runvault binary jobs run.
+    #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
+    pub bin_dir: PathBuf,
 }
 
 /// `runvault history`.

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
@@ -17,9 +17,8 @@ use crate::cli::runner_args::{
 };
 use crate::core::exit::{self, CommandError};
 use crate::core::fs::read_private;
-use crate::core::layout;
 use crate::core::secret::SecretBytes;
-use crate::runner::config::{self, Settings};
+use crate::runner::config::{self, JobWiring, Settings};
 use crate::runner::container::{self, Spec};
 use crate::runner::engine::Engine;
 use crate::runner::install::{self, Install};
@@ -51,7 +50,9 @@ pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError>
 }
 
 /// Runs a runner operation on a fresh current-thread runtime.
-fn block_on(operation: impl Future<Output = Result<(), Error>>) -> Result<(), CommandError> {
+pub(super) fn block_on<T>(
+    operation: impl Future<Output = Result<T, Error>>,
+) -> Result<T, CommandError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -113,27 +114,27 @@ fn register_request(target: &Target, opts: &RegisterOpts) -> Request {
     }
 }
 
-/// The machine key file: the global `--key-file`, else the default.
-pub(super) fn key_file(global: &GlobalArgs) -> PathBuf {
-    global
-        .key_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(layout::DEFAULT_KEY_FILE))
+/// The job wiring the options name: `--dir`, `--key-file` (or its
+/// default) and `--bin-dir`, made absolute and checked not to overlap.
+pub(super) fn wiring(global: &GlobalArgs, bin_dir: &Path) -> Result<JobWiring, Error> {
+    let wiring = JobWiring {
+        secrets_dir: mount_source(&global.dir, "--dir")?,
+        key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
+        bin_dir: mount_source(bin_dir, "--bin-dir")?,
+    };
+    wiring.validate()?;
+    Ok(wiring)
 }
 
 fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error> {
-    let settings = Settings {
+    Ok(Settings {
         concurrent: opts.concurrent,
         check_interval: opts.check_interval,
-        secrets_dir: mount_source(&global.dir, "--dir")?,
-        key_file: mount_source(&key_file(global), "--key-file")?,
-        bin_dir: mount_source(&opts.bin_dir, "--bin-dir")?,
+        wiring: wiring(global, &opts.bin_dir)?,
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
-    };
-    settings.validate()?;
-    Ok(settings)
+    })
 }
 
 fn spec(target: &Target, debug: bool) -> Spec {
@@ -272,7 +273,10 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     let settings = settings(global, &args.configure)?;
     let request = register_request(target, &args.register);
     let spec = spec(target, args.debug);
-    let vault = VaultDir::new(&settings.secrets_dir, Duration::from_secs(global.wait));
+    let vault = VaultDir::new(
+        &settings.wiring.secrets_dir,
+        Duration::from_secs(global.wait),
+    );
     let binary = match &args.binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe().map_err(|err| {
@@ -294,7 +298,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     // secret (passphrase file or prompt) is what adds the key to a vault
     // it does not open yet.
     let with_key = GlobalArgs {
-        key_file: Some(settings.key_file.clone()),
+        key_file: Some(settings.wiring.key_file.clone()),
         ..global.clone()
     };
     let without_key = GlobalArgs {

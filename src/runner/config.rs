@@ -28,13 +28,10 @@ const ATTEMPTS: u32 = 5;
 /// Pause between those attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// What `configure` makes `config.toml` say.
+/// Where jobs find runvault on this host: what `configure` wires into
+/// every runner and `doctor` checks.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    /// Global `concurrent` (jobs run at once over all runners).
-    pub concurrent: i64,
-    /// Global `check_interval` in seconds.
-    pub check_interval: i64,
+pub struct JobWiring {
     /// The host's secrets directory (absolute), mounted read-only at `/secrets`.
     pub secrets_dir: PathBuf,
     /// The machine key file (absolute); its directory is mounted read-only
@@ -43,15 +40,9 @@ pub struct Settings {
     /// The directory of the static runvault binary (absolute), mounted
     /// read-only at the same path.
     pub bin_dir: PathBuf,
-    /// Ensure `/app:/local_config:rw`.
-    pub local_config: bool,
-    /// Ensure `/agent_cache:/agent_cache:rw`.
-    pub agent_cache: bool,
-    /// Only this runner (by `name`); all runners when `None`.
-    pub runner: Option<String>,
 }
 
-impl Settings {
+impl JobWiring {
     /// The directories every job gets whole and read-only: the secrets
     /// directory, the key file's directory, the binary directory.
     pub fn dir_mounts(&self) -> Vec<DirMount> {
@@ -74,6 +65,23 @@ impl Settings {
     pub fn validate(&self) -> Result<(), Error> {
         volumes::check_disjoint(&self.dir_mounts()).map_err(Error::Usage)
     }
+}
+
+/// What `configure` makes `config.toml` say.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Global `concurrent` (jobs run at once over all runners).
+    pub concurrent: i64,
+    /// Global `check_interval` in seconds.
+    pub check_interval: i64,
+    /// The mounts and environment jobs get.
+    pub wiring: JobWiring,
+    /// Ensure `/app:/local_config:rw`.
+    pub local_config: bool,
+    /// Ensure `/agent_cache:/agent_cache:rw`.
+    pub agent_cache: bool,
+    /// Only this runner (by `name`); all runners when `None`.
+    pub runner: Option<String>,
 }
 
 /// One change [`plan`] made.
@@ -478,7 +486,7 @@ fn edit_runner(
 }
 
 /// Ensures our `environment` entries in one runner: each variable of
-/// [`Settings::environment`] once, with our value, where it was (or
+/// [`JobWiring::environment`] once, with our value, where it was (or
 /// appended); every other entry kept.
 fn edit_environment(
     runner: &mut Table,
@@ -501,7 +509,7 @@ fn edit_environment(
             path: path.to_path_buf(),
             what: format!("runner `{label}`: `environment` is not an array"),
         })?;
-    for (name, value) in settings.environment() {
+    for (name, value) in settings.wiring.environment() {
         let wanted = format!("{name}={value}");
         let prefix = format!("{name}=");
         let matching: Vec<(usize, String)> = array
@@ -621,9 +629,11 @@ mod tests {
         Settings {
             concurrent: 8,
             check_interval: 1,
-            secrets_dir: PathBuf::from("/secrets"),
-            key_file: PathBuf::from("/etc/runvault/vault.key"),
-            bin_dir: PathBuf::from("/opt/runvault/bin"),
+            wiring: JobWiring {
+                secrets_dir: PathBuf::from("/secrets"),
+                key_file: PathBuf::from("/etc/runvault/vault.key"),
+                bin_dir: PathBuf::from("/opt/runvault/bin"),
+            },
             local_config: true,
             agent_cache: true,
             runner: None,
@@ -863,7 +873,7 @@ mod tests {
     #[test]
     fn another_secrets_dir_is_mounted_at_secrets() {
         let mut s = settings();
-        s.secrets_dir = PathBuf::from("/srv/host secrets");
+        s.wiring.secrets_dir = PathBuf::from("/srv/host secrets");
         let out = plan(RW_SECRETS, Path::new("c"), &s).unwrap();
         let volumes = volumes_of(&out.text);
         assert!(volumes[0].contains(&"/srv/host secrets:/secrets:ro".to_string()));

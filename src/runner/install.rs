@@ -182,7 +182,7 @@ where
         changed |= step.changed();
         report(&step);
     };
-    let key_file = &plan.settings.key_file;
+    let key_file = &plan.settings.wiring.key_file;
     let created = !key_file.exists();
     if created {
         create_key_file(key_file, plan.vault.dir())?;
@@ -197,7 +197,7 @@ where
         key_file,
         secrets.admin,
     )?));
-    done(install_binary(plan.binary, &plan.settings.bin_dir)?);
+    done(install_binary(plan.binary, &plan.settings.wiring.bin_dir)?);
     let token = secrets.token;
     let config_path = plan.register.config_path();
     if register::is_registered(&config_path, &plan.register.name)? {

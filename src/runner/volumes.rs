@@ -212,7 +212,7 @@ pub fn edit_volumes(
     if settings.agent_cache && !has_target(volumes, "/agent_cache") {
         additions.push(AGENT_CACHE_VOLUME.to_string());
     }
-    for mount in settings.dir_mounts() {
+    for mount in settings.wiring.dir_mounts() {
         if let Some(volume) = edit_dir_mount(volumes, label, &mount, changes) {
             additions.push(volume);
         }
