@@ -253,7 +253,8 @@ fn scalar(text: &str) -> Option<String> {
     let is_sealed = text.starts_with("rv1:")
         && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'='));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=' | b'-'))
+        && !text.ends_with(':');
     (is_int || is_sealed).then(|| text.to_string())
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::lock::WriteLock;
 use crate::vault::audit::{self, AuditRecord};
-use crate::vault::crypto::KdfParams;
+use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::salt::Salt;
@@ -60,7 +60,7 @@ pub struct RekeyOptions {
     /// Replace `vault.salt` too.
     pub new_salt: bool,
     /// New Argon2id parameters for the passphrase slots.
-    pub kdf: Option<KdfParams>,
+    pub kdf: KdfOverride,
     /// Remove slots no given secret opens.
     pub drop_others: bool,
     /// New number of versions kept per path.
@@ -179,7 +179,8 @@ impl VaultDir {
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
         let sealed = unlocked.seal();
-        self.audited_commit(command, &unlocked, &sealed, &record, |store| {
+        let generations = (unlocked.header().generation, sealed.header.generation);
+        self.audited_commit(command, generations, &record, |store| {
             store.commit(&sealed, WriteMode::PRIVATE)
         })?;
         Ok(result)
@@ -233,16 +234,11 @@ impl VaultDir {
                 if new_salt.is_some() { "; new salt" } else { "" }
             )),
         };
-        self.audited_commit(
-            "rekey",
-            &unlocked,
-            &sealed,
-            &record,
-            |store| match &new_salt {
-                Some(salt) => store.commit_with_new_salt(&sealed, salt),
-                None => store.commit(&sealed, WriteMode::PRIVATE),
-            },
-        )?;
+        let generations = (unlocked.header().generation, sealed.header.generation);
+        self.audited_commit("rekey", generations, &record, |store| match &new_salt {
+            Some(salt) => store.commit_with_new_salt(&sealed, salt),
+            None => store.commit(&sealed, WriteMode::PRIVATE),
+        })?;
         Ok(report)
     }
 
@@ -251,12 +247,10 @@ impl VaultDir {
     fn audited_commit(
         &self,
         command: &str,
-        before: &UnlockedVault,
-        sealed: &EncryptedVault,
+        generations: (u64, u64),
         record: &AuditRecord,
         commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let generations = (before.header().generation, sealed.header.generation);
         audit::append(&self.audit_log, command, "commit", generations, record)?;
         commit(self).inspect_err(|_| {
             let _ = audit::append(
@@ -303,13 +297,20 @@ impl VaultDir {
         let vault_salt_id = fs::read_optional(&self.vault_path())?
             .and_then(|bytes| EncryptedVault::parse(&bytes).ok())
             .map(|(vault, _)| vault.header.salt_id);
-        if vault_salt_id == Some(next.id()) {
-            self.promote_next_salt()
-        } else {
-            let path = self.salt_next_path();
-            std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
-            fs::sync_dir(&self.dir)?;
-            Ok(())
+        let current_salt_id =
+            fs::read_optional(&self.salt_path())?.map(|bytes| Salt::from_file_bytes(bytes).id());
+        match vault_salt_id {
+            Some(id) if id == next.id() => self.promote_next_salt(),
+            // The old pair is intact: the rekey never reached vault.yml.
+            Some(id) if Some(id) == current_salt_id => {
+                let path = self.salt_next_path();
+                std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
+                fs::sync_dir(&self.dir)?;
+                Ok(())
+            }
+            // vault.yml unreadable or matching neither salt: touch nothing,
+            // so no salt is ever lost; opening the vault reports the problem.
+            _ => Ok(()),
         }
     }
 
@@ -395,13 +396,6 @@ impl VaultDir {
             None => 0,
         };
         let sealed = unlocked.seal();
-        audit::append(
-            &self.audit_log,
-            "init",
-            "commit",
-            (0, sealed.header.generation),
-            &record,
-        )?;
         // A hand-made file may be world-readable; the encrypted one keeps at most group read.
         let mode = WriteMode {
             new_file_mode: 0o600,
@@ -409,21 +403,23 @@ impl VaultDir {
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path())?;
-        if new_salt {
-            fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
-        }
-        if let Err(err) = self.commit(&sealed, mode) {
-            // Put the old salt back, so a failed init changes nothing.
+        self.audited_commit("init", (0, sealed.header.generation), &record, |store| {
             if new_salt {
-                let _ = match &old_salt {
-                    Some(bytes) => fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
-                        .map_err(VaultError::from),
-                    None => std::fs::remove_file(self.salt_path())
-                        .map_err(|e| FsError::io("remove", &self.salt_path())(e).into()),
-                };
+                fs::write_atomic(&store.salt_path(), salt.as_bytes(), mode)?;
             }
-            return Err(err);
-        }
+            store.commit(&sealed, mode).inspect_err(|_| {
+                // Put the old salt back, so a failed init changes nothing.
+                if new_salt {
+                    let _ = match &old_salt {
+                        Some(bytes) => {
+                            fs::write_atomic(&store.salt_path(), bytes, WriteMode::PRIVATE)
+                        }
+                        None => std::fs::remove_file(store.salt_path())
+                            .map_err(FsError::io("remove", &store.salt_path())),
+                    };
+                }
+            })
+        })?;
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
