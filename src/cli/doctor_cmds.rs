@@ -6,7 +6,7 @@ use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::input;
 use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
-use crate::doctor::{self, host};
+use crate::doctor::{self, host, views};
 
 /// Where the machine key lives when `--key-file` is not given.
 const DEFAULT_KEY_FILE: &str = "/etc/runvault/vault.key";
@@ -26,6 +26,10 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
     findings.extend(host::check_key_file(&key_file, &global.dir));
+    findings.extend(views::check_views(
+        &vault,
+        &crate::view::read_views(&global.views_file)?,
+    ));
     let report = if args.json {
         doctor::render_json(&findings)
     } else {

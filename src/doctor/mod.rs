@@ -2,10 +2,12 @@
 //! prints one line per check (ok / warn / fail, with a hint), then a summary.
 //!
 //! - [`host`]: the secrets directory, the vault files and the key file.
+//! - [`views`]: the plaintext views in RAM.
 //!
 //! Checks never change anything and never print a secret.
 
 pub mod host;
+pub mod views;
 
 use std::fmt::Write as _;
 
