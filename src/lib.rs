@@ -7,6 +7,7 @@
 //! - [`vault`]: the vault file format, its crypto and its operations.
 //! - [`doctor`]: checks that a runner host is set up safely.
 //! - [`runner`]: the runner's `config.toml`, its container, the Docker engine.
+//! - [`view`]: plaintext views in RAM for job images that read plaintext.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -18,5 +19,6 @@ pub mod core;
 pub mod doctor;
 pub mod runner;
 pub mod vault;
+pub mod view;
 
 pub use cli::run;

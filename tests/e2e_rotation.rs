@@ -104,7 +104,11 @@ struct Read {
 
 fn reads(container: &str) -> Vec<Read> {
     let logs = output(Command::new("docker").args(["logs", container]));
-    assert!(logs.stderr.is_empty(), "{}", String::from_utf8_lossy(&logs.stderr));
+    assert!(
+        logs.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
     String::from_utf8(logs.stdout)
         .unwrap()
         .lines()
@@ -320,26 +324,23 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
     // 5. The single-file mount pinned the first vault: never a new value.
     let pinned = reads(&pinned_job);
     assert!(
-        pinned
-            .iter()
-            .filter(|r| r.at > rotations[4].1.1)
-            .count()
-            > 0,
+        pinned.iter().filter(|r| r.at > rotations[4].1.1).count() > 0,
         "the pinned job stopped reading"
     );
     for read in &pinned {
-        assert!(read.ok && read.value == values[0], "pinned job read {read:?}");
+        assert!(
+            read.ok && read.value == values[0],
+            "pinned job read {read:?}"
+        );
     }
 
     // ...which is why doctor fails a config.toml with such a mount.
     let pinned_config = host.path("pinned-config");
     std::fs::create_dir(&pinned_config).unwrap();
-    let text = String::from_utf8(config_before)
-        .unwrap()
-        .replace(
-            &format!("\"{secrets_volume}\""),
-            &format!("\"{secrets_source}/vault.yml:/secrets/vault.yml:ro\""),
-        );
+    let text = String::from_utf8(config_before).unwrap().replace(
+        &format!("\"{secrets_volume}\""),
+        &format!("\"{secrets_source}/vault.yml:/secrets/vault.yml:ro\""),
+    );
     std::fs::write(pinned_config.join("config.toml"), text).unwrap();
     let done = runvault(&[
         "doctor",

@@ -5,7 +5,7 @@ use crate::cli::input;
 use crate::cli::runner_cmds::{block_on, wiring};
 use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
-use crate::doctor::{self, Finding, host};
+use crate::doctor::{self, Finding, host, views};
 use crate::runner::Target;
 
 /// `runvault doctor`.
@@ -22,6 +22,10 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
     findings.extend(host::check_key_file(
         &global.key_file_or_default(),
         &global.dir,
+    ));
+    findings.extend(views::check_views(
+        &vault,
+        &crate::view::read_views(&global.views_file)?,
     ));
     let common = &args.runner;
     if common.name.is_some() {

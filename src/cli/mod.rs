@@ -8,6 +8,7 @@ mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
 mod vault_cmds;
+mod view_cmds;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -63,6 +64,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Rekey(args) => rotation_cmds::rekey(&global, args),
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, args),
+        Command::View(args) => view_cmds::view(&global, args),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }

@@ -18,9 +18,12 @@ use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, typed_from_input};
 use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
 
-/// The vault directory the global options name.
+/// The vault directory the global options name. After every committed
+/// change it refreshes the host's plaintext views (the views file is read
+/// only then, so readers pay nothing).
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
+    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
+        .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),
         None => vault,
@@ -271,7 +274,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError>
     let (vault, _) = vault_dir(global).open(&credential)?;
     let tree = vault.decrypt_under(&prefix)?;
     let rendered = crate::core::secret::SecretBytes::new(match args.format {
-        ExportFormat::Yaml => render_yaml(&tree),
+        ExportFormat::Yaml => crate::vault::value::render_tree_yaml(&tree),
         ExportFormat::Json => render_json(&tree)?,
         ExportFormat::Env => render_env(&tree)?,
     });
@@ -300,27 +303,6 @@ fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultE
         )));
     }
     Ok(())
-}
-
-fn render_yaml(tree: &Tree<Plain>) -> Vec<u8> {
-    let mut out = Vec::new();
-    match tree {
-        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
-        Tree::Map(map) => {
-            for (key, child) in map {
-                crate::vault::canonical::emit_key(key, &mut out);
-                out.push(b':');
-                crate::vault::canonical::emit_tree(
-                    child,
-                    2,
-                    &mut out,
-                    &mut |plain: &Plain, out: &mut Vec<u8>| plain.render_yaml(out),
-                );
-            }
-        }
-        _ => unreachable!("the secrets root is a mapping"),
-    }
-    out
 }
 
 fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {

@@ -3,11 +3,13 @@
 //!
 //! - [`host`]: the secrets directory, the vault files and the key file.
 //! - [`runner`]: the runner's `config.toml` and its container.
+//! - [`views`]: the plaintext views in RAM.
 //!
 //! Checks never change anything and never print a secret.
 
 pub mod host;
 pub mod runner;
+pub mod views;
 
 use std::fmt::Write as _;
 

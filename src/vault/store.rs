@@ -77,12 +77,28 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Called after every committed change with the changed vault (still
+/// unlocked), its salt and the committed generation: how plaintext views
+/// are refreshed with the data key the command already holds.
+#[derive(Clone)]
+pub struct AfterCommit(pub std::rc::Rc<CommitHook>);
+
+/// The signature of an [`AfterCommit`] hook.
+pub type CommitHook = dyn Fn(&UnlockedVault, &Salt, u64);
+
+impl std::fmt::Debug for AfterCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterCommit(..)")
+    }
+}
+
 /// A vault directory.
 #[derive(Debug, Clone)]
 pub struct VaultDir {
     dir: PathBuf,
     lock_wait: Duration,
     audit_log: PathBuf,
+    after_commit: Option<AfterCommit>,
 }
 
 impl VaultDir {
@@ -92,6 +108,7 @@ impl VaultDir {
             dir: dir.to_path_buf(),
             lock_wait,
             audit_log: dir.join(AUDIT_FILE),
+            after_commit: None,
         }
     }
 
@@ -99,6 +116,18 @@ impl VaultDir {
     pub fn with_audit_log(mut self, path: &Path) -> VaultDir {
         self.audit_log = path.to_path_buf();
         self
+    }
+
+    /// The same vault, calling `hook` after every committed change.
+    pub fn with_after_commit(mut self, hook: AfterCommit) -> VaultDir {
+        self.after_commit = Some(hook);
+        self
+    }
+
+    fn after_commit(&self, vault: &UnlockedVault, salt: &Salt, generation: u64) {
+        if let Some(AfterCommit(hook)) = &self.after_commit {
+            hook(vault, salt, generation);
+        }
     }
 
     /// The directory.
@@ -183,6 +212,8 @@ impl VaultDir {
         self.audited_commit(command, generations, &record, |store| {
             store.commit(&sealed, WriteMode::PRIVATE)
         })?;
+        // Still under the lock, so views are refreshed in commit order.
+        self.after_commit(&unlocked, &salt, sealed.header.generation);
         Ok(result)
     }
 
@@ -239,6 +270,11 @@ impl VaultDir {
             Some(salt) => store.commit_with_new_salt(&sealed, salt),
             None => store.commit(&sealed, WriteMode::PRIVATE),
         })?;
+        self.after_commit(
+            &next,
+            new_salt.as_ref().unwrap_or(&salt),
+            sealed.header.generation,
+        );
         Ok(report)
     }
 
@@ -312,6 +348,12 @@ impl VaultDir {
             // so no salt is ever lost; opening the vault reports the problem.
             _ => Ok(()),
         }
+    }
+
+    /// Takes the writers' lock (finishing an interrupted rekey first), for
+    /// work that must not interleave with a commit, such as writing views.
+    pub fn lock_writers(&self) -> Result<WriteLock, VaultError> {
+        self.lock()
     }
 
     fn lock(&self) -> Result<WriteLock, VaultError> {
