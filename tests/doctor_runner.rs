@@ -6,7 +6,7 @@
 
 mod runner_support;
 
-use runner_support::{Host, IMAGE, Run, run_foreign};
+use runner_support::{Host, IMAGE, run_foreign};
 
 const TOKEN: &str = "GR1348941Fixture-Doctor-Token-51c2";
 
@@ -21,27 +21,21 @@ macro_rules! need_engine {
 /// `runvault doctor ARGS` for runner `name` of `host`, with its secrets,
 /// key and binary directories.
 fn doctor(host: &Host, name: &str, args: &[&str]) -> runner_support::Done {
-    let mut all: Vec<String> = [
+    let (bin, config) = (host.bin_dir(), host.config_dir());
+    let mut all = vec![
         "doctor",
-        "--dir",
-        host.secrets_dir().to_str().unwrap(),
-        "--key-file",
-        host.key_file().to_str().unwrap(),
         "--bin-dir",
-        host.bin_dir().to_str().unwrap(),
+        bin.to_str().unwrap(),
         "--name",
         name,
         "--config-dir",
-        host.config_dir().to_str().unwrap(),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+        config.to_str().unwrap(),
+    ];
     if !args.contains(&"--image") {
-        all.extend(["--image".to_string(), IMAGE.to_string()]);
+        all.extend(["--image", IMAGE]);
     }
-    all.extend(args.iter().map(|a| a.to_string()));
-    Run::new(&all).output()
+    all.extend(args);
+    host.vault(&all).output()
 }
 
 fn json(done: &runner_support::Done) -> serde_json::Value {
@@ -256,14 +250,7 @@ fn a_missing_or_invalid_config_fails_the_parse_check() {
 #[test]
 fn without_a_name_the_runner_checks_are_skipped_with_a_warning() {
     let host = Host::new();
-    let done = Run::new(&[
-        "doctor".into(),
-        "--dir".into(),
-        host.secrets_dir().display().to_string(),
-        "--key-file".into(),
-        host.key_file().display().to_string(),
-    ])
-    .output();
+    let done = host.vault(&["doctor"]).output();
     assert!(
         done.stdout().contains(
             "warn runner.skipped               no runner name: config.toml and the runner \

@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use job_images::{BUSYBOX_IMAGE, busybox_image, output, static_binary};
-use runner_support::{Host, IMAGE, Run, inspect};
+use runner_support::{CHEAP_KDF, Host, IMAGE, inspect};
 
 const TOKEN: &str = "GR1348941Fixture-E2E-Token-90ab";
 const SECRET_PATH: &str = "SNOWFLAKE.TRANSFORM.PASSWORD";
@@ -37,10 +37,6 @@ const WITHIN: f64 = 1.0;
 fn uptime() -> f64 {
     let text = std::fs::read_to_string("/proc/uptime").unwrap();
     text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn runvault(args: &[&str]) -> Run {
-    Run::new(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
 }
 
 /// The job's loop: resolve `PW` through the mounted runvault, then log
@@ -171,47 +167,31 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
     let job = host.container("e2e-job");
     let pinned_job = host.container("e2e-pinned");
     let pass_file = host.private_file("passphrase", "e2e admin passphrase\n");
-    let (secrets, key, pass) = (
-        host.secrets_dir().display().to_string(),
-        host.key_file().display().to_string(),
-        pass_file.display().to_string(),
-    );
-    host.runner(
-        "install",
-        &runner,
-        &[
-            "--image",
-            IMAGE,
-            "--binary",
-            binary.to_str().unwrap(),
-            "--passphrase-file",
-            &pass,
-            "--kdf-memory",
-            "8",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-            // They would bind /app and /agent_cache of the real host.
-            "--no-local-config",
-            "--no-agent-cache",
-        ],
-    )
-    .env("REGISTRATION_TOKEN", TOKEN)
-    .ok();
+    let pass = pass_file.to_str().unwrap();
+    let mut install = vec![
+        "--image",
+        IMAGE,
+        "--binary",
+        binary.to_str().unwrap(),
+        "--passphrase-file",
+        pass,
+        // They would bind /app and /agent_cache of the real host.
+        "--no-local-config",
+        "--no-agent-cache",
+    ];
+    install.extend(CHEAP_KDF);
+    host.runner("install", &runner, &install)
+        .env("REGISTRATION_TOKEN", TOKEN)
+        .ok();
     let value_file = host.path("value");
     let set = |value: &str| -> (f64, f64) {
         std::fs::write(&value_file, value).unwrap();
         let before = uptime();
-        runvault(&[
+        host.vault(&[
             "set",
             SECRET_PATH,
             "--from-file",
             value_file.to_str().unwrap(),
-            "--dir",
-            &secrets,
-            "--key-file",
-            &key,
         ])
         .ok();
         (before, uptime())
@@ -259,17 +239,8 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
         std::thread::sleep(Duration::from_millis(1200));
     }
     let rekey_before = uptime();
-    runvault(&[
-        "rekey",
-        "--new-salt",
-        "--dir",
-        &secrets,
-        "--key-file",
-        &key,
-        "--passphrase-file",
-        &pass,
-    ])
-    .ok();
+    host.vault(&["rekey", "--new-salt", "--passphrase-file", pass])
+        .ok();
     let rekey_after = uptime();
     std::thread::sleep(Duration::from_millis(1200));
     values.push("after-rekey-Pw-5".into());
@@ -342,23 +313,20 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
         &format!("\"{secrets_source}/vault.yml:/secrets/vault.yml:ro\""),
     );
     std::fs::write(pinned_config.join("config.toml"), text).unwrap();
-    let done = runvault(&[
-        "doctor",
-        "--json",
-        "--dir",
-        &secrets,
-        "--key-file",
-        &key,
-        "--bin-dir",
-        host.bin_dir().to_str().unwrap(),
-        "--name",
-        &runner,
-        "--config-dir",
-        pinned_config.to_str().unwrap(),
-        "--image",
-        IMAGE,
-    ])
-    .fails(1);
+    let done = host
+        .vault(&[
+            "doctor",
+            "--json",
+            "--bin-dir",
+            host.bin_dir().to_str().unwrap(),
+            "--name",
+            &runner,
+            "--config-dir",
+            pinned_config.to_str().unwrap(),
+            "--image",
+            IMAGE,
+        ])
+        .fails(1);
     let report: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
     // (The running runner binds the real config directory, not this copy,
     // so only the config.toml checks are of interest here.)

@@ -331,22 +331,20 @@ fn job_directories_inside_one_another_are_a_usage_error() {
     host.with_config("config.toml");
     let before = std::fs::read(host.config_toml()).unwrap();
     let inside = host.secrets_dir().join("bin");
-    let args: Vec<String> = [
+    let (config, secrets) = (host.config_dir(), host.secrets_dir());
+    let done = Run::of(&[
         "runner",
         "configure",
         "--name",
         "my-runner",
         "--config-dir",
-        host.config_dir().to_str().unwrap(),
+        config.to_str().unwrap(),
         "--dir",
-        host.secrets_dir().to_str().unwrap(),
+        secrets.to_str().unwrap(),
         "--bin-dir",
         inside.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let done = Run::new(&args).fails(2);
+    ])
+    .fails(2);
     assert_eq!(
         done.stderr(),
         format!(

@@ -382,20 +382,15 @@ fn install_twice_on_a_clean_host_changes_nothing_the_second_time() {
     let name = host.container("install");
     let token_file = host.private_file("token", TOKEN);
     let pass_file = host.private_file("passphrase", "install passphrase\n");
-    let args = [
+    let mut args = vec![
         "--image",
         IMAGE,
         "--token-file",
         token_file.to_str().unwrap(),
         "--passphrase-file",
         pass_file.to_str().unwrap(),
-        "--kdf-memory",
-        "8",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
     ];
+    args.extend(runner_support::CHEAP_KDF);
     let key = host.key_file();
     let binary = host.bin_dir().join("runvault");
 
@@ -471,7 +466,7 @@ fn install_twice_on_a_clean_host_changes_nothing_the_second_time() {
     let old = std::fs::File::open(&binary).unwrap();
     let newer = host.path("runvault-newer");
     std::fs::write(&newer, b"#!/bin/sh\necho newer\n").unwrap();
-    let mut with_binary = args.to_vec();
+    let mut with_binary = args.clone();
     with_binary.extend(["--binary", newer.to_str().unwrap()]);
     let done = host.runner("install", &name, &with_binary).ok();
     assert!(
@@ -500,20 +495,16 @@ fn install_adds_a_slot_for_a_new_key_to_an_existing_vault() {
     let name = host.container("keyslot");
     let pass_file = host.private_file("passphrase", "admin passphrase\n");
     // A vault the admin made by hand with a passphrase only.
-    runner_support::Run::new(&[
-        "init".into(),
-        "--dir".into(),
-        host.secrets_dir().display().to_string(),
-        "--passphrase-file".into(),
-        pass_file.display().to_string(),
-        "--kdf-memory".into(),
-        "8".into(),
-        "--kdf-iterations".into(),
-        "1".into(),
-        "--kdf-parallelism".into(),
-        "1".into(),
-    ])
-    .ok();
+    let dir = host.secrets_dir();
+    let mut init = vec![
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--passphrase-file",
+        pass_file.to_str().unwrap(),
+    ];
+    init.extend(runner_support::CHEAP_KDF);
+    runner_support::Run::of(&init).ok();
     let args = [
         "--image",
         IMAGE,
@@ -535,14 +526,7 @@ fn install_adds_a_slot_for_a_new_key_to_an_existing_vault() {
         done.stderr()
     );
     // The key now opens the vault on its own, as jobs will use it.
-    runner_support::Run::new(&[
-        "verify".into(),
-        "--dir".into(),
-        host.secrets_dir().display().to_string(),
-        "--key-file".into(),
-        host.key_file().display().to_string(),
-    ])
-    .ok();
+    host.vault(&["verify"]).ok();
 
     // Without the admin's secret, a key that opens nothing cannot be added.
     std::fs::remove_file(host.key_file()).unwrap();

@@ -6,7 +6,6 @@ use crate::cli::runner_cmds::{block_on, wiring};
 use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
 use crate::doctor::{self, Finding, host, views};
-use crate::runner::Target;
 
 /// `runvault doctor`.
 pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError> {
@@ -27,14 +26,8 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
         &vault,
         &crate::view::read_views(&global.views_file)?,
     ));
-    let common = &args.runner;
-    if common.name.is_some() {
-        let target = Target::new(
-            common.name.as_deref(),
-            common.config_dir.as_deref(),
-            &common.image,
-            common.docker_host.as_deref(),
-        )?;
+    if args.runner.name.is_some() {
+        let target = args.runner.target()?;
         findings.extend(doctor::runner::check_config(
             &target,
             &wiring(global, &args.bin_dir)?,

@@ -40,6 +40,18 @@ pub struct RunnerCommon {
     pub docker_host: Option<String>,
 }
 
+impl RunnerCommon {
+    /// The validated [`Target`](crate::runner::Target) these options name.
+    pub fn target(&self) -> Result<crate::runner::Target, crate::runner::Error> {
+        crate::runner::Target::new(
+            self.name.as_deref(),
+            self.config_dir.as_deref(),
+            &self.image,
+            self.docker_host.as_deref(),
+        )
+    }
+}
+
 /// The runner commands.
 #[derive(Debug, Subcommand)]
 pub enum RunnerCommand {

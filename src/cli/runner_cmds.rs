@@ -29,13 +29,7 @@ use crate::vault::VaultDir;
 
 /// Runs `runvault runner ...`.
 pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
-    let common = &args.common;
-    let target = Target::new(
-        common.name.as_deref(),
-        common.config_dir.as_deref(),
-        &common.image,
-        common.docker_host.as_deref(),
-    )?;
+    let target = args.common.target()?;
     match args.command {
         RunnerCommand::Configure(args) => configure(global, &target, args),
         RunnerCommand::Register(args) => block_on(register(&target, args)),

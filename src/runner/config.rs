@@ -21,7 +21,7 @@ use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 use crate::core::fs::{self, WriteMode, write_atomic_unless_changed};
 use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
-use crate::runner::volumes::{self, DirMount};
+use crate::runner::volumes::{self, DirMount, First};
 
 /// How many times [`apply`] starts over when the file changes under it.
 const ATTEMPTS: u32 = 5;
@@ -435,6 +435,22 @@ fn key_indent(table: &dyn TableLike) -> Option<String> {
     })
 }
 
+/// The array at `key` in `table`, created empty (its key indented by
+/// `indent`) if missing; `None` if the key holds something else.
+fn array_entry<'t>(
+    table: &'t mut dyn TableLike,
+    key: &str,
+    indent: String,
+) -> Option<&'t mut Array> {
+    if table.get(key).is_none() {
+        let formatted = Key::new(key).with_leaf_decor(toml_edit::Decor::new(indent, " "));
+        table
+            .entry_format(&formatted)
+            .or_insert(Item::Value(Value::Array(Array::new())));
+    }
+    table.get_mut(key).and_then(Item::as_array_mut)
+}
+
 /// Ensures the `environment` and `[runners.docker].volumes` of one runner.
 fn edit_runner(
     runner: &mut Table,
@@ -470,16 +486,8 @@ fn edit_runner(
         .get_mut("docker")
         .and_then(Item::as_table_like_mut)
         .ok_or_else(|| shape("`docker` is not a table"))?;
-    if docker.get("volumes").is_none() {
-        let indent = key_indent(docker).or(sibling_indent).unwrap_or_default();
-        let key = Key::new("volumes").with_leaf_decor(toml_edit::Decor::new(indent, " "));
-        docker
-            .entry_format(&key)
-            .or_insert(Item::Value(Value::Array(Array::new())));
-    }
-    let volumes = docker
-        .get_mut("volumes")
-        .and_then(Item::as_array_mut)
+    let indent = key_indent(docker).or(sibling_indent).unwrap_or_default();
+    let volumes = array_entry(docker, "volumes", indent)
         .ok_or_else(|| shape("`docker.volumes` is not an array"))?;
     volumes::edit_volumes(volumes, label, settings, changes);
     Ok(())
@@ -495,55 +503,42 @@ fn edit_environment(
     settings: &Settings,
     changes: &mut Vec<Change>,
 ) -> Result<(), Error> {
-    if runner.get("environment").is_none() {
-        let indent = key_indent(runner).unwrap_or_default();
-        let key = Key::new("environment").with_leaf_decor(toml_edit::Decor::new(indent, " "));
-        runner
-            .entry_format(&key)
-            .or_insert(Item::Value(Value::Array(Array::new())));
-    }
-    let array = runner
-        .get_mut("environment")
-        .and_then(Item::as_array_mut)
-        .ok_or_else(|| Error::BadShape {
-            path: path.to_path_buf(),
-            what: format!("runner `{label}`: `environment` is not an array"),
-        })?;
+    let indent = key_indent(runner).unwrap_or_default();
+    let array = array_entry(runner, "environment", indent).ok_or_else(|| Error::BadShape {
+        path: path.to_path_buf(),
+        what: format!("runner `{label}`: `environment` is not an array"),
+    })?;
     for (name, value) in settings.wiring.environment() {
-        let wanted = format!("{name}={value}");
         let prefix = format!("{name}=");
-        let matching: Vec<(usize, String)> = array
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.as_str().map(|s| (i, s.to_string())))
-            .filter(|(_, s)| s.starts_with(&prefix) || s == name)
-            .collect();
-        let runner = label.to_string();
-        let Some(((first, old), rest)) = matching.split_first() else {
-            volumes::push_like_last(array, &wanted);
-            changes.push(Change::AddedEnvironment {
-                runner,
-                entry: wanted,
-            });
-            continue;
-        };
-        if *old != wanted {
-            array.replace(*first, wanted.as_str());
-            changes.push(Change::ReplacedEnvironment {
-                runner: runner.clone(),
-                old: old.clone(),
+        let wanted = format!("{name}={value}");
+        let runner = || label.to_string();
+        let ensured = volumes::ensure_once(array, &wanted, |entry| {
+            entry.starts_with(&prefix) || entry == name
+        });
+        match ensured.first {
+            First::Added => {
+                volumes::push_like_last(array, &wanted);
+                changes.push(Change::AddedEnvironment {
+                    runner: runner(),
+                    entry: wanted,
+                });
+            }
+            First::Replaced(old) => changes.push(Change::ReplacedEnvironment {
+                runner: runner(),
+                old,
                 new: wanted,
-            });
+            }),
+            First::Kept => {}
         }
-        for (index, _) in rest.iter().rev() {
-            array.remove(*index);
-        }
-        for (_, entry) in rest {
-            changes.push(Change::RemovedEnvironment {
-                runner: runner.clone(),
-                entry: entry.clone(),
-            });
-        }
+        changes.extend(
+            ensured
+                .removed
+                .into_iter()
+                .map(|entry| Change::RemovedEnvironment {
+                    runner: runner(),
+                    entry,
+                }),
+        );
     }
     Ok(())
 }

@@ -213,9 +213,30 @@ pub fn edit_volumes(
         additions.push(AGENT_CACHE_VOLUME.to_string());
     }
     for mount in settings.wiring.dir_mounts() {
-        if let Some(volume) = edit_dir_mount(volumes, label, &mount, changes) {
-            additions.push(volume);
+        let wanted = mount.volume();
+        let runner = || label.to_string();
+        let ensured = ensure_once(volumes, &wanted, |v| mount.touches(&Volume::parse(v)));
+        match ensured.first {
+            // Added after the manual procedure's volumes, below.
+            First::Added => additions.push(wanted),
+            First::Replaced(old) => changes.push(Change::ReplacedVolume {
+                runner: runner(),
+                what: mount.what,
+                old,
+                new: wanted,
+            }),
+            First::Kept => {}
         }
+        changes.extend(
+            ensured
+                .removed
+                .into_iter()
+                .map(|volume| Change::RemovedVolume {
+                    runner: runner(),
+                    what: mount.what,
+                    volume,
+                }),
+        );
     }
     for volume in additions {
         push_like_last(volumes, &volume);
@@ -226,45 +247,57 @@ pub fn edit_volumes(
     }
 }
 
-/// Makes the first volume touching `mount` the wanted one and removes the
-/// others; returns the volume to add when none touches it.
-fn edit_dir_mount(
-    volumes: &mut Array,
-    label: &str,
-    mount: &DirMount,
-    changes: &mut Vec<Change>,
-) -> Option<String> {
-    let wanted = mount.volume();
-    let touching: Vec<(usize, String)> = volumes
+/// What [`ensure_once`] did with the first matching item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum First {
+    /// There was none; the caller adds the wanted string.
+    Added,
+    /// It was the wanted string already.
+    Kept,
+    /// It was this string, now replaced in place by the wanted one.
+    Replaced(String),
+}
+
+/// What [`ensure_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensured {
+    /// The first matching item.
+    pub first: First,
+    /// Later matching items, removed.
+    pub removed: Vec<String>,
+}
+
+/// Makes `wanted` the only string item of `array` that `matches`: the
+/// first match is replaced by it in place (keeping its formatting), later
+/// ones are removed. When nothing matches, nothing is changed and the
+/// caller decides where `wanted` goes.
+pub fn ensure_once(array: &mut Array, wanted: &str, matches: impl Fn(&str) -> bool) -> Ensured {
+    let matching: Vec<(usize, String)> = array
         .iter()
         .enumerate()
         .filter_map(|(i, v)| v.as_str().map(|s| (i, s.to_string())))
-        .filter(|(_, s)| mount.touches(&Volume::parse(s)))
+        .filter(|(_, s)| matches(s))
         .collect();
-    let Some(((first, first_text), rest)) = touching.split_first() else {
-        return Some(wanted);
+    let Some(((first, old), rest)) = matching.split_first() else {
+        return Ensured {
+            first: First::Added,
+            removed: Vec::new(),
+        };
     };
-    if !mount.is_wanted(&Volume::parse(first_text)) {
-        volumes.replace(*first, wanted.as_str());
-        changes.push(Change::ReplacedVolume {
-            runner: label.to_string(),
-            what: mount.what,
-            old: first_text.clone(),
-            new: wanted,
-        });
-    }
-    // Later ones go, last first so earlier indices stay valid.
+    let first = if old == wanted {
+        First::Kept
+    } else {
+        array.replace(*first, wanted);
+        First::Replaced(old.clone())
+    };
+    // Last first, so earlier indices stay valid.
     for (index, _) in rest.iter().rev() {
-        volumes.remove(*index);
+        array.remove(*index);
     }
-    for (_, text) in rest {
-        changes.push(Change::RemovedVolume {
-            runner: label.to_string(),
-            what: mount.what,
-            volume: text.clone(),
-        });
+    Ensured {
+        first,
+        removed: rest.iter().map(|(_, s)| s.clone()).collect(),
     }
-    None
 }
 
 /// Appends a string to an array, one per line if the array is written so.

@@ -5,6 +5,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(unused_imports)]
+pub use common::CHEAP_KDF;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -114,6 +119,20 @@ impl Host {
         name
     }
 
+    /// `runvault ARGS... --dir SECRETS --key-file KEY`: a vault command (or
+    /// `doctor`) on this host, unlocked by its machine key.
+    pub fn vault(&self, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        let (dir, key) = (self.secrets_dir(), self.key_file());
+        all.extend([
+            "--dir",
+            dir.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        Run::of(&all)
+    }
+
     /// `runvault runner SUBCOMMAND --name NAME --config-dir DIR --dir SECRETS
     /// --key-file KEY [--bin-dir BIN] ARGS...` (`--bin-dir` for `configure`
     /// and `install`), so nothing lands in the real /etc or /opt.
@@ -174,6 +193,11 @@ impl Run {
         }
         command.stdin(std::process::Stdio::null());
         Run { command }
+    }
+
+    /// [`Run::new`] from string slices.
+    pub fn of(args: &[&str]) -> Run {
+        Run::new(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Run {
