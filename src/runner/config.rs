@@ -764,16 +764,6 @@ mod tests {
             out.text
                 .contains("      \"/cache\",\n      \"/etc/runvault:/etc/runvault:ro\",\n")
         );
-        let err = plan(
-            "[[runners]]\nname = \"x\"\nenvironment = \"A=1\"\n",
-            Path::new("c"),
-            &settings(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`c`: runner `x`: `environment` is not an array; the file was not changed"
-        );
     }
 
     #[test]
@@ -933,16 +923,21 @@ mod tests {
     fn shape_errors() {
         let err = plan("concurrent = 1\n", Path::new("c"), &settings()).unwrap_err();
         assert!(err.to_string().contains("there is no [[runners]] section"));
-        let err = plan(
-            "[[runners]]\nname = \"x\"\ndocker = 3\n",
-            Path::new("c"),
-            &settings(),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("runner `x`: `docker` is not a table")
-        );
+        for (text, what) in [
+            ("docker = 3", "`docker` is not a table"),
+            ("environment = \"A=1\"", "`environment` is not an array"),
+        ] {
+            let err = plan(
+                &format!("[[runners]]\nname = \"x\"\n{text}\n"),
+                Path::new("c"),
+                &settings(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("`c`: runner `x`: {what}; the file was not changed")
+            );
+        }
     }
 
     #[test]
