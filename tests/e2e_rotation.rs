@@ -262,6 +262,7 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
             "an older value came back: {pair:?}"
         );
     }
+    let mut latencies = Vec::new();
     for (index, (before, after)) in &rotations {
         let first = seen
             .iter()
@@ -277,7 +278,17 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
             "rotation {index} set by {after} but first seen at {}",
             first.at
         );
+        latencies.push(format!("{:.0} ms", (first.at - after).max(0.0) * 1000.0));
     }
+    eprintln!(
+        "the job read {} times ({} while the salt changed); each rotation was first seen \
+         at most this long after `set` returned: {}",
+        seen.len(),
+        seen.iter()
+            .filter(|r| r.at >= rekey_before && r.at <= rekey_after)
+            .count(),
+        latencies.join(", ")
+    );
     let during_rekey = seen
         .iter()
         .filter(|r| r.at >= rekey_before && r.at <= rekey_after + WITHIN)
