@@ -357,3 +357,30 @@ fn job_directories_inside_one_another_are_a_usage_error() {
     );
     assert_eq!(std::fs::read(host.config_toml()).unwrap(), before);
 }
+
+#[test]
+fn install_with_an_unreadable_binary_changes_nothing() {
+    let host = Host::new();
+    let missing = host.path("no-such-runvault");
+    let done = host
+        .runner(
+            "install",
+            "x",
+            &[
+                "--binary",
+                missing.to_str().unwrap(),
+                "--docker-host",
+                "unix:///nonexistent.sock",
+            ],
+        )
+        .fails(2);
+    assert_eq!(
+        done.stderr(),
+        format!(
+            "runvault: error: --binary `{}` cannot be read: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+    assert!(!host.key_file().exists(), "no key was created");
+    assert!(!host.secrets_dir().exists(), "no vault was created");
+}

@@ -279,6 +279,13 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
             ))
         })?,
     };
+    // Checked before any step changes anything.
+    if let Err(err) = std::fs::File::open(&binary) {
+        return Err(Error::Usage(format!(
+            "--binary `{}` cannot be read: {err}",
+            binary.display()
+        )));
+    }
     let engine = connect(target).await?;
     let plan = Install {
         vault: &vault,
