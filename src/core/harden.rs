@@ -34,7 +34,7 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 /// (the kernel makes an exec'd program dumpable again by itself).
 pub fn restore_core_limit_for_child() -> std::io::Result<()> {
     match STARTING_CORE_LIMIT.get() {
-        Some(limit) => Ok(setrlimit(Resource::Core, limit.clone())?),
+        Some(limit) => Ok(setrlimit(Resource::Core, *limit)?),
         None => Ok(()),
     }
 }
