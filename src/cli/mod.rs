@@ -26,6 +26,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // Before anything can hold a secret: no core dumps, not dumpable.
+    if let Err(err) = crate::core::harden::forbid_core_dumps() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "runvault: error: cannot disable core dumps: {err}"
+        );
+        return exit::OTHER;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {

@@ -137,8 +137,7 @@ pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError>
     let mut file = open_nofollow(path)?;
     let meta = file.metadata().map_err(FsError::io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    if meta.uid() != 0 && Some(meta.uid()) != me {
+    if meta.uid() != 0 && meta.uid() != crate::core::harden::current_uid() {
         return Err(FsError::ForeignOwner {
             what,
             path: path.to_path_buf(),
