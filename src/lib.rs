@@ -5,6 +5,8 @@
 //! - [`core`]: what every part shares: exit codes, the one atomic file
 //!   writer, the writers' lock, secret types.
 //! - [`vault`]: the vault file format, its crypto and its operations.
+//! - [`jobs`]: the job side: `DATAOPS_VAULT(PATH)` references resolved by
+//!   `exec` and `render`, read-only.
 //! - [`doctor`]: checks that a runner host is set up safely.
 //! - [`runner`]: the runner's `config.toml`, its container, the Docker engine.
 //! - [`view`]: plaintext views in RAM for job images that read plaintext.
@@ -17,6 +19,7 @@
 pub mod cli;
 pub mod core;
 pub mod doctor;
+pub mod jobs;
 pub mod runner;
 pub mod vault;
 pub mod view;

@@ -102,6 +102,10 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Manage key slots: list, add, passwd, remove.
     Key(KeyArgs),
+    /// Run a command with DATAOPS_VAULT(PATH) references in its environment resolved.
+    Exec(ExecArgs),
+    /// Resolve DATAOPS_VAULT(PATH) references in a text file.
+    Render(RenderArgs),
     /// List the versions of PATH with their times (never values).
     History(HistoryArgs),
     /// Restore an old version of PATH as a new version.
@@ -179,6 +183,36 @@ pub enum ViewCommand {
         #[arg(long, value_name = "FILE")]
         binary: Option<PathBuf>,
     },
+}
+
+/// `runvault exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Also export every value under PREFIX as an upper-case variable
+    /// (SNOWFLAKE.TRANSFORM.PASSWORD becomes SNOWFLAKE_TRANSFORM_PASSWORD); repeatable.
+    #[arg(long = "export", value_name = "PREFIX")]
+    pub exports: Vec<String>,
+    /// Start from an empty environment plus the resolved and exported variables.
+    #[arg(long)]
+    pub pristine: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `runvault render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The text file with DATAOPS_VAULT(PATH) references.
+    pub template: PathBuf,
+    /// Write to FILE (created 0600, atomically) instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `runvault doctor`.

@@ -4,6 +4,7 @@
 mod args;
 mod doctor_cmds;
 mod input;
+mod jobs_cmds;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
@@ -67,6 +68,8 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Export(args) => vault_cmds::export(&global, args),
         Command::Keygen(args) => vault_cmds::keygen(&global, args),
         Command::Key(args) => vault_cmds::key(&global, args),
+        Command::Exec(args) => jobs_cmds::exec(&global, args),
+        Command::Render(args) => jobs_cmds::render(&global, args),
         Command::History(args) => rotation_cmds::history(&global, args),
         Command::Rollback(args) => rotation_cmds::rollback(&global, args),
         Command::Rekey(args) => rotation_cmds::rekey(&global, args),

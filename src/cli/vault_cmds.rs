@@ -18,12 +18,13 @@ use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, typed_from_input};
 use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
 
-/// The vault directory the global options name. After every committed
-/// change it refreshes the host's plaintext views (the views file is read
-/// only then, so readers pay nothing).
+/// The vault directory the global options name. When the host has
+/// plaintext views, every committed change refreshes them.
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
-        .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
+    let mut vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
+    if let Some(hook) = crate::cli::view_cmds::refresh_hook(global) {
+        vault = vault.with_after_commit(hook);
+    }
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),
         None => vault,
@@ -166,8 +167,7 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
 pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let (vault, _) = vault_dir(global).open(&credential)?;
-    let value = vault.get(&path)?;
+    let value = crate::vault::read::read_one(&vault_dir(global), &credential, &path)?;
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
         out.push(b'\n');
@@ -291,7 +291,9 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError>
     }
 }
 
-fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
+/// Refuses an output file inside the vault directory, which is mounted
+/// into jobs: plaintext must never land there.
+pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
     let parent = fs::parent_dir(output);
     let (Ok(parent), Ok(dir)) = (parent.canonicalize(), dir.canonicalize()) else {
         return Ok(());
@@ -349,28 +351,6 @@ fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
     Ok(out)
 }
 
-/// The environment variable name of a path: segments joined by `_`,
-/// upper-cased, any character outside `[A-Z0-9_]` replaced by `_`.
-pub fn env_name(path: &KeyPath) -> String {
-    path.segments()
-        .iter()
-        .map(|segment| match segment {
-            crate::vault::path::Segment::Key(key) => key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect(),
-            crate::vault::path::Segment::Index(index) => index.to_string(),
-        })
-        .collect::<Vec<String>>()
-        .join("_")
-}
-
 fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
     let mut out = Vec::new();
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
@@ -379,7 +359,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
         if failure.is_some() {
             return;
         }
-        let name = env_name(path);
+        let name = path.env_name();
         if let Some(previous) = seen.insert(name.clone(), path.to_string()) {
             failure = Some(VaultError::Unrepresentable(format!(
                 "`{previous}` and `{path}` both become the variable `{name}`; export them separately with a prefix"

@@ -12,21 +12,24 @@ use crate::core::fs::{self, WriteMode};
 use crate::vault::store::AfterCommit;
 use crate::view::{self, ViewEntry, ViewError};
 
-/// Refreshes each view listed in the views file; a failure is reported
-/// loudly on stderr and leaves the committed vault as it is.
-pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
-    let (views_file, vault_dir) = (global.views_file.clone(), global.dir.clone());
-    AfterCommit(Rc::new(move |vault, salt, generation| {
-        let views = match view::read_views(&views_file) {
-            Ok(views) => views,
-            Err(err) => {
-                status(format_args!(
-                    "runvault: warning: the change is committed, but the views were not refreshed: {err}"
-                ));
-                return;
-            }
-        };
-        for entry in views {
+/// The hook that refreshes each view listed in the views file after a
+/// commit, or `None` when the host has no views (one failed `open`, so
+/// readers pay nothing). A failed refresh is reported loudly on stderr and
+/// leaves the committed vault as it is.
+pub fn refresh_hook(global: &GlobalArgs) -> Option<AfterCommit> {
+    let views = match view::read_views(&global.views_file) {
+        Ok(views) if views.is_empty() => return None,
+        Ok(views) => views,
+        Err(err) => {
+            status(format_args!(
+                "runvault: warning: views will not be refreshed: {err}"
+            ));
+            return None;
+        }
+    };
+    let vault_dir = global.dir.clone();
+    Some(AfterCommit(Rc::new(move |vault, salt, generation| {
+        for entry in &views {
             if let Err(err) = view::refresh(
                 vault,
                 salt,
@@ -42,7 +45,7 @@ pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
                 ));
             }
         }
-    }))
+    })))
 }
 
 /// `runvault view ...`.

@@ -21,6 +21,10 @@ pub const BUSY: u8 = 6;
 pub const ENGINE_UNREACHABLE: u8 = 7;
 /// A check-and-set write found that the path has moved on.
 pub const CONFLICT: u8 = 8;
+/// `exec`: the command exists but could not be run (as `env(1)` does).
+pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
+/// `exec`: the command was not found (as `env(1)` and shells do).
+pub const COMMAND_NOT_FOUND: u8 = 127;
 
 /// Implemented by every error type that can end a command.
 pub trait ExitStatus {

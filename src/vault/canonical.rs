@@ -11,6 +11,8 @@
 //! `\n`. The reader refuses anything else (the caller then falls back to
 //! serde_yaml), so both readers agree on every file the reader accepts.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 
 use crate::vault::tree::Tree;
@@ -18,6 +20,19 @@ use crate::vault::value::quote_json_string;
 
 /// Deepest nesting either reader accepts.
 pub const MAX_DEPTH: usize = 64;
+
+/// The bytes a plain sealed scalar may hold: `[A-Za-z0-9:+/=]` (a table,
+/// since every value of a large vault goes through this check).
+const SEALED_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=' | b'-');
+        byte += 1;
+    }
+    table
+};
 
 /// Keys that YAML 1.1 tools would read as something other than a string.
 const YAML_KEYWORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
@@ -35,9 +50,10 @@ fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !YAML_KEYWORDS
-            .iter()
-            .any(|word| word.eq_ignore_ascii_case(key))
+        && (key.len() > 5
+            || !YAML_KEYWORDS
+                .iter()
+                .any(|word| word.eq_ignore_ascii_case(key)))
 }
 
 /// Writes a tree as block YAML at `indent` spaces, each leaf rendered by
@@ -86,56 +102,225 @@ pub struct NotCanonical {
     pub reason: &'static str,
 }
 
-struct Line<'a> {
+/// One content line: its number, its indentation and the text after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'t> {
+    /// 1-based line number.
+    pub number: usize,
+    /// Number of leading spaces.
+    pub indent: usize,
+    /// The text after the indentation.
+    pub body: &'t str,
+}
+
+/// The content lines of a canonical file, read one at a time with one line
+/// of lookahead, so a reader can walk a large file without collecting it.
+/// Each line is checked (indentation, no tab, no trailing space) when it is
+/// first read.
+pub struct Lines<'t> {
+    text: &'t str,
+    /// Byte offset of the next line not yet peeked.
+    offset: usize,
+    /// Number of the last line read or peeked.
     number: usize,
-    indent: usize,
-    body: &'a str,
+    peeked: Option<(Line<'t>, usize)>,
+}
+
+impl<'t> Lines<'t> {
+    /// Checks the whole text (UTF-8, final newline) and skips the comment
+    /// lines at the top.
+    pub fn new(text: &'t [u8]) -> Result<Lines<'t>, NotCanonical> {
+        let text = std::str::from_utf8(text).map_err(|_| NotCanonical {
+            line: 0,
+            reason: "not UTF-8",
+        })?;
+        if !text.ends_with('\n') {
+            return Err(NotCanonical {
+                line: 0,
+                reason: "no final newline",
+            });
+        }
+        let mut lines = Lines {
+            text,
+            offset: 0,
+            number: 0,
+            peeked: None,
+        };
+        while lines.text[lines.offset..].starts_with('#') {
+            let (_, next) = lines.raw_line();
+            lines.offset = next;
+        }
+        Ok(lines)
+    }
+
+    /// The next raw line and the offset after its newline.
+    fn raw_line(&mut self) -> (&'t str, usize) {
+        let start = self.offset;
+        let end = start
+            + memchr::memchr(b'\n', &self.text.as_bytes()[start..])
+                .expect("the text ends with a newline");
+        self.number += 1;
+        (&self.text[start..end], end + 1)
+    }
+
+    /// The next line without consuming it; `None` at the end.
+    pub fn peek(&mut self) -> Result<Option<Line<'t>>, NotCanonical> {
+        if let Some((line, _)) = self.peeked {
+            return Ok(Some(line));
+        }
+        if self.offset == self.text.len() {
+            return Ok(None);
+        }
+        let (raw, next) = self.raw_line();
+        let body = raw.trim_start_matches(' ');
+        let indent = raw.len() - body.len();
+        if body.is_empty()
+            || body.ends_with(' ')
+            || indent % 2 != 0
+            || memchr::memchr2(b'\t', b'\r', body.as_bytes()).is_some()
+        {
+            return Err(NotCanonical {
+                line: self.number,
+                reason: "blank line, odd indent, tab or trailing space",
+            });
+        }
+        let line = Line {
+            number: self.number,
+            indent,
+            body,
+        };
+        self.peeked = Some((line, next));
+        Ok(Some(line))
+    }
+
+    /// Consumes the line [`Lines::peek`] returned.
+    pub fn advance(&mut self) {
+        let (_, next) = self.peeked.take().expect("advance after peek");
+        self.offset = next;
+    }
+}
+
+/// What a walk of a canonical block reports, in file order. The reader owns
+/// the grammar; a visitor only decides what the nodes become, so the tree
+/// reader ([`parse`]) and the streaming reader (`vault::stream`) cannot
+/// disagree on what a file says. An `Err` (a reason) stops the walk.
+pub trait Visitor<'t> {
+    /// What a node becomes.
+    type Node;
+    /// A mapping being read.
+    type Map;
+    /// A list being read.
+    type List;
+    /// A non-empty block mapping starts at the current path.
+    fn begin_map(&mut self) -> Result<Self::Map, &'static str>;
+    /// A non-empty block list starts at the current path.
+    fn begin_list(&mut self) -> Result<Self::List, &'static str>;
+    /// The value of `key` follows: the path goes one step down. (A `&Cow`,
+    /// not a `&str`: a visitor may keep the key borrowed from the file.)
+    #[allow(clippy::ptr_arg)]
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str>;
+    /// List item `index` follows: the path goes one step down.
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str>;
+    /// The entry or item entered last is complete: the path goes back up.
+    fn leave(&mut self);
+    /// A scalar at the current path (quotes and escapes resolved).
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<Self::Node, &'static str>;
+    /// `{}` at the current path.
+    fn empty_map(&mut self) -> Result<Self::Node, &'static str>;
+    /// `[]` at the current path.
+    fn empty_list(&mut self) -> Result<Self::Node, &'static str>;
+    /// Adds a finished entry; `Err` for a key already in the mapping.
+    fn map_entry(
+        &mut self,
+        map: &mut Self::Map,
+        key: Cow<'t, str>,
+        node: Self::Node,
+    ) -> Result<(), &'static str>;
+    /// The mapping is complete.
+    fn end_map(&mut self, map: Self::Map) -> Self::Node;
+    /// Adds a finished item.
+    fn list_item(&mut self, list: &mut Self::List, node: Self::Node);
+    /// The list is complete.
+    fn end_list(&mut self, list: Self::List) -> Self::Node;
+}
+
+/// Builds a tree whose leaves are made by `F` from each scalar (`Err`
+/// refuses the scalar). [`TreeBuilder::raw`] keeps the scalar strings.
+pub struct TreeBuilder<F>(pub F);
+
+/// The leaf maker of [`TreeBuilder::raw`].
+pub type RawLeaf = fn(Cow<'_, str>) -> Result<String, &'static str>;
+
+impl TreeBuilder<RawLeaf> {
+    /// A builder of raw scalar strings.
+    pub fn raw() -> TreeBuilder<RawLeaf> {
+        TreeBuilder(|text| Ok(text.into_owned()))
+    }
+}
+
+impl<'t, L, F: FnMut(Cow<'t, str>) -> Result<L, &'static str>> Visitor<'t> for TreeBuilder<F> {
+    type Node = Tree<L>;
+    type Map = IndexMap<String, Tree<L>>;
+    type List = Vec<Tree<L>>;
+
+    fn begin_map(&mut self) -> Result<Self::Map, &'static str> {
+        Ok(IndexMap::new())
+    }
+    fn begin_list(&mut self) -> Result<Self::List, &'static str> {
+        Ok(Vec::new())
+    }
+    fn enter_key(&mut self, _: &Cow<'t, str>) -> Result<(), &'static str> {
+        Ok(())
+    }
+    fn enter_item(&mut self, _: usize) -> Result<(), &'static str> {
+        Ok(())
+    }
+    fn leave(&mut self) {}
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<Self::Node, &'static str> {
+        (self.0)(text).map(Tree::Leaf)
+    }
+    fn empty_map(&mut self) -> Result<Self::Node, &'static str> {
+        Ok(Tree::empty_map())
+    }
+    fn empty_list(&mut self) -> Result<Self::Node, &'static str> {
+        Ok(Tree::List(Vec::new()))
+    }
+    fn map_entry(
+        &mut self,
+        map: &mut Self::Map,
+        key: Cow<'t, str>,
+        node: Self::Node,
+    ) -> Result<(), &'static str> {
+        match map.entry(key.into_owned()) {
+            indexmap::map::Entry::Occupied(_) => Err("duplicate key"),
+            indexmap::map::Entry::Vacant(slot) => {
+                slot.insert(node);
+                Ok(())
+            }
+        }
+    }
+    fn end_map(&mut self, map: Self::Map) -> Self::Node {
+        Tree::Map(map)
+    }
+    fn list_item(&mut self, list: &mut Self::List, node: Self::Node) {
+        list.push(node);
+    }
+    fn end_list(&mut self, list: Self::List) -> Self::Node {
+        Tree::List(list)
+    }
 }
 
 /// Reads a canonical file into a tree of raw scalar strings, in linear time.
 pub fn parse(text: &[u8]) -> Result<Tree<String>, NotCanonical> {
-    let text = std::str::from_utf8(text).map_err(|_| NotCanonical {
-        line: 0,
-        reason: "not UTF-8",
-    })?;
-    let Some(body) = text.strip_suffix('\n') else {
-        return Err(NotCanonical {
-            line: 0,
-            reason: "no final newline",
-        });
-    };
-    let mut lines = Vec::with_capacity(body.len() / 48);
-    let mut in_preamble = true;
-    for (index, raw) in body.split('\n').enumerate() {
-        let number = index + 1;
-        if in_preamble && raw.starts_with('#') {
-            continue;
-        }
-        in_preamble = false;
-        let body = raw.trim_start_matches(' ');
-        let indent = raw.len() - body.len();
-        if body.is_empty() || body.ends_with(' ') || indent % 2 != 0 || body.contains(['\t', '\r'])
-        {
-            return Err(NotCanonical {
-                line: number,
-                reason: "blank line, odd indent, tab or trailing space",
-            });
-        }
-        lines.push(Line {
-            number,
-            indent,
-            body,
-        });
-    }
-    if lines.is_empty() {
+    let mut lines = Lines::new(text)?;
+    if lines.peek()?.is_none() {
         return Err(NotCanonical {
             line: 0,
             reason: "no content",
         });
     }
-    let mut pos = 0;
-    let tree = block(&lines, &mut pos, 0)?;
-    match lines.get(pos) {
+    let tree = block(&mut lines, 0, &mut TreeBuilder::raw())?;
+    match lines.peek()? {
         None => Ok(tree),
         Some(line) => Err(NotCanonical {
             line: line.number,
@@ -144,159 +329,180 @@ pub fn parse(text: &[u8]) -> Result<Tree<String>, NotCanonical> {
     }
 }
 
-fn block(lines: &[Line<'_>], pos: &mut usize, indent: usize) -> Result<Tree<String>, NotCanonical> {
-    let first = &lines[*pos];
+/// Reads the block mapping or list whose first line is the next line, at
+/// `indent` spaces, reporting it to `visitor`.
+pub fn block<'t, V: Visitor<'t>>(
+    lines: &mut Lines<'t>,
+    indent: usize,
+    visitor: &mut V,
+) -> Result<V::Node, NotCanonical> {
+    let first = lines.peek()?.ok_or(NotCanonical {
+        line: 0,
+        reason: "an empty block",
+    })?;
+    let fail = |line: usize, reason: &'static str| NotCanonical { line, reason };
     if first.indent != indent {
-        return Err(NotCanonical {
-            line: first.number,
-            reason: "unexpected indentation",
-        });
+        return Err(fail(first.number, "unexpected indentation"));
     }
     if indent / 2 >= MAX_DEPTH {
-        return Err(NotCanonical {
-            line: first.number,
-            reason: "nested too deeply",
-        });
+        return Err(fail(first.number, "nested too deeply"));
     }
     if first.body == "-" || first.body.starts_with("- ") {
-        let mut items = Vec::new();
-        while let Some(line) = lines.get(*pos).filter(|l| l.indent == indent) {
+        let mut list = visitor
+            .begin_list()
+            .map_err(|reason| fail(first.number, reason))?;
+        let mut index = 0;
+        while let Some(line) = lines.peek()?.filter(|l| l.indent == indent) {
             let rest = match line.body.strip_prefix('-') {
                 Some("") => None,
                 Some(rest) if rest.starts_with(' ') => Some(&rest[1..]),
-                _ => {
-                    return Err(NotCanonical {
-                        line: line.number,
-                        reason: "a mapping key inside a list",
-                    });
-                }
+                _ => return Err(fail(line.number, "a mapping key inside a list")),
             };
-            *pos += 1;
-            items.push(node(lines, pos, indent, line.number, rest)?);
+            lines.advance();
+            visitor
+                .enter_item(index)
+                .map_err(|reason| fail(line.number, reason))?;
+            let child = node(lines, indent, line.number, rest, visitor)?;
+            visitor.leave();
+            visitor.list_item(&mut list, child);
+            index += 1;
         }
-        Ok(Tree::List(items))
+        Ok(visitor.end_list(list))
     } else {
-        let mut map = IndexMap::new();
-        while let Some(line) = lines.get(*pos).filter(|l| l.indent == indent) {
-            let (key, rest) = split_key(line.body).ok_or(NotCanonical {
-                line: line.number,
-                reason: "bad key",
-            })?;
+        let mut map = visitor
+            .begin_map()
+            .map_err(|reason| fail(first.number, reason))?;
+        while let Some(line) = lines.peek()?.filter(|l| l.indent == indent) {
+            let (key, rest) = split_key(line.body).ok_or(fail(line.number, "bad key"))?;
             let rest = match rest {
                 "" => None,
                 rest if rest.starts_with(' ') => Some(&rest[1..]),
-                _ => {
-                    return Err(NotCanonical {
-                        line: line.number,
-                        reason: "no space after `:`",
-                    });
-                }
+                _ => return Err(fail(line.number, "no space after `:`")),
             };
-            *pos += 1;
-            let child = node(lines, pos, indent, line.number, rest)?;
-            if map.insert(key, child).is_some() {
-                return Err(NotCanonical {
-                    line: line.number,
-                    reason: "duplicate key",
-                });
-            }
+            lines.advance();
+            visitor
+                .enter_key(&key)
+                .map_err(|reason| fail(line.number, reason))?;
+            let child = node(lines, indent, line.number, rest, visitor)?;
+            visitor.leave();
+            visitor
+                .map_entry(&mut map, key, child)
+                .map_err(|reason| fail(line.number, reason))?;
         }
-        Ok(Tree::Map(map))
+        Ok(visitor.end_map(map))
     }
 }
 
-/// The node after a key or `-`: inline text, or a nested block (`None`).
-fn node(
-    lines: &[Line<'_>],
-    pos: &mut usize,
+/// The node after a key or `-` on line `number`: inline text, or a nested
+/// block (`None`).
+pub fn node<'t, V: Visitor<'t>>(
+    lines: &mut Lines<'t>,
     indent: usize,
     number: usize,
-    inline: Option<&str>,
-) -> Result<Tree<String>, NotCanonical> {
+    inline: Option<&'t str>,
+    visitor: &mut V,
+) -> Result<V::Node, NotCanonical> {
+    let fail = |reason| NotCanonical {
+        line: number,
+        reason,
+    };
     match inline {
-        None => match lines.get(*pos) {
-            Some(next) if next.indent == indent + 2 => block(lines, pos, indent + 2),
-            _ => Err(NotCanonical {
-                line: number,
-                reason: "an empty value",
-            }),
+        None => match lines.peek()? {
+            Some(next) if next.indent == indent + 2 => block(lines, indent + 2, visitor),
+            _ => Err(fail("an empty value")),
         },
-        Some("{}") => Ok(Tree::empty_map()),
-        Some("[]") => Ok(Tree::List(Vec::new())),
-        Some(text) => scalar(text).map(Tree::Leaf).ok_or(NotCanonical {
-            line: number,
-            reason: "bad scalar",
-        }),
+        Some("{}") => visitor.empty_map().map_err(fail),
+        Some("[]") => visitor.empty_list().map_err(fail),
+        Some(text) => {
+            let text = scalar(text).ok_or(fail("bad scalar"))?;
+            visitor.scalar(text).map_err(fail)
+        }
     }
 }
 
-fn split_key(body: &str) -> Option<(String, &str)> {
+/// Splits a mapping line's body into its key and the text after the `:`.
+pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
     if body.starts_with('"') {
         let (key, rest) = quoted(body)?;
         Some((key, rest.strip_prefix(':')?))
     } else {
         let colon = body.find(':')?;
         let key = &body[..colon];
-        is_plain_key(key).then(|| (key.to_string(), &body[colon + 1..]))
+        is_plain_key(key).then_some((Cow::Borrowed(key), &body[colon + 1..]))
     }
 }
 
 /// A scalar: a canonical unsigned integer, a sealed `rv1:` value, or a
 /// double-quoted string that consumes the whole text.
-fn scalar(text: &str) -> Option<String> {
+fn scalar(text: &str) -> Option<Cow<'_, str>> {
     if text.starts_with('"') {
         let (value, rest) = quoted(text)?;
         return rest.is_empty().then_some(value);
     }
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    // A trailing `:` would make YAML read a mapping key; removal markers end in `:-`.
     let is_sealed = text.starts_with("rv1:")
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=' | b'-'))
+        && text.bytes().all(|b| SEALED_BYTES[b as usize])
         && !text.ends_with(':');
-    (is_int || is_sealed).then(|| text.to_string())
+    (is_int || is_sealed).then_some(Cow::Borrowed(text))
 }
 
 /// Reads a JSON-style double-quoted string at the start of `text`; returns it
-/// and the rest. Only the escapes the writer uses are understood.
-fn quoted(text: &str) -> Option<(String, &str)> {
+/// (borrowed when it has no escapes) and the rest. Only the escapes the
+/// writer uses are understood.
+fn quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
     let mut out = String::new();
+    let mut escaped = false;
     let mut chars = text[1..].char_indices();
     while let Some((offset, ch)) = chars.next() {
         match ch {
-            '"' => return Some((out, &text[offset + 2..])),
-            '\\' => match chars.next()?.1 {
-                '"' => out.push('"'),
-                '\\' => out.push('\\'),
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                'r' => out.push('\r'),
-                'u' => {
-                    let high = hex4(&mut chars)?;
-                    let code = if (0xD800..0xDC00).contains(&high) {
-                        let (_, '\\') = chars.next()? else {
-                            return None;
-                        };
-                        let (_, 'u') = chars.next()? else { return None };
-                        let low = hex4(&mut chars)?;
-                        if !(0xDC00..0xE000).contains(&low) {
-                            return None;
-                        }
-                        0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-                    } else {
-                        high
-                    };
-                    out.push(char::from_u32(code)?);
+            '"' => {
+                let value = if escaped {
+                    Cow::Owned(out)
+                } else {
+                    Cow::Borrowed(&text[1..offset + 1])
+                };
+                return Some((value, &text[offset + 2..]));
+            }
+            '\\' => {
+                if !escaped {
+                    out.push_str(&text[1..offset + 1]);
+                    escaped = true;
                 }
-                _ => return None,
-            },
+                match chars.next()?.1 {
+                    '"' => out.push('"'),
+                    '\\' => out.push('\\'),
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    'u' => {
+                        let high = hex4(&mut chars)?;
+                        let code = if (0xD800..0xDC00).contains(&high) {
+                            let (_, '\\') = chars.next()? else {
+                                return None;
+                            };
+                            let (_, 'u') = chars.next()? else { return None };
+                            let low = hex4(&mut chars)?;
+                            if !(0xDC00..0xE000).contains(&low) {
+                                return None;
+                            }
+                            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            high
+                        };
+                        out.push(char::from_u32(code)?);
+                    }
+                    _ => return None,
+                }
+            }
             // Characters libyaml treats as line breaks or marks are refused,
             // so that both readers agree on every file this one accepts.
             c if c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}') => {
                 return None;
             }
-            c => out.push(c),
+            c if escaped => out.push(c),
+            _ => {}
         }
     }
     None

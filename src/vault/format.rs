@@ -7,9 +7,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::core::secret::Key32;
-use crate::vault::canonical;
+use std::borrow::Cow;
+
+use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder};
 use crate::vault::crypto::{KdfParams, MacWriter};
-use crate::vault::path::{KeyPath, Segment};
+use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::tree::Tree;
 
 /// The format version this build reads and writes.
@@ -202,10 +204,8 @@ pub enum Reader {
 impl EncryptedVault {
     /// Parses an encrypted vault file (fast path, then serde_yaml).
     pub fn parse(bytes: &[u8]) -> Result<(EncryptedVault, Reader), FormatError> {
-        if let Ok(raw) = canonical::parse(bytes)
-            && is_vault(&raw)
-        {
-            return interpret(raw).map(|vault| (vault, Reader::Fast));
+        if let Some(vault) = read_canonical(bytes) {
+            return Ok((vault, Reader::Fast));
         }
         match classify_general(bytes)? {
             VaultFile::Encrypted(vault) => Ok((vault, Reader::General)),
@@ -274,12 +274,70 @@ impl EncryptedVault {
 
 /// Reads any `vault.yml`: encrypted (fast path first) or plaintext.
 pub fn classify(bytes: &[u8]) -> Result<VaultFile, FormatError> {
-    if let Ok(raw) = canonical::parse(bytes)
-        && is_vault(&raw)
-    {
-        return interpret(raw).map(VaultFile::Encrypted);
+    if let Some(vault) = read_canonical(bytes) {
+        return Ok(VaultFile::Encrypted(vault));
     }
     classify_general(bytes)
+}
+
+/// Reads a vault in the canonical layout, section by section (`runvault:`,
+/// `secrets:`, `history:`), building the sealed tree directly. `None` for
+/// anything else, which the general reader then parses and judges: on a
+/// canonical file both produce the same raw tree, so `interpret` gives the
+/// same vault or the same error.
+fn read_canonical(bytes: &[u8]) -> Option<EncryptedVault> {
+    let mut lines = Lines::new(bytes).ok()?;
+    let header = read_header(&mut lines)?;
+    let number = lines.peek().ok()??.number;
+    let inline = section(&mut lines, SECRETS_KEY).ok()?;
+    let mut sealed = TreeBuilder(|text: Cow<'_, str>| {
+        text.starts_with("rv1:")
+            .then(|| Sealed(text.into_owned()))
+            .ok_or("a value that is not sealed")
+    });
+    let secrets = canonical::node(&mut lines, 0, number, inline, &mut sealed).ok()?;
+    if !matches!(secrets, Tree::Map(_)) {
+        return None;
+    }
+    let number = lines.peek().ok()??.number;
+    let inline = section(&mut lines, HISTORY_KEY).ok()?;
+    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
+    let history = interpret_history(raw).ok()?;
+    matches!(lines.peek(), Ok(None)).then_some(EncryptedVault {
+        header,
+        secrets,
+        history,
+    })
+}
+
+/// Reads the top-level line `NAME:` (`None`) or `NAME: TEXT` (`Some(TEXT)`)
+/// of a canonical file.
+pub fn section<'t>(lines: &mut Lines<'t>, name: &str) -> Result<Option<&'t str>, NotCanonical> {
+    let not_it = |line: usize| NotCanonical {
+        line,
+        reason: "not the expected section",
+    };
+    let line = lines.peek()?.ok_or(not_it(0))?;
+    let (key, rest) = canonical::split_key(line.body).ok_or(not_it(line.number))?;
+    if line.indent != 0 || key != name {
+        return Err(not_it(line.number));
+    }
+    lines.advance();
+    match rest {
+        "" => Ok(None),
+        rest => rest.strip_prefix(' ').map(Some).ok_or(not_it(line.number)),
+    }
+}
+
+/// Reads `runvault:` and its block from a canonical file; `None` if it is
+/// not the canonical header or not a valid one.
+pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
+    let inline = section(lines, HEADER_KEY).ok()?;
+    if inline.is_some() {
+        return None;
+    }
+    let raw = canonical::block(lines, 2, &mut TreeBuilder::raw()).ok()?;
+    header_from_raw(raw).ok()
 }
 
 fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
@@ -346,14 +404,6 @@ pub fn raw_from_general(value: &serde_yaml::Value, depth: usize) -> Option<Tree<
     })
 }
 
-fn is_vault(raw: &Tree<String>) -> bool {
-    matches!(raw, Tree::Map(map) if map.get(HEADER_KEY).and_then(|h| h.get(&key_path("format"))).is_some())
-}
-
-fn key_path(key: &str) -> KeyPath {
-    KeyPath::root().child(Segment::Key(key.to_string()))
-}
-
 /// Turns a raw tree into a vault, checking every header field's shape.
 fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
     let Tree::Map(mut root) = raw else {
@@ -365,11 +415,7 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
     let Tree::Map(mut fields) = header_raw else {
         return Err(missing(HEADER_KEY));
     };
-    // The version first: a newer format may change everything after it.
-    let format = take_u64(&mut fields, "format", "format")?;
-    if format != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: format });
-    }
+    check_format(&mut fields)?;
     let secrets_raw = root
         .shift_remove(SECRETS_KEY)
         .ok_or_else(|| missing(SECRETS_KEY))?;
@@ -382,6 +428,53 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
             problem: "not part of the format",
         });
     }
+    let header = interpret_header(fields)?;
+    let secrets = match into_sealed(secrets_raw) {
+        Ok(tree @ Tree::Map(_)) => tree,
+        Ok(_) => return Err(malformed(SECRETS_KEY)),
+        Err(mut reversed) => {
+            let mut path = KeyPath::root();
+            while let Some(segment) = reversed.pop() {
+                path.push(segment);
+            }
+            return Err(FormatError::NotSealed {
+                path: path.to_string(),
+            });
+        }
+    };
+    let history = interpret_history(history_raw)?;
+    Ok(EncryptedVault {
+        header,
+        secrets,
+        history,
+    })
+}
+
+/// Takes the `format` field; the version is checked first, since a newer
+/// format may change everything after it.
+fn check_format(fields: &mut indexmap::IndexMap<String, Tree<String>>) -> Result<(), FormatError> {
+    let format = take_u64(fields, "format", "format")?;
+    if format != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: format });
+    }
+    Ok(())
+}
+
+/// The header block as the tree reader found it, checked as [`EncryptedVault::parse`]
+/// checks it (the streaming reader reads the header with this).
+pub fn header_from_raw(raw: Tree<String>) -> Result<Header, FormatError> {
+    let Tree::Map(mut fields) = raw else {
+        return Err(missing(HEADER_KEY));
+    };
+    check_format(&mut fields)?;
+    interpret_header(fields)
+}
+
+/// The header fields after `format` (which the caller has checked), each
+/// checked for shape; nothing else may be in the header.
+fn interpret_header(
+    mut fields: indexmap::IndexMap<String, Tree<String>>,
+) -> Result<Header, FormatError> {
     let vault_id = take_id(&mut fields, "vault_id")?;
     let salt_id = take_id(&mut fields, "salt_id")?;
     let generation = take_u64(&mut fields, "generation", "generation")?;
@@ -410,41 +503,53 @@ fn interpret(raw: Tree<String>) -> Result<EncryptedVault, FormatError> {
             problem: "not part of the format",
         });
     }
-    let mut bad_path = None;
-    let secrets = secrets_raw.try_map(&mut |path, text: &String| {
-        if text.starts_with("rv1:") {
-            Ok(Sealed(text.clone()))
-        } else {
-            bad_path.get_or_insert_with(|| path.to_string());
-            Err(())
-        }
-    });
-    let secrets = match secrets {
-        Ok(tree @ Tree::Map(_)) => tree,
-        Ok(_) => return Err(malformed(SECRETS_KEY)),
-        Err(()) => {
-            return Err(FormatError::NotSealed {
-                path: bad_path.unwrap_or_default(),
-            });
-        }
-    };
-    let history = interpret_history(history_raw)?;
-    Ok(EncryptedVault {
-        header: Header {
-            vault_id,
-            salt_id,
-            generation,
-            keep,
-            audit_key,
-            slots,
-            mac,
-        },
-        secrets,
-        history,
+    Ok(Header {
+        vault_id,
+        salt_id,
+        generation,
+        keep,
+        audit_key,
+        slots,
+        mac,
     })
 }
 
-fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
+/// Moves every raw scalar into a sealed value (no copy); on a scalar that is
+/// not one, the error is its path's segments, innermost first.
+fn into_sealed(raw: Tree<String>) -> Result<Tree<Sealed>, Vec<Segment>> {
+    Ok(match raw {
+        Tree::Leaf(text) if text.starts_with("rv1:") => Tree::Leaf(Sealed(text)),
+        Tree::Leaf(_) => return Err(Vec::new()),
+        Tree::Map(map) => {
+            let mut out = indexmap::IndexMap::with_capacity(map.len());
+            for (key, child) in map {
+                match into_sealed(child) {
+                    Ok(child) => out.insert(key, child),
+                    Err(mut path) => {
+                        path.push(Segment::Key(key));
+                        return Err(path);
+                    }
+                };
+            }
+            Tree::Map(out)
+        }
+        Tree::List(items) => Tree::List(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, child)| {
+                    into_sealed(child).map_err(|mut path| {
+                        path.push(Segment::Index(index));
+                        path
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// The history section as the tree reader found it, checked for shape.
+pub fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
     let Tree::Map(paths) = raw else {
         return Err(malformed(HISTORY_KEY));
     };
@@ -587,6 +692,15 @@ pub fn compute_mac(
     history: &History,
 ) -> [u8; 32] {
     let mut mac = MacWriter::new(mac_key);
+    mac_header(&mut mac, header);
+    mac_tree(&mut mac, secrets);
+    mac_history(&mut mac, history);
+    mac.finish()
+}
+
+/// The header part of the MAC: every header field but `mac`, in a fixed
+/// order, after the domain string.
+pub fn mac_header(mac: &mut MacWriter, header: &Header) {
     mac.bytes(b"runvault/v1/file-mac");
     mac.u64(FORMAT_VERSION);
     mac.bytes(&header.vault_id);
@@ -606,14 +720,11 @@ pub fn compute_mac(
         params.iter().for_each(|&p| mac.u64(u64::from(p)));
         mac.bytes(&slot.wrapped);
     }
-    mac_tree(&mut mac, secrets);
-    mac_history(&mut mac, history);
-    mac.finish()
 }
 
 /// The history part of the MAC, in file order: per path `H`, the encoded
 /// path and the number of versions, then each version's text; then `E`.
-fn mac_history(mac: &mut MacWriter, history: &History) {
+pub fn mac_history(mac: &mut MacWriter, history: &History) {
     let mut encoded = Vec::new();
     for (path, versions) in history {
         encoded.clear();
@@ -641,42 +752,71 @@ fn mac_tree(mac: &mut MacWriter, root: &Tree<Sealed>) {
     fn walk(
         mac: &mut MacWriter,
         node: &Tree<Sealed>,
-        path: &mut KeyPath,
-        items: &mut u64,
+        depth: usize,
         encoded: &mut Vec<u8>,
+        items: &mut TreeMac,
     ) {
-        let mut item = |mac: &mut MacWriter, marker: &[u8], path: &KeyPath, text: Option<&str>| {
-            encoded.clear();
-            path.encode(encoded);
-            mac.raw(marker);
-            mac.bytes(encoded);
-            if let Some(text) = text {
-                mac.bytes(text.as_bytes());
-            }
-            *items += 1;
-        };
         match node {
-            Tree::Leaf(sealed) => item(mac, b"V", path, Some(&sealed.0)),
-            Tree::Map(map) if map.is_empty() => item(mac, b"M", path, None),
-            Tree::List(list) if list.is_empty() => item(mac, b"L", path, None),
+            Tree::Leaf(sealed) => items.item(mac, b'V', depth, encoded, Some(&sealed.0)),
+            Tree::Map(map) if map.is_empty() => items.item(mac, b'M', depth, encoded, None),
+            Tree::List(list) if list.is_empty() => items.item(mac, b'L', depth, encoded, None),
             Tree::Map(map) => {
                 for (key, child) in map {
-                    path.push(Segment::Key(key.clone()));
-                    walk(mac, child, path, items, encoded);
-                    path.pop();
+                    let mark = encoded.len();
+                    encode_key(key, encoded);
+                    walk(mac, child, depth + 1, encoded, items);
+                    encoded.truncate(mark);
                 }
             }
             Tree::List(list) => {
                 for (index, child) in list.iter().enumerate() {
-                    path.push(Segment::Index(index));
-                    walk(mac, child, path, items, encoded);
-                    path.pop();
+                    let mark = encoded.len();
+                    encode_index(index, encoded);
+                    walk(mac, child, depth + 1, encoded, items);
+                    encoded.truncate(mark);
                 }
             }
         }
     }
-    let mut items = 0;
-    walk(mac, root, &mut KeyPath::root(), &mut items, &mut Vec::new());
-    mac.raw(b"E");
-    mac.u64(items);
+    let mut items = TreeMac::default();
+    walk(mac, root, 0, &mut Vec::new(), &mut items);
+    items.finish(mac);
+}
+
+/// The items of the tree part of the MAC ([`compute_mac`]), fed one at a
+/// time in file order; the tree walk and the streaming reader
+/// (`vault::stream`) both use it, so they MAC the same bytes.
+#[derive(Debug, Default)]
+pub struct TreeMac {
+    items: u64,
+}
+
+impl TreeMac {
+    /// One item: `marker` (`V` value, `M` empty mapping, `L` empty list),
+    /// the path as its segment count and its encoded segments (as
+    /// [`KeyPath::encode`] writes them), and for a value its sealed text.
+    pub fn item(
+        &mut self,
+        mac: &mut MacWriter,
+        marker: u8,
+        segments: usize,
+        encoded_segments: &[u8],
+        text: Option<&str>,
+    ) {
+        mac.raw(&[marker]);
+        // The same bytes as `mac.bytes(&path.encode())`, without the copy.
+        mac.u64(4 + encoded_segments.len() as u64);
+        mac.raw(&(segments as u32).to_be_bytes());
+        mac.raw(encoded_segments);
+        if let Some(text) = text {
+            mac.bytes(text.as_bytes());
+        }
+        self.items += 1;
+    }
+
+    /// Ends the tree part: `E` and the number of items.
+    pub fn finish(self, mac: &mut MacWriter) {
+        mac.raw(b"E");
+        mac.u64(self.items);
+    }
 }

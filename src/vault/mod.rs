@@ -8,6 +8,8 @@
 //! - [`salt`], [`slots`]: `vault.salt` and the key slots.
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
+//! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
+//! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
 
@@ -17,9 +19,11 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod path;
+pub mod read;
 pub mod salt;
 pub mod slots;
 pub mod store;
+pub mod stream;
 pub mod tree;
 pub mod unlocked;
 pub mod value;

@@ -127,17 +127,53 @@ impl KeyPath {
         out.extend_from_slice(&(self.segments.len() as u32).to_be_bytes());
         for segment in &self.segments {
             match segment {
-                Segment::Key(key) => {
-                    out.push(0x01);
-                    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-                    out.extend_from_slice(key.as_bytes());
-                }
-                Segment::Index(index) => {
-                    out.push(0x02);
-                    out.extend_from_slice(&(*index as u64).to_be_bytes());
-                }
+                Segment::Key(key) => encode_key(key, out),
+                Segment::Index(index) => encode_index(*index, out),
             }
         }
+    }
+}
+
+/// Appends the encoding of one key segment (see [`KeyPath::encode`]), for
+/// readers that build a path's encoding step by step.
+pub fn encode_key(key: &str, out: &mut Vec<u8>) {
+    out.push(0x01);
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+}
+
+/// Appends the encoding of one list-index segment (see [`KeyPath::encode`]).
+pub fn encode_index(index: usize, out: &mut Vec<u8>) {
+    out.push(0x02);
+    out.extend_from_slice(&(index as u64).to_be_bytes());
+}
+
+impl KeyPath {
+    /// The environment variable name of this path (`export --format env`,
+    /// `exec --export`): segments joined by `_`, upper-cased, every
+    /// character outside `[A-Za-z0-9]` replaced by `_`, list indices as
+    /// their number. `SNOWFLAKE.TRANSFORM.PASSWORD` becomes
+    /// `SNOWFLAKE_TRANSFORM_PASSWORD`, `HOSTS[0]` becomes `HOSTS_0`. The
+    /// rule is not injective (`A.B_C` and `A_B.C` share `A_B_C`); callers
+    /// report such collisions instead of picking one.
+    pub fn env_name(&self) -> String {
+        let mut name = String::new();
+        for (position, segment) in self.segments.iter().enumerate() {
+            if position > 0 {
+                name.push('_');
+            }
+            match segment {
+                Segment::Key(key) => name.extend(key.chars().map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })),
+                Segment::Index(index) => name.push_str(&index.to_string()),
+            }
+        }
+        name
     }
 }
 
@@ -202,6 +238,9 @@ mod tests {
             ]
         );
         assert_eq!(path.to_string(), "SNOWFLAKE.HOSTS[1][0].NAME");
+        assert_eq!(path.env_name(), "SNOWFLAKE_HOSTS_1_0_NAME");
+        let odd = KeyPath::parse("snowflake.my-role.pass word").unwrap();
+        assert_eq!(odd.env_name(), "SNOWFLAKE_MY_ROLE_PASS_WORD");
     }
 
     #[test]

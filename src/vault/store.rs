@@ -12,9 +12,10 @@ use crate::core::lock::WriteLock;
 use crate::vault::audit::{self, AuditRecord};
 use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
+use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::salt::Salt;
-use crate::vault::slots::Credential;
+use crate::vault::slots::{Credential, Opened};
 use crate::vault::tree::Tree;
 use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault};
 use crate::vault::value::{self, Plain};
@@ -154,6 +155,22 @@ impl VaultDir {
     /// writing anything. A pair whose salt id does not match is re-read, since
     /// a writer may be between its two renames.
     pub fn load(&self) -> Result<(EncryptedVault, Salt), VaultError> {
+        let vault_path = self.vault_path();
+        let loaded = self.load_with(|bytes| {
+            let vault = parse_vault(&bytes, &vault_path)?;
+            let salt_id = vault.header.salt_id;
+            Ok(Some((vault, salt_id)))
+        })?;
+        Ok(loaded.expect("the parser above always understands"))
+    }
+
+    /// [`VaultDir::load`] with another parser: `parse` turns the bytes of
+    /// `vault.yml` into a `T` and the salt id its header names, or `None` if
+    /// it does not understand them (then `Ok(None)` is returned at once).
+    pub fn load_with<T>(
+        &self,
+        parse: impl Fn(Vec<u8>) -> Result<Option<(T, [u8; 16])>, VaultError>,
+    ) -> Result<Option<(T, Salt)>, VaultError> {
         let (vault_path, salt_path) = (self.vault_path(), self.salt_path());
         for attempt in 0..CONSISTENT_READ_ATTEMPTS {
             if attempt > 0 {
@@ -164,14 +181,16 @@ impl VaultDir {
                     dir: self.dir.clone(),
                 });
             };
-            let vault = parse_vault(&bytes, &vault_path)?;
+            let Some((parsed, salt_id)) = parse(bytes)? else {
+                return Ok(None);
+            };
             // A rekey with a new salt may be between its renames: the
             // staged next salt is the one that matches then.
             for candidate in [&salt_path, &self.salt_next_path()] {
                 if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes)
-                    && salt.id() == vault.header.salt_id
+                    && salt.id() == salt_id
                 {
-                    return Ok((vault, salt));
+                    return Ok(Some((parsed, salt)));
                 }
             }
         }
@@ -183,8 +202,23 @@ impl VaultDir {
 
     /// Opens the vault with a credential (no lock, no write).
     pub fn open(&self, credential: &Credential) -> Result<(UnlockedVault, Salt), VaultError> {
+        self.open_reusing(credential, None)
+    }
+
+    /// [`VaultDir::open`], reusing a slot already opened for `header` if the
+    /// file still has exactly that header (no second KDF run).
+    pub fn open_reusing(
+        &self,
+        credential: &Credential,
+        opened: Option<(Header, Opened)>,
+    ) -> Result<(UnlockedVault, Salt), VaultError> {
         let (vault, salt) = self.load()?;
-        let unlocked = UnlockedVault::unlock(vault, &salt, credential, &self.vault_path())?;
+        let unlocked = match opened {
+            Some((header, opened)) if header == vault.header => {
+                UnlockedVault::from_opened(vault, opened, &self.vault_path())?
+            }
+            _ => UnlockedVault::unlock(vault, &salt, credential, &self.vault_path())?,
+        };
         Ok((unlocked, salt))
     }
 
@@ -207,13 +241,23 @@ impl VaultDir {
         let (mut unlocked, salt) = self.open(credential)?;
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
-        let sealed = unlocked.seal();
-        let generations = (unlocked.header().generation, sealed.header.generation);
-        self.audited_commit(command, generations, &record, |store| {
-            store.commit(&sealed, WriteMode::PRIVATE)
-        })?;
+        let before = unlocked.header().generation;
+        // Without an after-commit hook the opened vault is sealed in place;
+        // with one it is kept for the hook (views), at the cost of a copy.
+        let (sealed, kept) = match self.after_commit {
+            Some(_) => (unlocked.seal(), Some(unlocked)),
+            None => (unlocked.into_sealed(), None),
+        };
+        self.audited_commit(
+            command,
+            (before, sealed.header.generation),
+            &record,
+            |store| store.commit(&sealed, WriteMode::PRIVATE),
+        )?;
         // Still under the lock, so views are refreshed in commit order.
-        self.after_commit(&unlocked, &salt, sealed.header.generation);
+        if let Some(unlocked) = &kept {
+            self.after_commit(unlocked, &salt, sealed.header.generation);
+        }
         Ok(result)
     }
 
@@ -437,7 +481,7 @@ impl VaultDir {
             }
             None => 0,
         };
-        let sealed = unlocked.seal();
+        let sealed = unlocked.into_sealed();
         // A hand-made file may be world-readable; the encrypted one keeps at most group read.
         let mode = WriteMode {
             new_file_mode: 0o600,

@@ -123,6 +123,17 @@ impl UnlockedVault {
         vault_path: &Path,
     ) -> Result<UnlockedVault, VaultError> {
         let opened = slots::unlock(&vault.header, credential, salt, vault_path)?;
+        UnlockedVault::from_opened(vault, opened, vault_path)
+    }
+
+    /// Opens a vault with a slot already opened for this same header (the
+    /// streaming reader hands it over when it falls back), then checks the
+    /// MAC: no KDF runs here.
+    pub fn from_opened(
+        vault: EncryptedVault,
+        opened: slots::Opened,
+        vault_path: &Path,
+    ) -> Result<UnlockedVault, VaultError> {
         let data_key = opened.data_key;
         let subkeys = Subkeys::derive(&data_key);
         let expected = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
@@ -866,24 +877,18 @@ impl UnlockedVault {
 
     /// The vault to write: generation advanced by one and a fresh MAC.
     pub fn seal(&self) -> EncryptedVault {
-        let mut vault = self.vault.clone();
-        vault.header.generation += 1;
-        vault.header.mac = compute_mac(
-            &self.subkeys.mac,
-            &vault.header,
-            &vault.secrets,
-            &vault.history,
-        );
-        vault
+        seal_with(&self.subkeys, self.vault.clone())
+    }
+
+    /// [`UnlockedVault::seal`] without copying the tree, for a writer that
+    /// is done with the opened vault (its keys are wiped here).
+    pub fn into_sealed(self) -> EncryptedVault {
+        let UnlockedVault { vault, subkeys, .. } = self;
+        seal_with(&subkeys, vault)
     }
 
     fn value_aad(&self, path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
-        let mut aad = b"runvault/v1/value".to_vec();
-        aad.extend_from_slice(&self.vault.header.vault_id);
-        aad.extend_from_slice(&version.to_be_bytes());
-        aad.extend_from_slice(&time.to_be_bytes());
-        path.encode(&mut aad);
-        aad
+        value_aad(&self.vault.header.vault_id, path, version, time)
     }
 
     fn seal_value(&self, path: &KeyPath, value: &Plain, version: u32, time: u64) -> Sealed {
@@ -896,19 +901,56 @@ impl UnlockedVault {
     }
 
     fn open_value(&self, path: &KeyPath, sealed: &Sealed) -> Result<Plain, VaultError> {
-        let tampered = || VaultError::ValueTampered {
-            key: path.to_string(),
-            path: self.vault_path.clone(),
-        };
-        let parts = sealed.parts().ok_or_else(tampered)?;
-        let tagged = crypto::open(
+        open_sealed(
             &self.subkeys.enc,
-            &self.value_aad(path, parts.version, parts.time),
-            &parts.blob,
+            &self.vault.header.vault_id,
+            path,
+            sealed,
+            &self.vault_path,
         )
-        .ok_or_else(tampered)?;
-        Plain::from_tagged(&tagged).ok_or_else(tampered)
     }
+}
+
+/// Advances the generation by one and MACs the vault under `subkeys`.
+fn seal_with(subkeys: &Subkeys, mut vault: EncryptedVault) -> EncryptedVault {
+    vault.header.generation += 1;
+    vault.header.mac = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
+    vault
+}
+
+/// Associated data of a value: binds it to the vault, its version, its
+/// time and its path.
+fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
+    let mut aad = b"runvault/v1/value".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(&time.to_be_bytes());
+    path.encode(&mut aad);
+    aad
+}
+
+/// Decrypts the value sealed at `path` in the vault `vault_id` under the
+/// value key `enc`; any mismatch (key, path, version, bytes) is reported as
+/// tampering with the value at `path` in `vault_path`.
+pub fn open_sealed(
+    enc: &Key32,
+    vault_id: &[u8; 16],
+    path: &KeyPath,
+    sealed: &Sealed,
+    vault_path: &Path,
+) -> Result<Plain, VaultError> {
+    let tampered = || VaultError::ValueTampered {
+        key: path.to_string(),
+        path: vault_path.to_path_buf(),
+    };
+    let parts = sealed.parts().ok_or_else(tampered)?;
+    let tagged = crypto::open(
+        enc,
+        &value_aad(vault_id, path, parts.version, parts.time),
+        &parts.blob,
+    )
+    .ok_or_else(tampered)?;
+    Plain::from_tagged(&tagged).ok_or_else(tampered)
 }
 
 /// A list item's value that moves down one index when an earlier item is

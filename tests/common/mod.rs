@@ -224,3 +224,44 @@ pub fn is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+/// Whether a test that needs root may run. Under `CI=true` it must (CI runs
+/// as root), so not being root there is a failure; elsewhere the test is
+/// skipped with the reason printed.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root, and CI=true requires it to run"
+    );
+    eprintln!("skipping {test}: it needs root (mount, setpriv)");
+    false
+}
+
+/// A host with a key file, a passphrase slot and a few job credentials:
+/// `DB.USER`=alice, `DB.PASS`=`p@ss w0rd)`, `SNOWFLAKE.TRANSFORM.{USERNAME,PASSWORD}`.
+pub fn job_host() -> Host {
+    let host = Host::new();
+    host.keygen();
+    let mut args = vec!["init"];
+    args.extend(CHEAP_KDF);
+    let mut cmd = host.command();
+    cmd.arg("--key-file")
+        .arg(host.key_file())
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .args(&args);
+    run(&mut cmd, b"").ok();
+    for (path, value) in [
+        ("DB.USER", "alice"),
+        ("DB.PASS", "p@ss w0rd)"),
+        ("SNOWFLAKE.TRANSFORM.USERNAME", "transformer"),
+        ("SNOWFLAKE.TRANSFORM.PASSWORD", "tr-secret"),
+    ] {
+        host.run_key(&["set", path, "--stdin"], value.as_bytes())
+            .ok();
+    }
+    host
+}

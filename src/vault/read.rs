@@ -1,0 +1,142 @@
+//! Read-only access for commands that need a few values, not the whole
+//! vault (`get`, `exec`, `render`): the vault is opened once (one KDF run),
+//! the whole file is authenticated, and only the requested values are
+//! decrypted, each once. Nothing is locked and nothing is written, so it
+//! works on a read-only `/secrets` mount.
+
+use std::collections::HashMap;
+
+use crate::vault::error::VaultError;
+use crate::vault::format::Header;
+use crate::vault::path::KeyPath;
+use crate::vault::slots::Credential;
+use crate::vault::slots::Opened;
+use crate::vault::store::VaultDir;
+use crate::vault::stream::{self, Outcome};
+use crate::vault::value::Plain;
+
+/// What the caller wants: single values and whole subtrees.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    /// Paths of single values.
+    pub values: Vec<KeyPath>,
+    /// Prefixes whose every value is wanted (a prefix may be a value itself).
+    pub subtrees: Vec<KeyPath>,
+}
+
+/// What a wanted path turned out to be. No `Debug`: it holds plaintext.
+pub enum Lookup {
+    /// A value, decrypted.
+    Value(Plain),
+    /// Nothing at this path.
+    Missing,
+    /// A mapping or list, not a value (its kind name).
+    Container(&'static str),
+}
+
+/// The decrypted selection. No `Debug`: it holds plaintext.
+#[derive(Default)]
+pub struct Selected {
+    /// One entry per distinct wanted value path.
+    pub values: HashMap<KeyPath, Lookup>,
+    /// One entry per distinct wanted prefix: its values with their full
+    /// paths in file order, or `None` if nothing is at the prefix.
+    pub subtrees: HashMap<KeyPath, Option<Vec<(KeyPath, Plain)>>>,
+}
+
+impl Selected {
+    /// The lookup for a wanted value path (`Missing` if it was not wanted).
+    pub fn value(&self, path: &KeyPath) -> &Lookup {
+        self.values.get(path).unwrap_or(&Lookup::Missing)
+    }
+}
+
+/// Opens the vault in `dir` once and decrypts what `wanted` names: with
+/// the streaming reader ([`crate::vault::stream`]) when the file is in the
+/// canonical layout runvault writes, else (or when the streaming reader
+/// does not vouch for the file) with the tree reader, reusing the slot the
+/// streaming reader opened so the KDF runs once.
+pub fn read_selected(
+    dir: &VaultDir,
+    credential: &Credential,
+    wanted: &Wanted,
+) -> Result<Selected, VaultError> {
+    match stream::read(dir, credential, wanted)? {
+        Outcome::Read(selected) => Ok(selected),
+        Outcome::Fallback(opened) => read_selected_tree(dir, credential, wanted, opened),
+    }
+}
+
+/// [`read_selected`] with the tree reader only (the reference the
+/// streaming reader is tested against). `opened` is a slot already opened
+/// for a header; it is used if the file still has that header.
+pub fn read_selected_tree(
+    dir: &VaultDir,
+    credential: &Credential,
+    wanted: &Wanted,
+    opened: Option<(Header, Opened)>,
+) -> Result<Selected, VaultError> {
+    let (vault, _) = dir.open_reusing(credential, opened)?;
+    let mut selected = Selected::default();
+    for path in &wanted.values {
+        if selected.values.contains_key(path) {
+            continue;
+        }
+        let lookup = match vault.get(path) {
+            Ok(plain) => Lookup::Value(plain),
+            Err(VaultError::NotFound { .. }) => Lookup::Missing,
+            Err(VaultError::NotAValue { kind, .. }) => Lookup::Container(kind),
+            Err(other) => return Err(other),
+        };
+        selected.values.insert(path.clone(), lookup);
+    }
+    for prefix in &wanted.subtrees {
+        if selected.subtrees.contains_key(prefix) {
+            continue;
+        }
+        let leaves = match vault.secrets().get(prefix) {
+            None => None,
+            Some(subtree) => Some(
+                subtree
+                    .leaf_paths()
+                    .into_iter()
+                    .map(|relative| {
+                        let mut path = prefix.clone();
+                        relative
+                            .segments()
+                            .iter()
+                            .for_each(|s| path.push(s.clone()));
+                        vault.get(&path).map(|plain| (path, plain))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        selected.subtrees.insert(prefix.clone(), leaves);
+    }
+    Ok(selected)
+}
+
+/// The value at `path` (`get`), with the errors [`UnlockedVault::get`]
+/// gives: not found (exit 3), or a mapping or list (exit 2).
+///
+/// [`UnlockedVault::get`]: crate::vault::UnlockedVault::get
+pub fn read_one(
+    dir: &VaultDir,
+    credential: &Credential,
+    path: &KeyPath,
+) -> Result<Plain, VaultError> {
+    let wanted = Wanted {
+        values: vec![path.clone()],
+        subtrees: Vec::new(),
+    };
+    match read_selected(dir, credential, &wanted)?.values.remove(path) {
+        Some(Lookup::Value(plain)) => Ok(plain),
+        Some(Lookup::Container(kind)) => Err(VaultError::NotAValue {
+            key: path.to_string(),
+            kind,
+        }),
+        Some(Lookup::Missing) | None => Err(VaultError::NotFound {
+            key: path.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,408 @@
+//! The streaming reader for read-only commands (`get`, `exec`, `render`):
+//! it walks the canonical file once, line by line, feeding the file MAC as
+//! it goes and keeping only the sealed texts of the wanted paths, so it
+//! never builds the tree nor copies the values it does not need.
+//!
+//! Order of work: the header (a few lines at the top) is read first, the
+//! key slot is opened (the one KDF run), then the secrets section streams
+//! through the MAC, the history section is read and MACed as the tree
+//! reader does, and only after the MAC matches are the wanted values
+//! decrypted.
+//!
+//! It shares the grammar with the tree reader ([`canonical::block`] with
+//! another [`Visitor`]) and the MAC item encoding ([`TreeMac`]), so on a
+//! canonical file both produce the same MAC input. Whatever it does not
+//! understand (a file that is not canonical, a section out of order, a MAC
+//! that does not match) it hands back as [`Outcome::Fallback`], with the
+//! opened slot, so the tree reader gives the verdict without a second KDF
+//! run. It does not check for repeated keys: the writer never produces
+//! them, so a file that has one cannot carry a valid MAC, and a MAC
+//! failure goes to the tree reader anyway. `tests/stream_reader.rs` and the
+//! property test below check that both readers agree.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
+use crate::vault::crypto::{MacWriter, Subkeys};
+use crate::vault::error::VaultError;
+use crate::vault::format::{
+    self, EncryptedVault, HISTORY_KEY, Header, SECRETS_KEY, Sealed, TreeMac, read_header,
+};
+use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
+use crate::vault::read::{Lookup, Selected, Wanted};
+use crate::vault::slots::{self, Credential, Opened};
+use crate::vault::store::VaultDir;
+use crate::vault::unlocked::open_sealed;
+
+/// What the streaming reader made of the vault.
+pub enum Outcome {
+    /// The MAC matched; the wanted values, decrypted.
+    Read(Selected),
+    /// Not understood, or the MAC did not match: the tree reader decides.
+    /// Carries the header and the slot opened for it, if it got that far.
+    Fallback(Option<(Header, Opened)>),
+}
+
+/// Reads the vault in `dir` with one streaming pass; see the module doc.
+pub fn read(
+    dir: &VaultDir,
+    credential: &Credential,
+    wanted: &Wanted,
+) -> Result<Outcome, VaultError> {
+    let vault_path = dir.vault_path();
+    let loaded = dir.load_with(|bytes| {
+        // Only the lines before `secrets:` are needed to find the salt.
+        let header_end = memchr::memmem::find(&bytes, b"\nsecrets:").map_or(0, |at| at + 1);
+        let header = Lines::new(&bytes[..header_end])
+            .ok()
+            .and_then(|mut lines| read_header(&mut lines));
+        Ok(header.map(|header| {
+            let salt_id = header.salt_id;
+            (bytes, salt_id)
+        }))
+    })?;
+    let Some((bytes, salt)) = loaded else {
+        return Ok(Outcome::Fallback(None));
+    };
+    // The header was read from the lines before `secrets:`; the whole file
+    // must also pass the line checks, and give the same header.
+    let Ok(mut lines) = Lines::new(&bytes) else {
+        return Ok(Outcome::Fallback(None));
+    };
+    let Some(header) = read_header(&mut lines) else {
+        return Ok(Outcome::Fallback(None));
+    };
+    let opened = match slots::unlock(&header, credential, &salt, &vault_path) {
+        Ok(opened) => opened,
+        // The tree reader parses the whole file before it tries a key; if it
+        // would refuse the file, its verdict comes first.
+        Err(err) => {
+            return match EncryptedVault::parse(&bytes) {
+                Ok(_) => Err(err),
+                Err(_) => Ok(Outcome::Fallback(None)),
+            };
+        }
+    };
+    let subkeys = Subkeys::derive(&opened.data_key);
+    let wants = Wants::new(wanted);
+    let Some(found) = stream_body(lines, &header, &subkeys, &wants) else {
+        return Ok(Outcome::Fallback(Some((header, opened))));
+    };
+    let open = |path: &KeyPath, text: &str| {
+        open_sealed(
+            &subkeys.enc,
+            &header.vault_id,
+            path,
+            &Sealed(text.to_string()),
+            &vault_path,
+        )
+    };
+    let mut selected = Selected::default();
+    for (index, want) in wants.list.iter().enumerate() {
+        let path = want.path.clone();
+        if want.subtree {
+            let leaves = match found.kinds[index] {
+                None => None,
+                Some(_) => Some(
+                    found.leaves[index]
+                        .iter()
+                        .map(|(path, text)| Ok((path.clone(), open(path, text)?)))
+                        .collect::<Result<Vec<_>, VaultError>>()?,
+                ),
+            };
+            selected.subtrees.entry(path).or_insert(leaves);
+        } else if let Entry::Vacant(slot) = selected.values.entry(path) {
+            let lookup = match (found.kinds[index], &found.values[index]) {
+                (Some("value"), Some(text)) => Lookup::Value(open(slot.key(), text)?),
+                (Some(kind), _) => Lookup::Container(kind),
+                (None, _) => Lookup::Missing,
+            };
+            slot.insert(lookup);
+        }
+    }
+    Ok(Outcome::Read(selected))
+}
+
+/// What the pass found for each want.
+struct Found<'t> {
+    /// The kind of node at each want's path, if any.
+    kinds: Vec<Option<&'static str>>,
+    /// Each value want's sealed text.
+    values: Vec<Option<Cow<'t, str>>>,
+    /// Each subtree want's leaves with their full paths, in file order.
+    leaves: Vec<Vec<(KeyPath, Cow<'t, str>)>>,
+}
+
+/// Streams `secrets:` and `history:` through the MAC; `None` if the rest
+/// of the file is not the canonical layout or the MAC does not match.
+fn stream_body<'t>(
+    mut lines: Lines<'t>,
+    header: &Header,
+    subkeys: &Subkeys,
+    wants: &Wants<'_>,
+) -> Option<Found<'t>> {
+    let mut mac = MacWriter::new(&subkeys.mac);
+    format::mac_header(&mut mac, header);
+    let mut visitor = SecretsVisitor::new(wants, mac);
+    let number = lines.peek().ok()??.number;
+    let inline = format::section(&mut lines, SECRETS_KEY).ok()?;
+    canonical::node(&mut lines, 0, number, inline, &mut visitor).ok()?;
+    if visitor.root_kind != Some("mapping") {
+        return None;
+    }
+    let SecretsVisitor {
+        mut mac,
+        items,
+        found,
+        ..
+    } = visitor;
+    items.finish(&mut mac);
+    let number = lines.peek().ok()??.number;
+    let inline = format::section(&mut lines, HISTORY_KEY).ok()?;
+    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
+    let history = format::interpret_history(raw).ok()?;
+    format::mac_history(&mut mac, &history);
+    if !matches!(lines.peek(), Ok(None)) {
+        return None;
+    }
+    mac.verify(&header.mac).then_some(found)
+}
+
+/// One wanted path.
+struct Want {
+    path: KeyPath,
+    /// Every value at or under the path, rather than one value.
+    subtree: bool,
+}
+
+/// The wanted paths, with an index by first segment for a quick match at
+/// the top level, where a vault has most of its keys.
+struct Wants<'w> {
+    list: Vec<Want>,
+    by_first_key: HashMap<&'w str, Vec<usize>>,
+    /// Subtree wants at the root (they match everything).
+    at_root: Vec<usize>,
+}
+
+impl<'w> Wants<'w> {
+    fn new(wanted: &'w Wanted) -> Wants<'w> {
+        let list: Vec<Want> = wanted
+            .values
+            .iter()
+            .map(|path| (path, false))
+            .chain(wanted.subtrees.iter().map(|path| (path, true)))
+            .map(|(path, subtree)| Want {
+                path: path.clone(),
+                subtree,
+            })
+            .collect();
+        let mut by_first_key: HashMap<&'w str, Vec<usize>> = HashMap::new();
+        let mut at_root = Vec::new();
+        let all = wanted.values.iter().chain(&wanted.subtrees);
+        for (index, path) in all.enumerate() {
+            match path.segments().first() {
+                Some(Segment::Key(key)) => by_first_key.entry(key).or_default().push(index),
+                Some(Segment::Index(_)) => {} // the root is a mapping: never found
+                None => at_root.push(index),
+            }
+        }
+        Wants {
+            list,
+            by_first_key,
+            at_root,
+        }
+    }
+}
+
+/// One step of the current path, borrowed from the file where possible.
+enum Step<'t> {
+    Key(Cow<'t, str>),
+    Index(usize),
+}
+
+/// Feeds the secrets section to the MAC and picks out the wanted values.
+struct SecretsVisitor<'t, 'w> {
+    mac: MacWriter,
+    items: TreeMac,
+    wants: &'w Wants<'w>,
+    /// The current path's encoded segments, and where each segment starts.
+    encoded: Vec<u8>,
+    marks: Vec<usize>,
+    steps: Vec<Step<'t>>,
+    /// For each depth, the wants whose path agrees with the current path so
+    /// far (subtree wants stay once inside their subtree).
+    candidates: Vec<Vec<usize>>,
+    root_kind: Option<&'static str>,
+    found: Found<'t>,
+}
+
+impl<'t, 'w> SecretsVisitor<'t, 'w> {
+    fn new(wants: &'w Wants<'w>, mac: MacWriter) -> SecretsVisitor<'t, 'w> {
+        let count = wants.list.len();
+        SecretsVisitor {
+            mac,
+            items: TreeMac::default(),
+            wants,
+            encoded: Vec::with_capacity(256),
+            marks: Vec::new(),
+            steps: Vec::new(),
+            candidates: vec![(0..count).collect()],
+            root_kind: None,
+            found: Found {
+                kinds: vec![None; count],
+                values: vec![None; count],
+                leaves: (0..count).map(|_| Vec::new()).collect(),
+            },
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// Goes one step down to `segment` and narrows the candidates.
+    fn descend(&mut self, segment: Step<'_>) {
+        let depth = self.depth();
+        self.marks.push(self.encoded.len());
+        if self.candidates.len() <= depth + 1 {
+            self.candidates.push(Vec::new());
+        }
+        let (parents, children) = self.candidates.split_at_mut(depth + 1);
+        let (parent, next) = (&parents[depth], &mut children[0]);
+        next.clear();
+        let list = &self.wants.list;
+        let matches = |index: usize| {
+            let path = list[index].path.segments();
+            match (path.get(depth), &segment) {
+                (None, _) => list[index].subtree,
+                (Some(Segment::Key(want)), Step::Key(key)) => want == key,
+                (Some(Segment::Index(want)), Step::Index(index)) => want == index,
+                _ => false,
+            }
+        };
+        match (depth, &segment) {
+            // The top level, where most keys are: with many wants, look the
+            // key up instead of comparing it with every want.
+            (0, Step::Key(key)) if self.wants.list.len() > 8 => {
+                next.extend(&self.wants.at_root);
+                if let Some(indices) = self.wants.by_first_key.get(key.as_ref()) {
+                    next.extend(indices);
+                }
+            }
+            _ if parent.is_empty() => {}
+            _ => next.extend(parent.iter().copied().filter(|&index| matches(index))),
+        }
+        match segment {
+            Step::Key(key) => encode_key(&key, &mut self.encoded),
+            Step::Index(index) => encode_index(index, &mut self.encoded),
+        }
+    }
+
+    /// A node of `kind` starts at the current path.
+    fn node_here(&mut self, kind: &'static str) {
+        let depth = self.depth();
+        if depth == 0 {
+            self.root_kind = Some(kind);
+        }
+        for &index in &self.candidates[depth] {
+            if self.wants.list[index].path.segments().len() == depth {
+                self.found.kinds[index] = Some(kind);
+            }
+        }
+    }
+
+    fn current_path(&self) -> KeyPath {
+        let mut path = KeyPath::root();
+        for step in &self.steps {
+            path.push(match step {
+                Step::Key(key) => Segment::Key(key.to_string()),
+                Step::Index(index) => Segment::Index(*index),
+            });
+        }
+        path
+    }
+}
+
+impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
+    type Node = ();
+    type Map = ();
+    type List = ();
+
+    fn begin_map(&mut self) -> Result<(), &'static str> {
+        self.node_here("mapping");
+        Ok(())
+    }
+
+    fn begin_list(&mut self) -> Result<(), &'static str> {
+        self.node_here("list");
+        Ok(())
+    }
+
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str> {
+        self.descend(Step::Key(Cow::Borrowed(key)));
+        self.steps.push(Step::Key(key.clone()));
+        Ok(())
+    }
+
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str> {
+        self.descend(Step::Index(index));
+        self.steps.push(Step::Index(index));
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        let mark = self.marks.pop().expect("leave after enter");
+        self.encoded.truncate(mark);
+        self.steps.pop();
+    }
+
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
+        if !text.starts_with("rv1:") {
+            return Err("a value that is not sealed");
+        }
+        self.node_here("value");
+        let depth = self.depth();
+        self.items
+            .item(&mut self.mac, b'V', depth, &self.encoded, Some(&text));
+        for position in 0..self.candidates[depth].len() {
+            let index = self.candidates[depth][position];
+            let want = &self.wants.list[index];
+            let length = want.path.segments().len();
+            if want.subtree && length <= depth {
+                let path = self.current_path();
+                self.found.leaves[index].push((path, text.clone()));
+            } else if !want.subtree && length == depth {
+                self.found.values[index] = Some(text.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn empty_map(&mut self) -> Result<(), &'static str> {
+        self.node_here("mapping");
+        let depth = self.depth();
+        self.items
+            .item(&mut self.mac, b'M', depth, &self.encoded, None);
+        Ok(())
+    }
+
+    fn empty_list(&mut self) -> Result<(), &'static str> {
+        self.node_here("list");
+        let depth = self.depth();
+        self.items
+            .item(&mut self.mac, b'L', depth, &self.encoded, None);
+        Ok(())
+    }
+
+    fn map_entry(&mut self, _: &mut (), _: Cow<'t, str>, _: ()) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn end_map(&mut self, _: ()) {}
+
+    fn list_item(&mut self, _: &mut (), _: ()) {}
+
+    fn end_list(&mut self, _: ()) {}
+}

@@ -1,0 +1,370 @@
+//! The streaming reader against the tree reader: on every canonical file
+//! both give the same values and the same verdict (property test), the
+//! streaming reader takes every canonical file itself, and on damaged or
+//! reformatted files (differential fuzz) `read_selected` (streaming, then
+//! fallback) decides exactly as the tree reader alone, while the streaming
+//! reader never vouches for a file the tree reader refuses.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use runvault::core::exit::ExitStatus;
+use runvault::core::secret::Key32;
+use runvault::vault::format::DEFAULT_KEEP;
+use runvault::vault::read::{self, Lookup, Selected, Wanted};
+use runvault::vault::salt::Salt;
+use runvault::vault::stream::{self, Outcome};
+use runvault::vault::tree::Tree;
+use runvault::vault::value::Plain;
+use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir, VaultError};
+
+/// A vault directory holding one generated vault, and its machine key.
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: [u8; 32],
+    bytes: Vec<u8>,
+}
+
+impl Fixture {
+    /// A vault of `texts`, then `updates` set on top (which fills `history:`).
+    fn new(texts: &Tree<String>, updates: &[(KeyPath, String)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key32::random();
+        let credential = Credential::KeyFile(Key32::from_bytes(*key.expose()));
+        let salt = Salt::generate();
+        let vault_path = dir.path().join("vault.yml");
+        let mut vault = UnlockedVault::create(&[credential], &salt, DEFAULT_KEEP, &vault_path);
+        let plain = texts
+            .try_map(&mut |_, text| Ok::<_, ()>(Plain::text(text.clone().into_bytes())))
+            .unwrap();
+        vault.merge(&plain).unwrap();
+        for (path, text) in updates {
+            vault
+                .set(path, &Plain::text(text.clone().into_bytes()))
+                .unwrap();
+        }
+        let bytes = vault.seal().to_canonical();
+        std::fs::write(&vault_path, &bytes).unwrap();
+        std::fs::write(dir.path().join("vault.salt"), salt.as_bytes()).unwrap();
+        Fixture {
+            dir,
+            key: *key.expose(),
+            bytes,
+        }
+    }
+
+    fn store(&self) -> VaultDir {
+        VaultDir::new(self.dir.path(), std::time::Duration::from_secs(1))
+    }
+
+    fn credential(&self) -> Credential {
+        Credential::KeyFile(Key32::from_bytes(self.key))
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        std::fs::write(self.dir.path().join("vault.yml"), bytes).unwrap();
+    }
+}
+
+/// A comparable rendering of a selection (test data only, never secrets).
+fn fingerprint(selected: &Selected, wanted: &Wanted) -> Vec<String> {
+    let plain = |plain: &Plain| format!("{:?}:{:?}", plain.kind, plain.bytes.expose());
+    let mut out = Vec::new();
+    for path in &wanted.values {
+        out.push(match selected.value(path) {
+            Lookup::Value(value) => format!("{path}={}", plain(value)),
+            Lookup::Container(kind) => format!("{path} is a {kind}"),
+            Lookup::Missing => format!("{path} missing"),
+        });
+    }
+    for prefix in &wanted.subtrees {
+        out.push(match selected.subtrees.get(prefix) {
+            Some(Some(leaves)) => format!(
+                "{prefix}/ {}",
+                leaves
+                    .iter()
+                    .map(|(path, value)| format!("{path}={}", plain(value)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Some(None) => format!("{prefix}/ missing"),
+            None => format!("{prefix}/ not asked"),
+        });
+    }
+    out
+}
+
+fn verdict(result: Result<Selected, VaultError>, wanted: &Wanted) -> Result<Vec<String>, String> {
+    result
+        .map(|selected| fingerprint(&selected, wanted))
+        .map_err(|err| format!("exit {}: {err}", err.exit_code()))
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[A-Z][A-Z0-9_]{0,6}",
+        1 => "[a-z \"\\\\é:#-]{1,5}",
+        1 => Just("on".to_string()),
+        1 => Just("01".to_string()),
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof!["[ -~]{0,12}", any::<String>()]
+}
+
+/// Trees with mappings, lists, empty containers and odd keys.
+fn tree() -> impl Strategy<Value = Tree<String>> {
+    let node = value()
+        .prop_map(Tree::Leaf)
+        .prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec((key(), inner.clone()), 0..5)
+                    .prop_map(|entries| Tree::Map(entries.into_iter().collect())),
+                proptest::collection::vec(inner, 0..4).prop_map(Tree::List),
+            ]
+        });
+    proptest::collection::vec((key(), node), 0..7)
+        .prop_map(|entries| Tree::Map(entries.into_iter().collect()))
+}
+
+/// Every path in the tree (values and containers), in file order.
+fn all_paths(tree: &Tree<String>) -> Vec<KeyPath> {
+    fn walk(node: &Tree<String>, path: &mut KeyPath, out: &mut Vec<KeyPath>) {
+        if !path.is_root() {
+            out.push(path.clone());
+        }
+        match node {
+            Tree::Leaf(_) => {}
+            Tree::Map(map) => {
+                for (key, child) in map {
+                    path.push(runvault::vault::path::Segment::Key(key.clone()));
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+            Tree::List(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    path.push(runvault::vault::path::Segment::Index(index));
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, &mut KeyPath::root(), &mut out);
+    out
+}
+
+/// What to ask for: picks among the tree's paths (values and containers),
+/// plus paths that are not there, some under a value or through a list.
+fn wanted_from(tree: &Tree<String>, picks: &[usize]) -> Wanted {
+    let paths = all_paths(tree);
+    let mut wanted = Wanted::default();
+    for (turn, &pick) in picks.iter().enumerate() {
+        let path = match paths.get(pick % (paths.len() + 3)) {
+            Some(path) => path.clone(),
+            None => match pick % 3 {
+                0 => KeyPath::parse("NOT_THERE.AT_ALL").unwrap(),
+                1 => KeyPath::parse("L[7]").unwrap(),
+                _ => paths
+                    .first()
+                    .map(|p| KeyPath::parse(&format!("{p}.UNDER")).unwrap())
+                    .unwrap_or_else(|| KeyPath::parse("X").unwrap()),
+            },
+        };
+        if turn % 3 == 2 {
+            wanted.subtrees.push(path);
+        } else {
+            wanted.values.push(path);
+        }
+    }
+    if picks.len().is_multiple_of(4) {
+        wanted.subtrees.push(KeyPath::root());
+    }
+    wanted
+}
+
+/// Leaf paths to set again (each old value moves to `history:`).
+fn updates_from(tree: &Tree<String>, picks: &[usize]) -> Vec<(KeyPath, String)> {
+    let leaves = tree.leaf_paths();
+    if leaves.is_empty() {
+        return Vec::new();
+    }
+    picks
+        .iter()
+        .map(|pick| (leaves[pick % leaves.len()].clone(), format!("new-{pick}")))
+        .collect()
+}
+
+/// One edit of a file's bytes, as a person, a tool or bit rot might make.
+#[derive(Debug, Clone)]
+enum Mutation {
+    SetByte(usize, u8),
+    DeleteLine(usize),
+    DuplicateLine(usize),
+    SwapLines(usize),
+    Truncate(usize),
+    IndentLine(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let byte = prop_oneof![
+        Just(b' '),
+        Just(b'\n'),
+        Just(b':'),
+        Just(b'-'),
+        Just(b'"'),
+        Just(b'{'),
+        Just(b'#'),
+        Just(b'A'),
+        Just(b'0'),
+        any::<u8>()
+    ];
+    prop_oneof![
+        (any::<usize>(), byte).prop_map(|(at, b)| Mutation::SetByte(at, b)),
+        any::<usize>().prop_map(Mutation::DeleteLine),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        any::<usize>().prop_map(Mutation::SwapLines),
+        any::<usize>().prop_map(Mutation::Truncate),
+        any::<usize>().prop_map(Mutation::IndentLine),
+    ]
+}
+
+fn mutate(bytes: &[u8], mutation: &Mutation) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let n = lines.len();
+    match *mutation {
+        Mutation::SetByte(at, byte) => {
+            let mut out = bytes.to_vec();
+            let at = at % out.len();
+            out[at] = byte;
+            return out;
+        }
+        Mutation::Truncate(at) => return bytes[..at % bytes.len()].to_vec(),
+        Mutation::DeleteLine(at) => {
+            lines.remove(at % n);
+        }
+        Mutation::DuplicateLine(at) => {
+            let line = lines[at % n].clone();
+            lines.insert(at % n, line);
+        }
+        Mutation::SwapLines(at) => lines.swap(at % n, (at + 1) % n),
+        Mutation::IndentLine(at) => {
+            lines[at % n].splice(0..0, *b"  ");
+        }
+    }
+    lines.concat()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// On every canonical file the streaming reader vouches for the file
+    /// itself and finds what the tree reader finds.
+    #[test]
+    fn both_readers_agree_on_canonical_files(
+        texts in tree(),
+        picks in proptest::collection::vec(any::<usize>(), 0..8),
+        update_picks in proptest::collection::vec(any::<usize>(), 0..3),
+    ) {
+        let fixture = Fixture::new(&texts, &updates_from(&texts, &update_picks));
+        let wanted = wanted_from(&texts, &picks);
+        let tree = read::read_selected_tree(&fixture.store(), &fixture.credential(), &wanted, None);
+        let streamed = match stream::read(&fixture.store(), &fixture.credential(), &wanted) {
+            Ok(Outcome::Read(selected)) => selected,
+            Ok(Outcome::Fallback(_)) => panic!("the streaming reader must take a canonical file"),
+            Err(err) => panic!("streaming reader failed: {err}"),
+        };
+        prop_assert_eq!(Ok(fingerprint(&streamed, &wanted)), verdict(tree, &wanted));
+    }
+
+    /// Differential fuzz: damaged files get the same verdict (values, or the
+    /// same error and exit code) through `read_selected` as through the tree
+    /// reader alone; the streaming reader never vouches for a file the tree
+    /// reader refuses, nor returns other values.
+    #[test]
+    fn damaged_files_get_the_tree_readers_verdict(
+        texts in tree(),
+        picks in proptest::collection::vec(any::<usize>(), 1..6),
+        mutations in proptest::collection::vec(mutation(), 1..3),
+    ) {
+        let fixture = Fixture::new(&texts, &[]);
+        let wanted = wanted_from(&texts, &picks);
+        let damaged = mutations.iter().fold(fixture.bytes.clone(), |bytes, m| {
+            if bytes.is_empty() { bytes } else { mutate(&bytes, m) }
+        });
+        fixture.write(&damaged);
+        let tree = verdict(
+            read::read_selected_tree(&fixture.store(), &fixture.credential(), &wanted, None),
+            &wanted,
+        );
+        let full = verdict(read::read_selected(&fixture.store(), &fixture.credential(), &wanted), &wanted);
+        prop_assert_eq!(&full, &tree);
+        if let Ok(Outcome::Read(selected)) = stream::read(&fixture.store(), &fixture.credential(), &wanted) {
+            prop_assert_eq!(Ok(fingerprint(&selected, &wanted)), tree);
+        }
+    }
+}
+
+fn sample() -> (Fixture, Wanted) {
+    let texts: Tree<String> =
+        serde_yaml::from_str::<serde_yaml::Value>("A: {B: x, C: [y, z]}\nD: w\n")
+            .map(|doc| runvault::vault::format::raw_from_general(&doc, 0).unwrap())
+            .unwrap();
+    let fixture = Fixture::new(&texts, &[(KeyPath::parse("D").unwrap(), "w2".into())]);
+    let wanted = Wanted {
+        values: vec![KeyPath::parse("A.B").unwrap(), KeyPath::parse("D").unwrap()],
+        subtrees: vec![KeyPath::parse("A.C").unwrap()],
+    };
+    (fixture, wanted)
+}
+
+const SAMPLE: [&str; 3] = [
+    "A.B=Str:[120]",
+    "D=Str:[119, 50]",
+    "A.C/ A.C[0]=Str:[121] A.C[1]=Str:[122]",
+];
+
+#[test]
+fn a_reformatted_file_falls_back_and_reads_the_same() {
+    let (fixture, wanted) = sample();
+    // Reformatted by a YAML tool: still a valid vault, no longer canonical.
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&fixture.bytes).unwrap();
+    fixture.write(serde_yaml::to_string(&doc).unwrap().as_bytes());
+    assert!(matches!(
+        stream::read(&fixture.store(), &fixture.credential(), &wanted),
+        Ok(Outcome::Fallback(_))
+    ));
+    let selected = read::read_selected(&fixture.store(), &fixture.credential(), &wanted).unwrap();
+    assert_eq!(fingerprint(&selected, &wanted), SAMPLE);
+}
+
+#[test]
+fn sections_out_of_order_fall_back_after_the_slot_is_opened() {
+    let (fixture, wanted) = sample();
+    let text = String::from_utf8(fixture.bytes.clone()).unwrap();
+    let (head, history) = text.split_at(text.find("\nhistory:").unwrap() + 1);
+    let (header, secrets) = head.split_at(head.find("\nsecrets:").unwrap() + 1);
+    fixture.write(format!("{header}{history}{secrets}").as_bytes());
+    match stream::read(&fixture.store(), &fixture.credential(), &wanted) {
+        Ok(Outcome::Fallback(Some(_))) => {}
+        _ => panic!("the streaming reader must hand over the opened slot"),
+    }
+    let selected = read::read_selected(&fixture.store(), &fixture.credential(), &wanted).unwrap();
+    assert_eq!(fingerprint(&selected, &wanted), SAMPLE);
+}
+
+#[test]
+fn a_canonical_file_is_read_by_the_streaming_reader() {
+    let (fixture, wanted) = sample();
+    match stream::read(&fixture.store(), &fixture.credential(), &wanted) {
+        Ok(Outcome::Read(selected)) => assert_eq!(fingerprint(&selected, &wanted), SAMPLE),
+        _ => panic!("a canonical file must stream"),
+    }
+    assert!(Path::new(&fixture.dir.path().join("vault.yml")).exists());
+}
