@@ -21,7 +21,7 @@ use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 use crate::core::fs::{self, WriteMode, write_atomic_unless_changed};
 use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
-use crate::runner::volumes::{self, DirMount, First};
+use crate::runner::volumes::{self, DirMount};
 
 /// How many times [`apply`] starts over when the file changes under it.
 const ATTEMPTS: u32 = 5;
@@ -511,34 +511,28 @@ fn edit_environment(
     for (name, value) in settings.wiring.environment() {
         let prefix = format!("{name}=");
         let wanted = format!("{name}={value}");
-        let runner = || label.to_string();
-        let ensured = volumes::ensure_once(array, &wanted, |entry| {
+        let added = volumes::ensure_once(array, &wanted, |entry| {
             entry.starts_with(&prefix) || entry == name
-        });
-        match ensured.first {
-            First::Added => {
-                volumes::push_like_last(array, &wanted);
-                changes.push(Change::AddedEnvironment {
-                    runner: runner(),
-                    entry: wanted,
-                });
-            }
-            First::Replaced(old) => changes.push(Change::ReplacedEnvironment {
-                runner: runner(),
+        })
+        .report(
+            |old| Change::ReplacedEnvironment {
+                runner: label.to_string(),
                 old,
-                new: wanted,
-            }),
-            First::Kept => {}
-        }
-        changes.extend(
-            ensured
-                .removed
-                .into_iter()
-                .map(|entry| Change::RemovedEnvironment {
-                    runner: runner(),
-                    entry,
-                }),
+                new: wanted.clone(),
+            },
+            |entry| Change::RemovedEnvironment {
+                runner: label.to_string(),
+                entry,
+            },
+            changes,
         );
+        if added {
+            volumes::push_like_last(array, &wanted);
+            changes.push(Change::AddedEnvironment {
+                runner: label.to_string(),
+                entry: wanted,
+            });
+        }
     }
     Ok(())
 }

@@ -214,29 +214,24 @@ pub fn edit_volumes(
     }
     for mount in settings.wiring.dir_mounts() {
         let wanted = mount.volume();
-        let runner = || label.to_string();
-        let ensured = ensure_once(volumes, &wanted, |v| mount.touches(&Volume::parse(v)));
-        match ensured.first {
-            // Added after the manual procedure's volumes, below.
-            First::Added => additions.push(wanted),
-            First::Replaced(old) => changes.push(Change::ReplacedVolume {
-                runner: runner(),
+        let added = ensure_once(volumes, &wanted, |v| mount.touches(&Volume::parse(v))).report(
+            |old| Change::ReplacedVolume {
+                runner: label.to_string(),
                 what: mount.what,
                 old,
-                new: wanted,
-            }),
-            First::Kept => {}
-        }
-        changes.extend(
-            ensured
-                .removed
-                .into_iter()
-                .map(|volume| Change::RemovedVolume {
-                    runner: runner(),
-                    what: mount.what,
-                    volume,
-                }),
+                new: wanted.clone(),
+            },
+            |volume| Change::RemovedVolume {
+                runner: label.to_string(),
+                what: mount.what,
+                volume,
+            },
+            changes,
         );
+        if added {
+            // After the manual procedure's volumes, below.
+            additions.push(wanted);
+        }
     }
     for volume in additions {
         push_like_last(volumes, &volume);
@@ -265,6 +260,25 @@ pub struct Ensured {
     pub first: First,
     /// Later matching items, removed.
     pub removed: Vec<String>,
+}
+
+impl Ensured {
+    /// Records the replacement (if any) and the removals as changes, made
+    /// by `replaced(old)` and `removed(item)`; returns whether nothing
+    /// matched, so the caller must add the wanted string.
+    pub fn report(
+        self,
+        replaced: impl FnOnce(String) -> Change,
+        removed: impl Fn(String) -> Change,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        let added = self.first == First::Added;
+        if let First::Replaced(old) = self.first {
+            changes.push(replaced(old));
+        }
+        changes.extend(self.removed.into_iter().map(removed));
+        added
+    }
 }
 
 /// Makes `wanted` the only string item of `array` that `matches`: the
