@@ -245,6 +245,16 @@ fn a_missing_or_invalid_config_fails_the_parse_check() {
             .all(|f| f["check"] != "config.secrets_mount"),
         "nothing more is read from a file that does not parse"
     );
+    std::fs::write(host.config_toml(), "concurrent = 8\ncheck_interval = 1\n").unwrap();
+    let report = json(&doctor(&host, "x", &args));
+    assert_eq!(
+        findings(&report, "config.parse")[0],
+        (
+            "fail".to_string(),
+            format!("`{}` has no [[runners]]", host.config_toml().display()),
+            "register the runner: `runvault runner install --name x`".to_string()
+        )
+    );
 }
 
 #[test]

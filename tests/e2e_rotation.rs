@@ -238,10 +238,13 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
         rotations.push((values.len() - 1, set(&values[i])));
         std::thread::sleep(Duration::from_millis(1200));
     }
+    let salt = || std::fs::read(host.secrets_dir().join("vault.salt")).unwrap();
+    let salt_before = salt();
     let rekey_before = uptime();
     host.vault(&["rekey", "--new-salt", "--passphrase-file", pass])
         .ok();
     let rekey_after = uptime();
+    assert_ne!(salt(), salt_before, "rekey --new-salt replaced vault.salt");
     std::thread::sleep(Duration::from_millis(1200));
     values.push("after-rekey-Pw-5".into());
     rotations.push((values.len() - 1, set(&values[5])));
