@@ -8,6 +8,8 @@
 //! - [`jobs`]: the job side: `DATAOPS_VAULT(PATH)` references resolved by
 //!   `exec` and `render`, read-only.
 //! - [`doctor`]: checks that a runner host is set up safely.
+//! - [`runner`]: the runner's `config.toml`, its container, the Docker engine.
+//! - [`view`]: plaintext views in RAM for job images that read plaintext.
 //! - [`cli`]: the command line; one handler per command.
 //!
 //! The binary is a thin wrapper around [`run`].
@@ -18,6 +20,8 @@ pub mod cli;
 pub mod core;
 pub mod doctor;
 pub mod jobs;
+pub mod runner;
 pub mod vault;
+pub mod view;
 
 pub use cli::run;

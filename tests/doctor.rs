@@ -43,7 +43,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("13 ok, 0 warn, 0 fail\n"),
+        run.out().ends_with("14 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CHEAP_KDF, Host};
+use common::Host;
 
 /// Tests that need root (mounts) run whenever root is available, and must
 /// run under CI.
@@ -25,15 +25,7 @@ fn require_root(test: &str) -> bool {
 
 fn key_host() -> Host {
     let host = Host::new();
-    host.keygen();
-    let mut cmd = host.command();
-    cmd.arg("--key-file")
-        .arg(host.key_file())
-        .arg("--passphrase-file")
-        .arg(host.pass_file())
-        .arg("init")
-        .args(CHEAP_KDF);
-    common::run(&mut cmd, b"").ok();
+    host.init_with_key_and_passphrase();
     host
 }
 
@@ -750,4 +742,67 @@ fn a_read_only_or_missing_directory_fails_cleanly() {
         )
     );
     assert!(!missing.exists());
+}
+
+#[test]
+fn removed_paths_can_be_purged_later_and_reformatted_vaults_keep_their_markers() {
+    let host = key_host();
+    set_key(&host, "A.B", "one").ok();
+    host.run_key(&["rm", "A.B"], b"").ok();
+    // A YAML tool reformats the file: the removal marker stays a string.
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&host.vault_bytes()).unwrap();
+    let marker = doc["history"]["A.B"][1]
+        .as_str()
+        .expect("the marker is a YAML string");
+    assert!(marker.ends_with(":-"), "{marker}");
+    std::fs::write(host.vault_file(), serde_yaml::to_string(&doc).unwrap()).unwrap();
+    host.run_key(&["verify"], b"").ok();
+    let run = host.run_key(&["rm", "A.B", "--purge"], b"").ok();
+    assert_eq!(run.stderr, "removed `A.B` (0 value(s))\n");
+    assert_eq!(host.run_key(&["history", "A.B"], b"").code, 3);
+    assert_eq!(
+        host.run_key(&["rm", "A.B", "--purge"], b"").code,
+        3,
+        "nothing left to purge"
+    );
+}
+
+#[test]
+fn a_path_set_again_after_rm_still_keeps_at_most_keep_versions() {
+    let host = Host::new();
+    host.keygen();
+    host.run_key(&["init", "--keep", "3"], b"").ok();
+    for i in 0..3 {
+        set_key(&host, "A", &format!("v{i}")).ok();
+    }
+    host.run_key(&["rm", "A"], b"").ok();
+    set_key(&host, "A", "again").ok();
+    let history: serde_json::Value =
+        serde_json::from_slice(&host.run_key(&["history", "A", "--json"], b"").ok().stdout)
+            .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
+}
+
+#[test]
+fn rekey_kdf_flags_change_only_the_parameters_given() {
+    let host = key_host();
+    let pass = host.pass_file();
+    host.run_key(
+        &[
+            "rekey",
+            "--also-passphrase-file",
+            pass.to_str().unwrap(),
+            "--kdf-iterations",
+            "2",
+        ],
+        b"",
+    )
+    .ok();
+    let slots: serde_json::Value =
+        serde_json::from_slice(&host.run_key(&["key", "list", "--json"], b"").ok().stdout).unwrap();
+    assert_eq!(
+        slots[1]["kdf"],
+        serde_json::json!({"algorithm": "argon2id", "memory_kib": 8, "iterations": 2, "parallelism": 1})
+    );
+    assert_eq!(host.run(&["list"]).code, 0);
 }

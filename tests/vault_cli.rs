@@ -359,16 +359,8 @@ fn bad_paths_are_usage_errors_and_change_nothing() {
 #[test]
 fn passphrase_and_key_file_slots_open_the_same_vault() {
     let host = Host::new();
-    host.keygen();
+    host.init_with_key_and_passphrase();
     assert_eq!(mode(&host.key_file()), 0o400);
-    let mut cmd = host.command();
-    cmd.arg("--key-file")
-        .arg(host.key_file())
-        .arg("--passphrase-file")
-        .arg(host.pass_file())
-        .arg("init")
-        .args(CHEAP_KDF);
-    common::run(&mut cmd, b"").ok();
     host.set("A.B", b"shared");
     assert_eq!(host.run_key(&["get", "A.B"], b"").ok().stdout, b"shared");
     let slots: serde_json::Value =
@@ -480,15 +472,7 @@ fn value_lines(bytes: &[u8]) -> Vec<String> {
 #[test]
 fn wrong_passphrase_or_key_exits_4_without_changing_anything() {
     let host = Host::new();
-    host.keygen();
-    let mut cmd = host.command();
-    cmd.arg("--key-file")
-        .arg(host.key_file())
-        .arg("--passphrase-file")
-        .arg(host.pass_file())
-        .arg("init")
-        .args(CHEAP_KDF);
-    common::run(&mut cmd, b"").ok();
+    host.init_with_key_and_passphrase();
     let before = host.vault_bytes();
     let wrong = host.root.path().join("wrong");
     write_private(&wrong, b"not the passphrase\n");

@@ -56,9 +56,27 @@ pub struct GlobalArgs {
     /// Where changes are logged (default DIR/audit.log).
     #[arg(long, global = true, env = "RUNVAULT_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// The host's list of plaintext views, refreshed after every change.
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_VIEWS_FILE",
+        default_value = "/etc/runvault/views",
+        value_name = "FILE"
+    )]
+    pub views_file: PathBuf,
     /// Seconds a writer waits for another writer's lock before exiting 6.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
+}
+
+impl GlobalArgs {
+    /// The machine key file: `--key-file`, else the default path.
+    pub fn key_file_or_default(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::core::layout::DEFAULT_KEY_FILE))
+    }
 }
 
 /// The commands.
@@ -96,8 +114,75 @@ pub enum Command {
     Rekey(RekeyArgs),
     /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
     AuditHmac(AuditHmacArgs),
+    /// The DataOps runner: register, configure, start/stop, status, install.
+    Runner(Box<crate::cli::runner_args::RunnerArgs>),
     /// Check that this host is set up safely (exit 1 if any check fails).
     Doctor(DoctorArgs),
+    /// Plaintext views in RAM for job images that read /secrets/vault.yml as plaintext.
+    View(ViewArgs),
+}
+
+/// `runvault view`.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// The view operation.
+    #[command(subcommand)]
+    pub command: ViewCommand,
+}
+
+/// View operations.
+#[derive(Debug, Subcommand)]
+pub enum ViewCommand {
+    /// Write the plaintext view into a directory (or every configured one).
+    Refresh {
+        /// The view directory (on tmpfs or ramfs).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        out: Option<PathBuf>,
+        /// Refresh every view in the views file.
+        #[arg(long)]
+        all: bool,
+        /// Allow a directory on a disk filesystem (plaintext on disk).
+        #[arg(long)]
+        allow_disk: bool,
+    },
+    /// List the configured views and whether each is current.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a view to the views file and write it now.
+    Add {
+        /// The view directory (on tmpfs or ramfs).
+        #[arg(value_name = "VIEW_DIR")]
+        view_dir: PathBuf,
+        /// Allow a directory on a disk filesystem.
+        #[arg(long)]
+        allow_disk: bool,
+    },
+    /// Remove a view from the views file and delete its plaintext files.
+    Remove {
+        /// The view directory.
+        #[arg(value_name = "VIEW_DIR")]
+        view_dir: PathBuf,
+        /// Leave the view's files in place.
+        #[arg(long)]
+        keep_files: bool,
+    },
+    /// Write a systemd unit that refreshes the views at boot, before docker.service.
+    InstallUnit {
+        /// Where to write `runvault-views.service`.
+        #[arg(long, default_value = "/etc/systemd/system", value_name = "DIR")]
+        unit_dir: PathBuf,
+        /// The runvault binary the unit runs (default: this one).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+    },
 }
 
 /// `runvault exec`.
@@ -136,6 +221,13 @@ pub struct DoctorArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Which runner to check (`--name`; without it config.toml and the
+    /// container are not checked), as the `runner` commands take it.
+    #[command(flatten)]
+    pub runner: crate::cli::runner_args::RunnerCommon,
+    /// The directory of the runvault binary jobs run.
+    #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
+    pub bin_dir: PathBuf,
 }
 
 /// `runvault history`.
@@ -313,7 +405,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Where to write the key.
-    #[arg(default_value = "/etc/runvault/vault.key")]
+    #[arg(default_value = crate::core::layout::DEFAULT_KEY_FILE)]
     pub file: PathBuf,
 }
 

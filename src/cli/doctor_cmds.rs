@@ -1,31 +1,47 @@
 //! Handler of `runvault doctor`: gathers the findings and prints them.
 
-use std::path::PathBuf;
-
 use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::input;
+use crate::cli::runner_cmds::{block_on, wiring};
 use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
-use crate::doctor::{self, host};
-
-/// Where the machine key lives when `--key-file` is not given.
-const DEFAULT_KEY_FILE: &str = "/etc/runvault/vault.key";
+use crate::doctor::{self, Finding, host, views};
 
 /// `runvault doctor`.
 pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError> {
     // A secret is used only when the admin named one; doctor never prompts.
-    let credential = if global.key_file.is_some() || global.passphrase_file.is_some() {
-        Some(input::unlock_credential(global)?)
-    } else {
-        None
+    // A named key file that does not exist is a finding (`keyfile.exists`).
+    let credential = match (&global.key_file, &global.passphrase_file) {
+        (None, None) => None,
+        (Some(key), None) if !key.exists() => None,
+        _ => Some(input::unlock_credential(global)?),
     };
     let vault = vault_dir(global);
     let mut findings = host::check_secrets(&vault, credential.as_ref());
-    let key_file = global
-        .key_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
-    findings.extend(host::check_key_file(&key_file, &global.dir));
+    findings.extend(host::check_key_file(
+        &global.key_file_or_default(),
+        &global.dir,
+    ));
+    findings.extend(views::check_views(
+        &vault,
+        &crate::view::read_views(&global.views_file)?,
+    ));
+    if args.runner.name.is_some() {
+        let target = args.runner.target()?;
+        findings.extend(doctor::runner::check_config(
+            &target,
+            &wiring(global, &args.bin_dir)?,
+        ));
+        findings.extend(block_on(async {
+            Ok(doctor::runner::check_engine(&target).await)
+        })?);
+    } else {
+        findings.push(Finding::warn(
+            "runner.skipped",
+            "no runner name: config.toml and the runner container were not checked",
+            "pass --name NAME (and --config-dir DIR unless it is /srv/dataops-runner-NAME/config)",
+        ));
+    }
     let report = if args.json {
         doctor::render_json(&findings)
     } else {

@@ -9,7 +9,7 @@ use crate::cli::args::{GlobalArgs, KdfArgs};
 use crate::core::fs::read_private;
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;
-use crate::vault::crypto::KdfParams;
+use crate::vault::crypto::{KdfOverride, KdfParams};
 use crate::vault::slots::{Credential, read_key_file};
 
 /// The credential that opens the vault: the key file when given, else the
@@ -101,15 +101,21 @@ pub fn new_passphrase(
 
 /// Argon2id parameters from flags over `base`, checked against the bounds.
 pub fn kdf_params(kdf: &KdfArgs, base: KdfParams) -> Result<KdfParams, VaultError> {
-    let params = KdfParams {
-        memory_kib: kdf.kdf_memory.unwrap_or(base.memory_kib),
-        iterations: kdf.kdf_iterations.unwrap_or(base.iterations),
-        parallelism: kdf.kdf_parallelism.unwrap_or(base.parallelism),
-    };
-    params
-        .check()
-        .map_err(|reason| VaultError::Usage(format!("invalid Argon2id parameters: {reason}")))?;
-    Ok(params)
+    kdf_override(kdf).apply(base).map_err(invalid_kdf)
+}
+
+/// The Argon2id flags as given, for commands that apply them per slot.
+pub fn kdf_override(kdf: &KdfArgs) -> KdfOverride {
+    KdfOverride {
+        memory_kib: kdf.kdf_memory,
+        iterations: kdf.kdf_iterations,
+        parallelism: kdf.kdf_parallelism,
+    }
+}
+
+/// The usage error for Argon2id parameters out of bounds.
+pub fn invalid_kdf(reason: String) -> VaultError {
+    VaultError::Usage(format!("invalid Argon2id parameters: {reason}"))
 }
 
 /// The first line of a passphrase file (mode 0600 or stricter).
@@ -137,7 +143,8 @@ fn no_terminal(what: &str) -> VaultError {
     ))
 }
 
-fn has_terminal() -> bool {
+/// Whether a controlling terminal is there to ask on.
+pub(super) fn has_terminal() -> bool {
     std::fs::File::open("/dev/tty").is_ok()
 }
 

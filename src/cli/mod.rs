@@ -6,7 +6,10 @@ mod doctor_cmds;
 mod input;
 mod jobs_cmds;
 mod rotation_cmds;
+mod runner_args;
+mod runner_cmds;
 mod vault_cmds;
+mod view_cmds;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -24,6 +27,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // Before anything can hold a secret: no core dumps, not dumpable.
+    if let Err(err) = crate::core::harden::forbid_core_dumps() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "runvault: error: cannot disable core dumps: {err}"
+        );
+        return exit::OTHER;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -64,5 +75,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Rekey(args) => rotation_cmds::rekey(&global, args),
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, args),
+        Command::View(args) => view_cmds::view(&global, args),
+        Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }

@@ -5,7 +5,6 @@ use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, Rollba
 use crate::cli::input;
 use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
-use crate::vault::crypto::KdfParams;
 use crate::vault::slots::{Credential, read_key_file};
 use crate::vault::store::RekeyOptions;
 use crate::vault::value::Plain;
@@ -73,14 +72,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandEr
 
 /// `runvault rekey`.
 pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
-    let kdf = if args.kdf.kdf_memory.is_some()
-        || args.kdf.kdf_iterations.is_some()
-        || args.kdf.kdf_parallelism.is_some()
-    {
-        Some(input::kdf_params(&args.kdf, KdfParams::DEFAULT)?)
-    } else {
-        None
-    };
+    let kdf = input::kdf_override(&args.kdf);
     let mut credentials = input::all_credentials(global)?;
     for file in &args.also_key_file {
         credentials.push(Credential::KeyFile(read_key_file(file)?));

@@ -18,9 +18,13 @@ use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, typed_from_input};
 use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
 
-/// The vault directory the global options name.
+/// The vault directory the global options name. When the host has
+/// plaintext views, every committed change refreshes them.
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
+    let mut vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
+    if let Some(hook) = crate::cli::view_cmds::refresh_hook(global) {
+        vault = vault.with_after_commit(hook);
+    }
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),
         None => vault,
@@ -270,7 +274,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError>
     let (vault, _) = vault_dir(global).open(&credential)?;
     let tree = vault.decrypt_under(&prefix)?;
     let rendered = crate::core::secret::SecretBytes::new(match args.format {
-        ExportFormat::Yaml => render_yaml(&tree),
+        ExportFormat::Yaml => crate::vault::value::render_tree_yaml(&tree),
         ExportFormat::Json => render_json(&tree)?,
         ExportFormat::Env => render_env(&tree)?,
     });
@@ -301,27 +305,6 @@ pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result
         )));
     }
     Ok(())
-}
-
-fn render_yaml(tree: &Tree<Plain>) -> Vec<u8> {
-    let mut out = Vec::new();
-    match tree {
-        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
-        Tree::Map(map) => {
-            for (key, child) in map {
-                crate::vault::canonical::emit_key(key, &mut out);
-                out.push(b':');
-                crate::vault::canonical::emit_tree(
-                    child,
-                    2,
-                    &mut out,
-                    &mut |plain: &Plain, out: &mut Vec<u8>| plain.render_yaml(out),
-                );
-            }
-        }
-        _ => unreachable!("the secrets root is a mapping"),
-    }
-    out
 }
 
 fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
@@ -408,27 +391,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
 
 /// `runvault keygen`.
 pub fn keygen(global: &GlobalArgs, args: KeygenArgs) -> Result<(), CommandError> {
-    let parent = fs::parent_dir(&args.file);
-    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), global.dir.canonicalize())
-        && parent.starts_with(&dir)
-    {
-        return Err(VaultError::Usage(format!(
-                "refusing to put the key file inside the vault directory `{}`: keep it outside (default /etc/runvault/vault.key)",
-                dir.display()
-            ))
-            .into());
-    }
-    fs::create_dir_with_mode(parent, 0o700)?;
-    let contents = slots::new_key_file_contents();
-    fs::create_new(&args.file, contents.expose(), 0o400).map_err(|err| match err {
-        fs::FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            VaultError::Usage(format!(
-                "`{}` already exists; refusing to overwrite a key",
-                args.file.display()
-            ))
-        }
-        other => other.into(),
-    })?;
+    slots::create_key_file(&args.file, &global.dir)?;
     status(format_args!(
         "wrote a new 256-bit key to `{}` (mode 0400)",
         args.file.display()

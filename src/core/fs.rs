@@ -137,8 +137,7 @@ pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError>
     let mut file = open_nofollow(path)?;
     let meta = file.metadata().map_err(FsError::io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    if meta.uid() != 0 && Some(meta.uid()) != me {
+    if meta.uid() != 0 && meta.uid() != crate::core::harden::current_uid() {
         return Err(FsError::ForeignOwner {
             what,
             path: path.to_path_buf(),
@@ -183,6 +182,13 @@ impl WriteMode {
         refuse_open_target: true,
         keep_mode_mask: 0o7777,
     };
+    /// A program others run (the binary `runner install` puts in the bin
+    /// directory): 0755 when new; an existing file keeps owner and mode.
+    pub const EXECUTABLE: WriteMode = WriteMode {
+        new_file_mode: 0o755,
+        refuse_open_target: false,
+        keep_mode_mask: 0o7777,
+    };
 }
 
 /// Replaces `target` with `contents` atomically and durably (see module doc).
@@ -190,6 +196,22 @@ impl WriteMode {
 /// The target's owner and mode are kept; a symlinked target is refused. On any
 /// error the target is unchanged and the temp file is removed.
 pub fn write_atomic(target: &Path, contents: &[u8], mode: WriteMode) -> Result<(), FsError> {
+    write_atomic_unless_changed(target, contents, mode, || Ok(true)).map(|_| ())
+}
+
+/// [`write_atomic`], asking `still_current` right before the rename whether
+/// the target is still what the new contents were computed from.
+///
+/// For files that another program rewrites on its own (the runner's
+/// `config.toml`): when `still_current` answers `false`, the temp file is
+/// removed, the target is left alone and `Ok(false)` is returned so the
+/// caller can start over from the new contents. `Ok(true)`: replaced.
+pub fn write_atomic_unless_changed(
+    target: &Path,
+    contents: &[u8],
+    mode: WriteMode,
+    still_current: impl FnOnce() -> Result<bool, FsError>,
+) -> Result<bool, FsError> {
     let dir = parent_dir(target);
     let existing = match std::fs::symlink_metadata(target) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -245,9 +267,14 @@ pub fn write_atomic(target: &Path, contents: &[u8], mode: WriteMode) -> Result<(
     temp.as_file()
         .sync_all()
         .map_err(FsError::io("sync", &temp_path))?;
+    if !still_current()? {
+        // Dropping `temp` removes it.
+        return Ok(false);
+    }
     temp.persist(target)
         .map_err(|err| FsError::io("rename over", target)(err.error))?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(true)
 }
 
 /// Fsyncs a directory so that a rename in it survives a crash.
@@ -406,5 +433,26 @@ mod tests {
         std::fs::write(dir.path().join("other"), b"keep").unwrap();
         assert_eq!(remove_stray_temps(&target).unwrap(), 1);
         assert!(dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn write_unless_changed_leaves_a_changed_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("config.toml");
+        std::fs::write(&target, b"theirs").unwrap();
+        let written =
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(false))
+                .unwrap();
+        assert!(!written);
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp removed"
+        );
+        assert!(
+            write_atomic_unless_changed(&target, b"ours", WriteMode::PRIVATE, || Ok(true)).unwrap()
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"ours");
     }
 }

@@ -1,9 +1,12 @@
 //! What the vault and the runner share: exit codes, the one atomic file
-//! writer, the writers' lock, permission checks and secret types.
+//! writer, the writers' lock, permission checks, secret types, process
+//! hardening and the default host layout.
 //!
 //! Nothing here knows the vault format or Docker; both build on it.
 
 pub mod exit;
 pub mod fs;
+pub mod harden;
+pub mod layout;
 pub mod lock;
 pub mod secret;

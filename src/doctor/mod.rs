@@ -2,10 +2,14 @@
 //! prints one line per check (ok / warn / fail, with a hint), then a summary.
 //!
 //! - [`host`]: the secrets directory, the vault files and the key file.
+//! - [`runner`]: the runner's `config.toml` and its container.
+//! - [`views`]: the plaintext views in RAM.
 //!
 //! Checks never change anything and never print a secret.
 
 pub mod host;
+pub mod runner;
+pub mod views;
 
 use std::fmt::Write as _;
 

@@ -125,6 +125,9 @@ pub fn exec(prepared: PreparedEnv, command: &[OsString]) -> JobsError {
     for (name, value) in &prepared.vars {
         cmd.env(name, OsStr::from_bytes(value.expose()));
     }
+    // The command gets the core-size limit runvault started with back; the
+    // kernel makes it dumpable again by itself at exec.
+    let _ = crate::core::harden::restore_core_limit_for_child();
     let source = cmd.exec();
     JobsError::Exec {
         program: program.to_string_lossy().into_owned(),

@@ -8,7 +8,7 @@
 //! acting user, and the vault generation before and after.
 
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::core::fs::{self, FsError};
@@ -63,7 +63,7 @@ pub fn append(
         time: crate::vault::slots::now_rfc3339(),
         event,
         command,
-        uid: std::fs::metadata("/proc/self").ok().map(|meta| meta.uid()),
+        uid: Some(crate::core::harden::current_uid()),
         sudo_user: std::env::var("SUDO_USER").ok(),
         generation_before: generations.0,
         generation_after: generations.1,

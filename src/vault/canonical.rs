@@ -28,7 +28,7 @@ const SEALED_BYTES: [bool; 256] = {
     let mut byte = 0;
     while byte < 256 {
         let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=');
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=' | b'-');
         byte += 1;
     }
     table
@@ -451,7 +451,10 @@ fn scalar(text: &str) -> Option<Cow<'_, str>> {
     }
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
-    let is_sealed = text.starts_with("rv1:") && text.bytes().all(|b| SEALED_BYTES[b as usize]);
+    // A trailing `:` would make YAML read a mapping key; removal markers end in `:-`.
+    let is_sealed = text.starts_with("rv1:")
+        && text.bytes().all(|b| SEALED_BYTES[b as usize])
+        && !text.ends_with(':');
     (is_int || is_sealed).then_some(Cow::Borrowed(text))
 }
 

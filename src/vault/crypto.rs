@@ -125,6 +125,35 @@ impl KdfParams {
     }
 }
 
+/// Argon2id parameters given on the command line; unset ones come from a
+/// base (the defaults, or a slot's current parameters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KdfOverride {
+    /// `--kdf-memory`.
+    pub memory_kib: Option<u32>,
+    /// `--kdf-iterations`.
+    pub iterations: Option<u32>,
+    /// `--kdf-parallelism`.
+    pub parallelism: Option<u32>,
+}
+
+impl KdfOverride {
+    /// Whether no parameter was given.
+    pub fn is_empty(&self) -> bool {
+        *self == KdfOverride::default()
+    }
+
+    /// The parameters over `base`, checked against the bounds.
+    pub fn apply(&self, base: KdfParams) -> Result<KdfParams, String> {
+        let params = KdfParams {
+            memory_kib: self.memory_kib.unwrap_or(base.memory_kib),
+            iterations: self.iterations.unwrap_or(base.iterations),
+            parallelism: self.parallelism.unwrap_or(base.parallelism),
+        };
+        params.check().map(|()| params)
+    }
+}
+
 /// Derives a key-encryption key from a passphrase with Argon2id.
 /// The parameters must have passed [`KdfParams::check`].
 pub fn argon2id(passphrase: &SecretBytes, salt: &[u8], params: KdfParams) -> Key32 {

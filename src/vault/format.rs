@@ -136,14 +136,16 @@ impl Sealed {
         Sealed(format!("rv1:{version}:{time}:{}", BASE64.encode(blob)))
     }
 
-    /// A deletion marker: the path was removed at `time`, as version `version`.
+    /// A deletion marker: the path was removed at `time`, as version
+    /// `version`. Written `rv1:V:T:-` (`-` is not base64, and unlike a
+    /// trailing `:` it keeps the scalar a plain string for every YAML tool).
     pub fn tombstone(version: u32, time: u64) -> Sealed {
-        Sealed(format!("rv1:{version}:{time}:"))
+        Sealed(format!("rv1:{version}:{time}:-"))
     }
 
     /// Whether this is a deletion marker.
     pub fn is_tombstone(&self) -> bool {
-        self.0.ends_with(':')
+        self.0.ends_with(":-")
     }
 
     /// Version and time without decoding the payload.

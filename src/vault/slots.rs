@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::core::fs::read_private;
+use crate::core::fs::{FsError, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::crypto::{self, KdfParams};
 use crate::vault::error::VaultError;
@@ -61,6 +62,34 @@ pub fn new_key_file_contents() -> SecretBytes {
     let mut text = hex(key.expose());
     text.push('\n');
     SecretBytes::from(text)
+}
+
+/// Writes a new machine key file at `path` (mode 0400, `O_EXCL`; missing
+/// parent directories are created 0700). Refuses to overwrite a key, and
+/// to put one inside the vault directory `vault_dir`, which is mounted
+/// into jobs.
+pub fn create_key_file(path: &Path, vault_dir: &Path) -> Result<(), VaultError> {
+    let parent = parent_dir(path);
+    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), vault_dir.canonicalize())
+        && parent.starts_with(&dir)
+    {
+        return Err(VaultError::Usage(format!(
+            "refusing to put the key file inside the vault directory `{}`: keep it outside \
+             (default {DEFAULT_KEY_FILE})",
+            dir.display()
+        )));
+    }
+    create_dir_with_mode(parent, 0o700)?;
+    let contents = new_key_file_contents();
+    create_new(path, contents.expose(), 0o400).map_err(|err| match err {
+        FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            VaultError::Usage(format!(
+                "`{}` already exists; refusing to overwrite a key",
+                path.display()
+            ))
+        }
+        other => other.into(),
+    })
 }
 
 /// The key-encryption key a credential yields for a slot of `kind`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::lock::WriteLock;
 use crate::vault::audit::{self, AuditRecord};
-use crate::vault::crypto::KdfParams;
+use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
@@ -61,7 +61,7 @@ pub struct RekeyOptions {
     /// Replace `vault.salt` too.
     pub new_salt: bool,
     /// New Argon2id parameters for the passphrase slots.
-    pub kdf: Option<KdfParams>,
+    pub kdf: KdfOverride,
     /// Remove slots no given secret opens.
     pub drop_others: bool,
     /// New number of versions kept per path.
@@ -78,12 +78,28 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Called after every committed change with the changed vault (still
+/// unlocked), its salt and the committed generation: how plaintext views
+/// are refreshed with the data key the command already holds.
+#[derive(Clone)]
+pub struct AfterCommit(pub std::rc::Rc<CommitHook>);
+
+/// The signature of an [`AfterCommit`] hook.
+pub type CommitHook = dyn Fn(&UnlockedVault, &Salt, u64);
+
+impl std::fmt::Debug for AfterCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterCommit(..)")
+    }
+}
+
 /// A vault directory.
 #[derive(Debug, Clone)]
 pub struct VaultDir {
     dir: PathBuf,
     lock_wait: Duration,
     audit_log: PathBuf,
+    after_commit: Option<AfterCommit>,
 }
 
 impl VaultDir {
@@ -93,6 +109,7 @@ impl VaultDir {
             dir: dir.to_path_buf(),
             lock_wait,
             audit_log: dir.join(AUDIT_FILE),
+            after_commit: None,
         }
     }
 
@@ -100,6 +117,18 @@ impl VaultDir {
     pub fn with_audit_log(mut self, path: &Path) -> VaultDir {
         self.audit_log = path.to_path_buf();
         self
+    }
+
+    /// The same vault, calling `hook` after every committed change.
+    pub fn with_after_commit(mut self, hook: AfterCommit) -> VaultDir {
+        self.after_commit = Some(hook);
+        self
+    }
+
+    fn after_commit(&self, vault: &UnlockedVault, salt: &Salt, generation: u64) {
+        if let Some(AfterCommit(hook)) = &self.after_commit {
+            hook(vault, salt, generation);
+        }
     }
 
     /// The directory.
@@ -213,10 +242,22 @@ impl VaultDir {
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
         let before = unlocked.header().generation;
-        let sealed = unlocked.into_sealed();
-        self.audited_commit(command, before, &sealed, &record, |store| {
-            store.commit(&sealed, WriteMode::PRIVATE)
-        })?;
+        // Without an after-commit hook the opened vault is sealed in place;
+        // with one it is kept for the hook (views), at the cost of a copy.
+        let (sealed, kept) = match self.after_commit {
+            Some(_) => (unlocked.seal(), Some(unlocked)),
+            None => (unlocked.into_sealed(), None),
+        };
+        self.audited_commit(
+            command,
+            (before, sealed.header.generation),
+            &record,
+            |store| store.commit(&sealed, WriteMode::PRIVATE),
+        )?;
+        // Still under the lock, so views are refreshed in commit order.
+        if let Some(unlocked) = &kept {
+            self.after_commit(unlocked, &salt, sealed.header.generation);
+        }
         Ok(result)
     }
 
@@ -268,16 +309,16 @@ impl VaultDir {
                 if new_salt.is_some() { "; new salt" } else { "" }
             )),
         };
-        self.audited_commit(
-            "rekey",
-            unlocked.header().generation,
-            &sealed,
-            &record,
-            |store| match &new_salt {
-                Some(salt) => store.commit_with_new_salt(&sealed, salt),
-                None => store.commit(&sealed, WriteMode::PRIVATE),
-            },
-        )?;
+        let generations = (unlocked.header().generation, sealed.header.generation);
+        self.audited_commit("rekey", generations, &record, |store| match &new_salt {
+            Some(salt) => store.commit_with_new_salt(&sealed, salt),
+            None => store.commit(&sealed, WriteMode::PRIVATE),
+        })?;
+        self.after_commit(
+            &next,
+            new_salt.as_ref().unwrap_or(&salt),
+            sealed.header.generation,
+        );
         Ok(report)
     }
 
@@ -286,12 +327,10 @@ impl VaultDir {
     fn audited_commit(
         &self,
         command: &str,
-        before: u64,
-        sealed: &EncryptedVault,
+        generations: (u64, u64),
         record: &AuditRecord,
         commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let generations = (before, sealed.header.generation);
         audit::append(&self.audit_log, command, "commit", generations, record)?;
         commit(self).inspect_err(|_| {
             let _ = audit::append(
@@ -338,14 +377,27 @@ impl VaultDir {
         let vault_salt_id = fs::read_optional(&self.vault_path())?
             .and_then(|bytes| EncryptedVault::parse(&bytes).ok())
             .map(|(vault, _)| vault.header.salt_id);
-        if vault_salt_id == Some(next.id()) {
-            self.promote_next_salt()
-        } else {
-            let path = self.salt_next_path();
-            std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
-            fs::sync_dir(&self.dir)?;
-            Ok(())
+        let current_salt_id =
+            fs::read_optional(&self.salt_path())?.map(|bytes| Salt::from_file_bytes(bytes).id());
+        match vault_salt_id {
+            Some(id) if id == next.id() => self.promote_next_salt(),
+            // The old pair is intact: the rekey never reached vault.yml.
+            Some(id) if Some(id) == current_salt_id => {
+                let path = self.salt_next_path();
+                std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
+                fs::sync_dir(&self.dir)?;
+                Ok(())
+            }
+            // vault.yml unreadable or matching neither salt: touch nothing,
+            // so no salt is ever lost; opening the vault reports the problem.
+            _ => Ok(()),
         }
+    }
+
+    /// Takes the writers' lock (finishing an interrupted rekey first), for
+    /// work that must not interleave with a commit, such as writing views.
+    pub fn lock_writers(&self) -> Result<WriteLock, VaultError> {
+        self.lock()
     }
 
     fn lock(&self) -> Result<WriteLock, VaultError> {
@@ -430,13 +482,6 @@ impl VaultDir {
             None => 0,
         };
         let sealed = unlocked.into_sealed();
-        audit::append(
-            &self.audit_log,
-            "init",
-            "commit",
-            (0, sealed.header.generation),
-            &record,
-        )?;
         // A hand-made file may be world-readable; the encrypted one keeps at most group read.
         let mode = WriteMode {
             new_file_mode: 0o600,
@@ -444,21 +489,23 @@ impl VaultDir {
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path())?;
-        if new_salt {
-            fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
-        }
-        if let Err(err) = self.commit(&sealed, mode) {
-            // Put the old salt back, so a failed init changes nothing.
+        self.audited_commit("init", (0, sealed.header.generation), &record, |store| {
             if new_salt {
-                let _ = match &old_salt {
-                    Some(bytes) => fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
-                        .map_err(VaultError::from),
-                    None => std::fs::remove_file(self.salt_path())
-                        .map_err(|e| FsError::io("remove", &self.salt_path())(e).into()),
-                };
+                fs::write_atomic(&store.salt_path(), salt.as_bytes(), mode)?;
             }
-            return Err(err);
-        }
+            store.commit(&sealed, mode).inspect_err(|_| {
+                // Put the old salt back, so a failed init changes nothing.
+                if new_salt {
+                    let _ = match &old_salt {
+                        Some(bytes) => {
+                            fs::write_atomic(&store.salt_path(), bytes, WriteMode::PRIVATE)
+                        }
+                        None => std::fs::remove_file(store.salt_path())
+                            .map_err(FsError::io("remove", &store.salt_path())),
+                    };
+                }
+            })
+        })?;
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;

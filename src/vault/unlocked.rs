@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::secret::{Key32, SecretBytes, constant_time_eq};
 use crate::vault::audit::AuditChange;
-use crate::vault::crypto::{self, KdfParams, MacWriter, Subkeys, random_bytes};
+use crate::vault::crypto::{self, KdfOverride, MacWriter, Subkeys, random_bytes};
 use crate::vault::error::VaultError;
 use crate::vault::format::{
     DEFAULT_KEEP, EncryptedVault, Header, History, Sealed, SlotKind, compute_mac,
@@ -54,8 +54,9 @@ pub struct RekeyPlan<'a> {
     pub credentials: &'a [Credential],
     /// A new salt (`--new-salt`): every kept slot is re-derived with it.
     pub new_salt: Option<&'a Salt>,
-    /// New Argon2id parameters for the passphrase slots.
-    pub kdf: Option<KdfParams>,
+    /// New Argon2id parameters for the passphrase slots (unset ones stay
+    /// as each slot has them).
+    pub kdf: KdfOverride,
     /// Remove the slots no given secret opens instead of refusing.
     pub drop_others: bool,
     /// A new number of versions to keep.
@@ -267,8 +268,10 @@ impl UnlockedVault {
         let version = self.last_version(path).saturating_add(1);
         let sealed = self.seal_value(path, value, version, now());
         self.vault.secrets.place(path, Tree::Leaf(sealed))?;
-        if let Some(previous) = previous {
-            self.push_history(path, previous);
+        match previous {
+            Some(previous) => self.push_history(path, previous),
+            // A path set again after `rm` may already hold `keep` versions.
+            None => self.prune(&path.to_string()),
         }
         Ok(version)
     }
@@ -292,22 +295,39 @@ impl UnlockedVault {
     }
 
     fn push_history(&mut self, path: &KeyPath, sealed: Sealed) {
-        let keep = self.vault.header.keep.max(1) as usize;
         let key = path.to_string();
-        let versions = self.vault.history.entry(key.clone()).or_default();
-        versions.push(sealed);
-        // The current value counts towards `keep` when the path has one.
-        let room = if matches!(self.vault.secrets.get(path), Some(Tree::Leaf(_))) {
-            keep - 1
-        } else {
-            keep
-        };
-        let versions = self.vault.history.get_mut(&key).expect("inserted above");
-        let excess = versions.len().saturating_sub(room);
-        versions.drain(..excess);
-        if versions.is_empty() {
-            self.vault.history.shift_remove(&key);
+        self.vault
+            .history
+            .entry(key.clone())
+            .or_default()
+            .push(sealed);
+        self.prune(&key);
+    }
+
+    /// Drops the oldest stored versions of one path beyond `keep` (the
+    /// current value, when there is one, counts towards it).
+    fn prune(&mut self, key: &str) {
+        let has_current = KeyPath::parse(key)
+            .map(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))))
+            .unwrap_or(false);
+        let room = self.vault.header.keep.max(1) as usize - usize::from(has_current);
+        if let Some(versions) = self.vault.history.get_mut(key) {
+            let excess = versions.len().saturating_sub(room);
+            versions.drain(..excess);
+            if versions.is_empty() {
+                self.vault.history.shift_remove(key);
+            }
         }
+    }
+
+    /// Destroys the stored versions of `path` and every path under it;
+    /// returns how many paths had some.
+    fn purge_history_under(&mut self, path: &KeyPath) -> usize {
+        let before = self.vault.history.len();
+        self.vault
+            .history
+            .retain(|key, _| !KeyPath::parse(key).is_ok_and(|stored| stored.starts_with(path)));
+        before - self.vault.history.len()
     }
 
     /// The versions of `path`, oldest first, with the current one last.
@@ -453,13 +473,15 @@ impl UnlockedVault {
     /// version of the removed paths is destroyed too. Returns the number of
     /// values removed.
     pub fn remove(&mut self, path: &KeyPath, purge: bool) -> Result<usize, VaultError> {
-        let node = self
-            .vault
-            .secrets
-            .get(path)
-            .ok_or_else(|| VaultError::NotFound {
+        let Some(node) = self.vault.secrets.get(path) else {
+            // An already removed path: `--purge` still destroys its versions.
+            if purge && self.purge_history_under(path) > 0 {
+                return Ok(0);
+            }
+            return Err(VaultError::NotFound {
                 key: path.to_string(),
-            })?;
+            });
+        };
         let mut removed_leaves = Vec::new();
         node.for_each_leaf(&mut |relative, sealed| {
             let mut full = path.clone();
@@ -658,9 +680,17 @@ impl UnlockedVault {
                 dropped.push(slot.id);
                 continue;
             };
-            let kind = match (&slot.kind, plan.kdf) {
-                (SlotKind::Passphrase(_), Some(params)) => SlotKind::Passphrase(params),
-                (kind, _) => kind.clone(),
+            let kind = match &slot.kind {
+                SlotKind::Passphrase(current) if !plan.kdf.is_empty() => {
+                    let params = plan.kdf.apply(*current).map_err(|reason| {
+                        VaultError::Usage(format!(
+                            "invalid Argon2id parameters for slot {}: {reason}",
+                            slot.id
+                        ))
+                    })?;
+                    SlotKind::Passphrase(params)
+                }
+                kind => kind.clone(),
             };
             let kek = if kind == slot.kind && plan.new_salt.is_none() {
                 old_kek
@@ -727,8 +757,8 @@ impl UnlockedVault {
             }
             next.vault.history.insert(path_text.clone(), resealed);
         }
-        if let Some(keep) = plan.keep {
-            next.prune_all(keep);
+        if plan.keep.is_some() {
+            next.prune_all();
         }
         Ok((
             next,
@@ -744,23 +774,10 @@ impl UnlockedVault {
         ))
     }
 
-    fn prune_all(&mut self, keep: u32) {
+    fn prune_all(&mut self) {
         let paths: Vec<String> = self.vault.history.keys().cloned().collect();
-        for path_text in paths {
-            let has_current = KeyPath::parse(&path_text)
-                .map(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))))
-                .unwrap_or(false);
-            let room = keep.max(1) as usize - usize::from(has_current);
-            let versions = self
-                .vault
-                .history
-                .get_mut(&path_text)
-                .expect("listed above");
-            let excess = versions.len().saturating_sub(room);
-            versions.drain(..excess);
-            if versions.is_empty() {
-                self.vault.history.shift_remove(&path_text);
-            }
+        for key in paths {
+            self.prune(&key);
         }
     }
 

@@ -165,6 +165,29 @@ impl Plain {
     }
 }
 
+/// The plaintext YAML of a decrypted tree, in the shape of the hand-made
+/// vault: nested block mappings, typed scalars, strings double-quoted.
+pub fn render_tree_yaml(tree: &Tree<Plain>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match tree {
+        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
+        Tree::Map(map) => {
+            for (key, child) in map {
+                crate::vault::canonical::emit_key(key, &mut out);
+                out.push(b':');
+                crate::vault::canonical::emit_tree(
+                    child,
+                    2,
+                    &mut out,
+                    &mut |plain: &Plain, out: &mut Vec<u8>| plain.render_yaml(out),
+                );
+            }
+        }
+        _ => unreachable!("the secrets root is a mapping"),
+    }
+    out
+}
+
 /// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
 pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');

@@ -85,12 +85,18 @@ impl Host {
         self.root.path().join("keys").join("vault.key")
     }
 
+    /// This host's list of plaintext views (never the real /etc/runvault/views).
+    pub fn views_file(&self) -> PathBuf {
+        self.root.path().join("views")
+    }
+
     /// A bare command with the vault dir set and no RUNVAULT_* from outside.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runvault"));
         cmd.env_remove("RUNVAULT_DIR")
             .env_remove("RUNVAULT_PASSPHRASE_FILE")
             .env_remove("RUNVAULT_KEY_FILE")
+            .env("RUNVAULT_VIEWS_FILE", self.views_file())
             .arg("--dir")
             .arg(self.dir());
         cmd
@@ -133,6 +139,19 @@ impl Host {
         let mut args = vec!["init"];
         args.extend(CHEAP_KDF);
         self.run(&args).ok();
+    }
+
+    /// Creates the key file, then `init` with both the key file and the
+    /// passphrase file (slot 1: key file, slot 2: passphrase), cheap KDF.
+    pub fn init_with_key_and_passphrase(&self) {
+        self.keygen();
+        let mut cmd = self.command();
+        cmd.arg("--key-file")
+            .arg(self.key_file())
+            .arg("--passphrase-file")
+            .arg(self.pass_file())
+            .arg("init");
+        run(cmd.args(CHEAP_KDF), b"").ok();
     }
 
     /// `set PATH --stdin` with `value`.

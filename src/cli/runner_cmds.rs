@@ -1,0 +1,330 @@
+//! One handler per `runvault runner ...` command: validate the options into
+//! `runner` types, run the operation, print what happened.
+//!
+//! tokio is used only here, in a current-thread runtime built per command,
+//! so the vault commands never start one.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::args::GlobalArgs;
+use crate::cli::input;
+use crate::cli::runner_args::{
+    ConfigureArgs, ConfigureOpts, InstallArgs, LogsArgs, RegisterArgs, RegisterOpts, RunnerArgs,
+    RunnerCommand, StartArgs, StatusArgs, StopArgs,
+};
+use crate::core::exit::{self, CommandError};
+use crate::core::fs::read_private;
+use crate::core::secret::SecretBytes;
+use crate::runner::config::{self, JobWiring, Settings};
+use crate::runner::container::{self, Spec};
+use crate::runner::engine::Engine;
+use crate::runner::install::{self, Install};
+use crate::runner::register::{self, Request, Token};
+use crate::runner::status;
+use crate::runner::{Error, Target, mount_source};
+use crate::vault::VaultDir;
+
+/// Runs `runvault runner ...`.
+pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
+    let target = args.common.target()?;
+    match args.command {
+        RunnerCommand::Configure(args) => configure(global, &target, args),
+        RunnerCommand::Register(args) => block_on(register(&target, args)),
+        RunnerCommand::Start(args) => block_on(start(&target, args)),
+        RunnerCommand::Stop(args) => block_on(stop(&target, args)),
+        RunnerCommand::Restart(args) => block_on(restart(&target, args)),
+        RunnerCommand::Remove => block_on(remove(&target)),
+        RunnerCommand::Logs(args) => block_on(logs(&target, args)),
+        RunnerCommand::Status(args) => block_on(status(global, &target, args)),
+        RunnerCommand::Install(args) => block_on(install(global, &target, args)),
+    }
+}
+
+/// Runs a runner operation on a fresh current-thread runtime.
+pub(super) fn block_on<T>(
+    operation: impl Future<Output = Result<T, Error>>,
+) -> Result<T, CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CommandError::with_code(
+                exit::OTHER,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })?;
+    Ok(runtime.block_on(operation)?)
+}
+
+fn say(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+async fn connect(target: &Target) -> Result<Engine, Error> {
+    Engine::connect(target.docker_host.as_deref()).await
+}
+
+/// The registration token: `--token-file`, else `REGISTRATION_TOKEN`, else a
+/// hidden prompt. Never from the command line.
+fn read_token(file: Option<&Path>) -> Result<Token, Error> {
+    let bytes = if let Some(file) = file {
+        let contents = SecretBytes::new(read_private(file, "token file")?);
+        SecretBytes::new(contents.expose().trim_ascii().to_vec())
+    } else if let Some(value) = std::env::var_os("REGISTRATION_TOKEN") {
+        use std::os::unix::ffi::OsStringExt;
+        SecretBytes::new(value.into_vec())
+    } else if input::has_terminal() {
+        let answer = rpassword::prompt_password("Registration token: ").map_err(|err| {
+            Error::Usage(format!("cannot read the token from the terminal: {err}"))
+        })?;
+        let answer = SecretBytes::from(answer);
+        SecretBytes::new(answer.expose().trim_ascii().to_vec())
+    } else {
+        return Err(Error::Usage(
+            "no registration token: pass --token-file FILE (mode 0600), set \
+             REGISTRATION_TOKEN, or run on a terminal to be asked"
+                .into(),
+        ));
+    };
+    Token::new(bytes)
+}
+
+fn register_request(target: &Target, opts: &RegisterOpts) -> Request {
+    let tags = if opts.tags.is_empty() {
+        vec![target.name.clone()]
+    } else {
+        opts.tags.clone()
+    };
+    Request {
+        name: target.name.clone(),
+        image: target.image.clone(),
+        config_dir: target.config_dir.clone(),
+        url: opts.url.clone(),
+        tags,
+        job_image: opts.job_image.clone(),
+    }
+}
+
+/// The job wiring the options name: `--dir`, `--key-file` (or its
+/// default) and `--bin-dir`, made absolute and checked not to overlap.
+pub(super) fn wiring(global: &GlobalArgs, bin_dir: &Path) -> Result<JobWiring, Error> {
+    let wiring = JobWiring {
+        secrets_dir: mount_source(&global.dir, "--dir")?,
+        key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
+        bin_dir: mount_source(bin_dir, "--bin-dir")?,
+    };
+    wiring.validate()?;
+    Ok(wiring)
+}
+
+fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error> {
+    Ok(Settings {
+        concurrent: opts.concurrent,
+        check_interval: opts.check_interval,
+        wiring: wiring(global, &opts.bin_dir)?,
+        local_config: !opts.no_local_config,
+        agent_cache: !opts.no_agent_cache,
+        runner: opts.runner.clone(),
+    })
+}
+
+fn spec(target: &Target, debug: bool) -> Spec {
+    Spec {
+        name: target.name.clone(),
+        image: target.image.clone(),
+        config_dir: target.config_dir.clone(),
+        debug,
+    }
+}
+
+/// Prints a container log (token already masked) to standard error.
+fn show_log(log: &str) {
+    for line in log.lines() {
+        say(format_args!("  | {line}"));
+    }
+}
+
+async fn register(target: &Target, args: RegisterArgs) -> Result<(), Error> {
+    let request = register_request(target, &args.opts);
+    let config_path = request.config_path();
+    if !args.force && register::is_registered(&config_path, &target.name)? {
+        say(format_args!(
+            "runner `{}` is already registered in `{}`; unchanged (--force registers again)",
+            target.name,
+            config_path.display()
+        ));
+        return Ok(());
+    }
+    let token = read_token(args.opts.token_file.as_deref())?;
+    let engine = connect(target).await?;
+    let registered = register::register(&engine, &request, &token).await?;
+    show_log(&registered.log);
+    say(format_args!(
+        "registered runner `{}` in `{}`",
+        target.name,
+        config_path.display()
+    ));
+    Ok(())
+}
+
+fn configure(
+    global: &GlobalArgs,
+    target: &Target,
+    args: ConfigureArgs,
+) -> Result<(), CommandError> {
+    let settings = settings(global, &args.opts)?;
+    let path = target.config_path();
+    let report = config::apply(&path, &settings, args.check)?;
+    if report.changes.is_empty() {
+        say(format_args!("`{}`: unchanged", path.display()));
+        return Ok(());
+    }
+    if args.check {
+        let _ = std::io::stdout().write_all(report.diff.as_bytes());
+    }
+    for change in &report.changes {
+        say(format_args!("{change}"));
+    }
+    if args.check {
+        return Err(Error::CheckFailed { path }.into());
+    }
+    say(format_args!("updated `{}`", path.display()));
+    Ok(())
+}
+
+async fn start(target: &Target, args: StartArgs) -> Result<(), Error> {
+    let engine = connect(target).await?;
+    let outcome = container::start(&engine, &spec(target, args.debug), args.recreate).await?;
+    say(format_args!(
+        "container `{}`: {}",
+        target.name,
+        install::start_message(outcome)
+    ));
+    Ok(())
+}
+
+async fn stop(target: &Target, args: StopArgs) -> Result<(), Error> {
+    let engine = connect(target).await?;
+    if container::stop(&engine, &target.name, args.timeout).await? {
+        say(format_args!("container `{}`: stopped", target.name));
+    } else {
+        say(format_args!(
+            "container `{}`: not running; unchanged",
+            target.name
+        ));
+    }
+    Ok(())
+}
+
+async fn restart(target: &Target, args: StopArgs) -> Result<(), Error> {
+    let engine = connect(target).await?;
+    container::restart(&engine, &target.name, args.timeout).await?;
+    say(format_args!("container `{}`: restarted", target.name));
+    Ok(())
+}
+
+async fn remove(target: &Target) -> Result<(), Error> {
+    let engine = connect(target).await?;
+    container::remove(&engine, &target.name).await?;
+    say(format_args!(
+        "container `{}`: removed (`{}` is kept)",
+        target.name,
+        target.config_dir.display()
+    ));
+    Ok(())
+}
+
+async fn logs(target: &Target, args: LogsArgs) -> Result<(), Error> {
+    use bollard::container::LogOutput;
+    let engine = connect(target).await?;
+    container::logs(&engine, &target.name, args.follow, args.tail, |chunk| {
+        let _ = match chunk {
+            LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
+            other => std::io::stdout().write_all(&other.into_bytes()),
+        };
+    })
+    .await
+}
+
+async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Result<(), Error> {
+    let engine = connect(target).await?;
+    let secrets_dir = mount_source(&global.dir, "--dir")?;
+    let report = status::status(&engine, &target.name, &target.config_path(), &secrets_dir).await?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        report.to_string()
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Ok(())
+}
+
+async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Result<(), Error> {
+    input::kdf_params(&args.kdf, crate::vault::crypto::KdfParams::DEFAULT)?;
+    let settings = settings(global, &args.configure)?;
+    let request = register_request(target, &args.register);
+    let spec = spec(target, args.debug);
+    let vault = VaultDir::new(
+        &settings.wiring.secrets_dir,
+        Duration::from_secs(global.wait),
+    );
+    let binary = match &args.binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().map_err(|err| {
+            Error::Usage(format!(
+                "cannot find this runvault's own binary ({err}); pass --binary FILE"
+            ))
+        })?,
+    };
+    // Checked before any step changes anything.
+    if let Err(err) = std::fs::File::open(&binary) {
+        return Err(Error::Usage(format!(
+            "--binary `{}` cannot be read: {err}",
+            binary.display()
+        )));
+    }
+    let engine = connect(target).await?;
+    let plan = Install {
+        vault: &vault,
+        keep: args.keep,
+        register: &request,
+        settings: &settings,
+        spec: &spec,
+        binary: &binary,
+    };
+    // The vault's first slots include the machine key; the admin's own
+    // secret (passphrase file or prompt) is what adds the key to a vault
+    // it does not open yet.
+    let with_key = GlobalArgs {
+        key_file: Some(settings.wiring.key_file.clone()),
+        ..global.clone()
+    };
+    let without_key = GlobalArgs {
+        key_file: None,
+        ..global.clone()
+    };
+    let secrets = install::Secrets {
+        init: || input::init_credentials(&with_key, &args.kdf),
+        admin: || input::unlock_credential(&without_key),
+        token: || read_token(args.register.token_file.as_deref()),
+    };
+    let changed = install::install(&engine, plan, secrets, &mut |step| {
+        say(format_args!("{step}"));
+        if let install::Step::Register(Some(log)) = step {
+            show_log(log);
+        }
+    })
+    .await?;
+    if changed {
+        say(format_args!(
+            "runner `{}` is installed and running",
+            target.name
+        ));
+    } else {
+        say(format_args!("runner `{}`: nothing changed", target.name));
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! View checks: every configured plaintext view exists, shows the vault's
+//! current generation, and lives in RAM.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::doctor::Finding;
+use crate::vault::VaultDir;
+use crate::vault::format::hex;
+use crate::view::{self, ViewEntry};
+
+/// Checks each view in `views` against the vault.
+pub fn check_views(vault: &VaultDir, views: &[ViewEntry]) -> Vec<Finding> {
+    if views.is_empty() {
+        return vec![Finding::ok("views", "no plaintext views are configured")];
+    }
+    let header = vault.load().ok().map(|(encrypted, _)| encrypted.header);
+    let mut findings = Vec::new();
+    for entry in views {
+        let dir = entry.dir.display();
+        let refresh_hint = "run `runvault view refresh --all` (with the key file)";
+        let Some(marker) = view::read_marker(&entry.dir) else {
+            findings.push(Finding::fail(
+                "view.current",
+                format!("view `{dir}` is missing"),
+                refresh_hint,
+            ));
+            continue;
+        };
+        findings.push(match &header {
+            Some(h) if marker.vault_id != hex(&h.vault_id) => Finding::fail(
+                "view.current",
+                format!("view `{dir}` was made from another vault"),
+                refresh_hint,
+            ),
+            Some(h) if marker.generation != h.generation => Finding::fail(
+                "view.current",
+                format!(
+                    "view `{dir}` shows generation {}, the vault is at {}",
+                    marker.generation, h.generation
+                ),
+                refresh_hint,
+            ),
+            Some(h) => Finding::ok(
+                "view.current",
+                format!("view `{dir}` shows generation {}", h.generation),
+            ),
+            None => Finding::warn(
+                "view.current",
+                format!("view `{dir}`: the vault cannot be read"),
+                "see the vault checks",
+            ),
+        });
+        findings.push(match view::is_on_ram(&entry.dir) {
+            Ok(true) => Finding::ok("view.ram", format!("view `{dir}` is on tmpfs or ramfs")),
+            Ok(false) => Finding::fail(
+                "view.ram",
+                format!("view `{dir}` is on a disk filesystem: plaintext credentials are on disk"),
+                "move the view to a tmpfs (e.g. under /run) and remove this one with `runvault view remove`",
+            ),
+            Err(err) => Finding::fail("view.ram", err.to_string(), "check the view directory"),
+        });
+        let private = std::fs::metadata(&entry.dir)
+            .map(|m| m.mode() & 0o7777 == 0o700)
+            .unwrap_or(false)
+            && ["vault.yml", "vault.salt"].iter().all(|name| {
+                std::fs::metadata(entry.dir.join(name))
+                    .map(|m| m.mode() & 0o7777 == 0o600)
+                    .unwrap_or(false)
+            });
+        findings.push(if private {
+            Finding::ok("view.mode", format!("view `{dir}` is 0700 with 0600 files"))
+        } else {
+            Finding::fail(
+                "view.mode",
+                format!("view `{dir}` is readable by others"),
+                refresh_hint,
+            )
+        });
+    }
+    findings
+}
