@@ -321,6 +321,14 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
         }
     }
 
+    /// An empty mapping or list at the current path: one MAC item.
+    fn empty_here(&mut self, kind: &'static str, marker: u8) {
+        self.node_here(kind);
+        let depth = self.depth();
+        self.items
+            .item(&mut self.mac, marker, depth, &self.encoded, None);
+    }
+
     fn current_path(&self) -> KeyPath {
         let mut path = KeyPath::root();
         for step in &self.steps {
@@ -389,18 +397,12 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
     }
 
     fn empty_map(&mut self) -> Result<(), &'static str> {
-        self.node_here("mapping");
-        let depth = self.depth();
-        self.items
-            .item(&mut self.mac, b'M', depth, &self.encoded, None);
+        self.empty_here("mapping", b'M');
         Ok(())
     }
 
     fn empty_list(&mut self) -> Result<(), &'static str> {
-        self.node_here("list");
-        let depth = self.depth();
-        self.items
-            .item(&mut self.mac, b'L', depth, &self.encoded, None);
+        self.empty_here("list", b'L');
         Ok(())
     }
 
