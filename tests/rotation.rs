@@ -7,21 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Host;
-
-/// Tests that need root (mounts) run whenever root is available, and must
-/// run under CI.
-fn require_root(test: &str) -> bool {
-    if common::is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "{test} must run under CI, which runs as root"
-    );
-    eprintln!("skipped {test}: needs root for mount");
-    false
-}
+use common::{Host, Tmpfs, require_root};
 
 fn key_host() -> Host {
     let host = Host::new();
@@ -602,28 +588,6 @@ fn sigkill_at_random_moments_leaves_the_old_or_the_new_vault() {
         "40 rounds: {killed_mid} killed mid-command, {finished} finished first (one write takes {write_time:?})"
     );
     assert!(killed_mid >= 10, "most kills must land mid-command");
-}
-
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -5,41 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Host, fixtures, mode};
-
-/// A tmpfs mounted at `dir`, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn root_or_skip(test: &str) -> bool {
-    if common::is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "{test} must run under CI, which runs as root"
-    );
-    eprintln!("skipped {test}: needs root to mount a tmpfs");
-    false
-}
+use common::{Host, Tmpfs, fixtures, mode, require_root};
 
 fn host_with_vault() -> Host {
     let host = Host::new();
@@ -87,11 +53,11 @@ fn a_view_on_a_disk_filesystem_is_refused_and_nothing_is_created() {
 
 #[test]
 fn views_follow_every_change_and_equal_the_export() {
-    if !root_or_skip("views_follow_every_change_and_equal_the_export") {
+    if !require_root("views_follow_every_change_and_equal_the_export") {
         return;
     }
     let host = host_with_vault();
-    let _ram = Tmpfs::mount(&host.root.path().join("run"));
+    let _ram = Tmpfs::mount(&host.root.path().join("run"), "size=4m,mode=0755");
     let view = host.root.path().join("run/view");
     let run = host
         .run_key(&["view", "add", view.to_str().unwrap()], b"")
@@ -188,12 +154,12 @@ fn views_follow_every_change_and_equal_the_export() {
 
 #[test]
 fn a_failed_refresh_is_loud_and_leaves_the_change_committed() {
-    if !root_or_skip("a_failed_refresh_is_loud_and_leaves_the_change_committed") {
+    if !require_root("a_failed_refresh_is_loud_and_leaves_the_change_committed") {
         return;
     }
     let host = host_with_vault();
     let ram_dir = host.root.path().join("run");
-    let _ram = Tmpfs::mount(&ram_dir);
+    let _ram = Tmpfs::mount(&ram_dir, "size=4m,mode=0755");
     let view = ram_dir.join("view");
     host.run_key(&["view", "add", view.to_str().unwrap()], b"")
         .ok();

@@ -265,3 +265,30 @@ pub fn job_host() -> Host {
     }
     host
 }
+
+/// A tmpfs mounted at `dir` with mount `options`, unmounted on drop
+/// (root only: see [`require_root`]).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts it, creating `dir` first.
+    pub fn mount(dir: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
