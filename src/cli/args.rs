@@ -228,6 +228,9 @@ pub struct DoctorArgs {
     /// The directory of the runvault binary jobs run.
     #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
     pub bin_dir: PathBuf,
+    /// What jobs read (as `runner configure` was told).
+    #[command(flatten)]
+    pub jobs: crate::cli::runner_args::JobsArgs,
 }
 
 /// `runvault history`.

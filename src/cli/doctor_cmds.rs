@@ -30,7 +30,7 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
         let target = args.runner.target()?;
         findings.extend(doctor::runner::check_config(
             &target,
-            &wiring(global, &args.bin_dir)?,
+            &wiring(global, &args.bin_dir, &args.jobs)?,
         ));
         findings.extend(block_on(async {
             Ok(doctor::runner::check_engine(&target).await)

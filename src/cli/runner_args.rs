@@ -135,6 +135,31 @@ pub struct ConfigureOpts {
     /// read-only at the same path (`install` puts the binary there).
     #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
     pub bin_dir: PathBuf,
+    /// What jobs read.
+    #[command(flatten)]
+    pub jobs: JobsArgs,
+}
+
+/// What jobs read.
+#[derive(Debug, Clone, Args)]
+pub struct JobsArgs {
+    /// `encrypted`: the vault, the key and the binary (jobs run `runvault
+    /// exec`); `plaintext-view`: a plaintext view in RAM at `/secrets` (for
+    /// job images that read vault.yml as plaintext; no key, no binary).
+    #[arg(long, value_enum, default_value_t = JobsChoice::Encrypted)]
+    pub jobs: JobsChoice,
+    /// The plaintext view directory (with `--jobs plaintext-view`).
+    #[arg(long, value_name = "DIR", required_if_eq("jobs", "plaintext-view"))]
+    pub view: Option<PathBuf>,
+}
+
+/// The values of `--jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobsChoice {
+    /// The encrypted vault plus key and binary.
+    Encrypted,
+    /// A plaintext view in RAM.
+    PlaintextView,
 }
 
 /// `runvault runner configure`.

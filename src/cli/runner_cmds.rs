@@ -12,13 +12,13 @@ use std::time::Duration;
 use crate::cli::args::GlobalArgs;
 use crate::cli::input;
 use crate::cli::runner_args::{
-    ConfigureArgs, ConfigureOpts, InstallArgs, LogsArgs, RegisterArgs, RegisterOpts, RunnerArgs,
-    RunnerCommand, StartArgs, StatusArgs, StopArgs,
+    ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
+    RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
 use crate::core::exit::{self, CommandError};
 use crate::core::fs::read_private;
 use crate::core::secret::SecretBytes;
-use crate::runner::config::{self, JobWiring, Settings};
+use crate::runner::config::{self, JobWiring, JobsMode, Settings};
 use crate::runner::container::{self, Spec};
 use crate::runner::engine::Engine;
 use crate::runner::install::{self, Install};
@@ -109,12 +109,29 @@ fn register_request(target: &Target, opts: &RegisterOpts) -> Request {
 }
 
 /// The job wiring the options name: `--dir`, `--key-file` (or its
-/// default) and `--bin-dir`, made absolute and checked not to overlap.
-pub(super) fn wiring(global: &GlobalArgs, bin_dir: &Path) -> Result<JobWiring, Error> {
+/// default), `--bin-dir` and `--jobs`/`--view`, made absolute and checked
+/// not to overlap.
+pub(super) fn wiring(
+    global: &GlobalArgs,
+    bin_dir: &Path,
+    jobs: &JobsArgs,
+) -> Result<JobWiring, Error> {
+    let mode = match (jobs.jobs, &jobs.view) {
+        (JobsChoice::Encrypted, _) => JobsMode::Encrypted,
+        (JobsChoice::PlaintextView, Some(view)) => {
+            JobsMode::PlaintextView(mount_source(view, "--view")?)
+        }
+        (JobsChoice::PlaintextView, None) => {
+            return Err(Error::Usage(
+                "--jobs plaintext-view needs --view DIR".into(),
+            ));
+        }
+    };
     let wiring = JobWiring {
         secrets_dir: mount_source(&global.dir, "--dir")?,
         key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
         bin_dir: mount_source(bin_dir, "--bin-dir")?,
+        mode,
     };
     wiring.validate()?;
     Ok(wiring)
@@ -124,7 +141,7 @@ fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error
     Ok(Settings {
         concurrent: opts.concurrent,
         check_interval: opts.check_interval,
-        wiring: wiring(global, &opts.bin_dir)?,
+        wiring: wiring(global, &opts.bin_dir, &opts.jobs)?,
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
@@ -294,6 +311,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         settings: &settings,
         spec: &spec,
         binary: &binary,
+        views_file: &global.views_file,
     };
     // The vault's first slots include the machine key; the admin's own
     // secret (passphrase file or prompt) is what adds the key to a vault

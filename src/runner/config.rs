@@ -40,14 +40,46 @@ pub struct JobWiring {
     /// The directory of the static runvault binary (absolute), mounted
     /// read-only at the same path.
     pub bin_dir: PathBuf,
+    /// What jobs read: the encrypted vault, or a plaintext view in RAM.
+    pub mode: JobsMode,
+}
+
+/// How jobs get their credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobsMode {
+    /// The encrypted secrets directory plus the key and the binary: jobs
+    /// run `runvault exec` (the default).
+    Encrypted,
+    /// A plaintext view in RAM (absolute path) mounted at `/secrets`, for
+    /// job images that read `vault.yml` as plaintext; no key, no binary.
+    PlaintextView(PathBuf),
 }
 
 impl JobWiring {
     /// The directories every job gets whole and read-only: the secrets
     /// directory, the key file's directory, the binary directory.
     pub fn dir_mounts(&self) -> Vec<DirMount> {
+        match &self.mode {
+            JobsMode::Encrypted => {
+                let mut mounts = vec![DirMount::secrets(&self.secrets_dir)];
+                mounts.extend(self.key_and_binary_mounts());
+                mounts
+            }
+            JobsMode::PlaintextView(view) => vec![DirMount::view(view)],
+        }
+    }
+
+    /// Mounts jobs must not have: with a plaintext view, the key and the
+    /// binary directories (left over from the encrypted wiring).
+    pub fn absent_mounts(&self) -> Vec<DirMount> {
+        match &self.mode {
+            JobsMode::Encrypted => Vec::new(),
+            JobsMode::PlaintextView(_) => self.key_and_binary_mounts(),
+        }
+    }
+
+    fn key_and_binary_mounts(&self) -> Vec<DirMount> {
         vec![
-            DirMount::secrets(&self.secrets_dir),
             DirMount::same_path("the key directory", fs::parent_dir(&self.key_file)),
             DirMount::same_path("the binary directory", &self.bin_dir),
         ]
@@ -55,10 +87,21 @@ impl JobWiring {
 
     /// The `environment` entries every runner gets, as (name, value).
     pub fn environment(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (DIR_ENV, SECRETS_TARGET.to_string()),
-            (KEY_FILE_ENV, self.key_file.display().to_string()),
-        ]
+        match &self.mode {
+            JobsMode::Encrypted => vec![
+                (DIR_ENV, SECRETS_TARGET.to_string()),
+                (KEY_FILE_ENV, self.key_file.display().to_string()),
+            ],
+            JobsMode::PlaintextView(_) => Vec::new(),
+        }
+    }
+
+    /// `environment` variables jobs must not get (ours, from the other mode).
+    pub fn absent_environment(&self) -> Vec<&'static str> {
+        match &self.mode {
+            JobsMode::Encrypted => Vec::new(),
+            JobsMode::PlaintextView(_) => vec![DIR_ENV, KEY_FILE_ENV],
+        }
     }
 
     /// Refuses directories that overlap, so each volume belongs to one mount.
@@ -508,6 +551,27 @@ fn edit_environment(
         path: path.to_path_buf(),
         what: format!("runner `{label}`: `environment` is not an array"),
     })?;
+    for name in settings.wiring.absent_environment() {
+        let prefix = format!("{name}=");
+        let before: Vec<String> = array
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        array.retain(|item| {
+            item.as_str()
+                .is_none_or(|entry| !(entry.starts_with(&prefix) || entry == name))
+        });
+        for entry in before
+            .into_iter()
+            .filter(|entry| entry.starts_with(&prefix) || entry == name)
+        {
+            changes.push(Change::RemovedEnvironment {
+                runner: label.to_string(),
+                entry,
+            });
+        }
+    }
     for (name, value) in settings.wiring.environment() {
         let prefix = format!("{name}=");
         let wanted = format!("{name}={value}");
@@ -622,6 +686,7 @@ mod tests {
                 secrets_dir: PathBuf::from("/secrets"),
                 key_file: PathBuf::from("/etc/runvault/vault.key"),
                 bin_dir: PathBuf::from("/opt/runvault/bin"),
+                mode: JobsMode::Encrypted,
             },
             local_config: true,
             agent_cache: true,
@@ -631,6 +696,42 @@ mod tests {
 
     fn edit(text: &str) -> Edit {
         plan(text, Path::new("config.toml"), &settings()).unwrap()
+    }
+
+    #[test]
+    fn a_plaintext_view_replaces_the_encrypted_wiring_and_back() {
+        let encrypted = edit(RUNNER_WRITES).text;
+        let mut view_settings = settings();
+        view_settings.wiring.mode = JobsMode::PlaintextView(PathBuf::from("/run/runvault/view"));
+        let view = plan(&encrypted, Path::new("config.toml"), &view_settings).unwrap();
+        assert_eq!(
+            volumes_of(&view.text),
+            [vec![
+                "/cache",
+                "/app:/local_config:rw",
+                "/agent_cache:/agent_cache:rw",
+                "/run/runvault/view:/secrets:ro"
+            ]],
+            "the view at /secrets, no key or binary directory"
+        );
+        let doc: DocumentMut = view.text.parse().unwrap();
+        let environment = doc["runners"][0]
+            .get("environment")
+            .and_then(Item::as_array);
+        assert!(
+            environment.is_none_or(|env| env
+                .iter()
+                .all(|e| !e.as_str().unwrap_or_default().starts_with("RUNVAULT_"))),
+            "no RUNVAULT_* variables: {environment:?}"
+        );
+        let again = plan(&view.text, Path::new("config.toml"), &view_settings).unwrap();
+        assert!(again.changes.is_empty(), "idempotent: {:?}", again.changes);
+        let back = plan(&view.text, Path::new("config.toml"), &settings()).unwrap();
+        assert_eq!(
+            volumes_of(&back.text),
+            volumes_of(&encrypted),
+            "and back to the encrypted wiring"
+        );
     }
 
     fn volumes_of(text: &str) -> Vec<Vec<String>> {

@@ -26,6 +26,9 @@ pub enum Error {
     /// `install` could not create or adopt the vault.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// `install` could not write the plaintext view.
+    #[error(transparent)]
+    View(#[from] crate::view::ViewError),
     /// No Docker engine answers at the address.
     #[error(
         "cannot reach the Docker engine at `{host}`: {reason}; start it \
@@ -196,6 +199,7 @@ impl ExitStatus for Error {
             Error::Fs(err) => err.exit_code(),
             Error::Lock(err) => err.exit_code(),
             Error::Vault(err) => err.exit_code(),
+            Error::View(err) => err.exit_code(),
             Error::EngineUnreachable { .. } | Error::SocketPermission { .. } => {
                 exit::ENGINE_UNREACHABLE
             }

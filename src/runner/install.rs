@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::layout::BINARY_NAME;
-use crate::runner::config::{self, Settings};
+use crate::runner::config::{self, JobsMode, Settings};
 use crate::runner::container::{self, Spec, StartOutcome};
 use crate::runner::engine::Engine;
 use crate::runner::error::Error;
@@ -43,6 +43,14 @@ pub enum Step {
         /// Whether it needs a program interpreter (is not static).
         dynamic: bool,
     },
+    /// The plaintext view (with `--jobs plaintext-view`): written now, and
+    /// whether it was newly added to the host's views file.
+    View {
+        /// The view directory.
+        dir: PathBuf,
+        /// Whether the views file gained it now.
+        added: bool,
+    },
     /// The register step: the register log when it ran, `None` when the
     /// runner was already registered.
     Register(Option<String>),
@@ -58,6 +66,7 @@ impl Step {
         match self {
             Step::Key { created, .. } => *created,
             Step::KeySlot(added) => added.is_some(),
+            Step::View { added, .. } => *added,
             Step::Binary { installed, .. } => *installed,
             Step::Vault(outcome) => *outcome != InitOutcome::AlreadyEncrypted,
             Step::Register(log) => log.is_some(),
@@ -79,6 +88,16 @@ impl fmt::Display for Step {
                 created: false,
             } => write!(f, "key: `{}` exists; unchanged", path.display()),
             Step::KeySlot(Some(id)) => write!(f, "key slot: added keyfile slot {id}"),
+            Step::View { dir, added: true } => {
+                write!(
+                    f,
+                    "view: wrote `{}` and added it to the views file",
+                    dir.display()
+                )
+            }
+            Step::View { dir, added: false } => {
+                write!(f, "view: refreshed `{}`; already configured", dir.display())
+            }
             Step::KeySlot(None) => write!(f, "key slot: the key opens the vault; unchanged"),
             Step::Binary {
                 path,
@@ -151,6 +170,8 @@ pub struct Install<'a> {
     pub spec: &'a Spec,
     /// The runvault binary to put into `settings.bin_dir` (a static build).
     pub binary: &'a Path,
+    /// The host's views file (for `--jobs plaintext-view`).
+    pub views_file: &'a Path,
 }
 
 /// The secrets `install` may need, each asked for only when needed.
@@ -197,7 +218,15 @@ where
         key_file,
         secrets.admin,
     )?));
-    done(install_binary(plan.binary, &plan.settings.wiring.bin_dir)?);
+    match &plan.settings.wiring.mode {
+        JobsMode::Encrypted => done(install_binary(plan.binary, &plan.settings.wiring.bin_dir)?),
+        JobsMode::PlaintextView(view_dir) => done(ensure_view(
+            plan.vault,
+            key_file,
+            view_dir,
+            plan.views_file,
+        )?),
+    }
     let token = secrets.token;
     let config_path = plan.register.config_path();
     if register::is_registered(&config_path, &plan.register.name)? {
@@ -241,6 +270,34 @@ fn ensure_key_slot(
             Ok(id)
         })
         .map(Some)
+}
+
+/// Writes the plaintext view with the machine key and makes sure the
+/// host's views file lists it, so every later change refreshes it.
+fn ensure_view(
+    vault: &VaultDir,
+    key_file: &Path,
+    view_dir: &Path,
+    views_file: &Path,
+) -> Result<Step, Error> {
+    let credential = Credential::KeyFile(read_key_file(key_file)?);
+    let _lock = vault.lock_writers()?;
+    let (unlocked, salt) = vault.open(&credential)?;
+    let generation = unlocked.header().generation;
+    crate::view::refresh(&unlocked, &salt, vault.dir(), generation, view_dir, false)?;
+    let mut views = crate::view::read_views(views_file)?;
+    let added = !views.iter().any(|entry| entry.dir == view_dir);
+    if added {
+        views.push(crate::view::ViewEntry {
+            dir: view_dir.to_path_buf(),
+            allow_disk: false,
+        });
+        crate::view::write_views(views_file, &views)?;
+    }
+    Ok(Step::View {
+        dir: view_dir.to_path_buf(),
+        added,
+    })
 }
 
 /// Puts `source` into `bin_dir` as `runvault` (mode 0755 when new),

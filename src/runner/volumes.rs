@@ -38,6 +38,11 @@ impl DirMount {
         DirMount::new("the secrets directory", dir, SECRETS_TARGET)
     }
 
+    /// A plaintext view, seen by jobs at `/secrets` in place of the vault.
+    pub fn view(dir: &std::path::Path) -> DirMount {
+        DirMount::new("the plaintext view", dir, SECRETS_TARGET)
+    }
+
     /// A directory seen by jobs at its host path.
     pub fn same_path(what: &'static str, dir: &std::path::Path) -> DirMount {
         let text = dir.to_string_lossy();
@@ -231,6 +236,27 @@ pub fn edit_volumes(
         if added {
             // After the manual procedure's volumes, below.
             additions.push(wanted);
+        }
+    }
+    for mount in settings.wiring.absent_mounts() {
+        let before: Vec<String> = volumes
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        volumes.retain(|item| {
+            item.as_str()
+                .is_none_or(|v| !mount.touches(&Volume::parse(v)))
+        });
+        for volume in before
+            .into_iter()
+            .filter(|v| mount.touches(&Volume::parse(v)))
+        {
+            changes.push(Change::RemovedVolume {
+                runner: label.to_string(),
+                what: mount.what,
+                volume,
+            });
         }
     }
     for volume in additions {

@@ -191,6 +191,8 @@ impl Run {
         ] {
             command.env_remove(var);
         }
+        // Never the host's real list of plaintext views.
+        command.env("RUNVAULT_VIEWS_FILE", "/nonexistent/runvault-test-views");
         command.stdin(std::process::Stdio::null());
         Run { command }
     }
