@@ -18,9 +18,15 @@ Exit codes:
   7  Docker engine unreachable
   8  check-and-set conflict (the path has moved on)";
 
+/// `--version`: the release and the vault format it reads and writes.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (vault format 1: reads and writes format 1)"
+);
+
 /// runvault: encrypted credentials for DataOps runner hosts.
 #[derive(Debug, Parser)]
-#[command(name = "runvault", version, about, after_help = EXIT_CODES_HELP)]
+#[command(name = "runvault", version = VERSION, about, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -120,6 +126,13 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Plaintext views in RAM for job images that read /secrets/vault.yml as plaintext.
     View(ViewArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
 }
 
 /// `runvault view`.

@@ -55,6 +55,19 @@ where
     }
 }
 
+/// Writes generated help (completions, man page) to stdout.
+fn help_output(
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), CommandError> {
+    let mut out = std::io::stdout().lock();
+    write(&mut out).and_then(|()| out.flush()).map_err(|err| {
+        CommandError::with_code(
+            exit::OTHER,
+            format!("cannot write to standard output: {err}"),
+        )
+    })
+}
+
 fn dispatch(cli: Cli) -> Result<(), CommandError> {
     let global = cli.global;
     match cli.command {
@@ -76,6 +89,18 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, args),
         Command::View(args) => view_cmds::view(&global, args),
+        Command::Completions { shell } => help_output(|out| {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "runvault",
+                out,
+            );
+            Ok(())
+        }),
+        Command::Man => help_output(|out| {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
+        }),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }
