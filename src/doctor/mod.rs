@@ -56,12 +56,7 @@ impl Finding {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Finding {
-        Finding {
-            check,
-            status: Status::Warn,
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
+        Finding::with_hint(check, Status::Warn, message.into(), hint.into())
     }
 
     /// A failure with a hint.
@@ -70,11 +65,15 @@ impl Finding {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Finding {
+        Finding::with_hint(check, Status::Fail, message.into(), hint.into())
+    }
+
+    fn with_hint(check: &'static str, status: Status, message: String, hint: String) -> Finding {
         Finding {
             check,
-            status: Status::Fail,
-            message: message.into(),
-            hint: Some(hint.into()),
+            status,
+            message,
+            hint: Some(hint),
         }
     }
 }
