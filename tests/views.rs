@@ -272,3 +272,20 @@ fn the_boot_unit_refreshes_views_before_docker() {
         eprintln!("systemd-analyze not installed: the unit was checked by parsing only");
     }
 }
+
+#[test]
+fn readers_never_touch_the_views_file() {
+    // A views file that cannot be read (here a directory): a writer says
+    // so loudly, a reader (every job's get or exec) never even opens it.
+    let host = host_with_vault();
+    std::fs::create_dir_all(host.views_file()).unwrap();
+    let get = host.run_key(&["get", "SNOWFLAKE.ACCOUNT"], b"").ok();
+    assert_eq!(get.stderr, "", "a reader printed: {}", get.stderr);
+    let set = host.run_key(&["set", "A", "--stdin"], b"v").ok();
+    assert!(
+        set.stderr
+            .contains("runvault: warning: views will not be refreshed"),
+        "{}",
+        set.stderr
+    );
+}

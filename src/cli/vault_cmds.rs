@@ -21,10 +21,8 @@ use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots
 /// The vault directory the global options name. When the host has
 /// plaintext views, every committed change refreshes them.
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    let mut vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait));
-    if let Some(hook) = crate::cli::view_cmds::refresh_hook(global) {
-        vault = vault.with_after_commit(hook);
-    }
+    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
+        .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),
         None => vault,

@@ -1,6 +1,7 @@
 //! Handlers of `runvault view ...`, and the hook that refreshes every
 //! configured view after a committed change.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -13,39 +14,44 @@ use crate::vault::store::AfterCommit;
 use crate::view::{self, ViewEntry, ViewError};
 
 /// The hook that refreshes each view listed in the views file after a
-/// commit, or `None` when the host has no views (one failed `open`, so
-/// readers pay nothing). A failed refresh is reported loudly on stderr and
-/// leaves the committed vault as it is.
-pub fn refresh_hook(global: &GlobalArgs) -> Option<AfterCommit> {
-    let views = match view::read_views(&global.views_file) {
-        Ok(views) if views.is_empty() => return None,
-        Ok(views) => views,
-        Err(err) => {
+/// commit. It does no I/O until a writer asks whether it has work, so
+/// readers (every job's `get` and `exec`) never touch the views file. A
+/// failed refresh is reported loudly on stderr and leaves the committed
+/// vault as it is.
+pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
+    let views_file = global.views_file.clone();
+    let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
+    let load = move || -> Vec<ViewEntry> {
+        view::read_views(&views_file).unwrap_or_else(|err| {
             status(format_args!(
                 "runvault: warning: views will not be refreshed: {err}"
             ));
-            return None;
-        }
+            Vec::new()
+        })
     };
+    let (wanted_views, run_views) = (Rc::clone(&views), views);
     let vault_dir = global.dir.clone();
-    Some(AfterCommit(Rc::new(move |vault, salt, generation| {
-        for entry in &views {
-            if let Err(err) = view::refresh(
-                vault,
-                salt,
-                &vault_dir,
-                generation,
-                &entry.dir,
-                entry.allow_disk,
-            ) {
-                status(format_args!(
-                    "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
-                     jobs reading it see an old vault until `runvault view refresh --all` succeeds",
-                    entry.dir.display()
-                ));
+    AfterCommit {
+        wanted: Rc::new(move || !wanted_views.get_or_init(&load).is_empty()),
+        run: Rc::new(move |vault, salt, generation| {
+            for entry in run_views.get().into_iter().flatten() {
+                if let Err(err) = view::refresh(
+                    vault,
+                    salt,
+                    &vault_dir,
+                    generation,
+                    &entry.dir,
+                    entry.allow_disk,
+                ) {
+                    status(format_args!(
+                        "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
+                         jobs reading it see an old vault until `runvault view refresh --all` succeeds",
+                        entry.dir.display()
+                    ));
+                }
             }
-        }
-    })))
+        }),
+    }
 }
 
 /// `runvault view ...`.

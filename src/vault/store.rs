@@ -82,7 +82,13 @@ fn failpoint(name: &str) {
 /// unlocked), its salt and the committed generation: how plaintext views
 /// are refreshed with the data key the command already holds.
 #[derive(Clone)]
-pub struct AfterCommit(pub std::rc::Rc<CommitHook>);
+pub struct AfterCommit {
+    /// Whether the hook has work; asked only by writers, once per change,
+    /// before sealing (so readers never pay for the hook).
+    pub wanted: std::rc::Rc<dyn Fn() -> bool>,
+    /// The work.
+    pub run: std::rc::Rc<CommitHook>,
+}
 
 /// The signature of an [`AfterCommit`] hook.
 pub type CommitHook = dyn Fn(&UnlockedVault, &Salt, u64);
@@ -125,9 +131,15 @@ impl VaultDir {
         self
     }
 
+    fn after_commit_wanted(&self) -> bool {
+        self.after_commit
+            .as_ref()
+            .is_some_and(|hook| (hook.wanted)())
+    }
+
     fn after_commit(&self, vault: &UnlockedVault, salt: &Salt, generation: u64) {
-        if let Some(AfterCommit(hook)) = &self.after_commit {
-            hook(vault, salt, generation);
+        if let Some(hook) = &self.after_commit {
+            (hook.run)(vault, salt, generation);
         }
     }
 
@@ -244,9 +256,10 @@ impl VaultDir {
         let before = unlocked.header().generation;
         // Without an after-commit hook the opened vault is sealed in place;
         // with one it is kept for the hook (views), at the cost of a copy.
-        let (sealed, kept) = match self.after_commit {
-            Some(_) => (unlocked.seal(), Some(unlocked)),
-            None => (unlocked.into_sealed(), None),
+        let (sealed, kept) = if self.after_commit_wanted() {
+            (unlocked.seal(), Some(unlocked))
+        } else {
+            (unlocked.into_sealed(), None)
         };
         self.audited_commit(
             command,
@@ -298,7 +311,14 @@ impl VaultDir {
             unlocked_by: Some(unlocked_by),
         };
         let (next, report) = unlocked.rekey(&salt, &rekey_plan)?;
-        let sealed = next.seal();
+        let before = unlocked.header().generation;
+        // The old tree is no longer needed: free it before sealing the new one.
+        drop(unlocked);
+        let (sealed, kept) = if self.after_commit_wanted() {
+            (next.seal(), Some(next))
+        } else {
+            (next.into_sealed(), None)
+        };
         let record = AuditRecord {
             changes: Vec::new(),
             detail: Some(format!(
@@ -309,16 +329,18 @@ impl VaultDir {
                 if new_salt.is_some() { "; new salt" } else { "" }
             )),
         };
-        let generations = (unlocked.header().generation, sealed.header.generation);
+        let generations = (before, sealed.header.generation);
         self.audited_commit("rekey", generations, &record, |store| match &new_salt {
             Some(salt) => store.commit_with_new_salt(&sealed, salt),
             None => store.commit(&sealed, WriteMode::PRIVATE),
         })?;
-        self.after_commit(
-            &next,
-            new_salt.as_ref().unwrap_or(&salt),
-            sealed.header.generation,
-        );
+        if let Some(next) = &kept {
+            self.after_commit(
+                next,
+                new_salt.as_ref().unwrap_or(&salt),
+                sealed.header.generation,
+            );
+        }
         Ok(report)
     }
 
