@@ -26,18 +26,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use job_images::{BUSYBOX_IMAGE, busybox_image, output, static_binary};
-use runner_support::{CHEAP_KDF, Host, IMAGE, inspect};
+use runner_support::{CHEAP_KDF, Host, IMAGE, inspect, uptime};
 
 const TOKEN: &str = "GR1348941Fixture-E2E-Token-90ab";
 const SECRET_PATH: &str = "SNOWFLAKE.TRANSFORM.PASSWORD";
 /// How soon a job must see a rotated value.
 const WITHIN: f64 = 1.0;
-
-/// Seconds since boot: the clock both the host and the job containers read.
-fn uptime() -> f64 {
-    let text = std::fs::read_to_string("/proc/uptime").unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
 
 /// The job's loop: resolve `PW` through the mounted runvault, then log
 /// `UPTIME ok VALUE` or `UPTIME err MESSAGE`.

@@ -9,42 +9,14 @@
 mod job_images;
 mod runner_support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use job_images::{BUSYBOX_IMAGE, busybox_image, output};
-use runner_support::{CHEAP_KDF, Host, IMAGE, inspect};
+use runner_support::{CHEAP_KDF, Host, IMAGE, Tmpfs, inspect, require_root, uptime};
 
 const TOKEN: &str = "GR1348941Fixture-View-Token-77cd";
 const WITHIN: f64 = 1.0;
-
-fn uptime() -> f64 {
-    let text = std::fs::read_to_string("/proc/uptime").unwrap();
-    text.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// A tmpfs at a path, unmounted on drop.
-struct Ram(PathBuf);
-
-impl Ram {
-    fn mount(dir: &Path) -> Ram {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs");
-        Ram(dir.to_path_buf())
-    }
-}
-
-impl Drop for Ram {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// One `cat /secrets/vault.yml` of the job: when, and what it printed.
 #[derive(Debug)]
@@ -84,23 +56,15 @@ fn unmodified_jobs_read_the_plaintext_view_while_credentials_rotate() {
     if !runner_support::engine("view_e2e") {
         return;
     }
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "view_e2e needs root under CI"
-        );
-        eprintln!("skipping view_e2e: it needs root to mount a tmpfs");
+    if !require_root("view_e2e") {
         return;
     }
     busybox_image();
     let mut host = Host::new();
     let runner = host.container("view");
     let job = host.container("view-job");
-    let ram = Ram::mount(&host.path("run"));
-    let view = ram.0.join("view");
+    let _ram = Tmpfs::mount(&host.path("run"), "size=8m");
+    let view = host.path("run/view");
     let views_file = host.path("views");
     let views = views_file.to_str().unwrap().to_string();
     let pass_file = host.private_file("passphrase", "view admin passphrase\n");

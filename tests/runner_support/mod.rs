@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(unused_imports)]
-pub use common::CHEAP_KDF;
+pub use common::{CHEAP_KDF, Tmpfs, require_root};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -284,6 +284,12 @@ pub fn wait_with_timeout(mut child: std::process::Child, limit: std::time::Durat
 
 /// Whether a Docker engine answers. Under `CI=true` there must be one; elsewhere
 /// a missing engine makes the calling test print that it is skipped.
+/// Seconds since boot: the clock both the host and job containers read.
+pub fn uptime() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 pub fn engine(test: &str) -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     let available = *AVAILABLE.get_or_init(|| {
