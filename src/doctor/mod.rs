@@ -13,6 +13,46 @@ pub mod views;
 
 use std::fmt::Write as _;
 
+/// Every check id a [`Finding`] can carry, in report order. The ids are
+/// stable: docs/troubleshooting.md explains each one (a test checks that it
+/// lists all of these), and a finding with an id missing here panics in
+/// debug builds, so the tests catch a new check that is not documented.
+pub const CHECK_IDS: &[&str] = &[
+    "secrets.dir",
+    "secrets.dir.owner",
+    "secrets.dir.mode",
+    "vault.file.owner",
+    "vault.file.mode",
+    "salt.file.owner",
+    "salt.file.mode",
+    "secrets.stray",
+    "salt.strength",
+    "vault.encrypted",
+    "vault.verify",
+    "keyfile.exists",
+    "keyfile.owner",
+    "keyfile.mode",
+    "keyfile.location",
+    "views",
+    "view.current",
+    "view.ram",
+    "view.mode",
+    "runner.skipped",
+    "config.parse",
+    "config.concurrent",
+    "config.check_interval",
+    "config.secrets_mount",
+    "config.key_mount",
+    "config.bin_mount",
+    "config.environment",
+    "engine.reachable",
+    "runner.container",
+    "runner.running",
+    "runner.restart_policy",
+    "runner.binds",
+    "runner.image",
+];
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,12 +82,7 @@ pub struct Finding {
 impl Finding {
     /// A passing check.
     pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
-        Finding {
-            check,
-            status: Status::Ok,
-            message: message.into(),
-            hint: None,
-        }
+        Finding::new(check, Status::Ok, message.into(), None)
     }
 
     /// A warning with a hint.
@@ -56,7 +91,7 @@ impl Finding {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Finding {
-        Finding::with_hint(check, Status::Warn, message.into(), hint.into())
+        Finding::new(check, Status::Warn, message.into(), Some(hint.into()))
     }
 
     /// A failure with a hint.
@@ -65,15 +100,19 @@ impl Finding {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Finding {
-        Finding::with_hint(check, Status::Fail, message.into(), hint.into())
+        Finding::new(check, Status::Fail, message.into(), Some(hint.into()))
     }
 
-    fn with_hint(check: &'static str, status: Status, message: String, hint: String) -> Finding {
+    fn new(check: &'static str, status: Status, message: String, hint: Option<String>) -> Finding {
+        debug_assert!(
+            CHECK_IDS.contains(&check),
+            "doctor check id `{check}` is not in CHECK_IDS (add it, and document it in docs/troubleshooting.md)"
+        );
         Finding {
             check,
             status,
             message,
-            hint: Some(hint),
+            hint,
         }
     }
 }
