@@ -287,6 +287,9 @@ impl Layout {
         ] {
             std::fs::create_dir_all(layout.disk(dir)).unwrap();
         }
+        for dir in ["run", "dev/shm"] {
+            std::fs::create_dir_all(layout.ram.path().join(dir)).unwrap();
+        }
         write_private(&layout.pass_file(), format!("{PASSPHRASE}\n").as_bytes());
         let wrapper = layout.disk(".docs-test/bin/runvault");
         std::fs::write(&wrapper, wrapper_script(binary)).unwrap();
