@@ -28,6 +28,9 @@
 //!   the block is not run. The reason is required; the test prints every
 //!   skip with its reason. Use it only for what cannot run in a test (package
 //!   installs, a real registration, systemd, a half-hour benchmark).
+//! - `<!-- docs-test: needs-root -->` directly before a block: it runs only
+//!   when the tests run as root (ownership checks of `doctor`); otherwise it
+//!   is skipped with that reason, except under `CI=true`, where it fails.
 //! - `<!-- docs-test: setup`, then shell lines, then `-->` on its own line:
 //!   hidden commands run at that point of the session (e.g. a second admin's
 //!   passphrase file that a reader would type). Any other `docs-test:`
@@ -212,12 +215,15 @@ fn only_shell_and_console_blocks_run() {
 fn a_skip_needs_a_reason_and_a_block() {
     let skipped = block("<!-- docs-test: skip (needs root) -->\n```sh\nreboot\n```\n");
     assert_eq!(skipped.skip.as_deref(), Some("needs root"));
+    let root = block("<!-- docs-test: needs-root -->\n```sh\nchown root: x\n```\n");
+    assert!(root.needs_root && root.skip.is_none());
     for bad in [
         "<!-- docs-test: skip -->\n```sh\nx\n```\n",
         "<!-- docs-test: skip () -->\n```sh\nx\n```\n",
         "<!-- docs-test: skip (r) -->\ntext\n```sh\nx\n```\n",
         "<!-- docs-test: skip (r) -->\n```\nx\n```\n",
         "<!-- docs-test: skip (r) -->\n",
+        "<!-- docs-test: needs-root -->\n```yaml\nx\n```\n",
         "<!-- docs-test: run (r) -->\n```sh\nx\n```\n",
         "<!-- docs-test: setup\ntrue\n",
     ] {

@@ -14,7 +14,7 @@ use std::process::Command;
 
 #[path = "../common/mod.rs"]
 mod common;
-pub use common::{CHEAP_KDF, PASSPHRASE, write_private};
+pub use common::{CHEAP_KDF, PASSPHRASE, is_root, write_private};
 
 /// How a block is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,15 @@ pub struct Block {
     pub body: Vec<(usize, String)>,
     /// `Some(reason)` when annotated `docs-test: skip (reason)`.
     pub skip: Option<String>,
+    /// Annotated `docs-test: needs-root`: skipped unless the tests run as root.
+    pub needs_root: bool,
+}
+
+/// What an annotation asks of the block after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Annotation {
+    Skip(String),
+    NeedsRoot,
 }
 
 /// One command of a block.
@@ -62,7 +71,7 @@ const MARK: &str = "<!-- docs-test:";
 pub fn extract(text: &str) -> Result<Vec<Block>, String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
+    let mut pending: Option<(usize, Annotation)> = None;
     let mut i = 0;
     while i < lines.len() {
         let trimmed = lines[i].trim_start();
@@ -87,6 +96,7 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                     kind: Kind::Setup,
                     body,
                     skip: None,
+                    needs_root: false,
                 });
             } else if let Some(skip) = rest.strip_prefix("skip") {
                 let reason = skip
@@ -103,7 +113,9 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                             i + 1
                         )
                     })?;
-                pending = Some((i + 1, reason.to_string()));
+                pending = Some((i + 1, Annotation::Skip(reason.to_string())));
+            } else if rest == "needs-root -->" {
+                pending = Some((i + 1, Annotation::NeedsRoot));
             } else {
                 return Err(format!("line {}: unknown annotation `{}`", i + 1, trimmed));
             }
@@ -130,15 +142,22 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                 _ => None,
             };
             match kind {
-                Some(kind) => blocks.push(Block {
-                    line: start + 1,
-                    kind,
-                    body,
-                    skip: pending.take().map(|(_, reason)| reason),
-                }),
+                Some(kind) => {
+                    let annotation = pending.take().map(|(_, a)| a);
+                    blocks.push(Block {
+                        line: start + 1,
+                        kind,
+                        body,
+                        needs_root: annotation == Some(Annotation::NeedsRoot),
+                        skip: match annotation {
+                            Some(Annotation::Skip(reason)) => Some(reason),
+                            _ => None,
+                        },
+                    });
+                }
                 None if pending.is_some() => {
                     return Err(format!(
-                        "line {}: a skip annotation before a block that never runs",
+                        "line {}: an annotation before a block that never runs",
                         start + 1
                     ));
                 }
@@ -400,8 +419,21 @@ pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
     let mut planned = Vec::new();
     for block in &blocks {
         let cmds = commands(block).map_err(|e| format!("block at line {}: {e}", block.line))?;
-        if let Some(reason) = &block.skip {
-            tally.skipped.push((block.line, reason.clone(), cmds.len()));
+        let skip = match &block.skip {
+            Some(reason) => Some(reason.clone()),
+            None if block.needs_root && !is_root() => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    return Err(format!(
+                        "line {}: the block needs root, and CI=true requires it to run",
+                        block.line
+                    ));
+                }
+                Some("needs root, and the tests do not run as root".to_string())
+            }
+            None => None,
+        };
+        if let Some(reason) = skip {
+            tally.skipped.push((block.line, reason, cmds.len()));
             continue;
         }
         tally.blocks += 1;
