@@ -272,7 +272,10 @@ fn console_blocks_carry_their_output() {
     assert_eq!(cmds[1].output, Some(vec![]));
     assert_eq!(expected_exit("echo '# exit 3'"), 0);
     let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert!(lines_match(&lines(&["a ... c", "..."]), &["a b c", "d", "e"]));
+    assert!(lines_match(
+        &lines(&["a ... c", "..."]),
+        &["a b c", "d", "e"]
+    ));
     assert!(lines_match(&lines(&["...", "e"]), &["a", "e"]));
     assert!(!lines_match(&lines(&["a", "c"]), &["a", "b", "c"]));
     assert!(!lines_match(&lines(&["a...z"]), &["ab"]));
@@ -311,7 +314,10 @@ fn a_broken_page_fails() {
     assert_eq!((tally.blocks, tally.commands), (2, 3));
     // An unannotated command that fails.
     let err = run_page("```sh\ntrue\nrunvault get NOPE\ntrue\n```\n", &binary()).unwrap_err();
-    assert!(err.starts_with("line 3: `runvault get NOPE` exited "), "{err}");
+    assert!(
+        err.starts_with("line 3: `runvault get NOPE` exited "),
+        "{err}"
+    );
     // A command that succeeds where the page says it fails.
     let err = run_page("```sh\ntrue   # exit 3\n```\n", &binary()).unwrap_err();
     assert!(err.contains("exited 0, the page expects 3"), "{err}");

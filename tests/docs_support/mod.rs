@@ -266,14 +266,23 @@ fn console_commands(body: &[(usize, String)]) -> Result<Vec<Cmd>, String> {
         } else if let Some(cmd) = cmds.last_mut() {
             cmd.output.get_or_insert_with(Vec::new).push(line.clone());
         } else {
-            return Err(format!("line {number}: console output before any `$ ` command"));
+            return Err(format!(
+                "line {number}: console output before any `$ ` command"
+            ));
         }
     }
     Ok(cmds)
 }
 
 /// Absolute host paths that move into the temp layout's disk root.
-const DISK_PREFIXES: [&str; 6] = ["/secrets", "/etc/", "/opt/", "/srv/", "/usr/local/", "/root/"];
+const DISK_PREFIXES: [&str; 6] = [
+    "/secrets",
+    "/etc/",
+    "/opt/",
+    "/srv/",
+    "/usr/local/",
+    "/root/",
+];
 /// Absolute host paths that move into the temp layout's RAM root.
 const RAM_PREFIXES: [&str; 2] = ["/run/", "/dev/shm/"];
 
@@ -484,7 +493,9 @@ pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
     ] {
         shell.env_remove(var);
     }
-    let status = shell.output().map_err(|e| format!("cannot run bash: {e}"))?;
+    let status = shell
+        .output()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
     for (n, cmd) in planned.iter().enumerate() {
         let Ok(rc) = std::fs::read_to_string(out.join(format!("{n}.rc"))) else {
             return Err(format!(
@@ -526,9 +537,9 @@ pub fn lines_match(expected: &[String], actual: &[&str]) -> bool {
         Some((first, rest)) if first.trim() == "..." => {
             (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..]))
         }
-        Some((first, rest)) => actual
-            .split_first()
-            .is_some_and(|(line, more)| line_matches(first.trim_end(), line) && lines_match(rest, more)),
+        Some((first, rest)) => actual.split_first().is_some_and(|(line, more)| {
+            line_matches(first.trim_end(), line) && lines_match(rest, more)
+        }),
     }
 }
 
