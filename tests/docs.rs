@@ -31,6 +31,12 @@
 //! - `<!-- docs-test: needs-root -->` directly before a block: it runs only
 //!   when the tests run as root (ownership checks of `doctor`); otherwise it
 //!   is skipped with that reason, except under `CI=true`, where it fails.
+//! - `<!-- docs-test: engine -->` directly before a block: it talks to
+//!   Docker (`runner` commands, `doctor --name`) and runs only when an engine
+//!   answers (`tests/runner_support`, which also builds the fixture runner
+//!   image offline); without one it is skipped, except under `CI=true`,
+//!   where it fails. The page's containers are removed when it ends.
+//! - Several annotations may precede one block, one per line.
 //! - `<!-- docs-test: setup`, then shell lines, then `-->` on its own line:
 //!   hidden commands run at that point of the session (e.g. a second admin's
 //!   passphrase file that a reader would type). Any other `docs-test:`
@@ -52,7 +58,14 @@
 //! build's binary, adding `CHEAP_KDF` to the commands that create or change a
 //! passphrase slot (`init`, `key add passphrase`, `key passwd`, `rekey`,
 //! `runner install`) unless the page gives `--kdf-*` itself, since the
-//! default Argon2id costs seconds per slot in a debug build;
+//! default Argon2id costs seconds per slot in a debug build; and for `runner`
+//! commands and `doctor` it appends a suffix unique to the run to the runner
+//! name (output shows it without), and gives explicitly, inside the layout,
+//! the defaults that would name real host paths or the vendor's private
+//! image: `--config-dir ROOT/srv/dataops-runner-NAME/config`, `--bin-dir
+//! ROOT/opt/runvault/bin`, `RUNVAULT_KEY_FILE=ROOT/etc/runvault/vault.key`
+//! and `--image runvault-fixture-runner:test` (each unless the page gives
+//! it);
 //! `RUNVAULT_DIR=ROOT/secrets`, `RUNVAULT_VIEWS_FILE=ROOT/etc/runvault/views`,
 //! `RUNVAULT_PASSPHRASE_FILE` a 0600 file standing in for the admin typing
 //! the passphrase at the prompt; no `RUNVAULT_KEY_FILE` or
@@ -60,10 +73,13 @@
 //! `DIR/audit.log`); `HOME=ROOT/root`; the working directory `ROOT/work`.
 
 mod docs_support;
+mod runner_support;
 
 use std::path::{Path, PathBuf};
 
-use docs_support::{Block, Cmd, Kind, commands, expected_exit, extract, lines_match, run_page};
+use docs_support::{
+    Annotation, Block, Cmd, Kind, commands, expected_exit, extract, lines_match, run_page,
+};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -214,9 +230,14 @@ fn only_shell_and_console_blocks_run() {
 #[test]
 fn a_skip_needs_a_reason_and_a_block() {
     let skipped = block("<!-- docs-test: skip (needs root) -->\n```sh\nreboot\n```\n");
-    assert_eq!(skipped.skip.as_deref(), Some("needs root"));
-    let root = block("<!-- docs-test: needs-root -->\n```sh\nchown root: x\n```\n");
-    assert!(root.needs_root && root.skip.is_none());
+    assert_eq!(skipped.annotations, [Annotation::Skip("needs root".into())]);
+    let both = block(
+        "<!-- docs-test: needs-root -->\n<!-- docs-test: engine -->\n```sh\nchown root: x\n```\n",
+    );
+    assert_eq!(
+        both.annotations,
+        [Annotation::NeedsRoot, Annotation::Engine]
+    );
     for bad in [
         "<!-- docs-test: skip -->\n```sh\nx\n```\n",
         "<!-- docs-test: skip () -->\n```sh\nx\n```\n",

@@ -36,17 +36,19 @@ pub struct Block {
     pub kind: Kind,
     /// Its lines, each with its line number.
     pub body: Vec<(usize, String)>,
-    /// `Some(reason)` when annotated `docs-test: skip (reason)`.
-    pub skip: Option<String>,
-    /// Annotated `docs-test: needs-root`: skipped unless the tests run as root.
-    pub needs_root: bool,
+    /// What its annotations ask, in order.
+    pub annotations: Vec<Annotation>,
 }
 
 /// What an annotation asks of the block after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Annotation {
+pub enum Annotation {
+    /// `skip (reason)`: never run.
     Skip(String),
+    /// `needs-root`: run only as root.
     NeedsRoot,
+    /// `engine`: run only when a Docker engine answers.
+    Engine,
 }
 
 /// One command of a block.
@@ -71,16 +73,16 @@ const MARK: &str = "<!-- docs-test:";
 pub fn extract(text: &str) -> Result<Vec<Block>, String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks = Vec::new();
-    let mut pending: Option<(usize, Annotation)> = None;
+    let mut pending: Vec<(usize, Annotation)> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let trimmed = lines[i].trim_start();
         if let Some(rest) = trimmed.strip_prefix(MARK) {
             let rest = rest.trim();
-            if let Some(pending) = &pending {
-                return Err(format!("line {}: annotation without a block", pending.0));
-            }
             if rest == "setup" {
+                if let Some((line, _)) = pending.first() {
+                    return Err(format!("line {line}: annotation without a block"));
+                }
                 let start = i;
                 let mut body = Vec::new();
                 i += 1;
@@ -95,8 +97,7 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                     line: start + 1,
                     kind: Kind::Setup,
                     body,
-                    skip: None,
-                    needs_root: false,
+                    annotations: Vec::new(),
                 });
             } else if let Some(skip) = rest.strip_prefix("skip") {
                 let reason = skip
@@ -113,9 +114,11 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                             i + 1
                         )
                     })?;
-                pending = Some((i + 1, Annotation::Skip(reason.to_string())));
+                pending.push((i + 1, Annotation::Skip(reason.to_string())));
             } else if rest == "needs-root -->" {
-                pending = Some((i + 1, Annotation::NeedsRoot));
+                pending.push((i + 1, Annotation::NeedsRoot));
+            } else if rest == "engine -->" {
+                pending.push((i + 1, Annotation::Engine));
             } else {
                 return Err(format!("line {}: unknown annotation `{}`", i + 1, trimmed));
             }
@@ -142,20 +145,13 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                 _ => None,
             };
             match kind {
-                Some(kind) => {
-                    let annotation = pending.take().map(|(_, a)| a);
-                    blocks.push(Block {
-                        line: start + 1,
-                        kind,
-                        body,
-                        needs_root: annotation == Some(Annotation::NeedsRoot),
-                        skip: match annotation {
-                            Some(Annotation::Skip(reason)) => Some(reason),
-                            _ => None,
-                        },
-                    });
-                }
-                None if pending.is_some() => {
+                Some(kind) => blocks.push(Block {
+                    line: start + 1,
+                    kind,
+                    body,
+                    annotations: pending.drain(..).map(|(_, a)| a).collect(),
+                }),
+                None if !pending.is_empty() => {
                     return Err(format!(
                         "line {}: an annotation before a block that never runs",
                         start + 1
@@ -163,15 +159,14 @@ pub fn extract(text: &str) -> Result<Vec<Block>, String> {
                 }
                 None => {}
             }
-        } else if !trimmed.is_empty() && pending.is_some() {
+        } else if let (false, Some((line, _))) = (trimmed.is_empty(), pending.first()) {
             return Err(format!(
-                "line {}: the annotation must directly precede a code block",
-                pending.map_or(0, |p| p.0)
+                "line {line}: the annotation must directly precede a code block"
             ));
         }
         i += 1;
     }
-    match pending {
+    match pending.first() {
         Some((line, _)) => Err(format!("line {line}: annotation without a block")),
         None => Ok(blocks),
     }
@@ -292,6 +287,8 @@ pub struct Layout {
     pub root: tempfile::TempDir,
     /// The RAM root, on `/dev/shm` (`/run/x` becomes `RAM/run/x`).
     pub ram: tempfile::TempDir,
+    /// Appended to runner names, so containers are unique to this layout.
+    pub suffix: String,
 }
 
 impl Layout {
@@ -303,7 +300,10 @@ impl Layout {
             Ok(ram) => ram,
             Err(_) => tempfile::tempdir().expect("temp dir"),
         };
-        let layout = Layout { root, ram };
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let suffix = format!("-docs-{}-{n}", std::process::id());
+        let layout = Layout { root, ram, suffix };
         for dir in [
             "work",
             "root",
@@ -320,7 +320,11 @@ impl Layout {
         }
         write_private(&layout.pass_file(), format!("{PASSPHRASE}\n").as_bytes());
         let wrapper = layout.disk(".docs-test/bin/runvault");
-        std::fs::write(&wrapper, wrapper_script(binary)).unwrap();
+        std::fs::write(
+            &wrapper,
+            wrapper_script(binary, layout.root.path(), &layout.suffix),
+        )
+        .unwrap();
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         layout
     }
@@ -378,32 +382,94 @@ impl Layout {
     pub fn unrewrite(&self, text: &str) -> String {
         text.replace(&self.ram.path().display().to_string(), "")
             .replace(&self.root.path().display().to_string(), "")
+            .replace(&self.suffix, "")
     }
 }
 
-/// `runvault` for the pages: the test's binary, with cheap Argon2id
-/// parameters added to the commands that create or change a passphrase slot
-/// (unless the page gives its own), so a debug build does not spend seconds
-/// per slot.
-fn wrapper_script(binary: &Path) -> String {
-    let cheap = CHEAP_KDF.join(" ");
+/// `runvault` for the pages: the test's binary, plus what a test host
+/// needs. Cheap Argon2id parameters for the commands that create or change a
+/// passphrase slot (unless the page gives its own), so a debug build does not
+/// spend seconds per slot. For `runner` commands and `doctor`: the container
+/// name gets the layout's suffix (unique to this run), and the defaults that
+/// name host paths or the vendor's image are given explicitly in the layout
+/// (`--config-dir ROOT/srv/dataops-runner-NAME/config`, `--bin-dir
+/// ROOT/opt/runvault/bin`, `RUNVAULT_KEY_FILE=ROOT/etc/runvault/vault.key`,
+/// `--image` the fixture runner image), unless the page gives them.
+fn wrapper_script(binary: &Path, root: &Path, suffix: &str) -> String {
     format!(
         r#"#!/bin/sh
-# docs test: the real runvault, with cheap KDF parameters where a slot is made.
-bin='{bin}'
-cheap=no
+# docs test: the real runvault in a temp host layout (see tests/docs_support).
+bin='{bin}' root='{root}' suffix='{suffix}' image='{image}'
+cheap=no runner=no doctor=no sub= kdf=no cfg=no img=no bindir=no key=no named=no
 for arg in "$@"; do
+  [ "$arg" = -- ] && break
   case $arg in
-    --) break ;;
-    --kdf-*) exec "$bin" "$@" ;;
-    init|rekey|passwd|passphrase|install) cheap=yes ;;
+    --kdf-*) kdf=yes ;;
+    --config-dir|--config-dir=*) cfg=yes ;;
+    --image|--image=*) img=yes ;;
+    --bin-dir|--bin-dir=*) bindir=yes ;;
+    --key-file|--key-file=*) key=yes ;;
+    --name|--name=*) named=yes ;;
+    init|rekey|passwd|passphrase) cheap=yes ;;
+    install) cheap=yes sub=install ;;
+    configure) sub=configure ;;
+    runner) runner=yes ;;
+    doctor) doctor=yes ;;
   esac
 done
-[ $cheap = yes ] && exec "$bin" "$@" {cheap}
+if [ $runner = yes ] || [ $doctor = yes ]; then
+  name= prev=
+  for arg do
+    shift
+    if [ "$prev" = --name ]; then arg=$arg$suffix; name=$arg; fi
+    case $arg in --name=*) arg=$arg$suffix; name=${{arg#--name=}} ;; esac
+    set -- "$@" "$arg"
+    prev=$arg
+  done
+  if [ $named = no ] && [ -n "${{AGENT_NAME:-}}" ]; then
+    name=$AGENT_NAME$suffix
+    set -- "$@" --name "$name"
+  fi
+  if [ -n "$name" ]; then
+    [ $cfg = no ] && set -- "$@" --config-dir "$root/srv/dataops-runner-$name/config"
+    [ $img = no ] && set -- "$@" --image "$image"
+  fi
+  if [ $runner = yes ] && [ $key = no ] && [ -z "${{RUNVAULT_KEY_FILE:-}}" ]; then
+    export RUNVAULT_KEY_FILE="$root/etc/runvault/vault.key"
+  fi
+  if [ $bindir = no ] && {{ [ $doctor = yes ] || [ -n "$sub" ]; }}; then
+    set -- "$@" --bin-dir "$root/opt/runvault/bin"
+  fi
+fi
+[ $cheap = yes ] && [ $kdf = no ] && set -- "$@" {cheap}
 exec "$bin" "$@"
 "#,
-        bin = binary.display()
+        bin = binary.display(),
+        root = root.display(),
+        image = crate::runner_support::IMAGE,
+        cheap = CHEAP_KDF.join(" "),
     )
+}
+
+/// Removes the containers a page created (their names carry `suffix`).
+fn remove_containers(suffix: &str) {
+    let Ok(listed) = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("name={suffix}"))
+        .output()
+    else {
+        return;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
+    }
 }
 
 /// What running a page did.
@@ -417,6 +483,31 @@ pub struct Tally {
     pub skipped: Vec<(usize, String, usize)>,
 }
 
+/// Why `block` is not run here, if it is not.
+fn skip_reason(block: &Block) -> Result<Option<String>, String> {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    for annotation in &block.annotations {
+        match annotation {
+            Annotation::Skip(reason) => return Ok(Some(reason.clone())),
+            Annotation::NeedsRoot if !is_root() => {
+                if ci {
+                    return Err(format!(
+                        "line {}: the block needs root, and CI=true requires it to run",
+                        block.line
+                    ));
+                }
+                return Ok(Some("needs root, and the tests do not run as root".into()));
+            }
+            // Under CI=true, `engine` fails when no engine answers.
+            Annotation::Engine if !crate::runner_support::engine("a docs block") => {
+                return Ok(Some("needs a Docker engine, and none answers".into()));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 /// Runs every block of the page `text` in a fresh layout, one shell session
 /// for the whole page; the first command that ends unexpectedly fails it.
 pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
@@ -428,20 +519,7 @@ pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
     let mut planned = Vec::new();
     for block in &blocks {
         let cmds = commands(block).map_err(|e| format!("block at line {}: {e}", block.line))?;
-        let skip = match &block.skip {
-            Some(reason) => Some(reason.clone()),
-            None if block.needs_root && !is_root() => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    return Err(format!(
-                        "line {}: the block needs root, and CI=true requires it to run",
-                        block.line
-                    ));
-                }
-                Some("needs root, and the tests do not run as root".to_string())
-            }
-            None => None,
-        };
-        if let Some(reason) = skip {
+        if let Some(reason) = skip_reason(block)? {
             tally.skipped.push((block.line, reason, cmds.len()));
             continue;
         }
@@ -493,9 +571,14 @@ pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
     ] {
         shell.env_remove(var);
     }
-    let status = shell
-        .output()
-        .map_err(|e| format!("cannot run bash: {e}"))?;
+    let status = shell.output();
+    if blocks
+        .iter()
+        .any(|b| b.annotations.contains(&Annotation::Engine))
+    {
+        remove_containers(&layout.suffix);
+    }
+    let status = status.map_err(|e| format!("cannot run bash: {e}"))?;
     for (n, cmd) in planned.iter().enumerate() {
         let Ok(rc) = std::fs::read_to_string(out.join(format!("{n}.rc"))) else {
             return Err(format!(
