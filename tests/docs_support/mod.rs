@@ -12,9 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../common/mod.rs"]
-mod common;
-pub use common::{CHEAP_KDF, PASSPHRASE, is_root, write_private};
+use crate::runner_support::{CHEAP_KDF, PASSPHRASE, is_root, write_private};
 
 /// How a block is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(unused_imports)]
-pub use common::{CHEAP_KDF, Tmpfs, require_root};
+pub use common::{CHEAP_KDF, PASSPHRASE, Tmpfs, is_root, require_root, write_private};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
