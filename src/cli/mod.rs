@@ -5,6 +5,7 @@ mod args;
 mod doctor_cmds;
 mod input;
 mod jobs_cmds;
+mod output;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
@@ -46,6 +47,7 @@ where
             };
         }
     };
+    let _diagnostics = output::init(&cli.global);
     match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(err) => {

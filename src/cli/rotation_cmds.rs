@@ -3,6 +3,7 @@
 
 use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, RollbackArgs};
 use crate::cli::input;
+use crate::cli::output::Bar;
 use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::vault::slots::{Credential, read_key_file};
@@ -86,7 +87,9 @@ pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
         drop_others: args.drop_others,
         keep: args.keep,
     };
-    let report = vault_dir(global).rekey(&credentials, options)?;
+    let progress = Bar::new("re-encrypting");
+    let report = vault_dir(global).rekey(&credentials, options, &progress)?;
+    drop(progress);
     status(format_args!(
         "rekeyed: new data key, {} value(s) and stored version(s) re-encrypted, slot(s) {} re-wrapped{}",
         report.reencrypted,

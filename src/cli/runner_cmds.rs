@@ -59,9 +59,7 @@ pub(super) fn block_on<T>(
     Ok(runtime.block_on(operation)?)
 }
 
-fn say(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
+use crate::cli::output::note as say;
 
 async fn connect(target: &Target) -> Result<Engine, Error> {
     Engine::connect(target.docker_host.as_deref()).await
@@ -214,7 +212,13 @@ fn configure(
 
 async fn start(target: &Target, args: StartArgs) -> Result<(), Error> {
     let engine = connect(target).await?;
-    let outcome = container::start(&engine, &spec(target, args.debug), args.recreate).await?;
+    let spinner = crate::cli::output::spinner(format!(
+        "starting container `{}`, waiting for it to run",
+        target.name
+    ));
+    let outcome = container::start(&engine, &spec(target, args.debug), args.recreate).await;
+    spinner.finish_and_clear();
+    let outcome = outcome?;
     say(format_args!(
         "container `{}`: {}",
         target.name,

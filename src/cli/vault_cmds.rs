@@ -29,10 +29,9 @@ pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
     }
 }
 
-/// Prints a status line to stderr (stdout carries only data).
-pub fn status(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
+/// Prints a status line to stderr (stdout carries only data); `-q`
+/// silences it.
+pub use crate::cli::output::note as status;
 
 /// Writes data to stdout.
 pub fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
@@ -250,11 +249,13 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
     let tree = store::plain_tree(&doc, &args.file)?;
     drop(doc);
     let credential = input::unlock_credential(global)?;
+    let progress = crate::cli::output::Bar::new("importing");
     let written = vault_dir(global).modify(&credential, "import", |vault, _, record| {
-        let written = vault.merge(&tree)?;
+        let written = vault.merge_with_progress(&tree, &progress)?;
         record.changes = vault.audit_changes_for(&tree, "import")?;
         Ok(written)
     })?;
+    drop(progress);
     status(format_args!(
         "imported {written} value(s) from `{}`",
         args.file.display()

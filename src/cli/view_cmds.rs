@@ -43,7 +43,7 @@ pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
                     &entry.dir,
                     entry.allow_disk,
                 ) {
-                    status(format_args!(
+                    crate::cli::output::always(format_args!(
                         "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
                          jobs reading it see an old vault until `runvault view refresh --all` succeeds",
                         entry.dir.display()
