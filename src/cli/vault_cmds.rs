@@ -21,6 +21,7 @@ use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots
 /// The vault directory the global options name. When the host has
 /// plaintext views, every committed change refreshes them.
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
+    tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
     let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
         .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
     match &global.audit_log {

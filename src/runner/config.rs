@@ -625,6 +625,7 @@ fn apply_with(
     check: bool,
     meanwhile: &mut dyn FnMut(u32),
 ) -> Result<Report, Error> {
+    tracing::info!(path = %path.display(), check, "editing the runner's config.toml");
     for attempt in 0..ATTEMPTS {
         let original = match fs::read_optional(path)? {
             Some(bytes) => bytes,

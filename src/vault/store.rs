@@ -437,6 +437,7 @@ impl VaultDir {
 
     fn commit(&self, vault: &EncryptedVault, mode: WriteMode) -> Result<(), VaultError> {
         fs::write_atomic(&self.vault_path(), &vault.to_canonical(), mode)?;
+        tracing::info!(path = %self.vault_path().display(), generation = vault.header.generation, "committed");
         Ok(())
     }
 
@@ -550,7 +551,10 @@ impl VaultDir {
 /// needs: plaintext (adopt it), newer format (upgrade) or corrupt (exit 5).
 pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, VaultError> {
     match EncryptedVault::parse(bytes) {
-        Ok((vault, _reader)) => Ok(vault),
+        Ok((vault, reader)) => {
+            tracing::debug!(path = %vault_path.display(), ?reader, generation = vault.header.generation, "parsed the vault");
+            Ok(vault)
+        }
         Err(FormatError::NotAVault) => Err(VaultError::Plaintext {
             path: vault_path.to_path_buf(),
         }),

@@ -753,7 +753,8 @@ impl UnlockedVault {
         let stored: usize = (self.vault.history.values())
             .map(|versions| versions.iter().filter(|v| !v.is_tombstone()).count())
             .sum();
-        plan.progress.begin((self.vault.secrets.leaf_count() + stored) as u64);
+        plan.progress
+            .begin((self.vault.secrets.leaf_count() + stored) as u64);
         let mut reencrypted = 0;
         next.vault.secrets = self.vault.secrets.try_map(&mut |path, sealed| {
             let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
