@@ -9,6 +9,7 @@ mod output;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
+mod table;
 mod vault_cmds;
 mod view_cmds;
 

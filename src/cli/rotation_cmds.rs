@@ -3,7 +3,8 @@
 
 use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, RollbackArgs};
 use crate::cli::input;
-use crate::cli::output::Bar;
+use crate::cli::output::{Bar, color};
+use crate::cli::table::{Cell, Table, Tone};
 use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::vault::slots::{Credential, read_key_file};
@@ -30,22 +31,18 @@ pub fn history(global: &GlobalArgs, args: HistoryArgs) -> Result<(), CommandErro
             .collect();
         format!("{}\n", serde_json::Value::Array(rows))
     } else {
-        let mut out = format!("{:<8} {:<21} {}\n", "VERSION", "TIME", "STATE");
+        let mut table = Table::new(&[8, 21]).header(&["VERSION", "TIME", "STATE"]);
         for v in &versions {
             let state = if v.current {
-                "current"
+                Cell::toned("current", Tone::Good)
             } else if v.deleted {
-                "deleted"
+                Cell::toned("deleted", Tone::Warn)
             } else {
-                "stored"
+                "stored".into()
             };
-            out.push_str(&format!(
-                "{:<8} {:<21} {state}\n",
-                v.version,
-                rfc3339(v.time)
-            ));
+            table.row([v.version.to_string().into(), rfc3339(v.time).into(), state]);
         }
-        out
+        table.render(color(&std::io::stdout()))
     };
     write_stdout(text.as_bytes())
 }

@@ -15,6 +15,7 @@ use crate::cli::runner_args::{
     ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
     RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
+use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::{self, CommandError};
 use crate::core::fs::read_private;
 use crate::core::secret::SecretBytes;
@@ -277,7 +278,16 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
     let text = if args.json {
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     } else {
-        report.to_string()
+        let mut table = Table::new(&[15]);
+        for line in report.lines() {
+            let tone = match line.healthy {
+                None => Tone::Plain,
+                Some(true) => Tone::Good,
+                Some(false) => Tone::Bad,
+            };
+            table.row([line.label.into(), Cell::toned(line.value, tone)]);
+        }
+        table.render(crate::cli::output::color(&std::io::stdout()))
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(())

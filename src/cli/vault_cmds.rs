@@ -10,6 +10,7 @@ use crate::cli::args::{
     KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType,
 };
 use crate::cli::input::{self, ValueSource};
+use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
 use crate::vault::crypto::KdfParams;
@@ -494,7 +495,7 @@ fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
     if json {
         return format!("{}\n", serde_json::Value::Array(rows));
     }
-    let mut out = format!("{:<4} {:<11} {:<21} {}\n", "ID", "KIND", "CREATED", "KDF");
+    let mut table = Table::new(&[4, 11, 21]).header(&["ID", "KIND", "CREATED", "KDF"]);
     for slot in &header.slots {
         let kdf = match &slot.kind {
             SlotKind::Passphrase(p) => format!(
@@ -503,12 +504,12 @@ fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
             ),
             SlotKind::KeyFile => "hkdf-sha256".to_string(),
         };
-        out.push_str(&format!(
-            "{:<4} {:<11} {:<21} {kdf}\n",
-            slot.id,
-            slot.kind.name(),
-            slot.created
-        ));
+        table.row([
+            slot.id.to_string().into(),
+            slot.kind.name().into(),
+            slot.created.clone().into(),
+            kdf.into(),
+        ]);
     }
-    out
+    table.render(crate::cli::output::color(&std::io::stdout()))
 }
