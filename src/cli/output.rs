@@ -94,18 +94,17 @@ pub fn spinner(message: String) -> indicatif::ProgressBar {
     spinner
 }
 
-/// The vault's progress callbacks, drawn as an indicatif bar on stderr;
-/// hidden when progress is not wanted, cleared when dropped.
-pub struct Bar(indicatif::ProgressBar);
+/// The vault's progress callbacks, drawn as an indicatif bar on stderr
+/// from `begin` on (when progress is wanted), cleared when dropped.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    shown: bool,
+}
 
 impl Bar {
     /// A bar labelled `message`; its length is set by `begin`.
     pub fn new(message: &'static str) -> Bar {
-        let bar = if progress_wanted() {
-            indicatif::ProgressBar::new(0)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = indicatif::ProgressBar::hidden();
         let template = if no_color() {
             "{msg} [{bar:30}] {pos}/{len} ({eta})"
         } else {
@@ -117,24 +116,31 @@ impl Bar {
                 .progress_chars("=> "),
         );
         bar.set_message(message);
-        Bar(bar)
+        Bar {
+            bar,
+            shown: progress_wanted(),
+        }
     }
 }
 
 impl crate::core::progress::Progress for Bar {
     fn begin(&self, total: u64) {
-        self.0.set_length(total);
-        self.0.set_position(0);
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        if self.shown {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
     }
 
     fn advance(&self) {
-        self.0.inc(1);
+        self.bar.inc(1);
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
     }
 }
 
