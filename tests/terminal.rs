@@ -3,8 +3,9 @@
 //! `NO_COLOR` is set; progress is drawn only on a terminal and never
 //! with `-q`.
 
-mod common;
 mod runner_support;
+
+use runner_support::common;
 
 use std::process::{Command, Stdio};
 

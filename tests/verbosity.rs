@@ -4,8 +4,9 @@
 //! appear in its diagnostics, nor on stdout unless printing values is the
 //! command's job (`get`, `export`, `render`). `-q` leaves only errors.
 
-mod common;
 mod runner_support;
+
+use runner_support::common;
 
 use std::process::{Command, Stdio};
 
@@ -96,7 +97,7 @@ fn no_secret_reaches_the_most_verbose_output() {
     );
     let both: Vec<&str> = key_arg.iter().chain(&pass_arg).copied().collect();
     let mut log = Vec::new();
-    let mut run = |log: &mut Vec<Transcript>,
+    let run = |log: &mut Vec<Transcript>,
                    what: &str,
                    unlock: &[&str],
                    args: &[&str],

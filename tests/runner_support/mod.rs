@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 #[allow(unused_imports)]
 pub use common::{CHEAP_KDF, Tmpfs, require_root};
 use std::process::{Command, Output};
