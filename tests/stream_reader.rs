@@ -169,9 +169,7 @@ fn wanted_from(tree: &Tree<String>, picks: &[usize]) -> Wanted {
                 0 => KeyPath::parse("NOT_THERE.AT_ALL").unwrap(),
                 1 => KeyPath::parse("L[7]").unwrap(),
                 _ => paths
-                    .first()
-                    .map(|p| KeyPath::parse(&format!("{p}.UNDER")).unwrap())
-                    .unwrap_or_else(|| KeyPath::parse("X").unwrap()),
+                    .first().map_or_else(|| KeyPath::parse("X").unwrap(), |p| KeyPath::parse(&format!("{p}.UNDER")).unwrap()),
             },
         };
         if turn % 3 == 2 {

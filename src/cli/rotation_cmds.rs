@@ -128,8 +128,7 @@ pub fn audit_hmac(global: &GlobalArgs, args: AuditHmacArgs) -> Result<(), Comman
         Some(bytes) => {
             let kind = vault
                 .get(&path)
-                .map(|v| v.kind)
-                .unwrap_or(crate::vault::value::ScalarKind::Str);
+                .map_or(crate::vault::value::ScalarKind::Str, |v| v.kind);
             Plain { kind, bytes }
         }
         None => vault.get(&path)?,

@@ -198,7 +198,7 @@ fn list(global: &GlobalArgs, json: bool) -> Result<(), CommandError> {
                 "allow_disk": entry.allow_disk,
                 "generation": marker.as_ref().map(|m| m.generation),
                 "vault_generation": current,
-                "current": marker.as_ref().map(|m| Some(m.generation) == current).unwrap_or(false),
+                "current": marker.as_ref().is_some_and(|m| Some(m.generation) == current),
                 "on_ram": on_ram,
             })
         })

@@ -199,15 +199,15 @@ async fn ours(engine: &Engine, name: &str) -> Result<ContainerInspectResponse, E
 pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<StartOutcome, Error> {
     let mut outcome = StartOutcome::Created;
     if let Some(existing) = inspect(engine, &spec.name).await? {
-        let problem = if !is_managed(&existing) {
-            Some(Error::ForeignContainer {
-                name: spec.name.clone(),
-            })
-        } else {
+        let problem = if is_managed(&existing) {
             let differences = spec.differences(&existing);
             (!differences.is_empty()).then(|| Error::ContainerDiffers {
                 name: spec.name.clone(),
                 differences: differences.join("; "),
+            })
+        } else {
+            Some(Error::ForeignContainer {
+                name: spec.name.clone(),
             })
         };
         match (problem, recreate) {
@@ -398,7 +398,7 @@ pub async fn log_tail(
 ) -> Result<String, Error> {
     let mut text = Vec::new();
     logs(engine, name, false, Some(lines), |chunk| {
-        text.extend_from_slice(&chunk.into_bytes())
+        text.extend_from_slice(&chunk.into_bytes());
     })
     .await?;
     Ok(mask(String::from_utf8_lossy(&text).trim_end(), secrets))

@@ -106,7 +106,7 @@ impl Request {
             &self.name,
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         // A runner authentication token carries these settings itself; the
         // runner refuses them on the command line.
@@ -120,7 +120,7 @@ impl Request {
                     "--access-level=not_protected",
                 ]
                 .iter()
-                .map(|s| s.to_string()),
+                .map(std::string::ToString::to_string),
             );
         }
         cmd
@@ -224,7 +224,7 @@ async fn run_to_end(engine: &Engine, name: &str, token: &Token) -> Result<String
     }
     let mut log = Vec::new();
     container::logs(engine, name, false, None, |chunk| {
-        log.extend_from_slice(&chunk.into_bytes())
+        log.extend_from_slice(&chunk.into_bytes());
     })
     .await?;
     Ok(container::mask(&String::from_utf8_lossy(&log), &secrets))

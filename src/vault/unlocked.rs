@@ -311,8 +311,7 @@ impl UnlockedVault {
     /// current value, when there is one, counts towards it).
     fn prune(&mut self, key: &str) {
         let has_current = KeyPath::parse(key)
-            .map(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))))
-            .unwrap_or(false);
+            .is_ok_and(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))));
         let room = self.vault.header.keep.max(1) as usize - usize::from(has_current);
         if let Some(versions) = self.vault.history.get_mut(key) {
             let excess = versions.len().saturating_sub(room);
