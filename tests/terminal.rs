@@ -6,6 +6,7 @@
 mod runner_support;
 
 use runner_support::common;
+use std::fmt::Write as _;
 
 use std::process::{Command, Stdio};
 
@@ -133,7 +134,7 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
 fn big_import(host: &Host, paths: usize) -> std::path::PathBuf {
     let mut yaml = String::from("BULK:\n");
     for i in 0..paths {
-        yaml.push_str(&format!("  K{i}: v{i}\n"));
+        let _ = writeln!(yaml, "  K{i}: v{i}");
     }
     let file = host.root.path().join("bulk.yml");
     common::write_private(&file, yaml.as_bytes());

@@ -98,11 +98,11 @@ fn no_secret_reaches_the_most_verbose_output() {
     let both: Vec<&str> = key_arg.iter().chain(&pass_arg).copied().collect();
     let mut log = Vec::new();
     let run = |log: &mut Vec<Transcript>,
-                   what: &str,
-                   unlock: &[&str],
-                   args: &[&str],
-                   stdin: &[u8],
-                   prints: bool| {
+               what: &str,
+               unlock: &[&str],
+               args: &[&str],
+               stdin: &[u8],
+               prints: bool| {
         let mut cmd = verbose(&host, unlock);
         log.push(transcript(what, cmd.args(args), stdin, prints));
     };

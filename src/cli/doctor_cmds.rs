@@ -10,7 +10,7 @@ use crate::core::exit::{self, CommandError};
 use crate::doctor::{self, Finding, Status, host, views};
 
 /// `runvault doctor`.
-pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError> {
+pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError> {
     // A secret is used only when the admin named one; doctor never prompts.
     // A named key file that does not exist is a finding (`keyfile.exists`).
     let credential = match (&global.key_file, &global.passphrase_file) {

@@ -12,7 +12,7 @@ use crate::vault::store::RekeyOptions;
 use crate::vault::value::Plain;
 
 /// `runvault history`.
-pub fn history(global: &GlobalArgs, args: HistoryArgs) -> Result<(), CommandError> {
+pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let (vault, _) = vault_dir(global).open(&credential)?;
@@ -53,7 +53,7 @@ fn rfc3339(unix: u64) -> String {
 }
 
 /// `runvault rollback`.
-pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandError> {
+pub fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let (from, to) = vault_dir(global).modify(&credential, "rollback", |vault, _, record| {
@@ -69,7 +69,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandEr
 }
 
 /// `runvault rekey`.
-pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
+pub fn rekey(global: &GlobalArgs, args: &RekeyArgs) -> Result<(), CommandError> {
     let kdf = input::kdf_override(&args.kdf);
     let mut credentials = input::all_credentials(global)?;
     for file in &args.also_key_file {
@@ -114,7 +114,7 @@ fn join(ids: &[u32]) -> String {
 }
 
 /// `runvault audit-hmac`.
-pub fn audit_hmac(global: &GlobalArgs, args: AuditHmacArgs) -> Result<(), CommandError> {
+pub fn audit_hmac(global: &GlobalArgs, args: &AuditHmacArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let candidate = if args.stdin {
         Some(input::read_value(input::ValueSource::Stdin)?)

@@ -32,7 +32,7 @@ use crate::vault::VaultDir;
 pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
     let target = args.common.target()?;
     match args.command {
-        RunnerCommand::Configure(args) => configure(global, &target, args),
+        RunnerCommand::Configure(args) => configure(global, &target, &args),
         RunnerCommand::Register(args) => block_on(register(&target, args)),
         RunnerCommand::Start(args) => block_on(start(&target, args)),
         RunnerCommand::Stop(args) => block_on(stop(&target, args)),
@@ -189,7 +189,7 @@ async fn register(target: &Target, args: RegisterArgs) -> Result<(), Error> {
 fn configure(
     global: &GlobalArgs,
     target: &Target,
-    args: ConfigureArgs,
+    args: &ConfigureArgs,
 ) -> Result<(), CommandError> {
     let settings = settings(global, &args.opts)?;
     let path = target.config_path();

@@ -58,7 +58,7 @@ fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
 }
 
 /// `runvault init`.
-pub fn init(global: &GlobalArgs, args: InitArgs) -> Result<(), CommandError> {
+pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
     let vault = vault_dir(global);
     input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
     let outcome = vault.init(args.keep, || input::init_credentials(global, &args.kdf))?;
@@ -122,7 +122,7 @@ fn warn_if_open_dir(dir: &Path) {
 }
 
 /// `runvault set`.
-pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
+pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let source = match (&args.from_file, args.generate) {
         _ if args.stdin => ValueSource::Stdin,
@@ -163,7 +163,7 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault get`.
-pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
+pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let value = crate::vault::read::read_one(&vault_dir(global), &credential, &path)?;
@@ -176,7 +176,7 @@ pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault list`.
-pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<(), CommandError> {
     let prefix = parse_prefix(args.prefix.as_deref())?;
     let credential = input::unlock_credential(global)?;
     let (vault, _) = vault_dir(global).open(&credential)?;
@@ -206,7 +206,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault rm`.
-pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<(), CommandError> {
+pub fn rm(global: &GlobalArgs, args: &RmArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let removed = vault_dir(global).modify(&credential, "rm", |vault, _, record| {
@@ -236,7 +236,7 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault import`.
-pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError> {
+pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError> {
     let bytes = if args.file.as_os_str() == "-" {
         input::read_value(input::ValueSource::Stdin)?
     } else {
@@ -266,7 +266,7 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
 }
 
 /// `runvault export`.
-pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError> {
+pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError> {
     let prefix = parse_prefix(args.prefix.as_deref())?;
     if let Some(output) = &args.output {
         refuse_plaintext_in_vault_dir(output, &global.dir)?;
@@ -391,7 +391,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
 }
 
 /// `runvault keygen`.
-pub fn keygen(global: &GlobalArgs, args: KeygenArgs) -> Result<(), CommandError> {
+pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError> {
     slots::create_key_file(&args.file, &global.dir)?;
     status(format_args!(
         "wrote a new 256-bit key to `{}` (mode 0400)",

@@ -220,8 +220,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Whether the tests run as root (mount and chown tests need it).
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
 /// Whether a test that needs root may run. Under `CI=true` it must (CI runs

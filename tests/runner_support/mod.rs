@@ -199,7 +199,12 @@ impl Run {
 
     /// [`Run::new`] from string slices.
     pub fn of(args: &[&str]) -> Run {
-        Run::new(&args.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
+        Run::new(
+            &args
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Run {
