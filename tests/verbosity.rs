@@ -8,7 +8,7 @@ mod runner_support;
 
 use runner_support::common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use common::{CHEAP_KDF, Host, PASSPHRASE, write_private};
@@ -31,15 +31,7 @@ struct Transcript {
 
 /// Runs `cmd`, feeding `stdin`, and asserts it succeeded.
 fn transcript(what: &str, cmd: &mut Command, stdin: &[u8], prints_values: bool) -> Transcript {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn runvault");
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let output = child.wait_with_output().expect("wait runvault");
+    let output = common::run_output(cmd, stdin);
     assert!(
         output.status.success(),
         "{what} failed: {}",
@@ -252,11 +244,17 @@ fn no_secret_reaches_the_most_verbose_output() {
         b"",
         false,
     );
-    let added = work.join("added");
-    write_private(&added, format!("{PASSPHRASE_ADDED}\n").as_bytes());
-    let mut add = vec!["key", "add", "passphrase", "--new-passphrase-file"];
-    add.push(added.to_str().unwrap());
-    add.extend(CHEAP_KDF);
+    // `key add passphrase` / `key passwd 3` with a new passphrase file.
+    let new_passphrase = |command: &[&'static str], name: &str, secret: &str| {
+        let file = work.join(name);
+        write_private(&file, format!("{secret}\n").as_bytes());
+        let mut args: Vec<String> = command.iter().map(ToString::to_string).collect();
+        args.extend(["--new-passphrase-file".into(), file.display().to_string()]);
+        args.extend(CHEAP_KDF.iter().map(ToString::to_string));
+        args
+    };
+    let add = new_passphrase(&["key", "add", "passphrase"], "added", PASSPHRASE_ADDED);
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
     run(&mut log, "key add passphrase", &key_arg, &add, b"", false);
     run(&mut log, "key list", &key_arg, &["key", "list"], b"", false);
     run(
@@ -267,11 +265,8 @@ fn no_secret_reaches_the_most_verbose_output() {
         b"",
         false,
     );
-    let changed = work.join("changed");
-    write_private(&changed, format!("{PASSPHRASE_CHANGED}\n").as_bytes());
-    let mut passwd = vec!["key", "passwd", "3", "--new-passphrase-file"];
-    passwd.push(changed.to_str().unwrap());
-    passwd.extend(CHEAP_KDF);
+    let passwd = new_passphrase(&["key", "passwd", "3"], "changed", PASSPHRASE_CHANGED);
+    let passwd: Vec<&str> = passwd.iter().map(String::as_str).collect();
     run(&mut log, "key passwd", &key_arg, &passwd, b"", false);
     run(
         &mut log,

@@ -24,7 +24,7 @@ pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
     let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
     let load = move || -> Vec<ViewEntry> {
         view::read_views(&views_file).unwrap_or_else(|err| {
-            status(format_args!(
+            crate::cli::output::always(format_args!(
                 "runvault: warning: views will not be refreshed: {err}"
             ));
             Vec::new()
