@@ -133,7 +133,7 @@ fn pristine_passes_only_resolved_and_exported_variables() {
     .ok();
     let out = run.out();
     let mut lines: Vec<&str> = out.lines().collect();
-    lines.sort();
+    lines.sort_unstable();
     assert_eq!(lines, ["A=alice", "DB_PASS=p@ss w0rd)"]);
 }
 

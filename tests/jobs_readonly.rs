@@ -162,7 +162,7 @@ fn read_commands_work_as_an_unprivileged_user_and_write_nothing() {
     }
     let host = job_host();
     let chmod = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     // The job user may traverse and read; only root may write.
     chmod(host.root.path(), 0o755);

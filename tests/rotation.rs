@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -410,12 +411,13 @@ fn eight_writers_setting_fifty_paths_each_lose_nothing() {
     let writers: Vec<_> = (0..8)
         .map(|writer| {
             let mut script = String::from("for i in $(seq 0 49); do\n");
-            script.push_str(&format!(
-                "  printf \"w{writer}-$i\" | {} --dir {} --key-file {} --wait 120 set W{writer}.P$i --stdin 2>/dev/null || exit 1\n",
+            let _ = writeln!(
+                script,
+                "  printf \"w{writer}-$i\" | {} --dir {} --key-file {} --wait 120 set W{writer}.P$i --stdin 2>/dev/null || exit 1",
                 env!("CARGO_BIN_EXE_runvault"),
                 host.dir().display(),
                 host.key_file().display()
-            ));
+            );
             script.push_str("done\n");
             Command::new("sh").arg("-c").arg(script).spawn().unwrap()
         })
@@ -507,9 +509,10 @@ fn big_host(services: usize) -> Host {
     let host = key_host();
     let mut yaml = String::new();
     for i in 0..services {
-        yaml.push_str(&format!(
-            "SERVICE_{i}:\n  USERNAME: user{i}\n  PASSWORD: password-{i}-abcdefghijklmnop\n"
-        ));
+        let _ = writeln!(
+            yaml,
+            "SERVICE_{i}:\n  USERNAME: user{i}\n  PASSWORD: password-{i}-abcdefghijklmnop"
+        );
     }
     let file = host.root.path().join("big.yml");
     std::fs::write(&file, yaml).unwrap();

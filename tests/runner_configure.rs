@@ -232,7 +232,7 @@ fn relative_secrets_dir_is_made_absolute() {
         "--dir",
         "secrets",
     ];
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     Run::new(&args).current_dir(host.root.path()).ok();
     let canonical = host.secrets_dir().canonicalize().unwrap();
     let text = std::fs::read_to_string(host.config_toml()).unwrap();

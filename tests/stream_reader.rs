@@ -168,10 +168,10 @@ fn wanted_from(tree: &Tree<String>, picks: &[usize]) -> Wanted {
             None => match pick % 3 {
                 0 => KeyPath::parse("NOT_THERE.AT_ALL").unwrap(),
                 1 => KeyPath::parse("L[7]").unwrap(),
-                _ => paths
-                    .first()
-                    .map(|p| KeyPath::parse(&format!("{p}.UNDER")).unwrap())
-                    .unwrap_or_else(|| KeyPath::parse("X").unwrap()),
+                _ => paths.first().map_or_else(
+                    || KeyPath::parse("X").unwrap(),
+                    |p| KeyPath::parse(&format!("{p}.UNDER")).unwrap(),
+                ),
             },
         };
         if turn % 3 == 2 {

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use common::{CHEAP_KDF, Host, PASSPHRASE, fixtures, mode, write_private};
 
 #[test]
@@ -623,7 +625,7 @@ fn malformed_yaml_and_alias_bombs_fail_fast_with_clear_errors() {
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for pair in names.windows(2) {
         let refs = vec![format!("*{}", pair[0]); 9].join(",");
-        bomb.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+        let _ = writeln!(bomb, "{}: &{} [{refs}]", pair[1], pair[1]);
     }
     std::fs::write(&bad, &bomb).unwrap();
     let run = host.run(&["import", bad.to_str().unwrap()]);
@@ -862,12 +864,13 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
         .map(|writer| {
             let mut script = String::new();
             for i in 0..10 {
-                script.push_str(&format!(
-                    "printf 'value-{writer}-{i}' | {} --dir {} --key-file {} --wait 60 set W{writer}.P{i} --stdin || exit 1\n",
+                let _ = writeln!(
+                    script,
+                    "printf 'value-{writer}-{i}' | {} --dir {} --key-file {} --wait 60 set W{writer}.P{i} --stdin || exit 1",
                     env!("CARGO_BIN_EXE_runvault"),
                     host.dir().display(),
                     host.key_file().display()
-                ));
+                );
             }
             std::process::Command::new("sh").arg("-c").arg(script).stderr(std::process::Stdio::null()).spawn().unwrap()
         })

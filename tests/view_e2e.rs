@@ -124,7 +124,7 @@ fn unmodified_jobs_read_the_plaintext_view_while_credentials_rotate() {
         entry
             .get("environment")
             .and_then(|e| e.as_array())
-            .is_none_or(|e| e.is_empty()),
+            .is_none_or(toml_edit::Array::is_empty),
         "no RUNVAULT_* for plaintext jobs"
     );
 

@@ -74,6 +74,12 @@ pub struct GlobalArgs {
     /// Seconds a writer waits for another writer's lock before exiting 6.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
+    /// More diagnostics on stderr: -v info, -vv debug, -vvv trace (never secrets).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only errors: no notes, warnings or progress (data on stdout still prints).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 impl GlobalArgs {

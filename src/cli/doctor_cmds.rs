@@ -2,13 +2,15 @@
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::input;
+use crate::cli::output::color;
 use crate::cli::runner_cmds::{block_on, wiring};
+use crate::cli::table::{Cell, Table, Tone};
 use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
-use crate::doctor::{self, Finding, host, views};
+use crate::doctor::{self, Finding, Status, host, views};
 
 /// `runvault doctor`.
-pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError> {
+pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError> {
     // A secret is used only when the admin named one; doctor never prompts.
     // A named key file that does not exist is a finding (`keyfile.exists`).
     let credential = match (&global.key_file, &global.passphrase_file) {
@@ -45,7 +47,7 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
     let report = if args.json {
         doctor::render_json(&findings)
     } else {
-        doctor::render_text(&findings)
+        render_text(&findings)
     };
     write_stdout(report.as_bytes())?;
     if doctor::any_failed(&findings) {
@@ -55,4 +57,26 @@ pub fn doctor(global: &GlobalArgs, args: DoctorArgs) -> Result<(), CommandError>
         ));
     }
     Ok(())
+}
+
+/// The human report: one aligned line per check (status coloured on a
+/// terminal), then the summary.
+fn render_text(findings: &[Finding]) -> String {
+    let mut table = Table::new(&[4, 28]);
+    for finding in findings {
+        let status = match finding.status {
+            Status::Ok => Cell::toned("ok", Tone::Good),
+            Status::Warn => Cell::toned("warn", Tone::Warn),
+            Status::Fail => Cell::toned("FAIL", Tone::Bad),
+        };
+        let message = match &finding.hint {
+            Some(hint) => format!("{} (hint: {hint})", finding.message),
+            None => finding.message.clone(),
+        };
+        table.row([status, finding.check.into(), message.into()]);
+    }
+    let mut out = table.render(color(&std::io::stdout()));
+    out.push_str(&doctor::summary(findings));
+    out.push('\n');
+    out
 }

@@ -101,7 +101,9 @@ pub fn new_passphrase(
 
 /// Argon2id parameters from flags over `base`, checked against the bounds.
 pub fn kdf_params(kdf: &KdfArgs, base: KdfParams) -> Result<KdfParams, VaultError> {
-    kdf_override(kdf).apply(base).map_err(invalid_kdf)
+    kdf_override(kdf)
+        .apply(base)
+        .map_err(|reason| invalid_kdf(&reason))
 }
 
 /// The Argon2id flags as given, for commands that apply them per slot.
@@ -114,7 +116,7 @@ pub fn kdf_override(kdf: &KdfArgs) -> KdfOverride {
 }
 
 /// The usage error for Argon2id parameters out of bounds.
-pub fn invalid_kdf(reason: String) -> VaultError {
+pub fn invalid_kdf(reason: &str) -> VaultError {
     VaultError::Usage(format!("invalid Argon2id parameters: {reason}"))
 }
 
@@ -174,6 +176,7 @@ fn prompt_twice(first: &str, second: &str, what: &str) -> Result<SecretBytes, Va
 }
 
 /// Where `set` reads the value from.
+#[derive(Clone, Copy)]
 pub enum ValueSource<'a> {
     /// Standard input; one trailing newline is dropped.
     Stdin,
@@ -190,6 +193,7 @@ const GENERATE_LEN: std::ops::RangeInclusive<usize> = 8..=4096;
 
 /// Reads the value to store.
 pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
+    use rand::Rng;
     match source {
         ValueSource::Stdin => {
             let mut buffer = Vec::new();
@@ -215,7 +219,6 @@ pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
                     GENERATE_LEN.end()
                 )));
             }
-            use rand::Rng;
             let password: String = rand::rngs::OsRng
                 .sample_iter(rand::distributions::Alphanumeric)
                 .take(len)

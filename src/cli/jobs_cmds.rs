@@ -31,11 +31,11 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CommandError> {
     for note in &prepared.notes {
         status(format_args!("{note}"));
     }
-    Err(exec::exec(prepared, &request.command).into())
+    Err(exec::exec(&prepared, &request.command).into())
 }
 
 /// `runvault render`.
-pub fn render(global: &GlobalArgs, args: RenderArgs) -> Result<(), CommandError> {
+pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<(), CommandError> {
     if let Some(output) = &args.output {
         refuse_plaintext_in_vault_dir(output, &global.dir)?;
     }

@@ -5,9 +5,11 @@ mod args;
 mod doctor_cmds;
 mod input;
 mod jobs_cmds;
+mod output;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
+mod table;
 mod vault_cmds;
 mod view_cmds;
 
@@ -46,6 +48,7 @@ where
             };
         }
     };
+    let _diagnostics = output::init(&cli.global);
     match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(err) => {
@@ -71,23 +74,23 @@ fn help_output(
 fn dispatch(cli: Cli) -> Result<(), CommandError> {
     let global = cli.global;
     match cli.command {
-        Command::Init(args) => vault_cmds::init(&global, args),
-        Command::Set(args) => vault_cmds::set(&global, args),
-        Command::Get(args) => vault_cmds::get(&global, args),
-        Command::List(args) => vault_cmds::list(&global, args),
-        Command::Rm(args) => vault_cmds::rm(&global, args),
+        Command::Init(args) => vault_cmds::init(&global, &args),
+        Command::Set(args) => vault_cmds::set(&global, &args),
+        Command::Get(args) => vault_cmds::get(&global, &args),
+        Command::List(args) => vault_cmds::list(&global, &args),
+        Command::Rm(args) => vault_cmds::rm(&global, &args),
         Command::Verify => vault_cmds::verify(&global),
-        Command::Import(args) => vault_cmds::import(&global, args),
-        Command::Export(args) => vault_cmds::export(&global, args),
-        Command::Keygen(args) => vault_cmds::keygen(&global, args),
+        Command::Import(args) => vault_cmds::import(&global, &args),
+        Command::Export(args) => vault_cmds::export(&global, &args),
+        Command::Keygen(args) => vault_cmds::keygen(&global, &args),
         Command::Key(args) => vault_cmds::key(&global, args),
         Command::Exec(args) => jobs_cmds::exec(&global, args),
-        Command::Render(args) => jobs_cmds::render(&global, args),
-        Command::History(args) => rotation_cmds::history(&global, args),
-        Command::Rollback(args) => rotation_cmds::rollback(&global, args),
-        Command::Rekey(args) => rotation_cmds::rekey(&global, args),
-        Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, args),
-        Command::Doctor(args) => doctor_cmds::doctor(&global, args),
+        Command::Render(args) => jobs_cmds::render(&global, &args),
+        Command::History(args) => rotation_cmds::history(&global, &args),
+        Command::Rollback(args) => rotation_cmds::rollback(&global, &args),
+        Command::Rekey(args) => rotation_cmds::rekey(&global, &args),
+        Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, &args),
+        Command::Doctor(args) => doctor_cmds::doctor(&global, &args),
         Command::View(args) => view_cmds::view(&global, args),
         Command::Completions { shell } => help_output(|out| {
             clap_complete::generate(

@@ -3,6 +3,8 @@
 
 use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, RollbackArgs};
 use crate::cli::input;
+use crate::cli::output::{Bar, color};
+use crate::cli::table::{Cell, Table, Tone};
 use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::vault::slots::{Credential, read_key_file};
@@ -10,7 +12,7 @@ use crate::vault::store::RekeyOptions;
 use crate::vault::value::Plain;
 
 /// `runvault history`.
-pub fn history(global: &GlobalArgs, args: HistoryArgs) -> Result<(), CommandError> {
+pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let (vault, _) = vault_dir(global).open(&credential)?;
@@ -29,22 +31,18 @@ pub fn history(global: &GlobalArgs, args: HistoryArgs) -> Result<(), CommandErro
             .collect();
         format!("{}\n", serde_json::Value::Array(rows))
     } else {
-        let mut out = format!("{:<8} {:<21} {}\n", "VERSION", "TIME", "STATE");
+        let mut table = Table::new(&[8, 21]).header(&["VERSION", "TIME", "STATE"]);
         for v in &versions {
             let state = if v.current {
-                "current"
+                Cell::toned("current", Tone::Good)
             } else if v.deleted {
-                "deleted"
+                Cell::toned("deleted", Tone::Warn)
             } else {
-                "stored"
+                "stored".into()
             };
-            out.push_str(&format!(
-                "{:<8} {:<21} {state}\n",
-                v.version,
-                rfc3339(v.time)
-            ));
+            table.row([v.version.to_string().into(), rfc3339(v.time).into(), state]);
         }
-        out
+        table.render(color(&std::io::stdout()))
     };
     write_stdout(text.as_bytes())
 }
@@ -55,7 +53,7 @@ fn rfc3339(unix: u64) -> String {
 }
 
 /// `runvault rollback`.
-pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandError> {
+pub fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let (from, to) = vault_dir(global).modify(&credential, "rollback", |vault, _, record| {
@@ -71,7 +69,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CommandEr
 }
 
 /// `runvault rekey`.
-pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
+pub fn rekey(global: &GlobalArgs, args: &RekeyArgs) -> Result<(), CommandError> {
     let kdf = input::kdf_override(&args.kdf);
     let mut credentials = input::all_credentials(global)?;
     for file in &args.also_key_file {
@@ -86,7 +84,9 @@ pub fn rekey(global: &GlobalArgs, args: RekeyArgs) -> Result<(), CommandError> {
         drop_others: args.drop_others,
         keep: args.keep,
     };
-    let report = vault_dir(global).rekey(&credentials, options)?;
+    let progress = Bar::new("re-encrypting");
+    let report = vault_dir(global).rekey(&credentials, options, &progress)?;
+    drop(progress);
     status(format_args!(
         "rekeyed: new data key, {} value(s) and stored version(s) re-encrypted, slot(s) {} re-wrapped{}",
         report.reencrypted,
@@ -114,7 +114,7 @@ fn join(ids: &[u32]) -> String {
 }
 
 /// `runvault audit-hmac`.
-pub fn audit_hmac(global: &GlobalArgs, args: AuditHmacArgs) -> Result<(), CommandError> {
+pub fn audit_hmac(global: &GlobalArgs, args: &AuditHmacArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let candidate = if args.stdin {
         Some(input::read_value(input::ValueSource::Stdin)?)
@@ -128,8 +128,7 @@ pub fn audit_hmac(global: &GlobalArgs, args: AuditHmacArgs) -> Result<(), Comman
         Some(bytes) => {
             let kind = vault
                 .get(&path)
-                .map(|v| v.kind)
-                .unwrap_or(crate::vault::value::ScalarKind::Str);
+                .map_or(crate::vault::value::ScalarKind::Str, |v| v.kind);
             Plain { kind, bytes }
         }
         None => vault.get(&path)?,

@@ -15,6 +15,7 @@ use crate::cli::runner_args::{
     ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
     RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
+use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::{self, CommandError};
 use crate::core::fs::read_private;
 use crate::core::secret::SecretBytes;
@@ -31,7 +32,7 @@ use crate::vault::VaultDir;
 pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
     let target = args.common.target()?;
     match args.command {
-        RunnerCommand::Configure(args) => configure(global, &target, args),
+        RunnerCommand::Configure(args) => configure(global, &target, &args),
         RunnerCommand::Register(args) => block_on(register(&target, args)),
         RunnerCommand::Start(args) => block_on(start(&target, args)),
         RunnerCommand::Stop(args) => block_on(stop(&target, args)),
@@ -59,9 +60,7 @@ pub(super) fn block_on<T>(
     Ok(runtime.block_on(operation)?)
 }
 
-fn say(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
+use crate::cli::output::note as say;
 
 async fn connect(target: &Target) -> Result<Engine, Error> {
     Engine::connect(target.docker_host.as_deref()).await
@@ -190,7 +189,7 @@ async fn register(target: &Target, args: RegisterArgs) -> Result<(), Error> {
 fn configure(
     global: &GlobalArgs,
     target: &Target,
-    args: ConfigureArgs,
+    args: &ConfigureArgs,
 ) -> Result<(), CommandError> {
     let settings = settings(global, &args.opts)?;
     let path = target.config_path();
@@ -214,7 +213,13 @@ fn configure(
 
 async fn start(target: &Target, args: StartArgs) -> Result<(), Error> {
     let engine = connect(target).await?;
-    let outcome = container::start(&engine, &spec(target, args.debug), args.recreate).await?;
+    let spinner = crate::cli::output::spinner(format!(
+        "starting container `{}`, waiting for it to run",
+        target.name
+    ));
+    let outcome = container::start(&engine, &spec(target, args.debug), args.recreate).await;
+    spinner.finish_and_clear();
+    let outcome = outcome?;
     say(format_args!(
         "container `{}`: {}",
         target.name,
@@ -273,7 +278,16 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
     let text = if args.json {
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     } else {
-        report.to_string()
+        let mut table = Table::new(&[15]);
+        for line in report.lines() {
+            let tone = match line.healthy {
+                None => Tone::Plain,
+                Some(true) => Tone::Good,
+                Some(false) => Tone::Bad,
+            };
+            table.row([line.label.into(), Cell::toned(line.value, tone)]);
+        }
+        table.render(crate::cli::output::color(&std::io::stdout()))
     };
     let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(())

@@ -10,6 +10,7 @@ use crate::cli::args::{
     KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType,
 };
 use crate::cli::input::{self, ValueSource};
+use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
 use crate::vault::crypto::KdfParams;
@@ -21,6 +22,7 @@ use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots
 /// The vault directory the global options name. When the host has
 /// plaintext views, every committed change refreshes them.
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
+    tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
     let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
         .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
     match &global.audit_log {
@@ -29,10 +31,9 @@ pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
     }
 }
 
-/// Prints a status line to stderr (stdout carries only data).
-pub fn status(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
+/// Prints a status line to stderr (stdout carries only data); `-q`
+/// silences it.
+pub use crate::cli::output::note as status;
 
 /// Writes data to stdout.
 pub fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
@@ -57,7 +58,7 @@ fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
 }
 
 /// `runvault init`.
-pub fn init(global: &GlobalArgs, args: InitArgs) -> Result<(), CommandError> {
+pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
     let vault = vault_dir(global);
     input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
     let outcome = vault.init(args.keep, || input::init_credentials(global, &args.kdf))?;
@@ -121,7 +122,7 @@ fn warn_if_open_dir(dir: &Path) {
 }
 
 /// `runvault set`.
-pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
+pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let source = match (&args.from_file, args.generate) {
         _ if args.stdin => ValueSource::Stdin,
@@ -162,7 +163,7 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault get`.
-pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
+pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let value = crate::vault::read::read_one(&vault_dir(global), &credential, &path)?;
@@ -175,7 +176,7 @@ pub fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault list`.
-pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<(), CommandError> {
     let prefix = parse_prefix(args.prefix.as_deref())?;
     let credential = input::unlock_credential(global)?;
     let (vault, _) = vault_dir(global).open(&credential)?;
@@ -205,7 +206,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault rm`.
-pub fn rm(global: &GlobalArgs, args: RmArgs) -> Result<(), CommandError> {
+pub fn rm(global: &GlobalArgs, args: &RmArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let removed = vault_dir(global).modify(&credential, "rm", |vault, _, record| {
@@ -235,7 +236,7 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 }
 
 /// `runvault import`.
-pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError> {
+pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError> {
     let bytes = if args.file.as_os_str() == "-" {
         input::read_value(input::ValueSource::Stdin)?
     } else {
@@ -250,11 +251,13 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
     let tree = store::plain_tree(&doc, &args.file)?;
     drop(doc);
     let credential = input::unlock_credential(global)?;
+    let progress = crate::cli::output::Bar::new("importing");
     let written = vault_dir(global).modify(&credential, "import", |vault, _, record| {
-        let written = vault.merge(&tree)?;
+        let written = vault.merge_with_progress(&tree, &progress)?;
         record.changes = vault.audit_changes_for(&tree, "import")?;
         Ok(written)
     })?;
+    drop(progress);
     status(format_args!(
         "imported {written} value(s) from `{}`",
         args.file.display()
@@ -263,7 +266,7 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
 }
 
 /// `runvault export`.
-pub fn export(global: &GlobalArgs, args: ExportArgs) -> Result<(), CommandError> {
+pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError> {
     let prefix = parse_prefix(args.prefix.as_deref())?;
     if let Some(output) = &args.output {
         refuse_plaintext_in_vault_dir(output, &global.dir)?;
@@ -388,7 +391,7 @@ fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
 }
 
 /// `runvault keygen`.
-pub fn keygen(global: &GlobalArgs, args: KeygenArgs) -> Result<(), CommandError> {
+pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError> {
     slots::create_key_file(&args.file, &global.dir)?;
     status(format_args!(
         "wrote a new 256-bit key to `{}` (mode 0400)",
@@ -492,7 +495,7 @@ fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
     if json {
         return format!("{}\n", serde_json::Value::Array(rows));
     }
-    let mut out = format!("{:<4} {:<11} {:<21} {}\n", "ID", "KIND", "CREATED", "KDF");
+    let mut table = Table::new(&[4, 11, 21]).header(&["ID", "KIND", "CREATED", "KDF"]);
     for slot in &header.slots {
         let kdf = match &slot.kind {
             SlotKind::Passphrase(p) => format!(
@@ -501,12 +504,12 @@ fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
             ),
             SlotKind::KeyFile => "hkdf-sha256".to_string(),
         };
-        out.push_str(&format!(
-            "{:<4} {:<11} {:<21} {kdf}\n",
-            slot.id,
-            slot.kind.name(),
-            slot.created
-        ));
+        table.row([
+            slot.id.to_string().into(),
+            slot.kind.name().into(),
+            slot.created.clone().into(),
+            kdf.into(),
+        ]);
     }
-    out
+    table.render(crate::cli::output::color(&std::io::stdout()))
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use crate::cli::args::{GlobalArgs, ViewArgs, ViewCommand};
 use crate::cli::input;
+use crate::cli::table::{Cell, Table, Tone};
 use crate::cli::vault_cmds::{status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
@@ -23,7 +24,7 @@ pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
     let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
     let load = move || -> Vec<ViewEntry> {
         view::read_views(&views_file).unwrap_or_else(|err| {
-            status(format_args!(
+            crate::cli::output::always(format_args!(
                 "runvault: warning: views will not be refreshed: {err}"
             ));
             Vec::new()
@@ -43,7 +44,7 @@ pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
                     &entry.dir,
                     entry.allow_disk,
                 ) {
-                    status(format_args!(
+                    crate::cli::output::always(format_args!(
                         "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
                          jobs reading it see an old vault until `runvault view refresh --all` succeeds",
                         entry.dir.display()
@@ -198,7 +199,7 @@ fn list(global: &GlobalArgs, json: bool) -> Result<(), CommandError> {
                 "allow_disk": entry.allow_disk,
                 "generation": marker.as_ref().map(|m| m.generation),
                 "vault_generation": current,
-                "current": marker.as_ref().map(|m| Some(m.generation) == current).unwrap_or(false),
+                "current": marker.as_ref().is_some_and(|m| Some(m.generation) == current),
                 "on_ram": on_ram,
             })
         })
@@ -206,23 +207,20 @@ fn list(global: &GlobalArgs, json: bool) -> Result<(), CommandError> {
     let text = if json {
         format!("{}\n", serde_json::Value::Array(rows))
     } else {
-        let mut out = format!("{:<40} {:<10} {}\n", "VIEW", "GENERATION", "STATE");
+        let mut table = Table::new(&[40, 10]).header(&["VIEW", "GENERATION", "STATE"]);
         for row in &rows {
             let state = match (row["current"].as_bool(), row["generation"].as_u64()) {
-                (_, None) => "missing",
-                (Some(true), _) => "current",
-                _ => "stale",
+                (_, None) => Cell::toned("missing", Tone::Bad),
+                (Some(true), _) => Cell::toned("current", Tone::Good),
+                _ => Cell::toned("stale", Tone::Warn),
             };
             let generation = row["generation"]
                 .as_u64()
                 .map_or("-".to_string(), |g| g.to_string());
-            out.push_str(&format!(
-                "{:<40} {:<10} {state}\n",
-                row["dir"].as_str().unwrap_or_default(),
-                generation
-            ));
+            let dir = row["dir"].as_str().unwrap_or_default();
+            table.row([dir.into(), generation.into(), state]);
         }
-        out
+        table.render(crate::cli::output::color(&std::io::stdout()))
     };
     write_stdout(text.as_bytes())
 }

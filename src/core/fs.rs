@@ -118,6 +118,7 @@ pub fn read_nofollow(path: &Path) -> Result<Vec<u8>, FsError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(FsError::io("read", path))?;
+    tracing::trace!(path = %path.display(), bytes = bytes.len(), "read");
     Ok(bytes)
 }
 
@@ -134,6 +135,7 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
 /// symlink, a file owned by someone other than the caller or root, and a
 /// file that group or others can access, as ssh does for keys.
 pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError> {
+    tracing::debug!(path = %path.display(), what, "opening a secret file (its contents are never logged)");
     let mut file = open_nofollow(path)?;
     let meta = file.metadata().map_err(FsError::io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
@@ -267,13 +269,21 @@ pub fn write_atomic_unless_changed(
     temp.as_file()
         .sync_all()
         .map_err(FsError::io("sync", &temp_path))?;
+    tracing::debug!(
+        temp = %temp_path.display(),
+        bytes = contents.len(),
+        mode = format_args!("{final_mode:04o}"),
+        "wrote and fsynced a temp file"
+    );
     if !still_current()? {
+        tracing::debug!(target = %target.display(), "target changed meanwhile; temp file dropped");
         // Dropping `temp` removes it.
         return Ok(false);
     }
     temp.persist(target)
         .map_err(|err| FsError::io("rename over", target)(err.error))?;
     sync_dir(dir)?;
+    tracing::debug!(target = %target.display(), "renamed over the target; directory fsynced");
     Ok(true)
 }
 

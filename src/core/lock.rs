@@ -68,15 +68,29 @@ impl WriteLock {
             .open(&path)
             .map_err(FsError::io("open the lock file", &path))?;
         let start = Instant::now();
+        let mut announced = false;
         loop {
             match file.try_lock() {
                 Ok(()) => {
+                    tracing::debug!(
+                        path = %path.display(),
+                        waited_ms = start.elapsed().as_millis(),
+                        "took the writers' lock"
+                    );
                     return Ok(WriteLock {
                         _file: file,
                         waited: start.elapsed(),
                     });
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
+                    if !announced {
+                        announced = true;
+                        tracing::info!(
+                            path = %path.display(),
+                            wait_secs = wait.as_secs(),
+                            "another writer holds the lock; waiting"
+                        );
+                    }
                     if start.elapsed() >= wait {
                         return Err(LockError::Busy {
                             path,

@@ -1,6 +1,6 @@
 //! What the vault and the runner share: exit codes, the one atomic file
-//! writer, the writers' lock, permission checks, secret types, process
-//! hardening and the default host layout.
+//! writer, the writers' lock, permission checks, secret types, progress
+//! reporting, process hardening and the default host layout.
 //!
 //! Nothing here knows the vault format or Docker; both build on it.
 
@@ -9,4 +9,5 @@ pub mod fs;
 pub mod harden;
 pub mod layout;
 pub mod lock;
+pub mod progress;
 pub mod secret;

@@ -80,18 +80,15 @@ fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
         VAULT_FILE => ("vault.file.owner", "vault.file.mode"),
         _ => ("salt.file.owner", "salt.file.mode"),
     };
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(meta) => meta,
-        Err(_) => {
-            return vec![Finding::fail(
-                mode_id,
-                format!("`{}` is missing", path.display()),
-                format!(
-                    "create the vault with `runvault init --dir {}`",
-                    dir.display()
-                ),
-            )];
-        }
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return vec![Finding::fail(
+            mode_id,
+            format!("`{}` is missing", path.display()),
+            format!(
+                "create the vault with `runvault init --dir {}`",
+                dir.display()
+            ),
+        )];
     };
     if meta.file_type().is_symlink() {
         return vec![Finding::fail(
@@ -247,21 +244,18 @@ fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -
 /// Checks the machine key file: present, 0400 or 0600, owned by root,
 /// outside the secrets directory.
 pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
-    let meta = match std::fs::symlink_metadata(key_file) {
-        Ok(meta) => meta,
-        Err(_) => {
-            return vec![Finding::warn(
-                "keyfile.exists",
-                format!(
-                    "`{}` does not exist: jobs cannot unlock the vault without a person",
-                    key_file.display()
-                ),
-                format!(
-                    "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
-                    key_file.display()
-                ),
-            )];
-        }
+    let Ok(meta) = std::fs::symlink_metadata(key_file) else {
+        return vec![Finding::warn(
+            "keyfile.exists",
+            format!(
+                "`{}` does not exist: jobs cannot unlock the vault without a person",
+                key_file.display()
+            ),
+            format!(
+                "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
+                key_file.display()
+            ),
+        )];
     };
     let mut findings = vec![Finding::ok(
         "keyfile.exists",

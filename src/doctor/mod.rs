@@ -11,8 +11,6 @@ pub mod host;
 pub mod runner;
 pub mod views;
 
-use std::fmt::Write as _;
-
 /// Every check id a [`Finding`] can carry, in report order. The ids are
 /// stable: docs/troubleshooting.md explains each one (a test checks that it
 /// lists all of these), and a finding with an id missing here panics in
@@ -122,40 +120,28 @@ pub fn any_failed(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.status == Status::Fail)
 }
 
-/// The human report: one line per check, then the summary.
-pub fn render_text(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    for finding in findings {
-        let label = match finding.status {
-            Status::Ok => "ok  ",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        let _ = write!(out, "{label} {:<28} {}", finding.check, finding.message);
-        if let Some(hint) = &finding.hint {
-            let _ = write!(out, " (hint: {hint})");
-        }
-        out.push('\n');
-    }
-    let count = |status| findings.iter().filter(|f| f.status == status).count();
-    let _ = writeln!(
-        out,
+/// How many findings have `status`.
+pub fn count(findings: &[Finding], status: Status) -> usize {
+    findings.iter().filter(|f| f.status == status).count()
+}
+
+/// The summary line of the human report: `N ok, N warn, N fail`.
+pub fn summary(findings: &[Finding]) -> String {
+    format!(
         "{} ok, {} warn, {} fail",
-        count(Status::Ok),
-        count(Status::Warn),
-        count(Status::Fail)
-    );
-    out
+        count(findings, Status::Ok),
+        count(findings, Status::Warn),
+        count(findings, Status::Fail)
+    )
 }
 
 /// The JSON report: `{"findings": [...], "ok": N, "warn": N, "fail": N}`.
 pub fn render_json(findings: &[Finding]) -> String {
-    let count = |status| findings.iter().filter(|f| f.status == status).count();
     let report = serde_json::json!({
         "findings": findings,
-        "ok": count(Status::Ok),
-        "warn": count(Status::Warn),
-        "fail": count(Status::Fail),
+        "ok": count(findings, Status::Ok),
+        "warn": count(findings, Status::Warn),
+        "fail": count(findings, Status::Fail),
     });
     format!("{report}\n")
 }

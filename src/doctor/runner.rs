@@ -213,7 +213,7 @@ pub async fn check_engine(target: &Target) -> Vec<Finding> {
             )];
         }
     };
-    let mut findings = vec![match engine.docker().version().await {
+    let mut findings = vec![match engine.call("GET /version", "").version().await {
         Ok(version) => Finding::ok(
             "engine.reachable",
             format!(

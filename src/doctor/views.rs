@@ -59,13 +59,9 @@ pub fn check_views(vault: &VaultDir, views: &[ViewEntry]) -> Vec<Finding> {
             ),
             Err(err) => Finding::fail("view.ram", err.to_string(), "check the view directory"),
         });
-        let private = std::fs::metadata(&entry.dir)
-            .map(|m| m.mode() & 0o7777 == 0o700)
-            .unwrap_or(false)
+        let private = std::fs::metadata(&entry.dir).is_ok_and(|m| m.mode() & 0o7777 == 0o700)
             && ["vault.yml", "vault.salt"].iter().all(|name| {
-                std::fs::metadata(entry.dir.join(name))
-                    .map(|m| m.mode() & 0o7777 == 0o600)
-                    .unwrap_or(false)
+                std::fs::metadata(entry.dir.join(name)).is_ok_and(|m| m.mode() & 0o7777 == 0o600)
             });
         findings.push(if private {
             Finding::ok("view.mode", format!("view `{dir}` is 0700 with 0600 files"))

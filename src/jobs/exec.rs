@@ -115,7 +115,7 @@ pub fn prepare(
 }
 
 /// Replaces this process with the command. Returns only if that failed.
-pub fn exec(prepared: PreparedEnv, command: &[OsString]) -> JobsError {
+pub fn exec(prepared: &PreparedEnv, command: &[OsString]) -> JobsError {
     let (program, args) = command.split_first().expect("clap requires a command");
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);

@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(
             scanned
                 .references()
-                .map(|p| p.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>(),
             ["L[1].K"]
         );

@@ -72,21 +72,21 @@ impl Source {
                     failure = Some(JobsError::NulInValue {
                         place: self.describe_reference(path),
                         key: path.to_string(),
-                    })
+                    });
                 }
                 Lookup::Value(plain) => return Ok(plain.bytes.expose()),
                 Lookup::Missing => {
                     failure = Some(JobsError::Missing {
                         place: self.describe_reference(path),
                         key: path.to_string(),
-                    })
+                    });
                 }
                 Lookup::Container(kind) => {
                     failure = Some(JobsError::NotAValue {
                         place: self.describe_reference(path),
                         key: path.to_string(),
                         kind,
-                    })
+                    });
                 }
             }
             Err(())

@@ -625,14 +625,12 @@ fn apply_with(
     check: bool,
     meanwhile: &mut dyn FnMut(u32),
 ) -> Result<Report, Error> {
+    tracing::info!(path = %path.display(), check, "editing the runner's config.toml");
     for attempt in 0..ATTEMPTS {
-        let original = match fs::read_optional(path)? {
-            Some(bytes) => bytes,
-            None => {
-                return Err(Error::NoConfig {
-                    path: path.to_path_buf(),
-                });
-            }
+        let Some(original) = fs::read_optional(path)? else {
+            return Err(Error::NoConfig {
+                path: path.to_path_buf(),
+            });
         };
         let text = std::str::from_utf8(&original).map_err(|_| Error::BadShape {
             path: path.to_path_buf(),

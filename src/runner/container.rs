@@ -134,7 +134,11 @@ pub enum StartOutcome {
 
 /// Fails with [`Error::ImageMissing`] unless the image is on this host.
 pub async fn ensure_image(engine: &Engine, image: &str) -> Result<(), Error> {
-    match engine.docker().inspect_image(image).await {
+    match engine
+        .call("GET /images/{name}/json", image)
+        .inspect_image(image)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(err) if is_not_found(&err) => Err(Error::ImageMissing {
             image: image.to_string(),
@@ -149,7 +153,7 @@ pub async fn inspect(
     name: &str,
 ) -> Result<Option<ContainerInspectResponse>, Error> {
     match engine
-        .docker()
+        .call("GET /containers/{id}/json", name)
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
     {
@@ -195,15 +199,15 @@ async fn ours(engine: &Engine, name: &str) -> Result<ContainerInspectResponse, E
 pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<StartOutcome, Error> {
     let mut outcome = StartOutcome::Created;
     if let Some(existing) = inspect(engine, &spec.name).await? {
-        let problem = if !is_managed(&existing) {
-            Some(Error::ForeignContainer {
-                name: spec.name.clone(),
-            })
-        } else {
+        let problem = if is_managed(&existing) {
             let differences = spec.differences(&existing);
             (!differences.is_empty()).then(|| Error::ContainerDiffers {
                 name: spec.name.clone(),
                 differences: differences.join("; "),
+            })
+        } else {
+            Some(Error::ForeignContainer {
+                name: spec.name.clone(),
             })
         };
         match (problem, recreate) {
@@ -231,8 +235,9 @@ pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<Start
         name: Some(spec.name.clone()),
         ..Default::default()
     };
+    tracing::info!(container = %spec.name, image = %spec.image, "creating the runner container");
     engine
-        .docker()
+        .call("POST /containers/create", &spec.name)
         .create_container(Some(options), spec.body())
         .await
         .map_err(|err| engine.error(format!("create container `{}`", spec.name), err))?;
@@ -243,7 +248,7 @@ pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<Start
 
 async fn start_existing(engine: &Engine, name: &str) -> Result<(), Error> {
     match engine
-        .docker()
+        .call("POST /containers/{id}/start", name)
         .start_container(name, None::<StartContainerOptions>)
         .await
     {
@@ -270,6 +275,7 @@ async fn wait_running(engine: &Engine, name: &str) -> Result<(), Error> {
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
         let restarts = details.restart_count.unwrap_or_default();
         let restarted = restarts > *first_restart_count.get_or_insert(restarts);
+        tracing::trace!(container = name, %status, restarts, "waiting for the container to run");
         let down =
             restarted || state.restarting == Some(true) || status == "exited" || status == "dead";
         if down || Instant::now() >= deadline {
@@ -301,7 +307,11 @@ pub async fn stop(engine: &Engine, name: &str, timeout: Option<i32>) -> Result<b
         t: timeout,
         signal: None,
     };
-    match engine.docker().stop_container(name, Some(options)).await {
+    match engine
+        .call("POST /containers/{id}/stop", name)
+        .stop_container(name, Some(options))
+        .await
+    {
         Ok(()) => Ok(true),
         Err(err) if is_not_modified(&err) => Ok(false),
         Err(err) => Err(engine.error(format!("stop container `{name}`"), err)),
@@ -316,7 +326,7 @@ pub async fn restart(engine: &Engine, name: &str, timeout: Option<i32>) -> Resul
         signal: None,
     };
     engine
-        .docker()
+        .call("POST /containers/{id}/restart", name)
         .restart_container(name, Some(options))
         .await
         .map_err(|err| engine.error(format!("restart container `{name}`"), err))?;
@@ -336,7 +346,11 @@ pub async fn force_remove(engine: &Engine, name: &str) -> Result<(), Error> {
         force: true,
         ..Default::default()
     };
-    match engine.docker().remove_container(name, Some(options)).await {
+    match engine
+        .call("DELETE /containers/{id}", name)
+        .remove_container(name, Some(options))
+        .await
+    {
         Ok(()) => Ok(()),
         Err(err) if is_not_found(&err) => Ok(()),
         Err(err) => Err(engine.error(format!("remove container `{name}`"), err)),
@@ -364,7 +378,9 @@ pub async fn logs(
         tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
         ..Default::default()
     };
-    let mut stream = engine.docker().logs(name, Some(options));
+    let mut stream = engine
+        .call("GET /containers/{id}/logs", name)
+        .logs(name, Some(options));
     while let Some(chunk) = stream.next().await {
         sink(chunk.map_err(|err| engine.error(format!("read the log of `{name}`"), err))?);
     }
@@ -382,7 +398,7 @@ pub async fn log_tail(
 ) -> Result<String, Error> {
     let mut text = Vec::new();
     logs(engine, name, false, Some(lines), |chunk| {
-        text.extend_from_slice(&chunk.into_bytes())
+        text.extend_from_slice(&chunk.into_bytes());
     })
     .await?;
     Ok(mask(String::from_utf8_lossy(&text).trim_end(), secrets))

@@ -45,11 +45,20 @@ impl Engine {
                 reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
             })?
             .map_err(|err| unreachable(&host, &err))?;
+        tracing::info!(endpoint = %host, api_version = %docker.client_version(), "connected to the Docker engine");
         Ok(Engine { docker, host })
     }
 
     /// The bollard client.
     pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The bollard client, for one API call on `object` (a container or
+    /// image name), logged at debug level. Only names go to the log, never
+    /// a request body (it may hold an environment with a token).
+    pub fn call(&self, endpoint: &'static str, object: &str) -> &Docker {
+        tracing::debug!(engine = %self.host, endpoint, object, "Docker API call");
         &self.docker
     }
 

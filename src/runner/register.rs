@@ -106,7 +106,7 @@ impl Request {
             &self.name,
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         // A runner authentication token carries these settings itself; the
         // runner refuses them on the command line.
@@ -120,7 +120,7 @@ impl Request {
                     "--access-level=not_protected",
                 ]
                 .iter()
-                .map(|s| s.to_string()),
+                .map(std::string::ToString::to_string),
             );
         }
         cmd
@@ -175,8 +175,9 @@ pub async fn register(
         name: Some(name.clone()),
         ..Default::default()
     };
+    tracing::info!(container = %name, image = %request.image, "running the registration container (its environment is not logged)");
     engine
-        .docker()
+        .call("POST /containers/create", &name)
         .create_container(Some(options), body)
         .await
         .map_err(|err| engine.error(format!("create container `{name}`"), err))?;
@@ -197,12 +198,12 @@ pub async fn register(
 /// the error for a non-zero exit.
 async fn run_to_end(engine: &Engine, name: &str, token: &Token) -> Result<String, Error> {
     engine
-        .docker()
+        .call("POST /containers/{id}/start", name)
         .start_container(name, None::<StartContainerOptions>)
         .await
         .map_err(|err| engine.error(format!("start container `{name}`"), err))?;
     let mut waits = engine
-        .docker()
+        .call("POST /containers/{id}/wait", name)
         .wait_container(name, None::<WaitContainerOptions>);
     let mut code = 0;
     while let Some(result) = waits.next().await {
@@ -223,7 +224,7 @@ async fn run_to_end(engine: &Engine, name: &str, token: &Token) -> Result<String
     }
     let mut log = Vec::new();
     container::logs(engine, name, false, None, |chunk| {
-        log.extend_from_slice(&chunk.into_bytes())
+        log.extend_from_slice(&chunk.into_bytes());
     })
     .await?;
     Ok(container::mask(&String::from_utf8_lossy(&log), &secrets))

@@ -2,7 +2,6 @@
 //! restart count and policy, mounts, and whether `config.toml` gives every
 //! runner the read-only secrets directory mount.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -159,59 +158,101 @@ fn container_status(details: &bollard::models::ContainerInspectResponse) -> Cont
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// One line of the human report: a label and its value, and whether the
+/// value is as it should be (`None`: neither good nor bad).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// `container:`, `state:`, ... (empty for a continued list).
+    pub label: &'static str,
+    /// The value.
+    pub value: String,
+    /// `Some(true)`: as it should be; `Some(false)`: needs action.
+    pub healthy: Option<bool>,
+}
+
+impl Status {
+    /// The human report, one labelled line per fact (the command line
+    /// aligns and colours them).
+    pub fn lines(&self) -> Vec<Line> {
+        let line = |label, value: String, healthy| Line {
+            label,
+            value,
+            healthy,
+        };
+        let mut lines = Vec::new();
         match &self.container {
-            None => writeln!(f, "container:      {} (absent)", self.name)?,
+            None => lines.push(line(
+                "container:",
+                format!("{} (absent)", self.name),
+                Some(false),
+            )),
             Some(c) => {
                 let owner = if c.managed {
                     "managed by runvault"
                 } else {
                     "not created by runvault"
                 };
-                writeln!(f, "container:      {} ({owner})", self.name)?;
-                match c.uptime_secs {
-                    Some(secs) => writeln!(
-                        f,
-                        "state:          {}, up {}",
-                        c.state,
-                        humantime::format_duration(std::time::Duration::from_secs(secs))
-                    )?,
-                    None => writeln!(f, "state:          {} (exit code {})", c.state, c.exit_code)?,
-                }
-                writeln!(f, "image:          {}", c.image)?;
-                writeln!(
-                    f,
-                    "restart policy: {} (restarted {} times)",
-                    c.restart_policy, c.restart_count
-                )?;
+                lines.push(line("container:", format!("{} ({owner})", self.name), None));
+                lines.push(match c.uptime_secs {
+                    Some(secs) => line(
+                        "state:",
+                        format!(
+                            "{}, up {}",
+                            c.state,
+                            humantime::format_duration(std::time::Duration::from_secs(secs))
+                        ),
+                        Some(true),
+                    ),
+                    None => line(
+                        "state:",
+                        format!("{} (exit code {})", c.state, c.exit_code),
+                        Some(false),
+                    ),
+                });
+                lines.push(line("image:", c.image.clone(), None));
+                lines.push(line(
+                    "restart policy:",
+                    format!("{} (restarted {} times)", c.restart_policy, c.restart_count),
+                    None,
+                ));
                 for (i, m) in c.mounts.iter().enumerate() {
                     let label = if i == 0 { "mounts:" } else { "" };
                     let mode = if m.read_only { "ro" } else { "rw" };
-                    writeln!(f, "{label:<16}{}:{} ({mode})", m.source, m.destination)?;
+                    lines.push(line(
+                        label,
+                        format!("{}:{} ({mode})", m.source, m.destination),
+                        None,
+                    ));
                 }
             }
         }
         let config = self.config_path.display();
-        match &self.secrets_mount {
-            SecretsMount::ReadOnly => writeln!(
-                f,
-                "config:         `{config}`: every runner mounts the secrets directory read-only"
+        lines.push(match &self.secrets_mount {
+            SecretsMount::ReadOnly => line(
+                "config:",
+                format!("`{config}`: every runner mounts the secrets directory read-only"),
+                Some(true),
             ),
-            SecretsMount::Missing { runners } => writeln!(
-                f,
-                "config:         `{config}`: no read-only secrets mount in runner(s) {}; \
-                 run `runvault runner configure`",
-                runners.join(", ")
+            SecretsMount::Missing { runners } => line(
+                "config:",
+                format!(
+                    "`{config}`: no read-only secrets mount in runner(s) {}; \
+                     run `runvault runner configure`",
+                    runners.join(", ")
+                ),
+                Some(false),
             ),
-            SecretsMount::NoRunners => writeln!(
-                f,
-                "config:         `{config}` has no [[runners]]; run `runvault runner register`"
+            SecretsMount::NoRunners => line(
+                "config:",
+                format!("`{config}` has no [[runners]]; run `runvault runner register`"),
+                Some(false),
             ),
-            SecretsMount::NoConfig => writeln!(
-                f,
-                "config:         `{config}` does not exist; run `runvault runner register`"
+            SecretsMount::NoConfig => line(
+                "config:",
+                format!("`{config}` does not exist; run `runvault runner register`"),
+                Some(false),
             ),
-        }
+        });
+        lines
     }
 }

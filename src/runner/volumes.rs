@@ -378,7 +378,10 @@ mod tests {
     }
 
     fn problems(mount: &DirMount, volumes: &[&str]) -> Vec<MountProblem> {
-        let volumes: Vec<String> = volumes.iter().map(|s| s.to_string()).collect();
+        let volumes: Vec<String> = volumes
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         mount_problems(&volumes, mount)
     }
 

@@ -84,5 +84,6 @@ pub fn append(
     if let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::sync_dir(dir)?;
     }
+    tracing::debug!(log = %log.display(), command, event, "appended the audit line");
     Ok(())
 }

@@ -62,8 +62,14 @@ pub fn read_selected(
     wanted: &Wanted,
 ) -> Result<Selected, VaultError> {
     match stream::read(dir, credential, wanted)? {
-        Outcome::Read(selected) => Ok(selected),
-        Outcome::Fallback(opened) => read_selected_tree(dir, credential, wanted, opened),
+        Outcome::Read(selected) => {
+            tracing::debug!("read with the fast streaming reader");
+            Ok(selected)
+        }
+        Outcome::Fallback(opened) => {
+            tracing::debug!("the streaming reader fell back to the general reader");
+            read_selected_tree(dir, credential, wanted, opened)
+        }
     }
 }
 

@@ -101,7 +101,16 @@ fn derive_kek(
 ) -> Option<Key32> {
     match (credential, kind) {
         (Credential::Passphrase(passphrase, _), SlotKind::Passphrase(params)) => {
-            Some(crypto::argon2id(passphrase, salt.as_bytes(), *params))
+            let start = std::time::Instant::now();
+            let kek = crypto::argon2id(passphrase, salt.as_bytes(), *params);
+            tracing::debug!(
+                memory_kib = params.memory_kib,
+                iterations = params.iterations,
+                parallelism = params.parallelism,
+                elapsed_ms = start.elapsed().as_millis(),
+                "argon2id key derivation"
+            );
+            Some(kek)
         }
         (Credential::KeyFile(key), SlotKind::KeyFile) => {
             let mut info = b"runvault/v1/keyfile-slot".to_vec();
@@ -235,6 +244,11 @@ pub fn unlock(
         ) && let Ok(key) = <[u8; 32]>::try_from(bytes.expose())
         {
             let (_, kek) = kek.expect("set above");
+            tracing::info!(
+                slot = slot.id,
+                kind = slot.kind.name(),
+                "a key slot opened the vault"
+            );
             return Ok(Opened {
                 data_key: Key32::from_bytes(key),
                 slot_id: slot.id,
@@ -242,6 +256,10 @@ pub fn unlock(
             });
         }
     }
+    tracing::debug!(
+        kind = credential.kind_name(),
+        "no key slot of this kind opened"
+    );
     Err(VaultError::WrongSecret {
         what: credential.what(),
         path: vault_path.to_path_buf(),

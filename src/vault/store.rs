@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::lock::WriteLock;
+use crate::core::progress::Progress;
 use crate::vault::audit::{self, AuditRecord};
 use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
@@ -276,11 +277,13 @@ impl VaultDir {
 
     /// Rotates the data key (and with `new_salt` the salt) under the lock;
     /// see [`UnlockedVault::rekey`]. The first credential that opens the
-    /// vault unlocks it; all of them are used to re-wrap slots.
+    /// vault unlocks it; all of them are used to re-wrap slots. `progress`
+    /// is told of each value re-encrypted.
     pub fn rekey(
         &self,
         credentials: &[Credential],
         plan: RekeyOptions,
+        progress: &dyn Progress,
     ) -> Result<RekeyReport, VaultError> {
         let _lock = self.lock()?;
         let (vault, salt) = self.load()?;
@@ -309,6 +312,7 @@ impl VaultDir {
             drop_others: plan.drop_others,
             keep: plan.keep,
             unlocked_by: Some(unlocked_by),
+            progress,
         };
         let (next, report) = unlocked.rekey(&salt, &rekey_plan)?;
         let before = unlocked.header().generation;
@@ -433,6 +437,7 @@ impl VaultDir {
 
     fn commit(&self, vault: &EncryptedVault, mode: WriteMode) -> Result<(), VaultError> {
         fs::write_atomic(&self.vault_path(), &vault.to_canonical(), mode)?;
+        tracing::info!(path = %self.vault_path().display(), generation = vault.header.generation, "committed");
         Ok(())
     }
 
@@ -546,7 +551,10 @@ impl VaultDir {
 /// needs: plaintext (adopt it), newer format (upgrade) or corrupt (exit 5).
 pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, VaultError> {
     match EncryptedVault::parse(bytes) {
-        Ok((vault, _reader)) => Ok(vault),
+        Ok((vault, reader)) => {
+            tracing::debug!(path = %vault_path.display(), ?reader, generation = vault.header.generation, "parsed the vault");
+            Ok(vault)
+        }
         Err(FormatError::NotAVault) => Err(VaultError::Plaintext {
             path: vault_path.to_path_buf(),
         }),

@@ -406,13 +406,13 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
         Ok(())
     }
 
-    fn map_entry(&mut self, _: &mut (), _: Cow<'t, str>, _: ()) -> Result<(), &'static str> {
+    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
         Ok(())
     }
 
-    fn end_map(&mut self, _: ()) {}
+    fn end_map(&mut self, (): ()) {}
 
-    fn list_item(&mut self, _: &mut (), _: ()) {}
+    fn list_item(&mut self, (): &mut (), (): ()) {}
 
-    fn end_list(&mut self, _: ()) {}
+    fn end_list(&mut self, (): ()) {}
 }

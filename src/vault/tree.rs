@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(
             tree.leaf_paths()
                 .iter()
-                .map(|p| p.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>(),
             ["A.B.C", "A.L[0]", "A.L[1].X"]
         );

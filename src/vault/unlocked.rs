@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::core::progress::{NoProgress, Progress};
 use crate::core::secret::{Key32, SecretBytes, constant_time_eq};
 use crate::vault::audit::AuditChange;
 use crate::vault::crypto::{self, KdfOverride, MacWriter, Subkeys, random_bytes};
@@ -63,6 +64,8 @@ pub struct RekeyPlan<'a> {
     pub keep: Option<u32>,
     /// Which of `credentials` opened the vault (its slot's key is reused).
     pub unlocked_by: Option<usize>,
+    /// Told of each value and stored version re-encrypted.
+    pub progress: &'a dyn Progress,
 }
 
 /// What `rekey` did to the slots.
@@ -308,8 +311,7 @@ impl UnlockedVault {
     /// current value, when there is one, counts towards it).
     fn prune(&mut self, key: &str) {
         let has_current = KeyPath::parse(key)
-            .map(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))))
-            .unwrap_or(false);
+            .is_ok_and(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))));
         let room = self.vault.header.keep.max(1) as usize - usize::from(has_current);
         if let Some(versions) = self.vault.history.get_mut(key) {
             let excess = versions.len().saturating_sub(room);
@@ -418,8 +420,18 @@ impl UnlockedVault {
     /// values, and a list replaces the list at its path whole (lists have no
     /// keys to merge by). Returns the number of values written.
     pub fn merge(&mut self, plain: &Tree<Plain>) -> Result<usize, VaultError> {
+        self.merge_with_progress(plain, &NoProgress)
+    }
+
+    /// [`UnlockedVault::merge`], telling `progress` of each value written.
+    pub fn merge_with_progress(
+        &mut self,
+        plain: &Tree<Plain>,
+        progress: &dyn Progress,
+    ) -> Result<usize, VaultError> {
+        progress.begin(plain.leaf_count() as u64);
         let mut written = 0;
-        self.merge_node(plain, &mut KeyPath::root(), &mut written)?;
+        self.merge_node(plain, &mut KeyPath::root(), &mut written, progress)?;
         Ok(written)
     }
 
@@ -428,11 +440,13 @@ impl UnlockedVault {
         node: &Tree<Plain>,
         at: &mut KeyPath,
         written: &mut usize,
+        progress: &dyn Progress,
     ) -> Result<(), VaultError> {
         match node {
             Tree::Leaf(value) => {
                 self.set(at, value)?;
                 *written += 1;
+                progress.advance();
             }
             Tree::Map(map) => {
                 match self.vault.secrets.get(at) {
@@ -444,7 +458,7 @@ impl UnlockedVault {
                 }
                 for (key, child) in map {
                     at.push(Segment::Key(key.clone()));
-                    self.merge_node(child, at, written)?;
+                    self.merge_node(child, at, written, progress)?;
                     at.pop();
                 }
             }
@@ -459,7 +473,7 @@ impl UnlockedVault {
                 self.vault.secrets.place(at, Tree::List(Vec::new()))?;
                 for (index, item) in items.iter().enumerate() {
                     at.push(Segment::Index(index));
-                    self.merge_node(item, at, written)?;
+                    self.merge_node(item, at, written, progress)?;
                     at.pop();
                 }
             }
@@ -735,11 +749,17 @@ impl UnlockedVault {
             unlocked_with: None,
             vault_path: self.vault_path.clone(),
         };
+        let stored: usize = (self.vault.history.values())
+            .map(|versions| versions.iter().filter(|v| !v.is_tombstone()).count())
+            .sum();
+        plan.progress
+            .begin((self.vault.secrets.leaf_count() + stored) as u64);
         let mut reencrypted = 0;
         next.vault.secrets = self.vault.secrets.try_map(&mut |path, sealed| {
             let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
             let value = self.open_value(path, sealed)?;
             reencrypted += 1;
+            plan.progress.advance();
             Ok::<_, VaultError>(next.seal_value(path, &value, version, time))
         })?;
         for (path_text, versions) in &self.vault.history {
@@ -754,6 +774,7 @@ impl UnlockedVault {
                 let value = self.open_value(&path, sealed)?;
                 resealed.push(next.seal_value(&path, &value, version, time));
                 reencrypted += 1;
+                plan.progress.advance();
             }
             next.vault.history.insert(path_text.clone(), resealed);
         }

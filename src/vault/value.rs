@@ -131,7 +131,7 @@ impl Plain {
         match self.kind {
             ScalarKind::Str => quote_json_string(self.text_unchecked(), out),
             ScalarKind::Int | ScalarKind::Float | ScalarKind::Bool => {
-                out.extend_from_slice(self.bytes.expose())
+                out.extend_from_slice(self.bytes.expose());
             }
             ScalarKind::Null => out.extend_from_slice(b"null"),
             ScalarKind::Bytes => {

@@ -147,6 +147,7 @@ pub fn refresh(
     };
     let text = serde_json::to_string(&marker).expect("markers serialize") + "\n";
     fs::write_atomic(&dir.join(MARKER_FILE), text.as_bytes(), mode)?;
+    tracing::info!(view = %dir.display(), generation, "refreshed the plaintext view");
     Ok(())
 }
 

@@ -182,6 +182,16 @@ impl Host {
 
 /// Runs a prepared command to completion.
 pub fn run(cmd: &mut Command, stdin: &[u8]) -> Run {
+    let output = run_output(cmd, stdin);
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs a prepared command to completion, its output as bytes.
+pub fn run_output(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -193,12 +203,7 @@ pub fn run(cmd: &mut Command, stdin: &[u8]) -> Run {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {err}"),
         _ => {}
     }
-    let output = child.wait_with_output().expect("wait runvault");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("wait runvault")
 }
 
 /// Writes a file with mode 0600.
@@ -220,9 +225,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Whether the tests run as root (mount and chown tests need it).
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
 /// Whether a test that needs root may run. Under `CI=true` it must (CI runs

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 #[allow(unused_imports)]
 pub use common::{CHEAP_KDF, PASSPHRASE, Tmpfs, is_root, require_root, write_private};
 use std::process::{Command, Output};
@@ -157,7 +157,7 @@ impl Host {
         if matches!(subcommand, "configure" | "install") {
             all.extend(["--bin-dir".into(), self.bin_dir().display().to_string()]);
         }
-        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(args.iter().map(std::string::ToString::to_string));
         Run::new(&all)
     }
 }
@@ -199,7 +199,12 @@ impl Run {
 
     /// [`Run::new`] from string slices.
     pub fn of(args: &[&str]) -> Run {
-        Run::new(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        Run::new(
+            &args
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Run {

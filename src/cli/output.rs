@@ -1,0 +1,160 @@
+//! What the command line prints besides data: status notes, `-v`
+//! diagnostics (`tracing`), colour and progress, each decided once per run
+//! from `-v`/`-q`, `NO_COLOR` and whether the stream is a terminal.
+//!
+//! - Data (`get`, `list`, reports) goes to stdout and is never silenced.
+//! - Notes ("set `X` (version 2)", warnings such as an open directory) go
+//!   to stderr; `-q` silences them.
+//! - Problems that `-q` must not hide (a committed change whose view was
+//!   not refreshed) and errors always print.
+//! - Diagnostics go to stderr through `tracing`: none by default, `-v`
+//!   info, `-vv` debug, `-vvv` trace. Only runvault's own events are shown,
+//!   and no event carries a secret (see `tests/verbosity.rs`).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::level_filters::LevelFilter;
+
+use crate::cli::args::GlobalArgs;
+
+/// Whether `-q` was given (notes and progress are silenced).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Sets up this run's output from the global options and installs the
+/// diagnostics subscriber; diagnostics stop when the guard is dropped.
+pub fn init(global: &GlobalArgs) -> tracing::subscriber::DefaultGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    QUIET.store(global.quiet, Ordering::Relaxed);
+    let level = level(global.quiet, global.verbose);
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(color(&std::io::stderr()))
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_max_level(level)
+        .finish()
+        // Other crates' events (the HTTP stack under bollard) are not ours
+        // to vouch for: they could carry request bodies.
+        .with(tracing_subscriber::filter::Targets::new().with_target("runvault", level));
+    tracing::subscriber::set_default(subscriber)
+}
+
+/// The diagnostics level of `-q` / `-v` counts.
+fn level(quiet: bool, verbose: u8) -> LevelFilter {
+    match (quiet, verbose) {
+        (true, _) | (false, 0) => LevelFilter::OFF,
+        (false, 1) => LevelFilter::INFO,
+        (false, 2) => LevelFilter::DEBUG,
+        (false, _) => LevelFilter::TRACE,
+    }
+}
+
+/// Whether `-q` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Whether `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
+}
+
+/// Whether output to `stream` may be coloured: it is a terminal and
+/// `NO_COLOR` is not set.
+pub fn color(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && !no_color()
+}
+
+/// Prints a note to stderr unless `-q` was given.
+pub fn note(message: std::fmt::Arguments<'_>) {
+    if !quiet() {
+        always(message);
+    }
+}
+
+/// Prints a problem to stderr even with `-q`.
+pub fn always(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Whether progress may be drawn: stderr is a terminal and no `-q`.
+/// `NO_COLOR` keeps the bar but drops its colour.
+fn progress_wanted() -> bool {
+    !quiet() && std::io::stderr().is_terminal()
+}
+
+/// A spinner on stderr while `message` is going on, hidden when progress
+/// is not wanted.
+pub fn spinner(message: String) -> indicatif::ProgressBar {
+    if !progress_wanted() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    spinner
+}
+
+/// The vault's progress callbacks, drawn as an indicatif bar on stderr
+/// from `begin` on (when progress is wanted), cleared when dropped.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    shown: bool,
+}
+
+impl Bar {
+    /// A bar labelled `message`; its length is set by `begin`.
+    pub fn new(message: &'static str) -> Bar {
+        let bar = indicatif::ProgressBar::hidden();
+        let template = if no_color() {
+            "{msg} [{bar:30}] {pos}/{len} ({eta})"
+        } else {
+            "{msg} [{bar:30.cyan/blue}] {pos}/{len} ({eta})"
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        Bar {
+            bar,
+            shown: progress_wanted(),
+        }
+    }
+}
+
+impl crate::core::progress::Progress for Bar {
+    fn begin(&self, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        if self.shown {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn advance(&self) {
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_levels() {
+        assert_eq!(level(false, 0), LevelFilter::OFF);
+        assert_eq!(level(false, 1), LevelFilter::INFO);
+        assert_eq!(level(false, 2), LevelFilter::DEBUG);
+        assert_eq!(level(false, 3), LevelFilter::TRACE);
+        assert_eq!(level(false, 9), LevelFilter::TRACE);
+        assert_eq!(level(true, 0), LevelFilter::OFF);
+    }
+}
