@@ -116,6 +116,7 @@ fn every_command_in_the_docs_runs() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    use std::fmt::Write as _;
     let (mut blocks, mut cmds, mut skipped_blocks, mut skipped_cmds) = (0, 0, 0, 0);
     let mut report = String::new();
     let mut failures = Vec::new();
@@ -124,25 +125,27 @@ fn every_command_in_the_docs_runs() {
             Ok(tally) => {
                 blocks += tally.blocks;
                 cmds += tally.commands;
-                report += &format!(
-                    "{name}: {} block(s), {} command(s) run\n",
+                let _ = writeln!(
+                    report,
+                    "{name}: {} block(s), {} command(s) run",
                     tally.blocks, tally.commands
                 );
                 for (line, reason, n) in &tally.skipped {
                     skipped_blocks += 1;
                     skipped_cmds += n;
-                    report += &format!("  skipped {name}:{line} ({n} command(s)): {reason}\n");
+                    let _ = writeln!(report, "  skipped {name}:{line} ({n} command(s)): {reason}");
                 }
             }
             Err(err) => failures.push(format!("{name}: {err}")),
         }
     }
-    report += &format!(
+    let _ = writeln!(
+        report,
         "docs: {blocks} block(s) and {cmds} command(s) run; \
-         {skipped_blocks} block(s) with {skipped_cmds} command(s) skipped\n"
+         {skipped_blocks} block(s) with {skipped_cmds} command(s) skipped"
     );
     // Straight to stderr: the harness would swallow `eprintln!` of a pass.
-    use std::io::Write;
+    use std::io::Write as _;
     let _ = std::io::stderr().write_all(report.as_bytes());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -292,7 +295,11 @@ fn console_blocks_carry_their_output() {
     );
     assert_eq!(cmds[1].output, Some(vec![]));
     assert_eq!(expected_exit("echo '# exit 3'"), 0);
-    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let lines = |v: &[&str]| {
+        v.iter()
+            .map(std::string::ToString::to_string)
+            .collect::<Vec<_>>()
+    };
     assert!(lines_match(
         &lines(&["a ... c", "..."]),
         &["a b c", "d", "e"]

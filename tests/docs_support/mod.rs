@@ -190,8 +190,7 @@ fn complete(text: &str) -> bool {
     Command::new("bash")
         .args(["-n", "-c", text])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Splits a block into its commands.
