@@ -76,6 +76,10 @@ fn open_modes_symlinks_and_stray_files_are_reported() {
         text.stderr,
         "runvault: error: doctor found problems (see the FAIL lines above)\n"
     );
+    assert_eq!(
+        host.run_key(&["doctor", "--json"], b"").stderr,
+        "runvault: error: doctor found problems (see the findings with \"status\": \"fail\")\n"
+    );
 
     chmod(&host.dir(), 0o700);
     let real = host.root.path().join("real.yml");

@@ -51,10 +51,12 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     };
     write_stdout(report.as_bytes())?;
     if doctor::any_failed(&findings) {
-        return Err(CommandError::with_code(
-            exit::OTHER,
-            "doctor found problems (see the FAIL lines above)",
-        ));
+        let where_to_look = if args.json {
+            "doctor found problems (see the findings with \"status\": \"fail\")"
+        } else {
+            "doctor found problems (see the FAIL lines above)"
+        };
+        return Err(CommandError::with_code(exit::OTHER, where_to_look));
     }
     Ok(())
 }
