@@ -144,14 +144,7 @@ pub fn set(global: &GlobalArgs, args: SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let version = vault_dir(global).modify(&credential, "set", |vault, _salt, record| {
-        let version = match args.if_version {
-            Some(expected) => vault.set_if_version(&path, &value, expected)?,
-            None => vault.set(&path, &value)?,
-        };
-        record.changes.push(vault.audit_change(&path, "set")?);
-        Ok(version)
-    })?;
+    let version = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {

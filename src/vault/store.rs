@@ -14,10 +14,12 @@ use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
+use crate::vault::path::KeyPath;
 use crate::vault::salt::Salt;
 use crate::vault::slots::{Credential, Opened};
+use crate::vault::splice::{self, SetEdit};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault};
+use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault, now};
 use crate::vault::value::{self, Plain};
 
 /// File name of the vault.
@@ -244,13 +246,81 @@ impl VaultDir {
         command: &str,
         change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
     ) -> Result<T, VaultError> {
+        self.require_vault()?;
+        let _lock = self.lock()?;
+        self.modify_locked(credential, None, command, change)
+    }
+
+    /// Sets the value at `path` (only if its current version is
+    /// `if_version`, when given) and returns its new version: a
+    /// [`VaultDir::modify`] that splices the new file from the old one in
+    /// one pass ([`splice`]) when the file is canonical and no view needs
+    /// the opened vault, and otherwise changes the tree, with the slot the
+    /// first attempt opened (one KDF run either way).
+    pub fn set(
+        &self,
+        credential: &Credential,
+        path: &KeyPath,
+        value: &Plain,
+        if_version: Option<u32>,
+    ) -> Result<u32, VaultError> {
+        self.require_vault()?;
+        let _lock = self.lock()?;
+        let mut opened = None;
+        if !self.after_commit_wanted() {
+            let edit = SetEdit {
+                path,
+                value,
+                if_version,
+                time: now(),
+            };
+            match splice::set(self, credential, &edit)? {
+                Ok(spliced) => {
+                    let record = AuditRecord {
+                        changes: vec![spliced.change],
+                        detail: None,
+                    };
+                    self.audited_commit("set", spliced.generations, &record, |store| {
+                        Ok(fs::write_atomic(
+                            &store.vault_path(),
+                            &spliced.bytes,
+                            WriteMode::PRIVATE,
+                        )?)
+                    })?;
+                    return Ok(spliced.version);
+                }
+                Err(slot) => opened = slot,
+            }
+        }
+        self.modify_locked(credential, opened, "set", |vault, _, record| {
+            let version = match if_version {
+                Some(expected) => vault.set_if_version(path, value, expected)?,
+                None => vault.set(path, value)?,
+            };
+            record.changes.push(vault.audit_change(path, "set")?);
+            Ok(version)
+        })
+    }
+
+    fn require_vault(&self) -> Result<(), VaultError> {
         if !self.vault_path().exists() && !self.salt_path().exists() {
             return Err(VaultError::NoVault {
                 dir: self.dir.clone(),
             });
         }
-        let _lock = self.lock()?;
-        let (mut unlocked, salt) = self.open(credential)?;
+        Ok(())
+    }
+
+    /// [`VaultDir::modify`] once the lock is held, reusing `opened` (a slot
+    /// opened for a header) if the file still has that header.
+    fn modify_locked<T>(
+        &self,
+        credential: &Credential,
+        opened: Option<(Header, Opened)>,
+        command: &str,
+        change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let (mut unlocked, salt) = self.open_reusing(credential, opened)?;
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
         let before = unlocked.header().generation;
