@@ -338,12 +338,12 @@ proptest! {
 fn edit_path(tree: &Tree<String>, pick: usize) -> KeyPath {
     let paths = all_paths(tree);
     let parse = |text: String| KeyPath::parse(&text).unwrap();
-    match (paths.get(pick % (paths.len() + 4)), paths.first()) {
-        (Some(path), _) => path.clone(),
-        (None, Some(first)) if pick % 4 == 0 => parse(format!("{first}.NEW")),
-        (None, Some(first)) if pick % 4 == 1 => parse(format!("{first}[9]")),
-        (None, _) if pick % 4 == 2 => parse("FRESH.INNER.LEAF".into()),
-        (None, _) => parse("TOP".into()),
+    match (paths.get(pick % (paths.len() + 4)), paths.first(), pick % 4) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(first), 0) => parse(format!("{first}.NEW")),
+        (None, Some(first), 1) => parse(format!("{first}[9]")),
+        (None, _, 2) => parse("FRESH.INNER.LEAF".into()),
+        (None, _, _) => parse("TOP".into()),
     }
 }
 
