@@ -78,10 +78,19 @@ pub fn append(
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(log)
         .map_err(FsError::io("open the audit log", log))?;
+    // An empty log may have just been created (by this open or by someone
+    // else): its directory entry must be made durable too. A log that
+    // already holds lines had its entry synced when it was created, and an
+    // append changes only the file, which `sync_data` covers.
+    let new_file = file
+        .metadata()
+        .map_err(FsError::io("inspect the audit log", log))?
+        .len()
+        == 0;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_data())
         .map_err(FsError::io("append to the audit log", log))?;
-    if let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if new_file && let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::sync_dir(dir)?;
     }
     Ok(())

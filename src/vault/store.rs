@@ -280,13 +280,7 @@ impl VaultDir {
                         changes: vec![spliced.change],
                         detail: None,
                     };
-                    self.audited_commit("set", spliced.generations, &record, |store| {
-                        Ok(fs::write_atomic(
-                            &store.vault_path(),
-                            &spliced.bytes,
-                            WriteMode::PRIVATE,
-                        )?)
-                    })?;
+                    self.audited_write("set", spliced.generations, &record, &spliced.bytes)?;
                     return Ok(spliced.version);
                 }
                 Err(slot) => opened = slot,
@@ -331,11 +325,11 @@ impl VaultDir {
         } else {
             (unlocked.into_sealed(), None)
         };
-        self.audited_commit(
+        self.audited_write(
             command,
             (before, sealed.header.generation),
             &record,
-            |store| store.commit(&sealed, WriteMode::PRIVATE),
+            &sealed.to_canonical(),
         )?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
@@ -432,6 +426,58 @@ impl VaultDir {
                 generations,
                 &AuditRecord::default(),
             );
+        })
+    }
+
+    /// Replaces `vault.yml` with `bytes` and appends the audit line, the
+    /// line being written on a second thread while the temp file is
+    /// written and synced: both are durable before the rename, as with
+    /// [`VaultDir::audited_commit`], in the time of the slower. If the audit
+    /// line fails, nothing is renamed; if the file fails after the line was
+    /// written, an `aborted` line follows.
+    fn audited_write(
+        &self,
+        command: &str,
+        generations: (u64, u64),
+        record: &AuditRecord,
+        bytes: &[u8],
+    ) -> Result<(), VaultError> {
+        let vault_path = self.vault_path();
+        std::thread::scope(|scope| {
+            let log = &self.audit_log;
+            let line = move || audit::append(log, command, "commit", generations, record);
+            let mut audit = Some(scope.spawn(line));
+            let mut audit_failed = false;
+            let written =
+                fs::write_atomic_unless_changed(&vault_path, bytes, WriteMode::PRIVATE, || {
+                    let handle = audit.take().expect("asked once, before the rename");
+                    handle
+                        .join()
+                        .expect("appending the audit line does not panic")
+                        .inspect_err(|_| audit_failed = true)
+                        .map(|()| true)
+                });
+            let failure = match (written, audit) {
+                (Ok(_), _) => return Ok(()),
+                (Err(err), _) if audit_failed => return Err(err.into()),
+                // The file failed before the line was awaited: a failed line
+                // is the error to report, as if it had been written first.
+                (Err(err), Some(handle)) => {
+                    handle
+                        .join()
+                        .expect("appending the audit line does not panic")?;
+                    err
+                }
+                (Err(err), None) => err,
+            };
+            let _ = audit::append(
+                &self.audit_log,
+                command,
+                "aborted",
+                generations,
+                &AuditRecord::default(),
+            );
+            Err(failure.into())
         })
     }
 
