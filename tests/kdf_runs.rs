@@ -27,6 +27,9 @@ fn kdf_runs(host: &Host, args: &[&str], stdin: &[u8], vars: &[(String, String)])
         .to_string()
 }
 
+/// A command: its arguments, its stdin and extra environment variables.
+type Command<'a> = (&'a [&'a str], &'a [u8], &'a [(String, String)]);
+
 fn every_command_runs_the_kdf_once(host: &Host) {
     let refs: Vec<(String, String)> = (0..20)
         .map(|i| (format!("REF_{i}"), format!("DATAOPS_VAULT(S{i}.PASSWORD)")))
@@ -37,7 +40,7 @@ fn every_command_runs_the_kdf_once(host: &Host) {
         .collect();
     std::fs::write(&template, text).unwrap();
     let template = template.to_str().unwrap();
-    let commands: [(&[&str], &[u8], &[(String, String)]); 9] = [
+    let commands: [Command<'_>; 9] = [
         (&["get", "S3.PASSWORD"], b"", &[]),
         (&["exec", "--", "true"], b"", &refs),
         (
