@@ -240,12 +240,14 @@ pub fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CommandError>
             message,
         }
     })?;
-    let tree = store::plain_tree(&doc, &args.file)?;
-    drop(doc);
+    drop(bytes);
+    let tree = store::plain_tree(doc, &args.file)?;
     let credential = input::unlock_credential(global)?;
-    let written = vault_dir(global).modify(&credential, "import", |vault, _, record| {
+    let written = vault_dir(global).modify(&credential, "import", move |vault, _, record| {
         let written = vault.merge(&tree)?;
         record.changes = vault.audit_changes_for(&tree, "import")?;
+        // The plaintext is not needed for the commit: free it first.
+        drop(tree);
         Ok(written)
     })?;
     status(format_args!(

@@ -16,7 +16,7 @@ use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::path::KeyPath;
 use crate::vault::salt::Salt;
-use crate::vault::slots::{Credential, Opened};
+use crate::vault::slots::{self, Credential, Opened};
 use crate::vault::splice::{self, SetEdit};
 use crate::vault::tree::Tree;
 use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault, now};
@@ -348,12 +348,14 @@ impl VaultDir {
     ) -> Result<RekeyReport, VaultError> {
         let _lock = self.lock()?;
         let (vault, salt) = self.load()?;
+        let vault_path = self.vault_path();
         let mut opened = None;
         let mut first_error = None;
+        // Slots are tried on the header alone, so the vault is not copied.
         for (index, credential) in credentials.iter().enumerate() {
-            match UnlockedVault::unlock(vault.clone(), &salt, credential, &self.vault_path()) {
-                Ok(unlocked) => {
-                    opened = Some((unlocked, index));
+            match slots::unlock(&vault.header, credential, &salt, &vault_path) {
+                Ok(slot) => {
+                    opened = Some((slot, index));
                     break;
                 }
                 Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
@@ -362,9 +364,10 @@ impl VaultDir {
                 Err(err) => return Err(err),
             }
         }
-        let Some((unlocked, unlocked_by)) = opened else {
+        let Some((slot, unlocked_by)) = opened else {
             return Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())));
         };
+        let unlocked = UnlockedVault::from_opened(vault, slot, &vault_path)?;
         let new_salt = plan.new_salt.then(Salt::generate);
         let rekey_plan = RekeyPlan {
             credentials,
@@ -579,7 +582,7 @@ impl VaultDir {
             None => None,
             Some(bytes) => match format::classify(&bytes) {
                 Ok(VaultFile::Encrypted(_)) => return Ok(InitOutcome::AlreadyEncrypted),
-                Ok(VaultFile::Plaintext(doc)) => Some(plain_tree(&doc, &vault_path)?),
+                Ok(VaultFile::Plaintext(doc)) => Some(plain_tree(doc, &vault_path)?),
                 Err(FormatError::Yaml(message)) => {
                     return Err(VaultError::BadYaml {
                         file: vault_path,
@@ -679,8 +682,8 @@ pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, Va
 
 /// Converts plaintext YAML to values, refusing what looks like encrypted
 /// runvault values (storing ciphertext as a value would hide the mistake).
-pub fn plain_tree(doc: &serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
-    if format::contains_sealed_value(doc) {
+pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
+    if format::contains_sealed_value(&doc) {
         return Err(VaultError::Usage(format!(
             "`{}` holds encrypted runvault values; import plaintext YAML \
              (`runvault export` of the other vault), not a vault file",
