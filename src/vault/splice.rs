@@ -318,6 +318,18 @@ impl<'t, 'e> Splicer<'t, 'e> {
         self.marks.push(self.encoded.len());
     }
 
+    /// `{}` (`M`) or `[]` (`L`) at the current path: one item in both MACs.
+    /// Its line's end is not known (the visitor sees no text for it), and a
+    /// new path through it would change its line: both refuse a splice.
+    fn empty_here(&mut self, marker: u8) -> Result<(), &'static str> {
+        if self.on_target().is_some() {
+            return Err("an empty mapping or list on the path");
+        }
+        self.last_line_end = None;
+        self.item(marker, None);
+        Ok(())
+    }
+
     /// The target is a new path whose deepest existing mapping ends here:
     /// its lines go after that mapping's last line.
     fn insert_here(&mut self) {
@@ -447,21 +459,11 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
     }
 
     fn empty_map(&mut self) -> Result<(), &'static str> {
-        if self.on_target().is_some() {
-            return Err("an empty mapping on the path");
-        }
-        self.last_line_end = None;
-        self.item(b'M', None);
-        Ok(())
+        self.empty_here(b'M')
     }
 
     fn empty_list(&mut self) -> Result<(), &'static str> {
-        if self.on_target().is_some() {
-            return Err("an empty list on the path");
-        }
-        self.last_line_end = None;
-        self.item(b'L', None);
-        Ok(())
+        self.empty_here(b'L')
     }
 
     fn map_entry(&mut self, _: &mut (), _: Cow<'t, str>, _: ()) -> Result<(), &'static str> {

@@ -421,15 +421,19 @@ impl VaultDir {
         commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         audit::append(&self.audit_log, command, "commit", generations, record)?;
-        commit(self).inspect_err(|_| {
-            let _ = audit::append(
-                &self.audit_log,
-                command,
-                "aborted",
-                generations,
-                &AuditRecord::default(),
-            );
-        })
+        commit(self).inspect_err(|_| self.audit_aborted(command, generations))
+    }
+
+    /// Appends the `aborted` line of a commit that failed after its line
+    /// was written (best effort: the commit's error is what is reported).
+    fn audit_aborted(&self, command: &str, generations: (u64, u64)) {
+        let _ = audit::append(
+            &self.audit_log,
+            command,
+            "aborted",
+            generations,
+            &AuditRecord::default(),
+        );
     }
 
     /// Replaces `vault.yml` with `bytes` and appends the audit line, the
@@ -473,13 +477,7 @@ impl VaultDir {
                 }
                 (Err(err), None) => err,
             };
-            let _ = audit::append(
-                &self.audit_log,
-                command,
-                "aborted",
-                generations,
-                &AuditRecord::default(),
-            );
+            self.audit_aborted(command, generations);
             Err(failure.into())
         })
     }
