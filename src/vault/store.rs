@@ -280,7 +280,13 @@ impl VaultDir {
                         changes: vec![spliced.change],
                         detail: None,
                     };
-                    self.audited_write("set", spliced.generations, &record, &spliced.bytes)?;
+                    self.audited_write(
+                        "set",
+                        spliced.generations,
+                        &record,
+                        &spliced.bytes,
+                        WriteMode::PRIVATE,
+                    )?;
                     return Ok(spliced.version);
                 }
                 Err(slot) => opened = slot,
@@ -330,6 +336,7 @@ impl VaultDir {
             (before, sealed.header.generation),
             &record,
             &sealed.to_canonical(),
+            WriteMode::PRIVATE,
         )?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
@@ -448,6 +455,7 @@ impl VaultDir {
         generations: (u64, u64),
         record: &AuditRecord,
         bytes: &[u8],
+        mode: WriteMode,
     ) -> Result<(), VaultError> {
         let vault_path = self.vault_path();
         std::thread::scope(|scope| {
@@ -455,15 +463,14 @@ impl VaultDir {
             let line = move || audit::append(log, command, "commit", generations, record);
             let mut audit = Some(scope.spawn(line));
             let mut audit_failed = false;
-            let written =
-                fs::write_atomic_unless_changed(&vault_path, bytes, WriteMode::PRIVATE, || {
-                    let handle = audit.take().expect("asked once, before the rename");
-                    handle
-                        .join()
-                        .expect("appending the audit line does not panic")
-                        .inspect_err(|_| audit_failed = true)
-                        .map(|()| true)
-                });
+            let written = fs::write_atomic_unless_changed(&vault_path, bytes, mode, || {
+                let handle = audit.take().expect("asked once, before the rename");
+                handle
+                    .join()
+                    .expect("appending the audit line does not panic")
+                    .inspect_err(|_| audit_failed = true)
+                    .map(|()| true)
+            });
             let failure = match (written, audit) {
                 (Ok(_), _) => return Ok(()),
                 (Err(err), _) if audit_failed => return Err(err.into()),
@@ -628,23 +635,25 @@ impl VaultDir {
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path())?;
-        self.audited_commit("init", (0, sealed.header.generation), &record, |store| {
-            if new_salt {
-                fs::write_atomic(&store.salt_path(), salt.as_bytes(), mode)?;
-            }
-            store.commit(&sealed, mode).inspect_err(|_| {
+        // The salt first, durable before the vault that needs it; then the
+        // audit line and the vault, written side by side.
+        if new_salt {
+            fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
+        }
+        let generations = (0, sealed.header.generation);
+        self.audited_write("init", generations, &record, &sealed.to_canonical(), mode)
+            .inspect_err(|_| {
                 // Put the old salt back, so a failed init changes nothing.
                 if new_salt {
                     let _ = match &old_salt {
                         Some(bytes) => {
-                            fs::write_atomic(&store.salt_path(), bytes, WriteMode::PRIVATE)
+                            fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
                         }
-                        None => std::fs::remove_file(store.salt_path())
-                            .map_err(FsError::io("remove", &store.salt_path())),
+                        None => std::fs::remove_file(self.salt_path())
+                            .map_err(FsError::io("remove", &self.salt_path())),
                     };
                 }
-            })
-        })?;
+            })?;
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
