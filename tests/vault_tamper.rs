@@ -79,13 +79,24 @@ fn every_tampered_fixture_is_rejected_with_exit_5() {
                 assert!(!run.stderr.contains(secret));
             }
         }
-        let run = host.run_in(&["set", "NEW", "--stdin"], b"v");
-        assert_eq!(run.code, 5, "{name}: a writer verifies first");
-        assert_eq!(
-            std::fs::read(host.vault_file()).unwrap(),
-            bytes,
-            "{name}: nothing written"
-        );
+        // A new path and a replaced value (the streaming writer's two
+        // cases), with the passphrase and the key file.
+        for run in [
+            host.run_in(&["set", "NEW", "--stdin"], b"v"),
+            host.run_key(&["set", "SNOWFLAKE.ACCOUNT", "--stdin"], b"v"),
+        ] {
+            assert_eq!(run.code, 5, "{name}: a writer verifies first");
+            assert_eq!(run.stderr, mac_message(&host), "{name}");
+            assert_eq!(
+                std::fs::read(host.vault_file()).unwrap(),
+                bytes,
+                "{name}: nothing written"
+            );
+            assert!(
+                !host.dir().join("audit.log").exists(),
+                "{name}: no audit line"
+            );
+        }
     }
 }
 

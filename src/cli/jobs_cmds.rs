@@ -31,6 +31,7 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CommandError> {
     for note in &prepared.notes {
         status(format_args!("{note}"));
     }
+    crate::cli::report_kdf_runs();
     Err(exec::exec(&prepared, &request.command).into())
 }
 

@@ -49,13 +49,15 @@ where
         }
     };
     let _diagnostics = output::init(&cli.global);
-    match dispatch(cli) {
+    let code = match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "runvault: error: {err}");
             err.code()
         }
-    }
+    };
+    report_kdf_runs();
+    code
 }
 
 /// Writes generated help (completions, man page) to stdout.
@@ -105,5 +107,15 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
         }),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
+    }
+}
+
+/// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many
+/// KDF runs the command made (tests/kdf_runs.rs proves it is one). Called at
+/// the end of every command, and by `exec` before the process is replaced.
+pub(crate) fn report_kdf_runs() {
+    if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {
+        let runs = crate::vault::slots::kdf_runs();
+        let _ = writeln!(std::io::stderr(), "runvault: debug: kdf runs: {runs}");
     }
 }

@@ -145,14 +145,7 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let version = vault_dir(global).modify(&credential, "set", |vault, _salt, record| {
-        let version = match args.if_version {
-            Some(expected) => vault.set_if_version(&path, &value, expected)?,
-            None => vault.set(&path, &value)?,
-        };
-        record.changes.push(vault.audit_change(&path, "set")?);
-        Ok(version)
-    })?;
+    let version = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {
@@ -248,13 +241,16 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError
             message,
         }
     })?;
-    let tree = store::plain_tree(&doc, &args.file)?;
-    drop(doc);
+    drop(bytes);
+    let tree = store::plain_tree(doc, &args.file)?;
     let credential = input::unlock_credential(global)?;
     let progress = crate::cli::output::Bar::new("importing");
-    let written = vault_dir(global).modify(&credential, "import", |vault, _, record| {
-        let written = vault.merge_with_progress(&tree, &progress)?;
+    let progress_ref = &progress;
+    let written = vault_dir(global).modify(&credential, "import", move |vault, _, record| {
+        let written = vault.merge_with_progress(&tree, progress_ref)?;
         record.changes = vault.audit_changes_for(&tree, "import")?;
+        // The plaintext is not needed for the commit: free it first.
+        drop(tree);
         Ok(written)
     })?;
     drop(progress);

@@ -69,19 +69,36 @@ pub fn append(
         generation_after: generations.1,
         record,
     };
-    let mut text = serde_json::to_string(&line).expect("audit lines serialize");
-    text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(log)
         .map_err(FsError::io("open the audit log", log))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_data())
+    // An empty log may have just been created (by this open or by someone
+    // else): its directory entry must be made durable too. A log that
+    // already holds lines had its entry synced when it was created, and an
+    // append changes only the file, which `sync_data` covers.
+    let new_file = file
+        .metadata()
+        .map_err(FsError::io("inspect the audit log", log))?
+        .len()
+        == 0;
+    // Streamed, not built in memory first: the line of a large import is
+    // tens of megabytes. Appends happen only under the writers' lock, so
+    // no other line can interleave with its writes.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+    serde_json::to_writer(&mut out, &line)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| {
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)
+        })
+        .and_then(|file| file.sync_data())
         .map_err(FsError::io("append to the audit log", log))?;
-    if let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if new_file && let Some(dir) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::sync_dir(dir)?;
     }
     tracing::debug!(log = %log.display(), command, event, "appended the audit line");

@@ -46,7 +46,8 @@ pub fn emit_key(key: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn is_plain_key(key: &str) -> bool {
+/// Whether [`emit_key`] writes `key` plain (unquoted).
+pub fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -191,6 +192,11 @@ impl<'t> Lines<'t> {
         };
         self.peeked = Some((line, next));
         Ok(Some(line))
+    }
+
+    /// The whole text (every line's body is a slice of it).
+    pub fn text(&self) -> &'t str {
+        self.text
     }
 
     /// The size of the text in bytes.

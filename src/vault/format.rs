@@ -215,60 +215,74 @@ impl EncryptedVault {
 
     /// The canonical file bytes.
     pub fn to_canonical(&self) -> Vec<u8> {
-        let h = &self.header;
         let mut out = Vec::with_capacity(4096 + self.secrets.leaf_count() * 128);
-        out.extend_from_slice(PREAMBLE.as_bytes());
-        let line = |out: &mut Vec<u8>, text: String| {
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'\n');
-        };
-        line(&mut out, format!("{HEADER_KEY}:"));
-        line(&mut out, format!("  format: {FORMAT_VERSION}"));
-        line(&mut out, format!("  vault_id: \"{}\"", hex(&h.vault_id)));
-        line(&mut out, format!("  salt_id: \"{}\"", hex(&h.salt_id)));
-        line(&mut out, format!("  generation: {}", h.generation));
-        line(&mut out, format!("  keep: {}", h.keep));
-        line(&mut out, format!("  audit_key: {}", h.audit_key.0));
-        line(&mut out, "  slots:".to_string());
-        for slot in &h.slots {
-            line(&mut out, "    -".to_string());
-            line(&mut out, format!("      id: {}", slot.id));
-            line(&mut out, format!("      kind: \"{}\"", slot.kind.name()));
-            line(&mut out, format!("      created: \"{}\"", slot.created));
-            if let SlotKind::Passphrase(params) = &slot.kind {
-                line(&mut out, format!("      memory_kib: {}", params.memory_kib));
-                line(&mut out, format!("      iterations: {}", params.iterations));
-                line(
-                    &mut out,
-                    format!("      parallelism: {}", params.parallelism),
-                );
-            }
-            line(
-                &mut out,
-                format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),
-            );
-        }
-        line(&mut out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
+        emit_header(&self.header, &mut out);
         out.extend_from_slice(SECRETS_KEY.as_bytes());
         out.push(b':');
-        let mut sealed_text =
-            |sealed: &Sealed, out: &mut Vec<u8>| out.extend_from_slice(sealed.0.as_bytes());
         canonical::emit_tree(&self.secrets, 2, &mut out, &mut sealed_text);
-        out.extend_from_slice(HISTORY_KEY.as_bytes());
-        out.push(b':');
-        let history: Tree<Sealed> = Tree::Map(
-            self.history
-                .iter()
-                .map(|(path, versions)| {
-                    (
-                        path.clone(),
-                        Tree::List(versions.iter().cloned().map(Tree::Leaf).collect()),
-                    )
-                })
-                .collect(),
-        );
-        canonical::emit_tree(&history, 2, &mut out, &mut sealed_text);
+        emit_history(&self.history, &mut out);
         out
+    }
+}
+
+fn sealed_text(sealed: &Sealed, out: &mut Vec<u8>) {
+    out.extend_from_slice(sealed.0.as_bytes());
+}
+
+/// Writes the preamble and the `runvault:` header block of the canonical
+/// layout (everything before `secrets:`).
+pub fn emit_header(h: &Header, out: &mut Vec<u8>) {
+    out.extend_from_slice(PREAMBLE.as_bytes());
+    let line = |out: &mut Vec<u8>, text: String| {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+    };
+    line(out, format!("{HEADER_KEY}:"));
+    line(out, format!("  format: {FORMAT_VERSION}"));
+    line(out, format!("  vault_id: \"{}\"", hex(&h.vault_id)));
+    line(out, format!("  salt_id: \"{}\"", hex(&h.salt_id)));
+    line(out, format!("  generation: {}", h.generation));
+    line(out, format!("  keep: {}", h.keep));
+    line(out, format!("  audit_key: {}", h.audit_key.0));
+    line(out, "  slots:".to_string());
+    for slot in &h.slots {
+        line(out, "    -".to_string());
+        line(out, format!("      id: {}", slot.id));
+        line(out, format!("      kind: \"{}\"", slot.kind.name()));
+        line(out, format!("      created: \"{}\"", slot.created));
+        if let SlotKind::Passphrase(params) = &slot.kind {
+            line(out, format!("      memory_kib: {}", params.memory_kib));
+            line(out, format!("      iterations: {}", params.iterations));
+            line(out, format!("      parallelism: {}", params.parallelism));
+        }
+        line(
+            out,
+            format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),
+        );
+    }
+    line(out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
+}
+
+/// Writes the `history:` section of the canonical layout (the end of the file).
+pub fn emit_history(history: &History, out: &mut Vec<u8>) {
+    out.extend_from_slice(HISTORY_KEY.as_bytes());
+    out.push(b':');
+    if history.is_empty() {
+        out.extend_from_slice(b" {}\n");
+        return;
+    }
+    out.push(b'\n');
+    for (path, versions) in history {
+        out.extend_from_slice(b"  ");
+        canonical::emit_key(path, out);
+        out.push(b':');
+        let versions: Tree<&Sealed> = Tree::List(versions.iter().map(Tree::Leaf).collect());
+        canonical::emit_tree(
+            &versions,
+            4,
+            out,
+            &mut |sealed: &&Sealed, out: &mut Vec<u8>| sealed_text(sealed, out),
+        );
     }
 }
 

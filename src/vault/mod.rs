@@ -10,6 +10,7 @@
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`stream`]: the streaming reader behind it (one pass, no tree).
+//! - [`splice`]: the streaming writer of a one-path change (`set`).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
 
@@ -22,6 +23,7 @@ pub mod path;
 pub mod read;
 pub mod salt;
 pub mod slots;
+pub mod splice;
 pub mod store;
 pub mod stream;
 pub mod tree;

@@ -92,6 +92,18 @@ pub fn create_key_file(path: &Path, vault_dir: &Path) -> Result<(), VaultError> 
     })
 }
 
+/// How many times this process ran a credential's KDF (Argon2id for a
+/// passphrase, HKDF for a key file). Counted in debug builds only, for the
+/// test that proves one run per command (`RUNVAULT_DEBUG_KDF_RUNS`, see
+/// [`kdf_runs`]).
+static KDF_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The number of KDF runs so far in this process (always 0 in release
+/// builds, which do not count).
+pub fn kdf_runs() -> usize {
+    KDF_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The key-encryption key a credential yields for a slot of `kind`.
 fn derive_kek(
     credential: &Credential,
@@ -99,6 +111,9 @@ fn derive_kek(
     salt: &Salt,
     vault_id: &[u8; 16],
 ) -> Option<Key32> {
+    if cfg!(debug_assertions) && credential.kind_name() == kind.name() {
+        KDF_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match (credential, kind) {
         (Credential::Passphrase(passphrase, _), SlotKind::Passphrase(params)) => {
             let start = std::time::Instant::now();

@@ -15,10 +15,12 @@ use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
+use crate::vault::path::KeyPath;
 use crate::vault::salt::Salt;
-use crate::vault::slots::{Credential, Opened};
+use crate::vault::slots::{self, Credential, Opened};
+use crate::vault::splice::{self, SetEdit};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault};
+use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault, now};
 use crate::vault::value::{self, Plain};
 
 /// File name of the vault.
@@ -245,13 +247,81 @@ impl VaultDir {
         command: &str,
         change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
     ) -> Result<T, VaultError> {
+        self.require_vault()?;
+        let _lock = self.lock()?;
+        self.modify_locked(credential, None, command, change)
+    }
+
+    /// Sets the value at `path` (only if its current version is
+    /// `if_version`, when given) and returns its new version: a
+    /// [`VaultDir::modify`] that splices the new file from the old one in
+    /// one pass ([`splice`]) when the file is canonical and no view needs
+    /// the opened vault, and otherwise changes the tree, with the slot the
+    /// first attempt opened (one KDF run either way).
+    pub fn set(
+        &self,
+        credential: &Credential,
+        path: &KeyPath,
+        value: &Plain,
+        if_version: Option<u32>,
+    ) -> Result<u32, VaultError> {
+        self.require_vault()?;
+        let _lock = self.lock()?;
+        let mut opened = None;
+        if !self.after_commit_wanted() {
+            let edit = SetEdit {
+                path,
+                value,
+                if_version,
+                time: now(),
+            };
+            match splice::set(self, credential, &edit)? {
+                Ok(spliced) => {
+                    let record = AuditRecord {
+                        changes: vec![spliced.change],
+                        detail: None,
+                    };
+                    self.audited_write(
+                        "set",
+                        spliced.generations,
+                        &record,
+                        &spliced.bytes,
+                        WriteMode::PRIVATE,
+                    )?;
+                    return Ok(spliced.version);
+                }
+                Err(slot) => opened = slot,
+            }
+        }
+        self.modify_locked(credential, opened, "set", |vault, _, record| {
+            let version = match if_version {
+                Some(expected) => vault.set_if_version(path, value, expected)?,
+                None => vault.set(path, value)?,
+            };
+            record.changes.push(vault.audit_change(path, "set")?);
+            Ok(version)
+        })
+    }
+
+    fn require_vault(&self) -> Result<(), VaultError> {
         if !self.vault_path().exists() && !self.salt_path().exists() {
             return Err(VaultError::NoVault {
                 dir: self.dir.clone(),
             });
         }
-        let _lock = self.lock()?;
-        let (mut unlocked, salt) = self.open(credential)?;
+        Ok(())
+    }
+
+    /// [`VaultDir::modify`] once the lock is held, reusing `opened` (a slot
+    /// opened for a header) if the file still has that header.
+    fn modify_locked<T>(
+        &self,
+        credential: &Credential,
+        opened: Option<(Header, Opened)>,
+        command: &str,
+        change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let (mut unlocked, salt) = self.open_reusing(credential, opened)?;
         let mut record = AuditRecord::default();
         let result = change(&mut unlocked, &salt, &mut record)?;
         let before = unlocked.header().generation;
@@ -262,11 +332,12 @@ impl VaultDir {
         } else {
             (unlocked.into_sealed(), None)
         };
-        self.audited_commit(
+        self.audited_write(
             command,
             (before, sealed.header.generation),
             &record,
-            |store| store.commit(&sealed, WriteMode::PRIVATE),
+            &sealed.to_canonical(),
+            WriteMode::PRIVATE,
         )?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
@@ -287,12 +358,14 @@ impl VaultDir {
     ) -> Result<RekeyReport, VaultError> {
         let _lock = self.lock()?;
         let (vault, salt) = self.load()?;
+        let vault_path = self.vault_path();
         let mut opened = None;
         let mut first_error = None;
+        // Slots are tried on the header alone, so the vault is not copied.
         for (index, credential) in credentials.iter().enumerate() {
-            match UnlockedVault::unlock(vault.clone(), &salt, credential, &self.vault_path()) {
-                Ok(unlocked) => {
-                    opened = Some((unlocked, index));
+            match slots::unlock(&vault.header, credential, &salt, &vault_path) {
+                Ok(slot) => {
+                    opened = Some((slot, index));
                     break;
                 }
                 Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
@@ -301,9 +374,10 @@ impl VaultDir {
                 Err(err) => return Err(err),
             }
         }
-        let Some((unlocked, unlocked_by)) = opened else {
+        let Some((slot, unlocked_by)) = opened else {
             return Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())));
         };
+        let unlocked = UnlockedVault::from_opened(vault, slot, &vault_path)?;
         let new_salt = plan.new_salt.then(Salt::generate);
         let rekey_plan = RekeyPlan {
             credentials,
@@ -358,14 +432,64 @@ impl VaultDir {
         commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         audit::append(&self.audit_log, command, "commit", generations, record)?;
-        commit(self).inspect_err(|_| {
-            let _ = audit::append(
-                &self.audit_log,
-                command,
-                "aborted",
-                generations,
-                &AuditRecord::default(),
-            );
+        commit(self).inspect_err(|_| self.audit_aborted(command, generations))
+    }
+
+    /// Appends the `aborted` line of a commit that failed after its line
+    /// was written (best effort: the commit's error is what is reported).
+    fn audit_aborted(&self, command: &str, generations: (u64, u64)) {
+        let _ = audit::append(
+            &self.audit_log,
+            command,
+            "aborted",
+            generations,
+            &AuditRecord::default(),
+        );
+    }
+
+    /// Replaces `vault.yml` with `bytes` and appends the audit line, the
+    /// line being written on a second thread while the temp file is
+    /// written and synced: both are durable before the rename, as with
+    /// [`VaultDir::audited_commit`], in the time of the slower. If the audit
+    /// line fails, nothing is renamed; if the file fails after the line was
+    /// written, an `aborted` line follows.
+    fn audited_write(
+        &self,
+        command: &str,
+        generations: (u64, u64),
+        record: &AuditRecord,
+        bytes: &[u8],
+        mode: WriteMode,
+    ) -> Result<(), VaultError> {
+        let vault_path = self.vault_path();
+        std::thread::scope(|scope| {
+            let log = &self.audit_log;
+            let line = move || audit::append(log, command, "commit", generations, record);
+            let mut audit = Some(scope.spawn(line));
+            let mut audit_failed = false;
+            let written = fs::write_atomic_unless_changed(&vault_path, bytes, mode, || {
+                let handle = audit.take().expect("asked once, before the rename");
+                handle
+                    .join()
+                    .expect("appending the audit line does not panic")
+                    .inspect_err(|_| audit_failed = true)
+                    .map(|()| true)
+            });
+            let failure = match (written, audit) {
+                (Ok(_), _) => return Ok(()),
+                (Err(err), _) if audit_failed => return Err(err.into()),
+                // The file failed before the line was awaited: a failed line
+                // is the error to report, as if it had been written first.
+                (Err(err), Some(handle)) => {
+                    handle
+                        .join()
+                        .expect("appending the audit line does not panic")?;
+                    err
+                }
+                (Err(err), None) => err,
+            };
+            self.audit_aborted(command, generations);
+            Err(failure.into())
         })
     }
 
@@ -468,7 +592,7 @@ impl VaultDir {
             None => None,
             Some(bytes) => match format::classify(&bytes) {
                 Ok(VaultFile::Encrypted(_)) => return Ok(InitOutcome::AlreadyEncrypted),
-                Ok(VaultFile::Plaintext(doc)) => Some(plain_tree(&doc, &vault_path)?),
+                Ok(VaultFile::Plaintext(doc)) => Some(plain_tree(doc, &vault_path)?),
                 Err(FormatError::Yaml(message)) => {
                     return Err(VaultError::BadYaml {
                         file: vault_path,
@@ -516,23 +640,25 @@ impl VaultDir {
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path())?;
-        self.audited_commit("init", (0, sealed.header.generation), &record, |store| {
-            if new_salt {
-                fs::write_atomic(&store.salt_path(), salt.as_bytes(), mode)?;
-            }
-            store.commit(&sealed, mode).inspect_err(|_| {
+        // The salt first, durable before the vault that needs it; then the
+        // audit line and the vault, written side by side.
+        if new_salt {
+            fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
+        }
+        let generations = (0, sealed.header.generation);
+        self.audited_write("init", generations, &record, &sealed.to_canonical(), mode)
+            .inspect_err(|_| {
                 // Put the old salt back, so a failed init changes nothing.
                 if new_salt {
                     let _ = match &old_salt {
                         Some(bytes) => {
-                            fs::write_atomic(&store.salt_path(), bytes, WriteMode::PRIVATE)
+                            fs::write_atomic(&self.salt_path(), bytes, WriteMode::PRIVATE)
                         }
-                        None => std::fs::remove_file(store.salt_path())
-                            .map_err(FsError::io("remove", &store.salt_path())),
+                        None => std::fs::remove_file(self.salt_path())
+                            .map_err(FsError::io("remove", &self.salt_path())),
                     };
                 }
-            })
-        })?;
+            })?;
         match (plaintext, old_plaintext) {
             (Some(_), Some(old)) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
@@ -571,8 +697,8 @@ pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, Va
 
 /// Converts plaintext YAML to values, refusing what looks like encrypted
 /// runvault values (storing ciphertext as a value would hide the mistake).
-pub fn plain_tree(doc: &serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
-    if format::contains_sealed_value(doc) {
+pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
+    if format::contains_sealed_value(&doc) {
         return Err(VaultError::Usage(format!(
             "`{}` holds encrypted runvault values; import plaintext YAML \
              (`runvault export` of the other vault), not a vault file",

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use crate::core::secret::Key32;
 use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
 use crate::vault::error::VaultError;
@@ -52,6 +53,34 @@ pub fn read(
     wanted: &Wanted,
 ) -> Result<Outcome, VaultError> {
     let vault_path = dir.vault_path();
+    let wants = Wants::new(wanted);
+    let read = open_then(dir, credential, |lines, header, opened| {
+        let subkeys = Subkeys::derive(&opened.data_key);
+        match stream_body(lines, header, &subkeys, &wants) {
+            Some(found) => select(&found, &wants, header, &subkeys, &vault_path).map(Some),
+            None => Ok(None),
+        }
+    })?;
+    Ok(match read {
+        Ok(selected) => Outcome::Read(selected),
+        Err(opened) => Outcome::Fallback(opened),
+    })
+}
+
+/// The start both streaming passes share (this reader and the writer in
+/// `vault::splice`): reads `vault.yml` and its matching salt, reads the
+/// header of a canonical file and opens a key slot (the one KDF run), then
+/// hands the lines after the header to `body`. `Err` when the file is not
+/// canonical or `body` answers `None`: then the tree reader decides, with
+/// the header and slot opened here if it got that far. A secret that opens
+/// no slot is reported only if the tree reader would take the file, so
+/// both give the same verdict.
+pub(crate) fn open_then<R>(
+    dir: &VaultDir,
+    credential: &Credential,
+    body: impl FnOnce(Lines<'_>, &Header, &Opened) -> Result<Option<R>, VaultError>,
+) -> Result<Result<R, Option<(Header, Opened)>>, VaultError> {
+    let vault_path = dir.vault_path();
     let loaded = dir.load_with(|bytes| {
         // Only the lines before `secrets:` are needed to find the salt.
         let header_end = memchr::memmem::find(&bytes, b"\nsecrets:").map_or(0, |at| at + 1);
@@ -64,15 +93,15 @@ pub fn read(
         }))
     })?;
     let Some((bytes, salt)) = loaded else {
-        return Ok(Outcome::Fallback(None));
+        return Ok(Err(None));
     };
     // The header was read from the lines before `secrets:`; the whole file
     // must also pass the line checks, and give the same header.
     let Ok(mut lines) = Lines::new(&bytes) else {
-        return Ok(Outcome::Fallback(None));
+        return Ok(Err(None));
     };
     let Some(header) = read_header(&mut lines) else {
-        return Ok(Outcome::Fallback(None));
+        return Ok(Err(None));
     };
     let opened = match slots::unlock(&header, credential, &salt, &vault_path) {
         Ok(opened) => opened,
@@ -81,22 +110,31 @@ pub fn read(
         Err(err) => {
             return match EncryptedVault::parse(&bytes) {
                 Ok(_) => Err(err),
-                Err(_) => Ok(Outcome::Fallback(None)),
+                Err(_) => Ok(Err(None)),
             };
         }
     };
-    let subkeys = Subkeys::derive(&opened.data_key);
-    let wants = Wants::new(wanted);
-    let Some(found) = stream_body(lines, &header, &subkeys, &wants) else {
-        return Ok(Outcome::Fallback(Some((header, opened))));
-    };
+    Ok(match body(lines, &header, &opened)? {
+        Some(result) => Ok(result),
+        None => Err(Some((header, opened))),
+    })
+}
+
+/// Decrypts what the pass found for each want (after the MAC matched).
+fn select(
+    found: &Found<'_>,
+    wants: &Wants<'_>,
+    header: &Header,
+    subkeys: &Subkeys,
+    vault_path: &std::path::Path,
+) -> Result<Selected, VaultError> {
     let open = |path: &KeyPath, text: &str| {
         open_sealed(
             &subkeys.enc,
             &header.vault_id,
             path,
             &Sealed(text.to_string()),
-            &vault_path,
+            vault_path,
         )
     };
     let mut selected = Selected::default();
@@ -122,11 +160,21 @@ pub fn read(
             slot.insert(lookup);
         }
     }
-    Ok(Outcome::Read(selected))
+    Ok(selected)
 }
 
 /// Above this file size the MAC is computed on a second thread.
 const PARALLEL_MAC_BYTES: usize = 256 * 1024;
+
+/// A file MAC under `key` for a file of `len` bytes: a large file is hashed
+/// on the second core while it is parsed.
+pub(crate) fn file_mac(key: &Key32, len: usize) -> MacWriter {
+    if len > PARALLEL_MAC_BYTES {
+        MacWriter::new_parallel(key)
+    } else {
+        MacWriter::new(key)
+    }
+}
 
 /// What the pass found for each want.
 struct Found<'t> {
@@ -146,12 +194,7 @@ fn stream_body<'t>(
     subkeys: &Subkeys,
     wants: &Wants<'_>,
 ) -> Option<Found<'t>> {
-    // A large file is hashed on the second core while it is parsed.
-    let mut mac = if lines.len() > PARALLEL_MAC_BYTES {
-        MacWriter::new_parallel(&subkeys.mac)
-    } else {
-        MacWriter::new(&subkeys.mac)
-    };
+    let mut mac = file_mac(&subkeys.mac, lines.len());
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
     let number = lines.peek().ok()??.number;

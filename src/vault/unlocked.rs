@@ -242,19 +242,21 @@ impl UnlockedVault {
 
     /// The highest version `path` ever had (history included).
     fn last_version(&self, path: &KeyPath) -> u32 {
-        let stored = self
-            .vault
-            .history
-            .get(&path.to_string())
-            .and_then(|versions| versions.last())
-            .and_then(Sealed::version_and_time)
-            .map_or(0, |(version, _)| version);
-        stored.max(self.current_version(path))
+        last_version(
+            &self.vault.history,
+            &path.to_string(),
+            self.current_version(path),
+        )
     }
 
     /// Creates or replaces the value at `path`; the replaced value becomes a
     /// stored version. Returns the new version.
     pub fn set(&mut self, path: &KeyPath, value: &Plain) -> Result<u32, VaultError> {
+        self.set_at(path, value, now())
+    }
+
+    /// [`UnlockedVault::set`] with the time the value is stamped with.
+    pub fn set_at(&mut self, path: &KeyPath, value: &Plain, time: u64) -> Result<u32, VaultError> {
         if path.is_root() {
             return Err(VaultError::Usage("the path is empty".into()));
         }
@@ -269,7 +271,7 @@ impl UnlockedVault {
             None => None,
         };
         let version = self.last_version(path).saturating_add(1);
-        let sealed = self.seal_value(path, value, version, now());
+        let sealed = self.seal_value(path, value, version, time);
         self.vault.secrets.place(path, Tree::Leaf(sealed))?;
         match previous {
             Some(previous) => self.push_history(path, previous),
@@ -312,14 +314,12 @@ impl UnlockedVault {
     fn prune(&mut self, key: &str) {
         let has_current = KeyPath::parse(key)
             .is_ok_and(|path| matches!(self.vault.secrets.get(&path), Some(Tree::Leaf(_))));
-        let room = self.vault.header.keep.max(1) as usize - usize::from(has_current);
-        if let Some(versions) = self.vault.history.get_mut(key) {
-            let excess = versions.len().saturating_sub(room);
-            versions.drain(..excess);
-            if versions.is_empty() {
-                self.vault.history.shift_remove(key);
-            }
-        }
+        prune(
+            &mut self.vault.history,
+            key,
+            self.vault.header.keep,
+            has_current,
+        );
     }
 
     /// Destroys the stored versions of `path` and every path under it;
@@ -806,14 +806,7 @@ impl UnlockedVault {
     /// audit key over the encoded path and the tagged plaintext. It proves
     /// which value was set without revealing it.
     pub fn audit_hmac(&self, path: &KeyPath, value: &Plain) -> Result<String, VaultError> {
-        let key = self.audit_key()?;
-        let mut mac = MacWriter::new(&key);
-        let mut encoded = Vec::new();
-        path.encode(&mut encoded);
-        mac.bytes(b"runvault/v1/audit-value");
-        mac.bytes(&encoded);
-        mac.bytes(value.to_tagged().expose());
-        Ok(crate::vault::format::hex(&mac.finish()))
+        Ok(value_hmac(&self.audit_key()?, path, value))
     }
 
     /// The audit entry for `path` after a change: its current version and
@@ -870,30 +863,7 @@ impl UnlockedVault {
     }
 
     fn audit_key(&self) -> Result<Key32, VaultError> {
-        let parts = self
-            .vault
-            .header
-            .audit_key
-            .parts()
-            .ok_or_else(|| self.corrupt_audit_key())?;
-        let bytes = crypto::open(
-            &self.subkeys.enc,
-            &audit_key_aad(&self.vault.header.vault_id),
-            &parts.blob,
-        )
-        .ok_or_else(|| self.corrupt_audit_key())?;
-        let key: [u8; 32] = bytes
-            .expose()
-            .try_into()
-            .map_err(|_| self.corrupt_audit_key())?;
-        Ok(Key32::from_bytes(key))
-    }
-
-    fn corrupt_audit_key(&self) -> VaultError {
-        VaultError::ValueTampered {
-            key: "runvault.audit_key".into(),
-            path: self.vault_path.clone(),
-        }
+        open_audit_key(&self.subkeys.enc, &self.vault.header, &self.vault_path)
     }
 
     /// The vault to write: generation advanced by one and a fresh MAC.
@@ -908,17 +878,15 @@ impl UnlockedVault {
         seal_with(&subkeys, vault)
     }
 
-    fn value_aad(&self, path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
-        value_aad(&self.vault.header.vault_id, path, version, time)
-    }
-
     fn seal_value(&self, path: &KeyPath, value: &Plain, version: u32, time: u64) -> Sealed {
-        let blob = crypto::seal(
+        seal_at(
             &self.subkeys.enc,
-            &self.value_aad(path, version, time),
-            value.to_tagged().expose(),
-        );
-        Sealed::new(version, time, &blob)
+            &self.vault.header.vault_id,
+            path,
+            value,
+            version,
+            time,
+        )
     }
 
     fn open_value(&self, path: &KeyPath, sealed: &Sealed) -> Result<Plain, VaultError> {
@@ -948,6 +916,79 @@ fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Ve
     aad.extend_from_slice(&time.to_be_bytes());
     path.encode(&mut aad);
     aad
+}
+
+/// Seals `value` as version `version` of `path`, set at `time`, in the
+/// vault `vault_id` under the value key `enc` (a fresh random nonce).
+pub fn seal_at(
+    enc: &Key32,
+    vault_id: &[u8; 16],
+    path: &KeyPath,
+    value: &Plain,
+    version: u32,
+    time: u64,
+) -> Sealed {
+    let blob = crypto::seal(
+        enc,
+        &value_aad(vault_id, path, version, time),
+        value.to_tagged().expose(),
+    );
+    Sealed::new(version, time, &blob)
+}
+
+/// The highest version the path `key` ever had: the larger of its current
+/// version `current` (0 without a value) and its newest stored one.
+pub fn last_version(history: &History, key: &str, current: u32) -> u32 {
+    let stored = history
+        .get(key)
+        .and_then(|versions| versions.last())
+        .and_then(Sealed::version_and_time)
+        .map_or(0, |(version, _)| version);
+    stored.max(current)
+}
+
+/// Drops the oldest stored versions of the path `key` beyond `keep`, the
+/// current value counting towards it when `has_current`; a path left with
+/// no stored version leaves the history.
+pub fn prune(history: &mut History, key: &str, keep: u32, has_current: bool) {
+    let room = keep.max(1) as usize - usize::from(has_current);
+    if let Some(versions) = history.get_mut(key) {
+        let excess = versions.len().saturating_sub(room);
+        versions.drain(..excess);
+        if versions.is_empty() {
+            history.shift_remove(key);
+        }
+    }
+}
+
+/// The audit HMAC of `value` at `path` under the audit key (see
+/// [`UnlockedVault::audit_hmac`]), in hex.
+pub fn value_hmac(audit_key: &Key32, path: &KeyPath, value: &Plain) -> String {
+    let mut mac = MacWriter::new(audit_key);
+    let mut encoded = Vec::new();
+    path.encode(&mut encoded);
+    mac.bytes(b"runvault/v1/audit-value");
+    mac.bytes(&encoded);
+    mac.bytes(value.to_tagged().expose());
+    crate::vault::format::hex(&mac.finish())
+}
+
+/// Opens the sealed audit key of the vault `header` under the value key
+/// `enc`; a failure is reported as tampering in `vault_path`.
+pub fn open_audit_key(
+    enc: &Key32,
+    header: &Header,
+    vault_path: &Path,
+) -> Result<Key32, VaultError> {
+    let corrupt = || VaultError::ValueTampered {
+        key: "runvault.audit_key".into(),
+        path: vault_path.to_path_buf(),
+    };
+    let parts = header.audit_key.parts().ok_or_else(corrupt)?;
+    let bytes =
+        crypto::open(enc, &audit_key_aad(&header.vault_id), &parts.blob).ok_or_else(corrupt)?;
+    let key: [u8; 32] = bytes.expose().try_into().map_err(|_| corrupt())?;
+    Ok(Key32::from_bytes(key))
 }
 
 /// Decrypts the value sealed at `path` in the vault `vault_id` under the
@@ -1008,7 +1049,7 @@ fn kind_conflict(at: &KeyPath, expected: &'static str, found: &'static str) -> V
 }
 
 /// Seconds since the Unix epoch.
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -5,6 +5,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use zeroize::Zeroize;
+
 use crate::core::secret::SecretBytes;
 use crate::vault::path::{KeyPath, Segment, validate_key};
 use crate::vault::tree::Tree;
@@ -231,18 +233,20 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
 }
 
 /// Converts a parsed plaintext YAML document into a tree of values. The top
-/// level must be a mapping (an empty document counts as `{}`).
-pub fn tree_from_yaml(doc: &serde_yaml::Value) -> Result<Tree<Plain>, PlainError> {
+/// level must be a mapping (an empty document counts as `{}`). The document
+/// is consumed as it is converted (each part freed once converted, its
+/// text wiped), so a large import does not hold both at their full size.
+pub fn tree_from_yaml(doc: serde_yaml::Value) -> Result<Tree<Plain>, PlainError> {
     match doc {
         serde_yaml::Value::Null => Ok(Tree::empty_map()),
-        serde_yaml::Value::Mapping(_) => node_from_yaml(doc, &mut KeyPath::root()),
+        doc @ serde_yaml::Value::Mapping(_) => node_from_yaml(doc, &mut KeyPath::root()),
         other => Err(PlainError::NotAMapping {
-            found: yaml_kind(other),
+            found: yaml_kind(&other),
         }),
     }
 }
 
-fn node_from_yaml(value: &serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Plain>, PlainError> {
+fn node_from_yaml(value: serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Plain>, PlainError> {
     use serde_yaml::Value;
     if at.segments().len() > crate::vault::path::MAX_SEGMENTS {
         return Err(PlainError::BadValue {
@@ -266,44 +270,44 @@ fn node_from_yaml(value: &serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Pl
                 let Value::String(key) = key else {
                     return Err(PlainError::BadKey {
                         at: at.to_string(),
-                        reason: format!("a {} key; quote it to make it a string", yaml_kind(key)),
+                        reason: format!("a {} key; quote it to make it a string", yaml_kind(&key)),
                     });
                 };
-                validate_key(key).map_err(|reason| PlainError::BadKey {
+                validate_key(&key).map_err(|reason| PlainError::BadKey {
                     at: at.to_string(),
                     reason,
                 })?;
                 at.push(Segment::Key(key.clone()));
                 let node = node_from_yaml(child, at)?;
                 at.pop();
-                out.insert(key.clone(), node);
+                out.insert(key, node);
             }
             Ok(Tree::Map(out))
         }
         Value::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
+            for (index, item) in items.into_iter().enumerate() {
                 at.push(Segment::Index(index));
                 out.push(node_from_yaml(item, at)?);
                 at.pop();
             }
             Ok(Tree::List(out))
         }
-        Value::String(text) => leaf(ScalarKind::Str, text.clone()),
+        Value::String(text) => leaf(ScalarKind::Str, text),
         Value::Bool(flag) => leaf(ScalarKind::Bool, flag.to_string()),
         Value::Null => leaf(ScalarKind::Null, String::new()),
         Value::Number(number) if number.is_f64() => leaf(ScalarKind::Float, number.to_string()),
         Value::Number(number) => leaf(ScalarKind::Int, number.to_string()),
-        Value::Tagged(tagged) if tagged.tag == "binary" => match &tagged.value {
-            Value::String(encoded) => {
-                let compact: String = encoded.split_whitespace().collect();
-                let bytes =
-                    BASE64
-                        .decode(compact.as_bytes())
-                        .map_err(|_| PlainError::BadValue {
-                            at: at.to_string(),
-                            reason: "`!binary` value is not valid base64".into(),
-                        })?;
+        Value::Tagged(tagged) if tagged.tag == "binary" => match tagged.value {
+            Value::String(mut encoded) => {
+                let compact = SecretBytes::from(encoded.split_whitespace().collect::<String>());
+                encoded.zeroize();
+                let bytes = BASE64
+                    .decode(compact.expose())
+                    .map_err(|_| PlainError::BadValue {
+                        at: at.to_string(),
+                        reason: "`!binary` value is not valid base64".into(),
+                    })?;
                 Ok(Tree::Leaf(Plain {
                     kind: ScalarKind::Bytes,
                     bytes: SecretBytes::new(bytes),
@@ -375,7 +379,7 @@ mod tests {
         let doc: serde_yaml::Value =
             serde_yaml::from_str("A: \"123\"\nB: 123\nC: 1.5\nD: true\nE: ~\nF: !binary aGk=\n")
                 .unwrap();
-        let tree = tree_from_yaml(&doc).unwrap();
+        let tree = tree_from_yaml(doc).unwrap();
         let kinds: Vec<ScalarKind> = ["A", "B", "C", "D", "E", "F"]
             .iter()
             .map(|k| match tree.get(&KeyPath::parse(k).unwrap()) {
@@ -390,13 +394,13 @@ mod tests {
     #[test]
     fn rejects_non_string_keys_and_dotted_keys() {
         let doc: serde_yaml::Value = serde_yaml::from_str("A:\n  1: x\n").unwrap();
-        let err = tree_from_yaml(&doc).err().unwrap();
+        let err = tree_from_yaml(doc).err().unwrap();
         assert_eq!(
             err.to_string(),
             "unsupported key at `A`: a number key; quote it to make it a string"
         );
         let doc: serde_yaml::Value = serde_yaml::from_str("\"A.B\": x\n").unwrap();
-        assert!(tree_from_yaml(&doc).is_err());
+        assert!(tree_from_yaml(doc).is_err());
     }
 
     #[test]

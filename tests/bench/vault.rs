@@ -1,7 +1,8 @@
 //! Library-level costs of the vault, phase by phase, over generated vaults
 //! of N services (`SERVICE_i: {USERNAME, PASSWORD}`, 2N values) in key-file
 //! mode: where a command's time goes (read, parse, MAC, crypto, emit,
-//! fsync), without process start. `cargo bench --bench vault` prints a
+//! fsync), without process start. `set streamed (splice)` is what `set`
+//! runs before its commit: read, one pass with both MACs, the new bytes. `cargo bench --bench vault` prints a
 //! markdown table (medians, milliseconds); `RUNVAULT_BENCH_N=10,1000` picks
 //! the sizes. Under `cargo test` it runs once at N=10 as a smoke test.
 //! docs/benchmarks.md has the numbers and the whole-process figures.
@@ -16,7 +17,7 @@ use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, compute_mac};
 use runvault::vault::salt::Salt;
 use runvault::vault::tree::Tree;
 use runvault::vault::value::Plain;
-use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir, read, slots};
+use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir, read, slots, splice};
 
 /// Runs `f` repeatedly (at least 3 times, up to `budget`) and returns the
 /// median duration in milliseconds.
@@ -124,6 +125,18 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
         let mut copy =
             UnlockedVault::unlock(parsed.clone(), &salt, &credential(), &vault_path).unwrap();
         copy.set(&target, &value).unwrap();
+    });
+    cell("set streamed (splice)", &mut || {
+        let edit = splice::SetEdit {
+            path: &target,
+            value: &value,
+            if_version: None,
+            time: 1_800_000_000,
+        };
+        match splice::set(&store, &credential(), &edit).unwrap() {
+            Ok(spliced) => std::hint::black_box(spliced.bytes.len()),
+            Err(_) => panic!("a canonical vault is spliced"),
+        };
     });
     cell("seal+emit", &mut || {
         std::hint::black_box(opened.seal().to_canonical());
