@@ -48,7 +48,7 @@ where
             };
         }
     };
-    let _diagnostics = output::init(&cli.global);
+    output::init(&cli.global);
     let code = match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(err) => {

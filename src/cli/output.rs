@@ -22,8 +22,11 @@ use crate::cli::args::GlobalArgs;
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// Sets up this run's output from the global options and installs the
-/// diagnostics subscriber; diagnostics stop when the guard is dropped.
-pub fn init(global: &GlobalArgs) -> tracing::subscriber::DefaultGuard {
+/// diagnostics subscriber for the whole process: the writers append the
+/// audit line, hash big files and talk to Docker on other threads, whose
+/// events a thread-local subscriber would lose. A second call (only in
+/// tests that run several commands in one process) keeps the first.
+pub fn init(global: &GlobalArgs) {
     use tracing_subscriber::layer::SubscriberExt;
     QUIET.store(global.quiet, Ordering::Relaxed);
     let level = level(global.quiet, global.verbose);
@@ -36,7 +39,7 @@ pub fn init(global: &GlobalArgs) -> tracing::subscriber::DefaultGuard {
         // Other crates' events (the HTTP stack under bollard) are not ours
         // to vouch for: they could carry request bodies.
         .with(tracing_subscriber::filter::Targets::new().with_target("runvault", level));
-    tracing::subscriber::set_default(subscriber)
+    let _already_set = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// The diagnostics level of `-q` / `-v` counts.

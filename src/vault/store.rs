@@ -277,6 +277,7 @@ impl VaultDir {
             };
             match splice::set(self, credential, &edit)? {
                 Ok(spliced) => {
+                    tracing::debug!("spliced the new file from the old one in one pass");
                     let record = AuditRecord {
                         changes: vec![spliced.change],
                         detail: None,
@@ -290,7 +291,10 @@ impl VaultDir {
                     )?;
                     return Ok(spliced.version);
                 }
-                Err(slot) => opened = slot,
+                Err(slot) => {
+                    tracing::debug!("the file cannot be spliced: set goes through the tree writer");
+                    opened = slot;
+                }
             }
         }
         self.modify_locked(credential, opened, "set", |vault, _, record| {
@@ -476,7 +480,10 @@ impl VaultDir {
                     .map(|()| true)
             });
             let failure = match (written, audit) {
-                (Ok(_), _) => return Ok(()),
+                (Ok(_), _) => {
+                    tracing::info!(path = %vault_path.display(), generation = generations.1, "committed");
+                    return Ok(());
+                }
                 (Err(err), _) if audit_failed => return Err(err.into()),
                 // The file failed before the line was awaited: a failed line
                 // is the error to report, as if it had been written first.
