@@ -375,7 +375,7 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
     }
 
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
-        if !text.starts_with("rv1:") {
+        if !canonical::is_sealed_text(&text) {
             return Err("a value that is not sealed");
         }
         self.node_here("value");
