@@ -875,8 +875,9 @@ mod tests {
         );
     }
 
-    /// Found by the `vault_reader_fast` fuzz target: a slot's `created`
-    /// was written between quotes without escaping.
+    /// Found while writing the fuzz targets' round-trip property (what a
+    /// reader takes, the writer writes back): a slot's `created` was
+    /// written between quotes without escaping.
     #[test]
     fn slot_creation_times_are_written_escaped_and_read_back() {
         let (mut vault, reader) = EncryptedVault::parse(FIXTURE.as_bytes()).unwrap();
