@@ -11,6 +11,7 @@ mod selection;
 use std::path::Path;
 
 use proptest::prelude::*;
+use runvault::core::exit::ExitStatus;
 use runvault::core::secret::Key32;
 use runvault::vault::format::DEFAULT_KEEP;
 use runvault::vault::read::{self, Wanted};
