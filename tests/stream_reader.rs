@@ -11,19 +11,23 @@
 //! version and audit entry, or hands the edit to the tree writer; and it
 //! never splices a damaged file.
 
+#[path = "common/selection.rs"]
+mod selection;
+
 use std::path::Path;
 
 use proptest::prelude::*;
 use runvault::core::exit::ExitStatus;
 use runvault::core::secret::Key32;
 use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, Reader};
-use runvault::vault::read::{self, Lookup, Selected, Wanted};
+use runvault::vault::read::{self, Wanted};
 use runvault::vault::salt::Salt;
 use runvault::vault::splice::{self, SetEdit};
 use runvault::vault::stream::{self, Outcome};
 use runvault::vault::tree::Tree;
 use runvault::vault::value::Plain;
-use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir, VaultError};
+use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir};
+use selection::{all_paths, fingerprint, verdict};
 
 /// A vault directory holding one generated vault, and its machine key.
 struct Fixture {
@@ -88,40 +92,6 @@ impl Fixture {
     }
 }
 
-/// A comparable rendering of a selection (test data only, never secrets).
-fn fingerprint(selected: &Selected, wanted: &Wanted) -> Vec<String> {
-    let plain = |plain: &Plain| format!("{:?}:{:?}", plain.kind, plain.bytes.expose());
-    let mut out = Vec::new();
-    for path in &wanted.values {
-        out.push(match selected.value(path) {
-            Lookup::Value(value) => format!("{path}={}", plain(value)),
-            Lookup::Container(kind) => format!("{path} is a {kind}"),
-            Lookup::Missing => format!("{path} missing"),
-        });
-    }
-    for prefix in &wanted.subtrees {
-        out.push(match selected.subtrees.get(prefix) {
-            Some(Some(leaves)) => format!(
-                "{prefix}/ {}",
-                leaves
-                    .iter()
-                    .map(|(path, value)| format!("{path}={}", plain(value)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            Some(None) => format!("{prefix}/ missing"),
-            None => format!("{prefix}/ not asked"),
-        });
-    }
-    out
-}
-
-fn verdict(result: Result<Selected, VaultError>, wanted: &Wanted) -> Result<Vec<String>, String> {
-    result
-        .map(|selected| fingerprint(&selected, wanted))
-        .map_err(|err| format!("exit {}: {err}", err.exit_code()))
-}
-
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => "[A-Z][A-Z0-9_]{0,6}",
@@ -148,35 +118,6 @@ fn tree() -> impl Strategy<Value = Tree<String>> {
         });
     proptest::collection::vec((key(), node), 0..7)
         .prop_map(|entries| Tree::Map(entries.into_iter().collect()))
-}
-
-/// Every path in the tree (values and containers), in file order.
-fn all_paths(tree: &Tree<String>) -> Vec<KeyPath> {
-    fn walk(node: &Tree<String>, path: &mut KeyPath, out: &mut Vec<KeyPath>) {
-        if !path.is_root() {
-            out.push(path.clone());
-        }
-        match node {
-            Tree::Leaf(_) => {}
-            Tree::Map(map) => {
-                for (key, child) in map {
-                    path.push(runvault::vault::path::Segment::Key(key.clone()));
-                    walk(child, path, out);
-                    path.pop();
-                }
-            }
-            Tree::List(list) => {
-                for (index, child) in list.iter().enumerate() {
-                    path.push(runvault::vault::path::Segment::Index(index));
-                    walk(child, path, out);
-                    path.pop();
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(tree, &mut KeyPath::root(), &mut out);
-    out
 }
 
 /// What to ask for: picks among the tree's paths (values and containers),

@@ -148,7 +148,13 @@ impl<'t> Lines<'t> {
             peeked: None,
         };
         while lines.text[lines.offset..].starts_with('#') {
-            let (_, next) = lines.raw_line();
+            let (comment, next) = lines.raw_line();
+            if comment.chars().any(breaks_yaml) {
+                return Err(NotCanonical {
+                    line: lines.number,
+                    reason: "a control character or line break in a comment",
+                });
+            }
             lines.offset = next;
         }
         Ok(lines)
@@ -457,11 +463,29 @@ fn scalar(text: &str) -> Option<Cow<'_, str>> {
     }
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
-    // A trailing `:` would make YAML read a mapping key; removal markers end in `:-`.
-    let is_sealed = text.starts_with("rv1:")
+    (is_int || is_sealed_text(text)).then_some(Cow::Borrowed(text))
+}
+
+/// Whether `text` is a sealed value as the writer writes it: `rv1:`, then
+/// only `[A-Za-z0-9:+/=-]`, not ending in `:` (which would make YAML read
+/// a mapping key; removal markers end in `:-`). Every reader takes only
+/// these as sealed values, so whatever a reader takes, the writer writes
+/// back in the canonical layout.
+pub fn is_sealed_text(text: &str) -> bool {
+    text.starts_with("rv1:")
         && text.bytes().all(|b| SEALED_BYTES[b as usize])
-        && !text.ends_with(':');
-    (is_int || is_sealed).then_some(Cow::Borrowed(text))
+        && !text.ends_with(':')
+}
+
+/// Characters libyaml refuses or reads as a line break or a byte-order
+/// mark; the reader refuses them wherever they appear (quoted strings,
+/// comments), so that both readers agree on every file this one accepts.
+fn breaks_yaml(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}'
+        )
 }
 
 /// Reads a JSON-style double-quoted string at the start of `text`; returns it
@@ -512,11 +536,7 @@ fn quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
                     _ => return None,
                 }
             }
-            // Characters libyaml treats as line breaks or marks are refused,
-            // so that both readers agree on every file this one accepts.
-            c if c.is_control() || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{85}') => {
-                return None;
-            }
+            c if breaks_yaml(c) => return None,
             c if escaped => out.push(c),
             _ => {}
         }
@@ -575,5 +595,25 @@ mod tests {
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "must refuse {bad:?}");
         }
+    }
+
+    /// Found by the `vault_reader_differential` fuzz target: a control
+    /// character in a top comment, which serde_yaml (libyaml) refuses, and
+    /// a line break libyaml sees where this reader saw comment text. Also
+    /// the noncharacters libyaml refuses inside a quoted string.
+    #[test]
+    fn refuses_what_libyaml_refuses_or_reads_as_a_line_break() {
+        for bad in [
+            "# a\u{8}b\na: \"1\"\n",
+            "# a\rb: \"2\"\na: \"1\"\n",
+            "# a\u{2028}b: \"2\"\na: \"1\"\n",
+            "# a\u{85}b\na: \"1\"\n",
+            "a: \"x\u{fffe}\"\n",
+            "a: \"x\u{ffff}\"\n",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "must refuse {bad:?}");
+        }
+        assert!(serde_yaml::from_str::<serde_yaml::Value>("# a\u{8}b\na: 1\n").is_err());
+        assert!(parse("# a\u{e9} b\na: \"1\"\n".as_bytes()).is_ok());
     }
 }

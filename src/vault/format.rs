@@ -13,6 +13,7 @@ use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder};
 use crate::vault::crypto::{KdfParams, MacWriter};
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::tree::Tree;
+use crate::vault::value::quote_json_string;
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -249,7 +250,9 @@ pub fn emit_header(h: &Header, out: &mut Vec<u8>) {
         line(out, "    -".to_string());
         line(out, format!("      id: {}", slot.id));
         line(out, format!("      kind: \"{}\"", slot.kind.name()));
-        line(out, format!("      created: \"{}\"", slot.created));
+        out.extend_from_slice(b"      created: ");
+        quote_json_string(&slot.created, out);
+        out.push(b'\n');
         if let SlotKind::Passphrase(params) = &slot.kind {
             line(out, format!("      memory_kib: {}", params.memory_kib));
             line(out, format!("      iterations: {}", params.iterations));
@@ -299,13 +302,13 @@ pub fn classify(bytes: &[u8]) -> Result<VaultFile, FormatError> {
 /// anything else, which the general reader then parses and judges: on a
 /// canonical file both produce the same raw tree, so `interpret` gives the
 /// same vault or the same error.
-fn read_canonical(bytes: &[u8]) -> Option<EncryptedVault> {
+pub(crate) fn read_canonical(bytes: &[u8]) -> Option<EncryptedVault> {
     let mut lines = Lines::new(bytes).ok()?;
     let header = read_header(&mut lines)?;
     let number = lines.peek().ok()??.number;
     let inline = section(&mut lines, SECRETS_KEY).ok()?;
     let mut sealed = TreeBuilder(|text: Cow<'_, str>| {
-        text.starts_with("rv1:")
+        canonical::is_sealed_text(&text)
             .then(|| Sealed(text.into_owned()))
             .ok_or("a value that is not sealed")
     });
@@ -354,7 +357,8 @@ pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
     header_from_raw(raw).ok()
 }
 
-fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
+/// Reads any `vault.yml` with serde_yaml only (the general path).
+pub(crate) fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
     let doc = crate::vault::value::parse_plain_yaml(bytes).map_err(FormatError::Yaml)?;
     let is_encrypted = doc
         .get(HEADER_KEY)
@@ -496,7 +500,11 @@ fn interpret_header(
         .ok()
         .filter(|keep| *keep >= 1)
         .ok_or_else(|| malformed("keep"))?;
-    let audit_key = Sealed(take_string(&mut fields, "audit_key", "audit_key")?);
+    let audit_key = take_string(&mut fields, "audit_key", "audit_key")?;
+    if !canonical::is_sealed_text(&audit_key) {
+        return Err(malformed("audit_key"));
+    }
+    let audit_key = Sealed(audit_key);
     let mac_text = take_string(&mut fields, "mac", "mac")?;
     let mac = BASE64
         .decode(mac_text)
@@ -532,7 +540,7 @@ fn interpret_header(
 /// not one, the error is its path's segments, innermost first.
 fn into_sealed(raw: Tree<String>) -> Result<Tree<Sealed>, Vec<Segment>> {
     Ok(match raw {
-        Tree::Leaf(text) if text.starts_with("rv1:") => Tree::Leaf(Sealed(text)),
+        Tree::Leaf(text) if canonical::is_sealed_text(&text) => Tree::Leaf(Sealed(text)),
         Tree::Leaf(_) => return Err(Vec::new()),
         Tree::Map(map) => {
             let mut out = indexmap::IndexMap::with_capacity(map.len());
@@ -579,7 +587,7 @@ pub fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
         let versions = items
             .into_iter()
             .map(|item| match item {
-                Tree::Leaf(text) if text.starts_with("rv1:") => Ok(Sealed(text)),
+                Tree::Leaf(text) if canonical::is_sealed_text(&text) => Ok(Sealed(text)),
                 _ => Err(malformed(&field())),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -832,5 +840,74 @@ impl TreeMac {
     pub fn finish(self, mac: &mut MacWriter) {
         mac.raw(b"E");
         mac.u64(self.items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../fixtures/vault-v1/vault.yml");
+    const ACCOUNT: &str =
+        "rv1:1:1795870386:zutm7lKITyBDA1hnnAxMocPRj82KPCAIShkGfqn9KxCvTZlfbI/fcztJZw07xQ==";
+
+    fn with_account(value: &str) -> String {
+        assert!(FIXTURE.contains(ACCOUNT));
+        FIXTURE.replace(ACCOUNT, value)
+    }
+
+    /// Found by the `vault_reader_general` fuzz target: the general reader
+    /// took any string starting with `rv1:` as a sealed value, which the
+    /// writer then wrote unquoted into a file no reader took back.
+    #[test]
+    fn sealed_values_the_writer_cannot_write_are_refused_by_both_readers() {
+        for odd in [
+            "rv1:1:2:ab\\cd",
+            "\"rv1:1:2:a b\"",
+            "\"rv1:1:2:a#b\"",
+            "\"rv1:1:2:\"",
+        ] {
+            let text = with_account(odd);
+            assert!(read_canonical(text.as_bytes()).is_none(), "{odd}");
+            assert_eq!(
+                EncryptedVault::parse(text.as_bytes()).map(|_| ()),
+                Err(FormatError::NotSealed {
+                    path: "SNOWFLAKE.ACCOUNT".into()
+                }),
+                "{odd}"
+            );
+        }
+        let text = FIXTURE.replace(
+            "audit_key: rv1:0:0:",
+            "audit_key: \"not sealed\"\n  x: rv1:0:0:",
+        );
+        assert!(EncryptedVault::parse(text.as_bytes()).is_err());
+        let text = FIXTURE.replace("audit_key: rv1:0:0:", "audit_key: \"rv1:0:0: \"\n  x: ");
+        assert_eq!(
+            EncryptedVault::parse(text.as_bytes()).map(|_| ()),
+            Err(malformed("audit_key"))
+        );
+    }
+
+    /// Found while writing the fuzz targets' round-trip property (what a
+    /// reader takes, the writer writes back): a slot's `created` was
+    /// written between quotes without escaping.
+    #[test]
+    fn slot_creation_times_are_written_escaped_and_read_back() {
+        let (mut vault, reader) = EncryptedVault::parse(FIXTURE.as_bytes()).unwrap();
+        assert_eq!(reader, Reader::Fast);
+        vault.header.slots[0].created = "a\"b\\c\u{1}é".into();
+        let written = vault.to_canonical();
+        assert_eq!(read_canonical(&written), Some(vault));
+    }
+
+    #[test]
+    fn the_fixture_reads_the_same_through_both_readers() {
+        let fast = read_canonical(FIXTURE.as_bytes()).unwrap();
+        let Ok(VaultFile::Encrypted(general)) = classify_general(FIXTURE.as_bytes()) else {
+            panic!("the general reader must take the fixture");
+        };
+        assert_eq!(fast, general);
+        assert_eq!(fast.to_canonical(), FIXTURE.as_bytes());
     }
 }

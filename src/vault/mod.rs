@@ -13,12 +13,15 @@
 //! - [`splice`]: the streaming writer of a one-path change (`set`).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
+//! - `fuzzing` (hidden): each file reader on its own, for the fuzz targets.
 
 pub mod audit;
 pub mod canonical;
 pub mod crypto;
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod path;
 pub mod read;
 pub mod salt;

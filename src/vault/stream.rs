@@ -82,12 +82,7 @@ pub(crate) fn open_then<R>(
 ) -> Result<Result<R, Option<(Header, Opened)>>, VaultError> {
     let vault_path = dir.vault_path();
     let loaded = dir.load_with(|bytes| {
-        // Only the lines before `secrets:` are needed to find the salt.
-        let header_end = memchr::memmem::find(&bytes, b"\nsecrets:").map_or(0, |at| at + 1);
-        let header = Lines::new(&bytes[..header_end])
-            .ok()
-            .and_then(|mut lines| read_header(&mut lines));
-        Ok(header.map(|header| {
+        Ok(leading_header(&bytes).map(|header| {
             let salt_id = header.salt_id;
             (bytes, salt_id)
         }))
@@ -161,6 +156,14 @@ fn select(
         }
     }
     Ok(selected)
+}
+
+/// The header as this reader first reads it, to find the salt: from the
+/// lines before `secrets:` only; `None` if they are not a canonical header.
+pub fn leading_header(bytes: &[u8]) -> Option<Header> {
+    let header_end = memchr::memmem::find(bytes, b"\nsecrets:").map_or(0, |at| at + 1);
+    let mut lines = Lines::new(&bytes[..header_end]).ok()?;
+    read_header(&mut lines)
 }
 
 /// Above this file size the MAC is computed on a second thread.
@@ -418,7 +421,7 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
     }
 
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
-        if !text.starts_with("rv1:") {
+        if !canonical::is_sealed_text(&text) {
             return Err("a value that is not sealed");
         }
         self.node_here("value");

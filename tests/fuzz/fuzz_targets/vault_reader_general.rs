@@ -1,0 +1,37 @@
+//! The general (serde_yaml) reader on arbitrary bytes: it never panics; an
+//! encrypted vault it takes is written back in the canonical layout that
+//! the fast reader takes as the same vault; a plaintext document that
+//! converts to values (adopting a hand-made vault, `import`) is rendered
+//! (`export`) into YAML that converts back to the same values.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use runvault::vault::format::VaultFile;
+use runvault::vault::fuzzing::read_general;
+use runvault::vault::value::{parse_plain_yaml, render_tree_yaml, tree_from_yaml};
+use runvault_fuzz::assert_writes_back;
+
+fuzz_target!(|data: &[u8]| {
+    match read_general(data) {
+        Ok(VaultFile::Encrypted(vault)) => assert_writes_back(&vault),
+        Ok(VaultFile::Plaintext(doc)) => {
+            let Ok(tree) = tree_from_yaml(&doc) else {
+                return;
+            };
+            let rendered = render_tree_yaml(&tree);
+            let again = parse_plain_yaml(&rendered)
+                .map_err(|err| format!("{err}\n{}", String::from_utf8_lossy(&rendered)))
+                .expect("rendered values parse as YAML");
+            let again = tree_from_yaml(&again).unwrap_or_else(|err| {
+                panic!("{err}\n{}", String::from_utf8_lossy(&rendered));
+            });
+            assert!(
+                again == tree,
+                "rendered values read back differently:\n{}",
+                String::from_utf8_lossy(&rendered)
+            );
+        }
+        Err(_) => {}
+    }
+});
