@@ -16,14 +16,14 @@ fuzz_target!(|data: &[u8]| {
     match read_general(data) {
         Ok(VaultFile::Encrypted(vault)) => assert_writes_back(&vault),
         Ok(VaultFile::Plaintext(doc)) => {
-            let Ok(tree) = tree_from_yaml(&doc) else {
+            let Ok(tree) = tree_from_yaml(doc) else {
                 return;
             };
             let rendered = render_tree_yaml(&tree);
             let again = parse_plain_yaml(&rendered)
                 .map_err(|err| format!("{err}\n{}", String::from_utf8_lossy(&rendered)))
                 .expect("rendered values parse as YAML");
-            let again = tree_from_yaml(&again).unwrap_or_else(|err| {
+            let again = tree_from_yaml(again).unwrap_or_else(|err| {
                 panic!("{err}\n{}", String::from_utf8_lossy(&rendered));
             });
             assert!(
