@@ -21,18 +21,29 @@ use crate::vault::value::quote_json_string;
 /// Deepest nesting either reader accepts.
 pub const MAX_DEPTH: usize = 64;
 
-/// The bytes a plain sealed scalar may hold: `[A-Za-z0-9:+/=]` (a table,
-/// since every value of a large vault goes through this check).
-const SEALED_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=' | b'-');
-        byte += 1;
+/// Whether a plain sealed scalar may hold `b`: `[A-Za-z0-9:+/=-]`. Written
+/// with comparisons and `|`, not a table or `||`, so that
+/// [`all_sealed_bytes`] compiles to vector compares: every value of a large
+/// vault goes through this check.
+#[inline]
+const fn is_sealed_byte(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter | digit | (b == b':') | (b == b'+') | (b == b'/') | (b == b'=') | (b == b'-')
+}
+
+/// Whether every byte of `bytes` passes [`is_sealed_byte`]: 32 bytes at a
+/// time without an early exit inside a block (which would stop the
+/// compiler from vectorizing it).
+fn all_sealed_bytes(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        if !block.iter().fold(true, |ok, &b| ok & is_sealed_byte(b)) {
+            return false;
+        }
     }
-    table
-};
+    blocks.remainder().iter().all(|&b| is_sealed_byte(b))
+}
 
 /// Keys that YAML 1.1 tools would read as something other than a string.
 const YAML_KEYWORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
@@ -48,9 +59,12 @@ pub fn emit_key(key: &str, out: &mut Vec<u8>) {
 
 /// Whether [`emit_key`] writes `key` plain (unquoted).
 pub fn is_plain_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    // Bytes, not chars: every byte of a non-ASCII char fails both tests.
+    let bytes = key.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
         && (key.len() > 5
             || !YAML_KEYWORDS
                 .iter()
@@ -125,6 +139,9 @@ pub struct Lines<'t> {
     /// Number of the last line read or peeked.
     number: usize,
     peeked: Option<(Line<'t>, usize)>,
+    /// Whether the text has a tab or a carriage return somewhere: if not
+    /// (every file runvault writes), no line needs its own search for one.
+    has_tab_or_cr: bool,
 }
 
 impl<'t> Lines<'t> {
@@ -146,6 +163,7 @@ impl<'t> Lines<'t> {
             offset: 0,
             number: 0,
             peeked: None,
+            has_tab_or_cr: memchr::memchr2(b'\t', b'\r', text.as_bytes()).is_some(),
         };
         while lines.text[lines.offset..].starts_with('#') {
             let (comment, next) = lines.raw_line();
@@ -179,12 +197,12 @@ impl<'t> Lines<'t> {
             return Ok(None);
         }
         let (raw, next) = self.raw_line();
-        let body = raw.trim_start_matches(' ');
-        let indent = raw.len() - body.len();
+        let indent = raw.bytes().take_while(|&b| b == b' ').count();
+        let body = &raw[indent..];
         if body.is_empty()
             || body.ends_with(' ')
             || indent % 2 != 0
-            || memchr::memchr2(b'\t', b'\r', body.as_bytes()).is_some()
+            || (self.has_tab_or_cr && memchr::memchr2(b'\t', b'\r', body.as_bytes()).is_some())
         {
             return Err(NotCanonical {
                 line: self.number,
@@ -448,7 +466,7 @@ pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
         let (key, rest) = quoted(body)?;
         Some((key, rest.strip_prefix(':')?))
     } else {
-        let colon = body.find(':')?;
+        let colon = memchr::memchr(b':', body.as_bytes())?;
         let key = &body[..colon];
         is_plain_key(key).then_some((Cow::Borrowed(key), &body[colon + 1..]))
     }
@@ -472,9 +490,7 @@ fn scalar(text: &str) -> Option<Cow<'_, str>> {
 /// these as sealed values, so whatever a reader takes, the writer writes
 /// back in the canonical layout.
 pub fn is_sealed_text(text: &str) -> bool {
-    text.starts_with("rv1:")
-        && text.bytes().all(|b| SEALED_BYTES[b as usize])
-        && !text.ends_with(':')
+    text.starts_with("rv1:") && !text.ends_with(':') && all_sealed_bytes(text.as_bytes())
 }
 
 /// Characters libyaml refuses or reads as a line break or a byte-order
@@ -576,6 +592,23 @@ mod tests {
         let general: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(general["root"]["odd key"].as_str(), Some("q\"é"));
         assert_eq!(general["root"]["L"][1]["K"].as_str(), Some("v"));
+    }
+
+    #[test]
+    fn sealed_bytes_are_exactly_the_documented_set() {
+        for b in 0..=255u8 {
+            let documented = b.is_ascii_alphanumeric() || b":+/=-".contains(&b);
+            assert_eq!(is_sealed_byte(b), documented, "byte {b:#04x}");
+            // Whatever block of 32 or tail the byte falls in.
+            for at in [0, 5, 31, 32, 40, 70] {
+                let mut text = vec![b'A'; 72];
+                text[at] = b;
+                assert_eq!(all_sealed_bytes(&text), documented, "byte {b:#04x} at {at}");
+            }
+        }
+        assert!(is_sealed_text("rv1:1:2:ab+/=-"));
+        assert!(!is_sealed_text("rv1:1:2:ab:"));
+        assert!(!is_sealed_text("rv2:1:2:ab"));
     }
 
     #[test]

@@ -227,6 +227,9 @@ enum Hasher {
     Inline(Hmac<Sha256>),
     Background {
         chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        /// Buffers the thread has hashed, handed back for reuse: a full
+        /// buffer is sent as it is, not copied.
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
         worker: std::thread::JoinHandle<Hmac<Sha256>>,
     },
 }
@@ -250,14 +253,22 @@ impl MacWriter {
     pub fn new_parallel(key: &Key32) -> MacWriter {
         let mut hmac = hmac_for(key);
         let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let (hashed, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::spawn(move || {
-            for chunk in received {
+            for mut chunk in received {
                 hmac.update(&chunk);
+                chunk.clear();
+                // The writer may be gone (it only takes spares while it runs).
+                let _ = hashed.send(chunk);
             }
             hmac
         });
         MacWriter {
-            hasher: Hasher::Background { chunks, worker },
+            hasher: Hasher::Background {
+                chunks,
+                spare,
+                worker,
+            },
             buffer: Zeroizing::new(Vec::with_capacity(MAC_BUFFER)),
         }
     }
@@ -284,6 +295,16 @@ impl MacWriter {
     }
 
     fn flush(&mut self) {
+        if let Hasher::Background { chunks, spare, .. } = &mut self.hasher {
+            let next = spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(MAC_BUFFER));
+            let full = std::mem::replace(&mut *self.buffer, next);
+            chunks
+                .send(full)
+                .expect("the hashing thread runs until the sender is dropped");
+            return;
+        }
         let buffer = std::mem::take(&mut *self.buffer);
         self.hash(&buffer);
         // Cleared, not wiped, between runs (wiping 64 KiB per run costs as
@@ -308,7 +329,7 @@ impl MacWriter {
         let MacWriter { hasher, .. } = self;
         match hasher {
             Hasher::Inline(hmac) => hmac,
-            Hasher::Background { chunks, worker } => {
+            Hasher::Background { chunks, worker, .. } => {
                 drop(chunks);
                 worker.join().expect("the hashing thread does not panic")
             }
