@@ -34,15 +34,16 @@ const fn is_sealed_byte(b: u8) -> bool {
 
 /// Whether every byte of `bytes` passes [`is_sealed_byte`]: 32 bytes at a
 /// time without an early exit inside a block (which would stop the
-/// compiler from vectorizing it).
+/// compiler from vectorizing it); the tail is the last 32 bytes, which
+/// overlap the blocks already checked.
 fn all_sealed_bytes(bytes: &[u8]) -> bool {
-    let mut blocks = bytes.chunks_exact(32);
-    for block in &mut blocks {
-        if !block.iter().fold(true, |ok, &b| ok & is_sealed_byte(b)) {
-            return false;
-        }
+    const BLOCK: usize = 32;
+    let block_ok = |block: &[u8; BLOCK]| block.iter().fold(true, |ok, &b| ok & is_sealed_byte(b));
+    let (blocks, _) = bytes.as_chunks::<BLOCK>();
+    match bytes.last_chunk::<BLOCK>() {
+        None => bytes.iter().all(|&b| is_sealed_byte(b)),
+        Some(last) => blocks.iter().all(block_ok) && block_ok(last),
     }
-    blocks.remainder().iter().all(|&b| is_sealed_byte(b))
 }
 
 /// Keys that YAML 1.1 tools would read as something other than a string.
