@@ -467,7 +467,14 @@ pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
         let (key, rest) = quoted(body)?;
         Some((key, rest.strip_prefix(':')?))
     } else {
-        let colon = memchr::memchr(b':', body.as_bytes())?;
+        // A plain key runs up to the first byte outside `[A-Za-z0-9_]`,
+        // which must be the `:` (the same as splitting at the first `:`
+        // and checking the key, in one scan of a short line start).
+        let bytes = body.as_bytes();
+        let colon = bytes
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+            .filter(|&end| bytes[end] == b':')?;
         let key = &body[..colon];
         is_plain_key(key).then_some((Cow::Borrowed(key), &body[colon + 1..]))
     }
