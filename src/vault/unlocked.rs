@@ -193,6 +193,10 @@ impl UnlockedVault {
             .ok_or_else(|| VaultError::NotFound {
                 key: prefix.to_string(),
             })?;
+        if prefix.is_root() {
+            // The walk's paths are the full paths: no copy of each.
+            return subtree.try_map(&mut |path, sealed| self.open_value(path, sealed));
+        }
         let mut full_path = prefix.clone();
         let base_len = prefix.segments().len();
         let decrypted = subtree.try_map(&mut |relative, sealed| {
@@ -203,9 +207,6 @@ impl UnlockedVault {
                 .for_each(|s| full_path.push(s.clone()));
             self.open_value(&full_path, sealed)
         })?;
-        if prefix.is_root() {
-            return Ok(decrypted);
-        }
         let mut root = Tree::empty_map();
         root.place(prefix, decrypted)?;
         Ok(root)
@@ -270,13 +271,28 @@ impl UnlockedVault {
             }
             None => None,
         };
-        let version = self.last_version(path).saturating_add(1);
+        let current = previous
+            .as_ref()
+            .and_then(Sealed::version_and_time)
+            .map_or(0, |(version, _)| version);
+        // The history is keyed by the path's text; a path with no value
+        // before, in a vault with no history (an import into a new vault),
+        // needs neither the text nor a look-up.
+        let key = (previous.is_some() || !self.vault.history.is_empty()).then(|| path.to_string());
+        let version = key
+            .as_deref()
+            .map_or(current, |key| {
+                last_version(&self.vault.history, key, current)
+            })
+            .saturating_add(1);
         let sealed = self.seal_value(path, value, version, time);
         self.vault.secrets.place(path, Tree::Leaf(sealed))?;
-        match previous {
-            Some(previous) => self.push_history(path, previous),
-            // A path set again after `rm` may already hold `keep` versions.
-            None => self.prune(&path.to_string()),
+        match (previous, key) {
+            (Some(previous), _) => self.push_history(path, previous),
+            // A path set again after `rm` may already hold `keep` versions;
+            // it has a current value now.
+            (None, Some(key)) => prune(&mut self.vault.history, &key, self.vault.header.keep, true),
+            (None, None) => {}
         }
         Ok(version)
     }
@@ -840,26 +856,22 @@ impl UnlockedVault {
         plain: &Tree<Plain>,
         action: &'static str,
     ) -> Result<Vec<AuditChange>, VaultError> {
-        let mut changes = Vec::new();
-        let mut failure = None;
-        plain.for_each_leaf(&mut |path, value| {
-            if failure.is_some() {
-                return;
-            }
-            match self.audit_hmac(path, value) {
-                Ok(hmac) => changes.push(AuditChange {
-                    path: path.to_string(),
-                    version: Some(self.current_version(path)),
-                    hmac: Some(hmac),
-                    action,
-                }),
-                Err(err) => failure = Some(err),
-            }
-        });
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(changes),
+        let count = plain.leaf_count();
+        if count == 0 {
+            return Ok(Vec::new());
         }
+        // One opening of the audit key for all of them.
+        let audit_key = self.audit_key()?;
+        let mut changes = Vec::with_capacity(count);
+        plain.for_each_leaf(&mut |path, value| {
+            changes.push(AuditChange {
+                path: path.to_string(),
+                version: Some(self.current_version(path)),
+                hmac: Some(value_hmac(&audit_key, path, value)),
+                action,
+            });
+        });
+        Ok(changes)
     }
 
     fn audit_key(&self) -> Result<Key32, VaultError> {
