@@ -94,10 +94,11 @@ impl<L> Tree<L> {
             match node {
                 Tree::Leaf(leaf) => visit(path, leaf),
                 Tree::Map(map) => {
+                    let mut spare = String::new();
                     for (key, child) in map {
-                        path.push(Segment::Key(key.clone()));
+                        path.push(Segment::Key(reuse(&mut spare, key)));
                         walk(child, path, visit);
-                        path.pop();
+                        spare = pop_key(path);
                     }
                 }
                 Tree::List(list) => {
@@ -121,9 +122,11 @@ impl<L> Tree<L> {
 
     /// Number of leaves.
     pub fn leaf_count(&self) -> usize {
-        let mut count = 0;
-        self.for_each_leaf(&mut |_, _| count += 1);
-        count
+        match self {
+            Tree::Leaf(_) => 1,
+            Tree::Map(map) => map.values().map(Tree::leaf_count).sum(),
+            Tree::List(list) => list.iter().map(Tree::leaf_count).sum(),
+        }
     }
 
     /// Builds a tree of the same shape with every leaf converted by `convert`,
@@ -141,10 +144,11 @@ impl<L> Tree<L> {
                 Tree::Leaf(leaf) => Tree::Leaf(convert(path, leaf)?),
                 Tree::Map(map) => {
                     let mut out = IndexMap::with_capacity(map.len());
+                    let mut spare = String::new();
                     for (key, child) in map {
-                        path.push(Segment::Key(key.clone()));
+                        path.push(Segment::Key(reuse(&mut spare, key)));
                         out.insert(key.clone(), walk(child, path, convert)?);
-                        path.pop();
+                        spare = pop_key(path);
                     }
                     Tree::Map(out)
                 }
@@ -281,6 +285,23 @@ fn mismatch<L>(node: &Tree<L>, segment: &Segment, at: String, path: String) -> P
         path,
         expected,
         found: node.kind_name(),
+    }
+}
+
+/// `key` in the buffer of `spare` (the key a walk popped last), so that a
+/// walk over a large tree does not allocate and free a string per key.
+fn reuse(spare: &mut String, key: &str) -> String {
+    let mut buffer = std::mem::take(spare);
+    buffer.clear();
+    buffer.push_str(key);
+    buffer
+}
+
+/// Pops the key segment a walk pushed, keeping its buffer for [`reuse`].
+fn pop_key(path: &mut KeyPath) -> String {
+    match path.pop() {
+        Some(Segment::Key(key)) => key,
+        _ => String::new(),
     }
 }
 

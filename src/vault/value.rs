@@ -170,7 +170,9 @@ impl Plain {
 /// The plaintext YAML of a decrypted tree, in the shape of the hand-made
 /// vault: nested block mappings, typed scalars, strings double-quoted.
 pub fn render_tree_yaml(tree: &Tree<Plain>) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for the usual line up front: fewer reallocations, each of which
+    // would leave a copy of the plaintext behind in freed memory.
+    let mut out = Vec::with_capacity(tree.leaf_count() * 64);
     match tree {
         Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
         Tree::Map(map) => {
