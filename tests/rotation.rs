@@ -658,6 +658,69 @@ fn a_full_disk_fails_cleanly_and_changes_nothing() {
 }
 
 #[test]
+fn adopting_on_a_full_disk_keeps_the_plaintext_and_the_old_salt() {
+    if !require_root("adopting_on_a_full_disk_keeps_the_plaintext_and_the_old_salt") {
+        return;
+    }
+    // init writes the new salt, the audit line and the vault side by side;
+    // whichever of them the full disk stops, nothing may change.
+    let host = Host::new();
+    let _tmpfs = Tmpfs::mount(&host.dir(), "size=64k,mode=0700");
+    for name in ["vault.yml", "vault.salt"] {
+        std::fs::copy(
+            common::fixtures().join("legacy").join(name),
+            host.dir().join(name),
+        )
+        .unwrap();
+    }
+    host.keygen();
+    let before_vault = host.vault_bytes();
+    let before_salt = std::fs::read(host.salt_file()).unwrap();
+    // Fill the disk, then free one page: room for the new salt's temp
+    // file, not for the encrypted vault's.
+    let filler = host.dir().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 128 * 1024]);
+    let filled = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(filled - 4096)
+        .unwrap();
+    let audit_log = host.root.path().join("audit.log");
+    let audit_log = audit_log.to_str().unwrap();
+    // Which write the full disk stops first is a race between the threads;
+    // several attempts make the path where the new salt was already in
+    // place (and must be put back) all but certain to run.
+    for attempt in 0..12 {
+        let run = host.run_key(&["--audit-log", audit_log, "init"], b"");
+        assert_eq!(run.code, 1, "attempt {attempt}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("No space left on device"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(host.vault_bytes(), before_vault, "the plaintext is kept");
+        assert_eq!(
+            std::fs::read(host.salt_file()).unwrap(),
+            before_salt,
+            "attempt {attempt}: the old salt is back"
+        );
+        let stray: Vec<String> = host
+            .dir_listing()
+            .into_iter()
+            .filter(|n| n.ends_with(".rvtmp"))
+            .collect();
+        assert!(stray.is_empty(), "no temp file left: {stray:?}");
+    }
+    // With room again, the same command adopts the vault.
+    std::fs::remove_file(&filler).unwrap();
+    host.run_key(&["--audit-log", audit_log, "init"], b"").ok();
+    assert_ne!(std::fs::read(host.salt_file()).unwrap(), before_salt);
+    host.run_key(&["verify"], b"").ok();
+}
+
+#[test]
 fn a_read_only_or_missing_directory_fails_cleanly() {
     if !require_root("a_read_only_or_missing_directory_fails_cleanly") {
         return;

@@ -288,6 +288,7 @@ impl VaultDir {
                         &record,
                         &spliced.bytes,
                         WriteMode::PRIVATE,
+                        None,
                     )?;
                     return Ok(spliced.version);
                 }
@@ -342,6 +343,7 @@ impl VaultDir {
             &record,
             &sealed.to_canonical(),
             WriteMode::PRIVATE,
+            None,
         )?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
@@ -454,9 +456,11 @@ impl VaultDir {
     /// Replaces `vault.yml` with `bytes` and appends the audit line, the
     /// line being written on a second thread while the temp file is
     /// written and synced: both are durable before the rename, as with
-    /// [`VaultDir::audited_commit`], in the time of the slower. If the audit
-    /// line fails, nothing is renamed; if the file fails after the line was
-    /// written, an `aborted` line follows.
+    /// [`VaultDir::audited_commit`], in the time of the slower. `first`, if
+    /// given, runs on a third thread and must succeed before the rename too
+    /// (init's new salt, which the new vault needs). If the audit line or
+    /// `first` fails, nothing is renamed; if anything fails after the line
+    /// was written, an `aborted` line follows.
     fn audited_write(
         &self,
         command: &str,
@@ -464,14 +468,19 @@ impl VaultDir {
         record: &AuditRecord,
         bytes: &[u8],
         mode: WriteMode,
+        first: Option<&(dyn Fn() -> Result<(), FsError> + Sync)>,
     ) -> Result<(), VaultError> {
         let vault_path = self.vault_path();
         std::thread::scope(|scope| {
             let log = &self.audit_log;
             let line = move || audit::append(log, command, "commit", generations, record);
             let mut audit = Some(scope.spawn(line));
+            let mut first = first.map(|first| scope.spawn(first));
             let mut audit_failed = false;
             let written = fs::write_atomic_unless_changed(&vault_path, bytes, mode, || {
+                if let Some(handle) = first.take() {
+                    handle.join().expect("the first write does not panic")?;
+                }
                 let handle = audit.take().expect("asked once, before the rename");
                 handle
                     .join()
@@ -647,13 +656,15 @@ impl VaultDir {
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path())?;
-        // The salt first, durable before the vault that needs it; then the
-        // audit line and the vault, written side by side.
-        if new_salt {
-            fs::write_atomic(&self.salt_path(), salt.as_bytes(), mode)?;
-        }
+        // The salt, the audit line and the vault's temp file are written
+        // side by side; the salt is in place and durable before the vault
+        // that needs it is renamed.
+        let salt_path = self.salt_path();
+        let write_salt = || fs::write_atomic(&salt_path, salt.as_bytes(), mode);
         let generations = (0, sealed.header.generation);
-        self.audited_write("init", generations, &record, &sealed.to_canonical(), mode)
+        let canonical = sealed.to_canonical();
+        let first = new_salt.then_some(&write_salt as &(dyn Fn() -> Result<(), FsError> + Sync));
+        self.audited_write("init", generations, &record, &canonical, mode, first)
             .inspect_err(|_| {
                 // Put the old salt back, so a failed init changes nothing.
                 if new_salt {
