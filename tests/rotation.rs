@@ -666,18 +666,23 @@ fn adopting_on_a_full_disk_keeps_the_plaintext_and_the_old_salt() {
     // whichever of them the full disk stops, nothing may change.
     let host = Host::new();
     let _tmpfs = Tmpfs::mount(&host.dir(), "size=64k,mode=0700");
-    for name in ["vault.yml", "vault.salt"] {
-        std::fs::copy(
-            common::fixtures().join("legacy").join(name),
-            host.dir().join(name),
-        )
-        .unwrap();
-    }
+    // A hand-made plaintext vault with the legacy weak salt; encrypted, it
+    // needs several pages, so it cannot fit in the one page left below even
+    // after the new salt has replaced the old one.
+    let plaintext: String = (0..100)
+        .map(|i| format!("SERVICE_{i}:\n  PASSWORD: value-{i}\n"))
+        .collect();
+    std::fs::write(host.vault_file(), plaintext).unwrap();
+    std::fs::copy(
+        common::fixtures().join("legacy").join("vault.salt"),
+        host.salt_file(),
+    )
+    .unwrap();
     host.keygen();
     let before_vault = host.vault_bytes();
     let before_salt = std::fs::read(host.salt_file()).unwrap();
     // Fill the disk, then free one page: room for the new salt's temp
-    // file, not for the encrypted vault's.
+    // file, not for the encrypted vault's (over two pages: checked below).
     let filler = host.dir().join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 128 * 1024]);
     let filled = std::fs::metadata(&filler).unwrap().len();
@@ -717,6 +722,10 @@ fn adopting_on_a_full_disk_keeps_the_plaintext_and_the_old_salt() {
     std::fs::remove_file(&filler).unwrap();
     host.run_key(&["--audit-log", audit_log, "init"], b"").ok();
     assert_ne!(std::fs::read(host.salt_file()).unwrap(), before_salt);
+    assert!(
+        host.vault_bytes().len() > 2 * 4096,
+        "the encrypted vault needs more room than the disk had"
+    );
     host.run_key(&["verify"], b"").ok();
 }
 
