@@ -26,10 +26,16 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 /// audit line, hash big files and talk to Docker on other threads, whose
 /// events a thread-local subscriber would lose. A second call (only in
 /// tests that run several commands in one process) keeps the first.
+/// Without `-v` nothing is installed.
 pub fn init(global: &GlobalArgs) {
     use tracing_subscriber::layer::SubscriberExt;
     QUIET.store(global.quiet, Ordering::Relaxed);
     let level = level(global.quiet, global.verbose);
+    if level == LevelFilter::OFF {
+        // No subscriber at all: every event is then a no-op, and the jobs'
+        // `get`/`exec` do not pay for building one they would not use.
+        return;
+    }
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(color(&std::io::stderr()))
