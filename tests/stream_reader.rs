@@ -10,6 +10,11 @@
 //! but for the new value's nonce and the MAC, which covers it), the same
 //! version and audit entry, or hands the edit to the tree writer; and it
 //! never splices a damaged file.
+//!
+//! The streaming `export` and `rekey` (two passes over the file, no tree)
+//! against the tree: the same rendered bytes or the same error for every
+//! format and prefix, the tree reader's verdict on damaged files, and the
+//! same rekeyed file but for its random parts.
 
 #[path = "common/selection.rs"]
 mod selection;
@@ -18,7 +23,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use runvault::core::exit::ExitStatus;
-use runvault::core::secret::Key32;
+use runvault::core::progress::NoProgress;
+use runvault::core::secret::{Key32, SecretBytes};
+use runvault::vault::crypto::KdfOverride;
 use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, Reader};
 use runvault::vault::read::{self, Wanted};
 use runvault::vault::salt::Salt;
@@ -27,6 +34,7 @@ use runvault::vault::stream::{self, Outcome};
 use runvault::vault::tree::Tree;
 use runvault::vault::value::Plain;
 use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir};
+use runvault::vault::{RekeyPlan, VaultError, export, rekey};
 use selection::{all_paths, fingerprint, verdict};
 
 /// A vault directory holding one generated vault, and its machine key.
@@ -59,7 +67,7 @@ impl Fixture {
         let plain = texts
             .try_map(&mut |_, text| Ok::<_, ()>(Plain::text(text.clone().into_bytes())))
             .unwrap();
-        vault.merge(&plain).unwrap();
+        vault.merge(&plain, "import", &NoProgress).unwrap();
         for (path, text) in updates {
             vault
                 .set(path, &Plain::text(text.clone().into_bytes()))
@@ -493,4 +501,139 @@ fn a_large_vault_streams_with_the_parallel_mac_and_its_damage_is_caught() {
         .expect("a damaged vault must not be read");
     assert_eq!(err.exit_code(), 5, "{err}");
     assert!(err.to_string().contains("failed authentication"), "{err}");
+}
+
+/// `vault.yml` with every random part blanked: sealed payloads (fresh
+/// nonces), wrapped keys, the sealed audit key and the MAC.
+fn without_random_parts(bytes: &[u8]) -> String {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !(line.starts_with("wrapped:")
+                || line.starts_with("audit_key:")
+                || line.starts_with("mac:"))
+        })
+        .map(|line| match line.find("rv1:") {
+            Some(at) => {
+                let fields: Vec<&str> = line[at..].splitn(4, ':').collect();
+                format!("{}{}:{}:{}:", &line[..at], fields[0], fields[1], fields[2])
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every value and stored version of an opened vault, decrypted, with its
+/// version and time (as text: `Plain` has no `Debug`).
+fn contents(vault: &UnlockedVault) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in vault.secrets().leaf_paths() {
+        let value = vault.get(&path).unwrap();
+        out.push(format!("{path}={:?}", value.bytes.expose()));
+        for version in vault.history(&path).unwrap() {
+            out.push(format!(
+                "{path}@{}:{}:{}",
+                version.version, version.time, version.deleted
+            ));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// `export` (streaming on a canonical file) renders exactly what the
+    /// tree renders, in every format and for every prefix, or fails the
+    /// same way.
+    #[test]
+    fn streaming_export_renders_what_the_tree_renders(
+        texts in tree(),
+        update_picks in proptest::collection::vec(any::<usize>(), 0..3),
+        pick in any::<usize>(),
+    ) {
+        let fixture = Fixture::new(&texts, &updates_from(&texts, &update_picks));
+        let (opened, _) = fixture.store().open(&fixture.credential()).unwrap();
+        let paths = all_paths(&texts);
+        let prefix = match pick % (paths.len() + 2) {
+            0 => KeyPath::root(),
+            1 => KeyPath::parse("NOT.THERE").unwrap(),
+            n => paths[n - 2].clone(),
+        };
+        for format in [export::Format::Yaml, export::Format::Json, export::Format::Env] {
+            let render = |result: Result<SecretBytes, VaultError>| {
+                result.map(|bytes| bytes.expose().to_vec()).map_err(|err| err.to_string())
+            };
+            let streamed = render(export::export(&fixture.store(), &fixture.credential(), &prefix, format));
+            let by_tree = render(export::render_vault(&opened, &prefix, format));
+            prop_assert_eq!(streamed, by_tree, "{:?} of {}", format, prefix);
+        }
+    }
+
+    /// Damaged files: `export` gives the tree reader's verdict.
+    #[test]
+    fn damaged_files_are_exported_as_the_tree_reader_decides(
+        texts in tree(),
+        mutations in proptest::collection::vec(mutation(), 1..3),
+    ) {
+        let fixture = Fixture::new(&texts, &[]);
+        let damaged = mutations.iter().fold(fixture.bytes.clone(), |bytes, m| {
+            if bytes.is_empty() { bytes } else { mutate(&bytes, m) }
+        });
+        fixture.write(&damaged);
+        let root = KeyPath::root();
+        let by_tree = fixture
+            .store()
+            .open(&fixture.credential())
+            .and_then(|(vault, _)| export::render_vault(&vault, &root, export::Format::Yaml))
+            .map(|bytes| bytes.expose().to_vec())
+            .map_err(|err| err.to_string());
+        let streamed = export::export(&fixture.store(), &fixture.credential(), &root, export::Format::Yaml)
+            .map(|bytes| bytes.expose().to_vec())
+            .map_err(|err| err.to_string());
+        prop_assert_eq!(streamed, by_tree);
+    }
+
+    /// The streaming `rekey` writes the file the tree writer writes (but
+    /// for nonces, wrapped keys and the MAC), and it opens under the new
+    /// key with every value and stored version as before.
+    #[test]
+    fn streaming_rekey_writes_what_the_tree_writer_writes(
+        texts in tree(),
+        update_picks in proptest::collection::vec(any::<usize>(), 0..6),
+        removal_picks in proptest::collection::vec(any::<usize>(), 0..2),
+        keep in 1u32..4,
+    ) {
+        let removals: Vec<KeyPath> = removal_picks.iter().map(|&p| edit_path(&texts, p)).collect();
+        let fixture = Fixture::with(&texts, &updates_from(&texts, &update_picks), &removals, keep);
+        let credentials = [fixture.credential()];
+        let plan = RekeyPlan {
+            credentials: &credentials,
+            new_salt: None,
+            kdf: KdfOverride::default(),
+            drop_others: false,
+            keep: None,
+            unlocked_by: None,
+            progress: &NoProgress,
+        };
+        let (before, salt) = fixture.store().open(&fixture.credential()).unwrap();
+        let (by_tree, tree_report) = before
+            .rekey(&salt, &RekeyPlan { unlocked_by: Some(0), ..plan })
+            .unwrap();
+        let by_tree = by_tree.seal().to_canonical();
+        let Ok(Ok(streamed)) = rekey::rekey(&fixture.store(), &plan) else {
+            panic!("a canonical file must be rekeyed in one streaming pass");
+        };
+        prop_assert_eq!(&streamed.report, &tree_report);
+        prop_assert_eq!(without_random_parts(&streamed.bytes), without_random_parts(&by_tree));
+        let (parsed, reader) = EncryptedVault::parse(&streamed.bytes).unwrap();
+        prop_assert_eq!(reader, Reader::Fast);
+        prop_assert!(parsed.to_canonical() == streamed.bytes, "not canonical");
+        fixture.write(&streamed.bytes);
+        let (after, _) = fixture.store().open(&fixture.credential()).unwrap();
+        prop_assert_eq!(contents(&after), contents(&before));
+        prop_assert_eq!(streamed.generations, (before.header().generation, after.header().generation));
+    }
 }

@@ -15,9 +15,8 @@ use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
 use crate::vault::crypto::KdfParams;
 use crate::vault::format::SlotKind;
-use crate::vault::tree::Tree;
-use crate::vault::value::{Plain, ScalarKind, typed_from_input};
-use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, slots, store};
+use crate::vault::value::{ScalarKind, typed_from_input};
+use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, export, slots};
 
 /// The vault directory the global options name. When the host has
 /// plaintext views, every committed change refreshes them.
@@ -235,20 +234,14 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError
     } else {
         crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file)?)
     };
-    let doc = crate::vault::value::parse_plain_yaml(bytes.expose()).map_err(|message| {
-        VaultError::BadYaml {
-            file: args.file.clone(),
-            message,
-        }
-    })?;
+    let tree = crate::vault::plaintext::read_plain_yaml(bytes.expose(), &args.file)?;
     drop(bytes);
-    let tree = store::plain_tree(doc, &args.file)?;
     let credential = input::unlock_credential(global)?;
     let progress = crate::cli::output::Bar::new("importing");
     let progress_ref = &progress;
     let written = vault_dir(global).modify(&credential, "import", move |vault, _, record| {
-        let written = vault.merge_with_progress(&tree, progress_ref)?;
-        record.changes = vault.audit_changes_for(&tree, "import")?;
+        record.changes = vault.merge(&tree, "import", progress_ref)?;
+        let written = record.changes.len();
         // The plaintext is not needed for the commit: free it first.
         drop(tree);
         Ok(written)
@@ -268,13 +261,12 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
         refuse_plaintext_in_vault_dir(output, &global.dir)?;
     }
     let credential = input::unlock_credential(global)?;
-    let (vault, _) = vault_dir(global).open(&credential)?;
-    let tree = vault.decrypt_under(&prefix)?;
-    let rendered = crate::core::secret::SecretBytes::new(match args.format {
-        ExportFormat::Yaml => crate::vault::value::render_tree_yaml(&tree),
-        ExportFormat::Json => render_json(&tree)?,
-        ExportFormat::Env => render_env(&tree)?,
-    });
+    let format = match args.format {
+        ExportFormat::Yaml => export::Format::Yaml,
+        ExportFormat::Json => export::Format::Json,
+        ExportFormat::Env => export::Format::Env,
+    };
+    let rendered = export::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
         Some(output) => {
             fs::write_atomic(output, rendered.expose(), WriteMode::PLAINTEXT)?;
@@ -302,88 +294,6 @@ pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result
         )));
     }
     Ok(())
-}
-
-fn render_json(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
-    fn walk(node: &Tree<Plain>, path: &mut KeyPath, out: &mut Vec<u8>) -> Result<(), VaultError> {
-        match node {
-            Tree::Leaf(plain) => plain.render_json(out).ok_or_else(|| {
-                VaultError::Unrepresentable(format!(
-                    "value at `{path}` is not UTF-8 text, which JSON cannot hold; use --format yaml (it writes !binary)"
-                ))
-            }),
-            Tree::Map(map) => {
-                out.push(b'{');
-                for (index, (key, child)) in map.iter().enumerate() {
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    crate::vault::value::quote_json_string(key, out);
-                    out.push(b':');
-                    path.push(crate::vault::path::Segment::Key(key.clone()));
-                    walk(child, path, out)?;
-                    path.pop();
-                }
-                out.push(b'}');
-                Ok(())
-            }
-            Tree::List(list) => {
-                out.push(b'[');
-                for (index, child) in list.iter().enumerate() {
-                    if index > 0 {
-                        out.push(b',');
-                    }
-                    path.push(crate::vault::path::Segment::Index(index));
-                    walk(child, path, out)?;
-                    path.pop();
-                }
-                out.push(b']');
-                Ok(())
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(tree, &mut KeyPath::root(), &mut out)?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-fn render_env(tree: &Tree<Plain>) -> Result<Vec<u8>, VaultError> {
-    let mut out = Vec::new();
-    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut failure = None;
-    tree.for_each_leaf(&mut |path, plain| {
-        if failure.is_some() {
-            return;
-        }
-        let name = path.env_name();
-        if let Some(previous) = seen.insert(name.clone(), path.to_string()) {
-            failure = Some(VaultError::Unrepresentable(format!(
-                "`{previous}` and `{path}` both become the variable `{name}`; export them separately with a prefix"
-            )));
-            return;
-        }
-        if plain.kind == ScalarKind::Bytes {
-            failure = Some(VaultError::Unrepresentable(format!(
-                "value at `{path}` is not UTF-8 text, which an env file cannot hold; use --format yaml"
-            )));
-            return;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"='");
-        for &byte in plain.bytes.expose() {
-            if byte == b'\'' {
-                out.extend_from_slice(b"'\\''");
-            } else {
-                out.push(byte);
-            }
-        }
-        out.extend_from_slice(b"'\n");
-    });
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(out),
-    }
 }
 
 /// `runvault keygen`.

@@ -43,6 +43,12 @@ impl SecretBytes {
         &self.0
     }
 
+    /// The secret bytes, to change in place (decryption, a tag byte
+    /// removed) without a second copy.
+    pub fn expose_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
     /// Number of bytes.
     pub fn len(&self) -> usize {
         self.0.len()

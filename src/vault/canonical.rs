@@ -81,32 +81,72 @@ pub fn emit_tree<L>(
     out: &mut Vec<u8>,
     leaf: &mut dyn FnMut(&L, &mut Vec<u8>),
 ) {
+    emit_node(tree, indent / 2, out, leaf);
+}
+
+fn emit_node<L>(
+    tree: &Tree<L>,
+    level: usize,
+    out: &mut Vec<u8>,
+    leaf: &mut dyn FnMut(&L, &mut Vec<u8>),
+) {
     match tree {
         Tree::Leaf(value) => {
             out.push(b' ');
             leaf(value, out);
             out.push(b'\n');
         }
-        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b" {}\n"),
-        Tree::List(list) if list.is_empty() => out.extend_from_slice(b" []\n"),
+        Tree::Map(map) if map.is_empty() => emit_empty(level, b"{}", out),
+        Tree::List(list) if list.is_empty() => emit_empty(level, b"[]", out),
         Tree::Map(map) => {
-            out.push(b'\n');
+            emit_open(level, out);
             for (key, child) in map {
-                out.resize(out.len() + indent, b' ');
-                emit_key(key, out);
-                out.push(b':');
-                emit_tree(child, indent + 2, out, leaf);
+                emit_entry_key(level, key, out);
+                emit_node(child, level + 1, out, leaf);
             }
         }
         Tree::List(list) => {
-            out.push(b'\n');
+            emit_open(level, out);
             for child in list {
-                out.resize(out.len() + indent, b' ');
-                out.push(b'-');
-                emit_tree(child, indent + 2, out, leaf);
+                emit_entry_item(level, out);
+                emit_node(child, level + 1, out, leaf);
             }
         }
     }
+}
+
+// The layout one node at a time, for the writers that walk a tree or a
+// file in order (`emit_tree`, `export`, the streaming `rekey`). A node's
+// `level` is its depth from the document's root (0); the entries of a
+// container at `level` are indented by `2 * level` spaces.
+
+/// A non-empty block mapping or list starts at `level`.
+pub fn emit_open(level: usize, out: &mut Vec<u8>) {
+    if level > 0 {
+        out.push(b'\n');
+    }
+}
+
+/// The next entry, `key`, of the mapping at `level` (its value follows).
+pub fn emit_entry_key(level: usize, key: &str, out: &mut Vec<u8>) {
+    out.resize(out.len() + 2 * level, b' ');
+    emit_key(key, out);
+    out.push(b':');
+}
+
+/// The next item of the list at `level` (its value follows).
+pub fn emit_entry_item(level: usize, out: &mut Vec<u8>) {
+    out.resize(out.len() + 2 * level, b' ');
+    out.push(b'-');
+}
+
+/// An empty mapping or list (`flow`: `{}` or `[]`) at `level`.
+pub fn emit_empty(level: usize, flow: &[u8], out: &mut Vec<u8>) {
+    if level > 0 {
+        out.push(b' ');
+    }
+    out.extend_from_slice(flow);
+    out.push(b'\n');
 }
 
 /// Why the linear reader refused a file (the caller falls back to serde_yaml).
@@ -133,6 +173,7 @@ pub struct Line<'t> {
 /// of lookahead, so a reader can walk a large file without collecting it.
 /// Each line is checked (indentation, no tab, no trailing space) when it is
 /// first read.
+#[derive(Clone)]
 pub struct Lines<'t> {
     text: &'t str,
     /// Byte offset of the next line not yet peeked.

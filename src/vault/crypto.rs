@@ -5,7 +5,7 @@
 //! Every function takes and returns secret material in [`Key32`] /
 //! [`SecretBytes`]; intermediate buffers are wiped.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -22,42 +22,113 @@ pub const TAG_LEN: usize = 16;
 /// Encrypts `plaintext` under `key` with a fresh random nonce, binding `aad`.
 /// Returns `nonce || ciphertext || tag`.
 pub fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
-    out
+    ValueCipher::new(key).seal(aad, plaintext)
 }
 
 /// Decrypts `nonce || ciphertext || tag`; `None` if the key, `aad` or the
 /// bytes do not match.
 pub fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
-        return None;
+    ValueCipher::new(key).open(aad, sealed)
+}
+
+/// AES-256-GCM under one key, its key schedule computed once for all the
+/// values a command seals or opens (an import or a rekey seals hundreds of
+/// thousands). No `Debug`; the round keys and the GHASH key are wiped on
+/// drop (the `zeroize` features of `aes` and `polyval`).
+pub struct ValueCipher(Aes256Gcm);
+
+impl ValueCipher {
+    /// The cipher for `key`.
+    pub fn new(key: &Key32) -> ValueCipher {
+        ValueCipher(Aes256Gcm::new(key.expose().into()))
     }
-    let cipher = Aes256Gcm::new(key.expose().into());
-    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-    cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .ok()
-        .map(SecretBytes::new)
+
+    /// [`seal`] under this cipher's key.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal_parts(aad, &[plaintext])
+    }
+
+    /// [`ValueCipher::seal`] of the concatenation of `parts` (a tag byte
+    /// and a value), without building it first.
+    pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let nonce = fresh_nonce();
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        // Encrypted in place in the output buffer: no second copy of the
+        // plaintext is made, and no ciphertext buffer is copied.
+        let mut out = Vec::with_capacity(NONCE_LEN + len + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        parts.iter().for_each(|part| out.extend_from_slice(part));
+        let tag = self
+            .0
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// [`open`] under this cipher's key.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
+        self.open_owned(aad, sealed.to_vec())
+    }
+
+    /// [`ValueCipher::open`] taking the sealed bytes: the plaintext is
+    /// decrypted in their buffer, which is wiped when dropped.
+    pub fn open_owned(&self, aad: &[u8], sealed: Vec<u8>) -> Option<SecretBytes> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("checked length");
+        let tag: [u8; TAG_LEN] = sealed[sealed.len() - TAG_LEN..]
+            .try_into()
+            .expect("checked length");
+        let mut buffer = SecretBytes::new(sealed);
+        let bytes = buffer.expose_mut();
+        bytes.truncate(bytes.len() - TAG_LEN);
+        bytes.drain(..NONCE_LEN);
+        self.0
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce), aad, bytes, (&tag).into())
+            .ok()
+            .map(|()| buffer)
+    }
+}
+
+/// Bytes of operating-system randomness fetched at a time for nonces.
+const NONCE_POOL: usize = 4096;
+
+/// Operating-system randomness for nonces, fetched [`NONCE_POOL`] bytes at
+/// a time: an import of 200 000 values needs 200 000 nonces, and one
+/// `getrandom` call each cost more than the encryption. Every byte is
+/// handed out once, then the pool is refilled. Nonces are public, so the
+/// pool needs no wiping.
+static NONCES: std::sync::Mutex<NoncePool> = std::sync::Mutex::new(NoncePool {
+    bytes: [0; NONCE_POOL],
+    used: NONCE_POOL,
+});
+
+struct NoncePool {
+    bytes: [u8; NONCE_POOL],
+    /// How many bytes of `bytes` were handed out (all of them at start).
+    used: usize,
+}
+
+/// A fresh random AES-GCM nonce.
+fn fresh_nonce() -> [u8; NONCE_LEN] {
+    // A panic elsewhere cannot leave the pool half-updated: `used` only
+    // grows after the bytes were copied out, and a refill is complete or
+    // not done, so a poisoned lock is still a valid pool.
+    let mut pool = NONCES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.used + NONCE_LEN > NONCE_POOL {
+        rand::rngs::OsRng.fill_bytes(&mut pool.bytes);
+        pool.used = 0;
+    }
+    let start = pool.used;
+    let nonce: [u8; NONCE_LEN] = pool.bytes[start..start + NONCE_LEN]
+        .try_into()
+        .expect("a nonce-sized slice");
+    pool.used += NONCE_LEN;
+    nonce
 }
 
 /// Argon2id cost parameters.
@@ -195,8 +266,8 @@ pub fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Key32 {
 
 /// The subkeys derived from the data key; the data key itself encrypts nothing.
 pub struct Subkeys {
-    /// Encrypts values.
-    pub enc: Key32,
+    /// Encrypts values (and the audit key), its key schedule ready.
+    pub enc: ValueCipher,
     /// Keys the file MAC.
     pub mac: Key32,
 }
@@ -205,8 +276,32 @@ impl Subkeys {
     /// Derives both subkeys from the data key.
     pub fn derive(data_key: &Key32) -> Subkeys {
         Subkeys {
-            enc: hkdf(data_key.expose(), b"", b"runvault/v1/value-encryption"),
+            enc: ValueCipher::new(&hkdf(
+                data_key.expose(),
+                b"",
+                b"runvault/v1/value-encryption",
+            )),
             mac: hkdf(data_key.expose(), b"", b"runvault/v1/file-mac"),
+        }
+    }
+}
+
+/// An HMAC-SHA256 key made ready once for many short MACs (the audit HMAC
+/// of every value of an import): each MAC starts from a copy of the keyed
+/// state and hashes its fields as they come, with no buffer.
+pub struct KeyedMac(Hmac<Sha256>);
+
+impl KeyedMac {
+    /// The keyed state for `key`.
+    pub fn new(key: &Key32) -> KeyedMac {
+        KeyedMac(hmac_for(key))
+    }
+
+    /// A MAC under this key, to feed and finish.
+    pub fn start(&self) -> MacWriter {
+        MacWriter {
+            hasher: Hasher::Inline(self.0.clone()),
+            buffer: Zeroizing::new(Vec::new()),
         }
     }
 }
@@ -217,8 +312,9 @@ pub struct MacWriter {
     /// Small fields are gathered here and hashed in large runs: a vault MAC
     /// is made of hundreds of thousands of short fields, and hashing them
     /// one by one costs more than the hashing itself. Never grows past
-    /// [`MAC_BUFFER`] (no reallocation leaves copies) and is wiped on drop,
-    /// since the audit HMAC feeds it plaintext.
+    /// [`MAC_BUFFER`] (no reallocation leaves copies) and is wiped on drop.
+    /// Empty (no capacity) for the short MACs of [`KeyedMac::start`],
+    /// which hash each field at once.
     buffer: Zeroizing<Vec<u8>>,
 }
 
@@ -275,6 +371,11 @@ impl MacWriter {
 
     /// Adds raw bytes (the caller provides the framing).
     pub fn raw(&mut self, bytes: &[u8]) {
+        if self.buffer.capacity() == 0 {
+            // Unbuffered ([`KeyedMac::start`]): a few short fields.
+            self.hash(bytes);
+            return;
+        }
         if self.buffer.len() + bytes.len() > MAC_BUFFER {
             self.flush();
         }

@@ -134,7 +134,12 @@ pub struct SealedParts {
 impl Sealed {
     /// Builds the text form.
     pub fn new(version: u32, time: u64, blob: &[u8]) -> Sealed {
-        Sealed(format!("rv1:{version}:{time}:{}", BASE64.encode(blob)))
+        use std::fmt::Write;
+        // Sized up front: every value of an import or a rekey is built here.
+        let mut text = String::with_capacity(4 + 10 + 1 + 20 + 1 + blob.len().div_ceil(3) * 4);
+        write!(text, "rv1:{version}:{time}:").expect("writing to a String cannot fail");
+        BASE64.encode_string(blob, &mut text);
+        Sealed(text)
     }
 
     /// A deletion marker: the path was removed at `time`, as version
@@ -151,13 +156,25 @@ impl Sealed {
 
     /// Version and time without decoding the payload.
     pub fn version_and_time(&self) -> Option<(u32, u64)> {
-        let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
+        Sealed::version_and_time_of(&self.0)
+    }
+
+    /// [`Sealed::version_and_time`] of a sealed value's text.
+    pub fn version_and_time_of(text: &str) -> Option<(u32, u64)> {
+        let mut fields = text.strip_prefix("rv1:")?.splitn(3, ':');
         Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
     }
 
     /// Splits the text form; `None` if malformed.
     pub fn parts(&self) -> Option<SealedParts> {
-        let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
+        SealedParts::parse(&self.0)
+    }
+}
+
+impl SealedParts {
+    /// Splits the text form of a sealed value; `None` if malformed.
+    pub fn parse(text: &str) -> Option<SealedParts> {
+        let mut fields = text.strip_prefix("rv1:")?.splitn(3, ':');
         let version = fields.next()?.parse().ok()?;
         let time = fields.next()?.parse().ok()?;
         let blob = BASE64.decode(fields.next()?).ok()?;
@@ -690,7 +707,13 @@ fn malformed(field: &str) -> FormatError {
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// Parses lower- or upper-case hex.

@@ -8,9 +8,12 @@
 //! - [`salt`], [`slots`]: `vault.salt` and the key slots.
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
+//! - [`export`]: every value under a prefix, decrypted and rendered.
+//! - [`plaintext`]: plaintext YAML read straight into values (`import`).
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`splice`]: the streaming writer of a one-path change (`set`).
+//! - [`rekey`]: a new data key, every value re-encrypted (tree or stream).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
 //! - `fuzzing` (hidden): each file reader on its own, for the fuzz targets.
@@ -19,11 +22,14 @@ pub mod audit;
 pub mod canonical;
 pub mod crypto;
 pub mod error;
+pub mod export;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod path;
+pub mod plaintext;
 pub mod read;
+pub mod rekey;
 pub mod salt;
 pub mod slots;
 pub mod splice;

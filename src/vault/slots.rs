@@ -212,6 +212,28 @@ pub struct Opened {
     pub kek: Key32,
 }
 
+/// [`unlock`] with the first of `credentials` that opens a slot (`rekey`
+/// takes several); returns the slot and which credential opened it. If
+/// none does, the first error is reported.
+pub fn unlock_any(
+    header: &Header,
+    credentials: &[Credential],
+    salt: &Salt,
+    vault_path: &Path,
+) -> Result<(Opened, usize), VaultError> {
+    let mut first_error = None;
+    for (index, credential) in credentials.iter().enumerate() {
+        match unlock(header, credential, salt, vault_path) {
+            Ok(slot) => return Ok((slot, index)),
+            Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
+                first_error.get_or_insert(err);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())))
+}
+
 /// Finds the data key: tries every slot of the credential's kind, running
 /// the KDF once per distinct parameter set (once in the usual case).
 /// Returns the data key and the id of the slot that opened.

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use crate::vault::audit::AuditChange;
 use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
-use crate::vault::crypto::{MacWriter, Subkeys};
+use crate::vault::crypto::{KeyedMac, MacWriter, Subkeys};
 use crate::vault::error::VaultError;
 use crate::vault::format::{self, HISTORY_KEY, Header, History, SECRETS_KEY, Sealed, TreeMac};
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
@@ -173,7 +173,11 @@ fn splice_set(
         change: AuditChange {
             path: key,
             version: Some(change.version),
-            hmac: Some(value_hmac(&audit_key, edit.path, edit.value)),
+            hmac: Some(value_hmac(
+                &KeyedMac::new(&audit_key),
+                edit.path,
+                edit.value,
+            )),
             action: "set",
         },
     }))

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::core::lock::WriteLock;
-use crate::core::progress::Progress;
+use crate::core::progress::{NoProgress, Progress};
 use crate::vault::audit::{self, AuditRecord};
 use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::path::KeyPath;
+use crate::vault::rekey;
 use crate::vault::salt::Salt;
 use crate::vault::slots::{self, Credential, Opened};
 use crate::vault::splice::{self, SetEdit};
@@ -363,27 +364,6 @@ impl VaultDir {
         progress: &dyn Progress,
     ) -> Result<RekeyReport, VaultError> {
         let _lock = self.lock()?;
-        let (vault, salt) = self.load()?;
-        let vault_path = self.vault_path();
-        let mut opened = None;
-        let mut first_error = None;
-        // Slots are tried on the header alone, so the vault is not copied.
-        for (index, credential) in credentials.iter().enumerate() {
-            match slots::unlock(&vault.header, credential, &salt, &vault_path) {
-                Ok(slot) => {
-                    opened = Some((slot, index));
-                    break;
-                }
-                Err(err @ (VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. })) => {
-                    first_error.get_or_insert(err);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        let Some((slot, unlocked_by)) = opened else {
-            return Err(first_error.unwrap_or_else(|| VaultError::Usage("no secret given".into())));
-        };
-        let unlocked = UnlockedVault::from_opened(vault, slot, &vault_path)?;
         let new_salt = plan.new_salt.then(Salt::generate);
         let rekey_plan = RekeyPlan {
             credentials,
@@ -391,8 +371,43 @@ impl VaultDir {
             kdf: plan.kdf,
             drop_others: plan.drop_others,
             keep: plan.keep,
-            unlocked_by: Some(unlocked_by),
+            unlocked_by: None,
             progress,
+        };
+        // `--keep` prunes the history against the tree, and views need the
+        // opened vault: both go through the tree writer.
+        let mut reuse = None;
+        if plan.keep.is_none() && !self.after_commit_wanted() {
+            match rekey::rekey(self, &rekey_plan)? {
+                Ok(rekeyed) => {
+                    tracing::debug!("rekeyed in one streaming pass");
+                    let commit = RekeyCommit {
+                        bytes: &rekeyed.bytes,
+                        generations: rekeyed.generations,
+                        report: &rekeyed.report,
+                        new_salt: new_salt.as_ref(),
+                    };
+                    self.commit_rekey(&commit)?;
+                    return Ok(rekeyed.report);
+                }
+                Err(fallback) => {
+                    tracing::debug!(
+                        "the file cannot be streamed: rekey goes through the tree writer"
+                    );
+                    reuse = fallback;
+                }
+            }
+        }
+        let (vault, salt) = self.load()?;
+        let vault_path = self.vault_path();
+        let (slot, unlocked_by) = match reuse {
+            Some((header, opened)) if header == vault.header => (opened.slot, opened.credential),
+            _ => slots::unlock_any(&vault.header, credentials, &salt, &vault_path)?,
+        };
+        let unlocked = UnlockedVault::from_opened(vault, slot, &vault_path)?;
+        let rekey_plan = RekeyPlan {
+            unlocked_by: Some(unlocked_by),
+            ..rekey_plan
         };
         let (next, report) = unlocked.rekey(&salt, &rekey_plan)?;
         let before = unlocked.header().generation;
@@ -403,21 +418,13 @@ impl VaultDir {
         } else {
             (next.into_sealed(), None)
         };
-        let record = AuditRecord {
-            changes: Vec::new(),
-            detail: Some(format!(
-                "new data key; {} value(s) and version(s) re-encrypted; slots kept {:?}, dropped {:?}{}",
-                report.reencrypted,
-                report.kept,
-                report.dropped,
-                if new_salt.is_some() { "; new salt" } else { "" }
-            )),
+        let commit = RekeyCommit {
+            bytes: &sealed.to_canonical(),
+            generations: (before, sealed.header.generation),
+            report: &report,
+            new_salt: new_salt.as_ref(),
         };
-        let generations = (before, sealed.header.generation);
-        self.audited_commit("rekey", generations, &record, |store| match &new_salt {
-            Some(salt) => store.commit_with_new_salt(&sealed, salt),
-            None => store.commit(&sealed, WriteMode::PRIVATE),
-        })?;
+        self.commit_rekey(&commit)?;
         if let Some(next) = &kept {
             self.after_commit(
                 next,
@@ -426,6 +433,33 @@ impl VaultDir {
             );
         }
         Ok(report)
+    }
+
+    /// Commits a rekeyed vault with its audit line (and, with a new salt,
+    /// the two-file protocol).
+    fn commit_rekey(&self, commit: &RekeyCommit<'_>) -> Result<(), VaultError> {
+        let report = commit.report;
+        let record = AuditRecord {
+            changes: Vec::new(),
+            detail: Some(format!(
+                "new data key; {} value(s) and version(s) re-encrypted; slots kept {:?}, dropped {:?}{}",
+                report.reencrypted,
+                report.kept,
+                report.dropped,
+                if commit.new_salt.is_some() {
+                    "; new salt"
+                } else {
+                    ""
+                }
+            )),
+        };
+        let generation = commit.generations.1;
+        self.audited_commit("rekey", commit.generations, &record, |store| {
+            match commit.new_salt {
+                Some(salt) => store.commit_with_new_salt(commit.bytes, generation, salt),
+                None => store.commit(commit.bytes, generation, WriteMode::PRIVATE),
+            }
+        })
     }
 
     /// Appends the audit line, then runs `commit`; if the commit fails, a
@@ -517,10 +551,15 @@ impl VaultDir {
     ///
     /// An interruption is finished or undone by the next writer
     /// ([`VaultDir::finish_interrupted_rekey`]).
-    fn commit_with_new_salt(&self, vault: &EncryptedVault, salt: &Salt) -> Result<(), VaultError> {
+    fn commit_with_new_salt(
+        &self,
+        bytes: &[u8],
+        generation: u64,
+        salt: &Salt,
+    ) -> Result<(), VaultError> {
         fs::write_atomic(&self.salt_next_path(), salt.as_bytes(), WriteMode::PRIVATE)?;
         failpoint("rekey-after-salt-next");
-        self.commit(vault, WriteMode::PRIVATE)?;
+        self.commit(bytes, generation, WriteMode::PRIVATE)?;
         failpoint("rekey-after-vault");
         self.promote_next_salt()
     }
@@ -575,9 +614,9 @@ impl VaultDir {
         Ok(lock)
     }
 
-    fn commit(&self, vault: &EncryptedVault, mode: WriteMode) -> Result<(), VaultError> {
-        fs::write_atomic(&self.vault_path(), &vault.to_canonical(), mode)?;
-        tracing::info!(path = %self.vault_path().display(), generation = vault.header.generation, "committed");
+    fn commit(&self, bytes: &[u8], generation: u64, mode: WriteMode) -> Result<(), VaultError> {
+        fs::write_atomic(&self.vault_path(), bytes, mode)?;
+        tracing::info!(path = %self.vault_path().display(), generation, "committed");
         Ok(())
     }
 
@@ -642,9 +681,8 @@ impl VaultDir {
         let mut record = AuditRecord::default();
         let values = match &plaintext {
             Some(tree) => {
-                let written = unlocked.merge(tree)?;
-                record.changes = unlocked.audit_changes_for(tree, "adopt")?;
-                written
+                record.changes = unlocked.merge(tree, "adopt", &NoProgress)?;
+                record.changes.len()
             }
             None => 0,
         };
@@ -691,6 +729,14 @@ impl VaultDir {
     }
 }
 
+/// A rekeyed vault to commit.
+struct RekeyCommit<'c> {
+    bytes: &'c [u8],
+    generations: (u64, u64),
+    report: &'c RekeyReport,
+    new_salt: Option<&'c Salt>,
+}
+
 /// Parses `vault.yml` bytes into an encrypted vault, with the error a user
 /// needs: plaintext (adopt it), newer format (upgrade) or corrupt (exit 5).
 pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, VaultError> {
@@ -717,11 +763,7 @@ pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, Va
 /// runvault values (storing ciphertext as a value would hide the mistake).
 pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
     if format::contains_sealed_value(&doc) {
-        return Err(VaultError::Usage(format!(
-            "`{}` holds encrypted runvault values; import plaintext YAML \
-             (`runvault export` of the other vault), not a vault file",
-            file.display()
-        )));
+        return Err(crate::vault::plaintext::sealed_values(file));
     }
     value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
         file: file.to_path_buf(),

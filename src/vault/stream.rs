@@ -33,6 +33,7 @@ use crate::vault::format::{
 };
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::read::{Lookup, Selected, Wanted};
+use crate::vault::salt::Salt;
 use crate::vault::slots::{self, Credential, Opened};
 use crate::vault::store::VaultDir;
 use crate::vault::unlocked::open_sealed;
@@ -57,7 +58,7 @@ pub fn read(
     let read = open_then(dir, credential, |lines, header, opened| {
         let subkeys = Subkeys::derive(&opened.data_key);
         match stream_body(lines, header, &subkeys, &wants) {
-            Some(found) => select(&found, &wants, header, &subkeys, &vault_path).map(Some),
+            Some((found, _)) => select(&found, &wants, header, &subkeys, &vault_path).map(Some),
             None => Ok(None),
         }
     })?;
@@ -67,19 +68,44 @@ pub fn read(
     })
 }
 
-/// The start both streaming passes share (this reader and the writer in
-/// `vault::splice`): reads `vault.yml` and its matching salt, reads the
-/// header of a canonical file and opens a key slot (the one KDF run), then
-/// hands the lines after the header to `body`. `Err` when the file is not
-/// canonical or `body` answers `None`: then the tree reader decides, with
-/// the header and slot opened here if it got that far. A secret that opens
-/// no slot is reported only if the tree reader would take the file, so
-/// both give the same verdict.
+/// The start every streaming pass shares (this reader, `export`, and the
+/// writers in `vault::splice` and `vault::rekey`): reads `vault.yml` and
+/// its matching salt, reads the header of a canonical file and opens a key
+/// slot (the one KDF run), then hands the lines after the header to
+/// `body`. `Err` when the file is not canonical or `body` answers `None`:
+/// then the tree reader decides, with the header and slot opened here if
+/// it got that far. A secret that opens no slot is reported only if the
+/// tree reader would take the file, so both give the same verdict.
 pub(crate) fn open_then<R>(
     dir: &VaultDir,
     credential: &Credential,
     body: impl FnOnce(Lines<'_>, &Header, &Opened) -> Result<Option<R>, VaultError>,
 ) -> Result<Result<R, Option<(Header, Opened)>>, VaultError> {
+    let opened = open_then_any(
+        dir,
+        std::slice::from_ref(credential),
+        |lines, header, opened, _| body(lines, header, &opened.slot),
+    )?;
+    Ok(opened.map_err(|fallback| fallback.map(|(header, opened)| (header, opened.slot))))
+}
+
+/// A key slot opened by one of several credentials. No `Debug`: it holds
+/// keys.
+pub struct OpenedBy {
+    /// The slot.
+    pub slot: Opened,
+    /// Which credential opened it.
+    pub credential: usize,
+}
+
+/// [`open_then`] with several credentials: the first that opens a slot is
+/// used, as the tree writer of `rekey` does, and `body` also gets the salt
+/// that matches the file; if none opens one, the first error is reported.
+pub(crate) fn open_then_any<R>(
+    dir: &VaultDir,
+    credentials: &[Credential],
+    body: impl FnOnce(Lines<'_>, &Header, &OpenedBy, &Salt) -> Result<Option<R>, VaultError>,
+) -> Result<Result<R, Option<(Header, OpenedBy)>>, VaultError> {
     let vault_path = dir.vault_path();
     let loaded = dir.load_with(|bytes| {
         Ok(leading_header(&bytes).map(|header| {
@@ -98,10 +124,10 @@ pub(crate) fn open_then<R>(
     let Some(header) = read_header(&mut lines) else {
         return Ok(Err(None));
     };
-    let opened = match slots::unlock(&header, credential, &salt, &vault_path) {
-        Ok(opened) => opened,
-        // The tree reader parses the whole file before it tries a key; if it
-        // would refuse the file, its verdict comes first.
+    let opened = match slots::unlock_any(&header, credentials, &salt, &vault_path) {
+        Ok((slot, credential)) => OpenedBy { slot, credential },
+        // The tree reader parses the whole file before it tries a key; if
+        // it would refuse the file, its verdict comes first.
         Err(err) => {
             return match EncryptedVault::parse(&bytes) {
                 Ok(_) => Err(err),
@@ -109,7 +135,7 @@ pub(crate) fn open_then<R>(
             };
         }
     };
-    Ok(match body(lines, &header, &opened)? {
+    Ok(match body(lines, &header, &opened, &salt)? {
         Some(result) => Ok(result),
         None => Err(Some((header, opened))),
     })
@@ -196,7 +222,7 @@ fn stream_body<'t>(
     header: &Header,
     subkeys: &Subkeys,
     wants: &Wants<'_>,
-) -> Option<Found<'t>> {
+) -> Option<(Found<'t>, Counts)> {
     let mut mac = file_mac(&subkeys.mac, lines.len());
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
@@ -210,6 +236,7 @@ fn stream_body<'t>(
         mut mac,
         items,
         found,
+        values,
         ..
     } = visitor;
     items.finish(&mut mac);
@@ -221,7 +248,30 @@ fn stream_body<'t>(
     if !matches!(lines.peek(), Ok(None)) {
         return None;
     }
-    mac.verify(&header.mac).then_some(found)
+    let stored = history
+        .values()
+        .flatten()
+        .filter(|version| !version.is_tombstone())
+        .count() as u64;
+    mac.verify(&header.mac)
+        .then_some((found, Counts { values, stored }))
+}
+
+/// How many sealed values a canonical file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Current values (leaves of `secrets:`).
+    pub values: u64,
+    /// Stored old versions (removal markers not counted).
+    pub stored: u64,
+}
+
+/// Streams `secrets:` and `history:` through the MAC of a canonical file
+/// whose header was read: `None` unless the rest of the file is canonical
+/// and the MAC matches (nothing is decrypted).
+pub(crate) fn verify_body(lines: Lines<'_>, header: &Header, subkeys: &Subkeys) -> Option<Counts> {
+    let nothing = Wanted::default();
+    stream_body(lines, header, subkeys, &Wants::new(&nothing)).map(|(_, counts)| counts)
 }
 
 /// One wanted path.
@@ -290,6 +340,8 @@ struct SecretsVisitor<'t, 'w> {
     candidates: Vec<Vec<usize>>,
     root_kind: Option<&'static str>,
     found: Found<'t>,
+    /// Values seen.
+    values: u64,
 }
 
 impl<'t, 'w> SecretsVisitor<'t, 'w> {
@@ -304,6 +356,7 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
             steps: Vec::new(),
             candidates: vec![(0..count).collect()],
             root_kind: None,
+            values: 0,
             found: Found {
                 kinds: vec![None; count],
                 values: vec![None; count],
@@ -425,6 +478,7 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
             return Err("a value that is not sealed");
         }
         self.node_here("value");
+        self.values += 1;
         let depth = self.depth();
         self.items
             .item(&mut self.mac, b'V', depth, &self.encoded, Some(&text));

@@ -13,15 +13,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::progress::{NoProgress, Progress};
+use crate::core::progress::Progress;
 use crate::core::secret::{Key32, SecretBytes, constant_time_eq};
 use crate::vault::audit::AuditChange;
-use crate::vault::crypto::{self, KdfOverride, MacWriter, Subkeys, random_bytes};
+use crate::vault::crypto::{KdfOverride, KeyedMac, Subkeys, ValueCipher, random_bytes};
 use crate::vault::error::VaultError;
 use crate::vault::format::{
-    DEFAULT_KEEP, EncryptedVault, Header, History, Sealed, SlotKind, compute_mac,
+    DEFAULT_KEEP, EncryptedVault, Header, History, Sealed, SealedParts, SlotKind, compute_mac,
 };
 use crate::vault::path::{KeyPath, Segment};
+use crate::vault::rekey;
 use crate::vault::salt::Salt;
 use crate::vault::slots::{self, Credential};
 use crate::vault::tree::Tree;
@@ -434,67 +435,44 @@ impl UnlockedVault {
 
     /// Merges a plaintext tree: mappings merge key by key, values replace
     /// values, and a list replaces the list at its path whole (lists have no
-    /// keys to merge by). Returns the number of values written.
-    pub fn merge(&mut self, plain: &Tree<Plain>) -> Result<usize, VaultError> {
-        self.merge_with_progress(plain, &NoProgress)
-    }
-
-    /// [`UnlockedVault::merge`], telling `progress` of each value written.
-    pub fn merge_with_progress(
+    /// keys to merge by; the old items become stored versions followed by a
+    /// removal marker, as with `rm`, and the list keeps its place). Returns
+    /// the audit entry of every value written (`action`), in order, and
+    /// tells `progress` of each.
+    pub fn merge(
         &mut self,
         plain: &Tree<Plain>,
+        action: &'static str,
         progress: &dyn Progress,
-    ) -> Result<usize, VaultError> {
-        progress.begin(plain.leaf_count() as u64);
-        let mut written = 0;
-        self.merge_node(plain, &mut KeyPath::root(), &mut written, progress)?;
-        Ok(written)
-    }
-
-    fn merge_node(
-        &mut self,
-        node: &Tree<Plain>,
-        at: &mut KeyPath,
-        written: &mut usize,
-        progress: &dyn Progress,
-    ) -> Result<(), VaultError> {
-        match node {
-            Tree::Leaf(value) => {
-                self.set(at, value)?;
-                *written += 1;
-                progress.advance();
-            }
-            Tree::Map(map) => {
-                match self.vault.secrets.get(at) {
-                    Some(Tree::Map(_)) => {}
-                    None => {
-                        self.vault.secrets.place(at, Tree::empty_map())?;
-                    }
-                    Some(other) => return Err(kind_conflict(at, "mapping", other.kind_name())),
-                }
-                for (key, child) in map {
-                    at.push(Segment::Key(key.clone()));
-                    self.merge_node(child, at, written, progress)?;
-                    at.pop();
-                }
-            }
-            Tree::List(items) => {
-                match self.vault.secrets.get(at) {
-                    Some(Tree::List(_)) => {
-                        self.remove(at, false)?;
-                    }
-                    None => {}
-                    Some(other) => return Err(kind_conflict(at, "list", other.kind_name())),
-                }
-                self.vault.secrets.place(at, Tree::List(Vec::new()))?;
-                for (index, item) in items.iter().enumerate() {
-                    at.push(Segment::Index(index));
-                    self.merge_node(item, at, written, progress)?;
-                    at.pop();
-                }
-            }
-        }
-        Ok(())
+    ) -> Result<Vec<AuditChange>, VaultError> {
+        let Tree::Map(plain) = plain else {
+            unreachable!("a plaintext tree's root is a mapping")
+        };
+        let count = plain.values().map(Tree::leaf_count).sum::<usize>();
+        progress.begin(count as u64);
+        let audit_key = KeyedMac::new(&self.audit_key()?);
+        let UnlockedVault { vault, subkeys, .. } = self;
+        let EncryptedVault {
+            header,
+            secrets,
+            history,
+        } = vault;
+        let Tree::Map(target) = secrets else {
+            unreachable!("the secrets root is a mapping")
+        };
+        let mut merger = Merger {
+            enc: &subkeys.enc,
+            vault_id: &header.vault_id,
+            keep: header.keep,
+            history,
+            audit_key,
+            action,
+            time: now(),
+            progress,
+            changes: Vec::with_capacity(count),
+        };
+        merger.map(target, plain, &mut KeyPath::root())?;
+        Ok(merger.changes)
     }
 
     /// Removes the value or subtree at `path`, then mappings left empty by
@@ -681,131 +659,52 @@ impl UnlockedVault {
         old_salt: &Salt,
         plan: &RekeyPlan<'_>,
     ) -> Result<(UnlockedVault, RekeyReport), VaultError> {
-        let vault_id = self.vault.header.vault_id;
-        let salt = plan.new_salt.unwrap_or(old_salt);
-        let data_key = Key32::random();
-        let subkeys = Subkeys::derive(&data_key);
-        let mut new_slots = Vec::new();
-        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-        for slot in &self.vault.header.slots {
-            // The slot that opened the vault needs no second KDF run.
-            let reused = self
-                .unlocked_with
-                .as_ref()
-                .filter(|(id, _)| *id == slot.id)
-                .and_then(|(_, kek)| {
-                    let credential = plan.credentials.get(plan.unlocked_by?)?;
-                    Some((credential, Key32::from_bytes(*kek.expose())))
-                });
-            let opener = reused.or_else(|| {
-                plan.credentials.iter().find_map(|credential| {
-                    if let SlotKind::Passphrase(params) = &slot.kind {
-                        params.check().ok()?;
-                    }
-                    let kek = slots::kek_for(credential, &slot.kind, old_salt, &vault_id)?;
-                    slots::opens(slot, &kek, &vault_id).then_some((credential, kek))
-                })
-            });
-            let Some((credential, old_kek)) = opener else {
-                dropped.push(slot.id);
-                continue;
-            };
-            let kind = match &slot.kind {
-                SlotKind::Passphrase(current) if !plan.kdf.is_empty() => {
-                    let params = plan.kdf.apply(*current).map_err(|reason| {
-                        VaultError::Usage(format!(
-                            "invalid Argon2id parameters for slot {}: {reason}",
-                            slot.id
-                        ))
-                    })?;
-                    SlotKind::Passphrase(params)
-                }
-                kind => kind.clone(),
-            };
-            let kek = if kind == slot.kind && plan.new_salt.is_none() {
-                old_kek
-            } else {
-                slots::kek_for(credential, &kind, salt, &vault_id)
-                    .expect("same kind as the slot it opened")
-            };
-            new_slots.push(slots::wrap(
-                slot.id,
-                kind,
-                slot.created.clone(),
-                &kek,
-                &data_key,
-                &vault_id,
-            ));
-            kept.push(slot.id);
-        }
-        if !dropped.is_empty() && !plan.drop_others {
-            return Err(VaultError::SlotsNotOpened { ids: dropped });
-        }
-        if new_slots.is_empty() {
-            return Err(VaultError::Usage(
-                "rekey would leave no key slot; give the secret of at least one slot".into(),
-            ));
-        }
-        let audit_key = seal_audit_key(&subkeys, &vault_id, &self.audit_key()?);
-        let mut header = self.vault.header.clone();
-        header.salt_id = salt.id();
-        header.slots = new_slots;
-        header.audit_key = audit_key;
-        if let Some(keep) = plan.keep {
-            header.keep = keep;
-        }
-        let mut next = UnlockedVault {
-            vault: EncryptedVault {
-                header,
-                secrets: Tree::empty_map(),
-                history: History::new(),
-            },
-            data_key,
-            subkeys,
-            unlocked_with: None,
-            vault_path: self.vault_path.clone(),
-        };
+        let keys = rekey::new_keys(
+            &self.vault.header,
+            self.unlocked_with.as_ref().map(|(id, kek)| (*id, kek)),
+            &self.subkeys.enc,
+            &self.vault_path,
+            old_salt,
+            plan,
+        )?;
         let stored: usize = (self.vault.history.values())
             .map(|versions| versions.iter().filter(|v| !v.is_tombstone()).count())
             .sum();
         plan.progress
             .begin((self.vault.secrets.leaf_count() + stored) as u64);
-        let mut reencrypted = 0;
-        next.vault.secrets = self.vault.secrets.try_map(&mut |path, sealed| {
-            let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
-            let value = self.open_value(path, sealed)?;
-            reencrypted += 1;
-            plan.progress.advance();
-            Ok::<_, VaultError>(next.seal_value(path, &value, version, time))
-        })?;
-        for (path_text, versions) in &self.vault.history {
-            let path = KeyPath::parse(path_text)?;
-            let mut resealed = Vec::with_capacity(versions.len());
-            for sealed in versions {
-                if sealed.is_tombstone() {
-                    resealed.push(sealed.clone());
-                    continue;
-                }
-                let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
-                let value = self.open_value(&path, sealed)?;
-                resealed.push(next.seal_value(&path, &value, version, time));
-                reencrypted += 1;
-                plan.progress.advance();
-            }
-            next.vault.history.insert(path_text.clone(), resealed);
-        }
+        let mut resealer = rekey::Resealer {
+            old: &self.subkeys.enc,
+            new: &keys.subkeys.enc,
+            vault_id: &self.vault.header.vault_id,
+            vault_path: &self.vault_path,
+            progress: plan.progress,
+            count: 0,
+        };
+        let secrets = self
+            .vault
+            .secrets
+            .try_map(&mut |path, sealed| resealer.value(path, &sealed.0))?;
+        let history = resealer.history(&self.vault.history)?;
+        let reencrypted = resealer.count;
+        let mut next = UnlockedVault {
+            vault: EncryptedVault {
+                header: keys.header,
+                secrets,
+                history,
+            },
+            data_key: keys.data_key,
+            subkeys: keys.subkeys,
+            unlocked_with: None,
+            vault_path: self.vault_path.clone(),
+        };
         if plan.keep.is_some() {
             next.prune_all();
         }
         Ok((
             next,
             RekeyReport {
-                kept,
-                dropped: if plan.drop_others {
-                    dropped
-                } else {
-                    Vec::new()
-                },
+                kept: keys.kept,
+                dropped: keys.dropped,
                 reencrypted,
             },
         ))
@@ -822,7 +721,7 @@ impl UnlockedVault {
     /// audit key over the encoded path and the tagged plaintext. It proves
     /// which value was set without revealing it.
     pub fn audit_hmac(&self, path: &KeyPath, value: &Plain) -> Result<String, VaultError> {
-        Ok(value_hmac(&self.audit_key()?, path, value))
+        Ok(value_hmac(&KeyedMac::new(&self.audit_key()?), path, value))
     }
 
     /// The audit entry for `path` after a change: its current version and
@@ -848,30 +747,6 @@ impl UnlockedVault {
             hmac,
             action,
         })
-    }
-
-    /// Audit entries for every value of a plaintext tree just merged.
-    pub fn audit_changes_for(
-        &self,
-        plain: &Tree<Plain>,
-        action: &'static str,
-    ) -> Result<Vec<AuditChange>, VaultError> {
-        let count = plain.leaf_count();
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        // One opening of the audit key for all of them.
-        let audit_key = self.audit_key()?;
-        let mut changes = Vec::with_capacity(count);
-        plain.for_each_leaf(&mut |path, value| {
-            changes.push(AuditChange {
-                path: path.to_string(),
-                version: Some(self.current_version(path)),
-                hmac: Some(value_hmac(&audit_key, path, value)),
-                action,
-            });
-        });
-        Ok(changes)
     }
 
     fn audit_key(&self) -> Result<Key32, VaultError> {
@@ -901,7 +776,8 @@ impl UnlockedVault {
         )
     }
 
-    fn open_value(&self, path: &KeyPath, sealed: &Sealed) -> Result<Plain, VaultError> {
+    /// Decrypts `sealed` as the value at `path` of this vault.
+    pub(crate) fn open_value(&self, path: &KeyPath, sealed: &Sealed) -> Result<Plain, VaultError> {
         open_sealed(
             &self.subkeys.enc,
             &self.vault.header.vault_id,
@@ -922,7 +798,15 @@ fn seal_with(subkeys: &Subkeys, mut vault: EncryptedVault) -> EncryptedVault {
 /// Associated data of a value: binds it to the vault, its version, its
 /// time and its path.
 fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
-    let mut aad = b"runvault/v1/value".to_vec();
+    const DOMAIN: &[u8] = b"runvault/v1/value";
+    let path_len: usize = (path.segments().iter())
+        .map(|segment| match segment {
+            Segment::Key(key) => 5 + key.len(),
+            Segment::Index(_) => 9,
+        })
+        .sum();
+    let mut aad = Vec::with_capacity(DOMAIN.len() + 16 + 4 + 8 + 4 + path_len);
+    aad.extend_from_slice(DOMAIN);
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(&version.to_be_bytes());
     aad.extend_from_slice(&time.to_be_bytes());
@@ -933,17 +817,17 @@ fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Ve
 /// Seals `value` as version `version` of `path`, set at `time`, in the
 /// vault `vault_id` under the value key `enc` (a fresh random nonce).
 pub fn seal_at(
-    enc: &Key32,
+    enc: &ValueCipher,
     vault_id: &[u8; 16],
     path: &KeyPath,
     value: &Plain,
     version: u32,
     time: u64,
 ) -> Sealed {
-    let blob = crypto::seal(
-        enc,
+    // The tagged plaintext (`Plain::to_tagged`), without a copy of it.
+    let blob = enc.seal_parts(
         &value_aad(vault_id, path, version, time),
-        value.to_tagged().expose(),
+        &[&[value.kind.tag()], value.bytes.expose()],
     );
     Sealed::new(version, time, &blob)
 }
@@ -975,20 +859,25 @@ pub fn prune(history: &mut History, key: &str, keep: u32, has_current: bool) {
 
 /// The audit HMAC of `value` at `path` under the audit key (see
 /// [`UnlockedVault::audit_hmac`]), in hex.
-pub fn value_hmac(audit_key: &Key32, path: &KeyPath, value: &Plain) -> String {
-    let mut mac = MacWriter::new(audit_key);
+pub fn value_hmac(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> String {
+    let mut mac = audit_key.start();
     let mut encoded = Vec::new();
     path.encode(&mut encoded);
     mac.bytes(b"runvault/v1/audit-value");
     mac.bytes(&encoded);
-    mac.bytes(value.to_tagged().expose());
+    // The tagged plaintext (`Plain::to_tagged`) as one field, without
+    // copying the value.
+    let value_bytes = value.bytes.expose();
+    mac.u64(1 + value_bytes.len() as u64);
+    mac.raw(&[value.kind.tag()]);
+    mac.raw(value_bytes);
     crate::vault::format::hex(&mac.finish())
 }
 
 /// Opens the sealed audit key of the vault `header` under the value key
 /// `enc`; a failure is reported as tampering in `vault_path`.
 pub fn open_audit_key(
-    enc: &Key32,
+    enc: &ValueCipher,
     header: &Header,
     vault_path: &Path,
 ) -> Result<Key32, VaultError> {
@@ -997,8 +886,9 @@ pub fn open_audit_key(
         path: vault_path.to_path_buf(),
     };
     let parts = header.audit_key.parts().ok_or_else(corrupt)?;
-    let bytes =
-        crypto::open(enc, &audit_key_aad(&header.vault_id), &parts.blob).ok_or_else(corrupt)?;
+    let bytes = enc
+        .open(&audit_key_aad(&header.vault_id), &parts.blob)
+        .ok_or_else(corrupt)?;
     let key: [u8; 32] = bytes.expose().try_into().map_err(|_| corrupt())?;
     Ok(Key32::from_bytes(key))
 }
@@ -1007,24 +897,197 @@ pub fn open_audit_key(
 /// value key `enc`; any mismatch (key, path, version, bytes) is reported as
 /// tampering with the value at `path` in `vault_path`.
 pub fn open_sealed(
-    enc: &Key32,
+    enc: &ValueCipher,
     vault_id: &[u8; 16],
     path: &KeyPath,
     sealed: &Sealed,
     vault_path: &Path,
 ) -> Result<Plain, VaultError> {
+    open_sealed_text(enc, vault_id, path, &sealed.0, vault_path)
+}
+
+/// [`open_sealed`] on the text of a sealed value as the file has it.
+pub fn open_sealed_text(
+    enc: &ValueCipher,
+    vault_id: &[u8; 16],
+    path: &KeyPath,
+    text: &str,
+    vault_path: &Path,
+) -> Result<Plain, VaultError> {
+    open_sealed_versioned(enc, vault_id, path, text, vault_path).map(|(plain, _, _)| plain)
+}
+
+/// [`open_sealed_text`], with the value's version and time.
+pub fn open_sealed_versioned(
+    enc: &ValueCipher,
+    vault_id: &[u8; 16],
+    path: &KeyPath,
+    text: &str,
+    vault_path: &Path,
+) -> Result<(Plain, u32, u64), VaultError> {
     let tampered = || VaultError::ValueTampered {
         key: path.to_string(),
         path: vault_path.to_path_buf(),
     };
-    let parts = sealed.parts().ok_or_else(tampered)?;
-    let tagged = crypto::open(
-        enc,
-        &value_aad(vault_id, path, parts.version, parts.time),
-        &parts.blob,
-    )
-    .ok_or_else(tampered)?;
-    Plain::from_tagged(&tagged).ok_or_else(tampered)
+    let parts = SealedParts::parse(text).ok_or_else(tampered)?;
+    let aad = value_aad(vault_id, path, parts.version, parts.time);
+    let tagged = enc.open_owned(&aad, parts.blob).ok_or_else(tampered)?;
+    let plain = Plain::from_tagged(tagged).ok_or_else(tampered)?;
+    Ok((plain, parts.version, parts.time))
+}
+
+/// A merge of plaintext into the secrets tree ([`UnlockedVault::merge`]):
+/// walks both trees together, so each value costs one look-up in its
+/// mapping, not a walk from the root.
+struct Merger<'m> {
+    enc: &'m ValueCipher,
+    vault_id: &'m [u8; 16],
+    keep: u32,
+    history: &'m mut History,
+    audit_key: KeyedMac,
+    action: &'static str,
+    /// When the values are set.
+    time: u64,
+    progress: &'m dyn Progress,
+    changes: Vec<AuditChange>,
+}
+
+impl Merger<'_> {
+    /// Merges the entries of `plain` into the mapping `target` at `at`.
+    fn map(
+        &mut self,
+        target: &mut indexmap::IndexMap<String, Tree<Sealed>>,
+        plain: &indexmap::IndexMap<String, Tree<Plain>>,
+        at: &mut KeyPath,
+    ) -> Result<(), VaultError> {
+        for (key, child) in plain {
+            at.push(Segment::Key(key.clone()));
+            match child {
+                Tree::Leaf(value) => {
+                    let previous = match target.get(key) {
+                        Some(Tree::Leaf(sealed)) => Some(sealed),
+                        Some(node) => {
+                            return Err(VaultError::NotAValue {
+                                key: at.to_string(),
+                                kind: node.kind_name(),
+                            });
+                        }
+                        None => None,
+                    };
+                    let sealed = self.value(at, previous, value);
+                    // An existing key keeps its place.
+                    target.insert(key.clone(), Tree::Leaf(sealed));
+                }
+                Tree::Map(entries) => {
+                    match target.entry(key.clone()).or_insert_with(Tree::empty_map) {
+                        Tree::Map(inner) => self.map(inner, entries, at)?,
+                        other => return Err(kind_conflict(at, "mapping", other.kind_name())),
+                    }
+                }
+                Tree::List(items) => {
+                    let list = target
+                        .entry(key.clone())
+                        .or_insert_with(|| Tree::List(Vec::new()));
+                    match list {
+                        Tree::List(old) => {
+                            self.retire(at, old);
+                            old.clear();
+                            self.list(old, items, at)?;
+                        }
+                        other => return Err(kind_conflict(at, "list", other.kind_name())),
+                    }
+                }
+            }
+            at.pop();
+        }
+        Ok(())
+    }
+
+    /// Fills the empty list `target` at `at` with the items of `plain`.
+    fn list(
+        &mut self,
+        target: &mut Vec<Tree<Sealed>>,
+        plain: &[Tree<Plain>],
+        at: &mut KeyPath,
+    ) -> Result<(), VaultError> {
+        for (index, item) in plain.iter().enumerate() {
+            at.push(Segment::Index(index));
+            target.push(match item {
+                Tree::Leaf(value) => Tree::Leaf(self.value(at, None, value)),
+                Tree::Map(entries) => {
+                    let mut inner = indexmap::IndexMap::with_capacity(entries.len());
+                    self.map(&mut inner, entries, at)?;
+                    Tree::Map(inner)
+                }
+                Tree::List(items) => {
+                    let mut inner = Vec::with_capacity(items.len());
+                    self.list(&mut inner, items, at)?;
+                    Tree::List(inner)
+                }
+            });
+            at.pop();
+        }
+        Ok(())
+    }
+
+    /// The sealed new version of the value at `at` (whose current value
+    /// is `previous`, which becomes a stored version), with its audit entry:
+    /// [`UnlockedVault::set_at`] without the walk to the path.
+    fn value(&mut self, at: &KeyPath, previous: Option<&Sealed>, value: &Plain) -> Sealed {
+        let current = previous
+            .and_then(Sealed::version_and_time)
+            .map_or(0, |(version, _)| version);
+        let key = (previous.is_some() || !self.history.is_empty()).then(|| at.to_string());
+        let version = key
+            .as_deref()
+            .map_or(current, |key| last_version(self.history, key, current))
+            .saturating_add(1);
+        let sealed = seal_at(self.enc, self.vault_id, at, value, version, self.time);
+        if let Some(key) = &key {
+            if let Some(previous) = previous {
+                self.history
+                    .entry(key.clone())
+                    .or_default()
+                    .push(previous.clone());
+            }
+            prune(self.history, key, self.keep, true);
+        }
+        self.changes.push(AuditChange {
+            path: key.unwrap_or_else(|| at.to_string()),
+            version: Some(version),
+            hmac: Some(value_hmac(&self.audit_key, at, value)),
+            action: self.action,
+        });
+        self.progress.advance();
+        sealed
+    }
+
+    /// Moves every value of the list `old` at `at` to the history, each
+    /// followed by a removal marker, as [`UnlockedVault::remove`] does.
+    fn retire(&mut self, at: &KeyPath, old: &[Tree<Sealed>]) {
+        for (index, item) in old.iter().enumerate() {
+            item.for_each_leaf(&mut |relative, sealed| {
+                let mut path = at.clone();
+                path.push(Segment::Index(index));
+                relative
+                    .segments()
+                    .iter()
+                    .for_each(|segment| path.push(segment.clone()));
+                let key = path.to_string();
+                self.history
+                    .entry(key.clone())
+                    .or_default()
+                    .push(sealed.clone());
+                prune(self.history, &key, self.keep, false);
+                let version = last_version(self.history, &key, 0).saturating_add(1);
+                self.history
+                    .entry(key.clone())
+                    .or_default()
+                    .push(Sealed::tombstone(version, self.time));
+                prune(self.history, &key, self.keep, false);
+            });
+        }
+    }
 }
 
 /// A list item's value that moves down one index when an earlier item is
@@ -1042,12 +1105,12 @@ fn audit_key_aad(vault_id: &[u8; 16]) -> Vec<u8> {
     aad
 }
 
-fn seal_audit_key(subkeys: &Subkeys, vault_id: &[u8; 16], audit_key: &Key32) -> Sealed {
+pub(crate) fn seal_audit_key(subkeys: &Subkeys, vault_id: &[u8; 16], audit_key: &Key32) -> Sealed {
     let bytes = SecretBytes::new(audit_key.expose().to_vec());
     Sealed::new(
         0,
         0,
-        &crypto::seal(&subkeys.enc, &audit_key_aad(vault_id), bytes.expose()),
+        &subkeys.enc.seal(&audit_key_aad(vault_id), bytes.expose()),
     )
 }
 
@@ -1075,6 +1138,7 @@ pub const fn default_keep() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::progress::NoProgress;
     use crate::core::secret::SecretBytes;
     use crate::vault::canonical;
     use crate::vault::crypto::KdfParams;
@@ -1156,7 +1220,7 @@ mod tests {
             let salt = Salt::generate();
             let path = Path::new("vault.yml");
             let mut vault = UnlockedVault::create(&[passphrase()], &salt, DEFAULT_KEEP, path);
-            vault.merge(&tree).unwrap();
+            vault.merge(&tree, "import", &NoProgress).unwrap();
             let bytes = vault.seal().to_canonical();
             let fast = canonical::parse(&bytes).expect("the fast reader takes canonical files");
             let doc: serde_yaml::Value = serde_yaml::from_slice(&bytes).expect("any YAML tool reads it");

@@ -115,15 +115,16 @@ impl Plain {
     }
 
     /// Parses tagged plaintext; `None` for an unknown tag or invalid text.
-    pub fn from_tagged(tagged: &SecretBytes) -> Option<Plain> {
-        let (&tag, rest) = tagged.expose().split_first()?;
-        let kind = ScalarKind::from_tag(tag)?;
-        if kind != ScalarKind::Bytes && std::str::from_utf8(rest).is_err() {
+    /// The tag byte is removed in place, so the value is not copied.
+    pub fn from_tagged(mut tagged: SecretBytes) -> Option<Plain> {
+        let kind = ScalarKind::from_tag(*tagged.expose().first()?)?;
+        if kind != ScalarKind::Bytes && std::str::from_utf8(&tagged.expose()[1..]).is_err() {
             return None;
         }
+        tagged.expose_mut().remove(0);
         Some(Plain {
             kind,
-            bytes: SecretBytes::new(rest.to_vec()),
+            bytes: tagged,
         })
     }
 
@@ -167,31 +168,6 @@ impl Plain {
     }
 }
 
-/// The plaintext YAML of a decrypted tree, in the shape of the hand-made
-/// vault: nested block mappings, typed scalars, strings double-quoted.
-pub fn render_tree_yaml(tree: &Tree<Plain>) -> Vec<u8> {
-    // Room for the usual line up front: fewer reallocations, each of which
-    // would leave a copy of the plaintext behind in freed memory.
-    let mut out = Vec::with_capacity(tree.leaf_count() * 64);
-    match tree {
-        Tree::Map(map) if map.is_empty() => out.extend_from_slice(b"{}\n"),
-        Tree::Map(map) => {
-            for (key, child) in map {
-                crate::vault::canonical::emit_key(key, &mut out);
-                out.push(b':');
-                crate::vault::canonical::emit_tree(
-                    child,
-                    2,
-                    &mut out,
-                    &mut |plain: &Plain, out: &mut Vec<u8>| plain.render_yaml(out),
-                );
-            }
-        }
-        _ => unreachable!("the secrets root is a mapping"),
-    }
-    out
-}
-
 /// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
 pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
@@ -223,15 +199,21 @@ pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
 /// `!!binary` tag is refused: serde_yaml resolves it to the plain base64
 /// text, which would silently store the wrong bytes.
 pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
-    if bytes.windows(8).any(|w| w == b"!!binary") {
-        return Err(
-            "the `!!binary` tag is not supported; write binary values as `!binary BASE64`".into(),
-        );
-    }
+    refuse_standard_binary_tag(bytes)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_yaml::Value::Null);
     }
     serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+}
+
+/// Refuses the standard `!!binary` tag (see [`parse_plain_yaml`]).
+pub fn refuse_standard_binary_tag(bytes: &[u8]) -> Result<(), String> {
+    if memchr::memmem::find(bytes, b"!!binary").is_some() {
+        return Err(
+            "the `!!binary` tag is not supported; write binary values as `!binary BASE64`".into(),
+        );
+    }
+    Ok(())
 }
 
 /// Converts a parsed plaintext YAML document into a tree of values. The top
@@ -250,35 +232,12 @@ pub fn tree_from_yaml(doc: serde_yaml::Value) -> Result<Tree<Plain>, PlainError>
 
 fn node_from_yaml(value: serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Plain>, PlainError> {
     use serde_yaml::Value;
-    if at.segments().len() > crate::vault::path::MAX_SEGMENTS {
-        return Err(PlainError::BadValue {
-            at: at.to_string(),
-            reason: format!(
-                "nested deeper than {} levels",
-                crate::vault::path::MAX_SEGMENTS
-            ),
-        });
-    }
-    let leaf = |kind, text: String| {
-        Ok(Tree::Leaf(Plain {
-            kind,
-            bytes: SecretBytes::from(text),
-        }))
-    };
+    check_depth(at)?;
     match value {
         Value::Mapping(map) => {
             let mut out = indexmap::IndexMap::with_capacity(map.len());
             for (key, child) in map {
-                let Value::String(key) = key else {
-                    return Err(PlainError::BadKey {
-                        at: at.to_string(),
-                        reason: format!("a {} key; quote it to make it a string", yaml_kind(&key)),
-                    });
-                };
-                validate_key(&key).map_err(|reason| PlainError::BadKey {
-                    at: at.to_string(),
-                    reason,
-                })?;
+                let key = string_key(key, at)?;
                 at.push(Segment::Key(key.clone()));
                 let node = node_from_yaml(child, at)?;
                 at.pop();
@@ -295,6 +254,53 @@ fn node_from_yaml(value: serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Pla
             }
             Ok(Tree::List(out))
         }
+        scalar => leaf_from_yaml(scalar, at),
+    }
+}
+
+/// Refuses a node nested deeper than paths may go.
+pub(crate) fn check_depth(at: &KeyPath) -> Result<(), PlainError> {
+    if at.segments().len() > crate::vault::path::MAX_SEGMENTS {
+        return Err(PlainError::BadValue {
+            at: at.to_string(),
+            reason: format!(
+                "nested deeper than {} levels",
+                crate::vault::path::MAX_SEGMENTS
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A mapping key of plaintext YAML at `at`, if it is a string a path can
+/// hold.
+pub(crate) fn string_key(key: serde_yaml::Value, at: &KeyPath) -> Result<String, PlainError> {
+    let serde_yaml::Value::String(key) = key else {
+        return Err(PlainError::BadKey {
+            at: at.to_string(),
+            reason: format!("a {} key; quote it to make it a string", yaml_kind(&key)),
+        });
+    };
+    validate_key(&key).map_err(|reason| PlainError::BadKey {
+        at: at.to_string(),
+        reason,
+    })?;
+    Ok(key)
+}
+
+/// The value of a YAML scalar (or tagged node) at `at`.
+pub(crate) fn leaf_from_yaml(
+    value: serde_yaml::Value,
+    at: &KeyPath,
+) -> Result<Tree<Plain>, PlainError> {
+    use serde_yaml::Value;
+    let leaf = |kind, text: String| {
+        Ok(Tree::Leaf(Plain {
+            kind,
+            bytes: SecretBytes::from(text),
+        }))
+    };
+    match value {
         Value::String(text) => leaf(ScalarKind::Str, text),
         Value::Bool(flag) => leaf(ScalarKind::Bool, flag.to_string()),
         Value::Null => leaf(ScalarKind::Null, String::new()),
@@ -324,10 +330,13 @@ fn node_from_yaml(value: serde_yaml::Value, at: &mut KeyPath) -> Result<Tree<Pla
             at: at.to_string(),
             reason: format!("tag `{}` is not supported", tagged.tag),
         }),
+        Value::Mapping(_) | Value::Sequence(_) => {
+            unreachable!("containers are read by the caller")
+        }
     }
 }
 
-fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
+pub(crate) fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
     use serde_yaml::Value;
     match value {
         Value::Null => "null",

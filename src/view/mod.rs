@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 
 use crate::core::exit::{self, ExitStatus};
 use crate::core::fs::{self, FsError, WriteMode};
-use crate::core::secret::SecretBytes;
 use crate::vault::format::hex;
 use crate::vault::salt::Salt;
-use crate::vault::{KeyPath, UnlockedVault, VaultError};
+use crate::vault::{KeyPath, UnlockedVault, VaultError, export};
 
 /// The host's list of views unless `--views-file` says otherwise.
 pub const DEFAULT_VIEWS_FILE: &str = "/etc/runvault/views";
@@ -128,9 +127,7 @@ pub fn refresh(
     fs::create_dir_with_mode(dir, 0o700)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(FsError::io("set the mode of", dir))?;
-    let plaintext = SecretBytes::new(crate::vault::value::render_tree_yaml(
-        &vault.decrypt_under(&KeyPath::root())?,
-    ));
+    let plaintext = export::render_vault(vault, &KeyPath::root(), export::Format::Yaml)?;
     let mode = WriteMode {
         new_file_mode: 0o600,
         refuse_open_target: false,

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runvault::core::fs::{WriteMode, write_atomic};
+use runvault::core::progress::NoProgress;
 use runvault::core::secret::{Key32, SecretBytes};
 use runvault::vault::crypto::{KdfParams, Subkeys, argon2id};
 use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, compute_mac};
@@ -64,7 +65,7 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
     let salt = Salt::generate();
     let vault_path = dir.join("vault.yml");
     let mut unlocked = UnlockedVault::create(&[credential()], &salt, DEFAULT_KEEP, &vault_path);
-    unlocked.merge(&services(n)).unwrap();
+    unlocked.merge(&services(n), "import", &NoProgress).unwrap();
     let bytes = unlocked.seal().to_canonical();
     std::fs::write(&vault_path, &bytes).unwrap();
     std::fs::write(dir.join("vault.salt"), salt.as_bytes()).unwrap();

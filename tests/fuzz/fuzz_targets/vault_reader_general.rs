@@ -9,7 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use runvault::vault::format::VaultFile;
 use runvault::vault::fuzzing::read_general;
-use runvault::vault::value::{parse_plain_yaml, render_tree_yaml, tree_from_yaml};
+use runvault::vault::export::render_tree_yaml;
+use runvault::vault::value::{parse_plain_yaml, tree_from_yaml};
 use runvault_fuzz::assert_writes_back;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,16 +21,17 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let rendered = render_tree_yaml(&tree);
-            let again = parse_plain_yaml(&rendered)
-                .map_err(|err| format!("{err}\n{}", String::from_utf8_lossy(&rendered)))
+            let rendered = rendered.expose();
+            let again = parse_plain_yaml(rendered)
+                .map_err(|err| format!("{err}\n{}", String::from_utf8_lossy(rendered)))
                 .expect("rendered values parse as YAML");
             let again = tree_from_yaml(again).unwrap_or_else(|err| {
-                panic!("{err}\n{}", String::from_utf8_lossy(&rendered));
+                panic!("{err}\n{}", String::from_utf8_lossy(rendered));
             });
             assert!(
                 again == tree,
                 "rendered values read back differently:\n{}",
-                String::from_utf8_lossy(&rendered)
+                String::from_utf8_lossy(rendered)
             );
         }
         Err(_) => {}
