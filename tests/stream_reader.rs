@@ -67,7 +67,7 @@ impl Fixture {
         let plain = texts
             .try_map(&mut |_, text| Ok::<_, ()>(Plain::text(text.clone().into_bytes())))
             .unwrap();
-        vault.merge(&plain, "import", &NoProgress).unwrap();
+        vault.merge(plain, "import", &NoProgress).unwrap();
         for (path, text) in updates {
             vault
                 .set(path, &Plain::text(text.clone().into_bytes()))

@@ -240,11 +240,9 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError
     let progress = crate::cli::output::Bar::new("importing");
     let progress_ref = &progress;
     let written = vault_dir(global).modify(&credential, "import", move |vault, _, record| {
-        record.changes = vault.merge(&tree, "import", progress_ref)?;
-        let written = record.changes.len();
-        // The plaintext is not needed for the commit: free it first.
-        drop(tree);
-        Ok(written)
+        // The plaintext is consumed: each value is freed once sealed.
+        record.changes = vault.merge(tree, "import", progress_ref)?;
+        Ok(record.changes.len())
     })?;
     drop(progress);
     status(format_args!(

@@ -21,11 +21,19 @@ pub struct AuditChange {
     /// Its new version (absent for removals).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
-    /// HMAC of the new value under the audit key (absent for removals).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hmac: Option<String>,
+    /// HMAC of the new value under the audit key (absent for removals),
+    /// written in hex. Kept as bytes: an import holds one per value.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hmac_hex")]
+    pub hmac: Option<[u8; 32]>,
     /// What happened to the path.
     pub action: &'static str,
+}
+
+fn hmac_hex<S: serde::Serializer>(hmac: &Option<[u8; 32]>, out: S) -> Result<S::Ok, S::Error> {
+    match hmac {
+        Some(bytes) => out.serialize_str(&crate::vault::format::hex(bytes)),
+        None => out.serialize_none(),
+    }
 }
 
 /// What a command reports about its change, filled in by the command.

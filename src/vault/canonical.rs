@@ -307,6 +307,15 @@ pub trait Visitor<'t> {
     fn leave(&mut self);
     /// A scalar at the current path (quotes and escapes resolved).
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<Self::Node, &'static str>;
+    /// The text after `KEY: ` or `- ` on a line, when it is not `{}` or
+    /// `[]`: by default a canonical scalar (a plain unsigned integer, a
+    /// sealed value or a double-quoted string) handed to
+    /// [`Visitor::scalar`]. A reader of another scalar syntax (plaintext
+    /// imports) takes the text itself.
+    fn inline(&mut self, text: &'t str) -> Result<Self::Node, &'static str> {
+        let text = scalar(text).ok_or("bad scalar")?;
+        self.scalar(text)
+    }
     /// `{}` at the current path.
     fn empty_map(&mut self) -> Result<Self::Node, &'static str>;
     /// `[]` at the current path.
@@ -495,10 +504,7 @@ pub fn node<'t, V: Visitor<'t>>(
         },
         Some("{}") => visitor.empty_map().map_err(fail),
         Some("[]") => visitor.empty_list().map_err(fail),
-        Some(text) => {
-            let text = scalar(text).ok_or(fail("bad scalar"))?;
-            visitor.scalar(text).map_err(fail)
-        }
+        Some(text) => visitor.inline(text).map_err(fail),
     }
 }
 
@@ -525,8 +531,7 @@ pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
 /// double-quoted string that consumes the whole text.
 fn scalar(text: &str) -> Option<Cow<'_, str>> {
     if text.starts_with('"') {
-        let (value, rest) = quoted(text)?;
-        return rest.is_empty().then_some(value);
+        return quoted_scalar(text);
     }
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
@@ -551,6 +556,13 @@ fn breaks_yaml(c: char) -> bool {
             c,
             '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}'
         )
+}
+
+/// A JSON-style double-quoted string that is the whole of `text`, with
+/// only the escapes the writer uses; `None` for anything else.
+pub fn quoted_scalar(text: &str) -> Option<Cow<'_, str>> {
+    let (value, rest) = quoted(text)?;
+    rest.is_empty().then_some(value)
 }
 
 /// Reads a JSON-style double-quoted string at the start of `text`; returns it

@@ -9,7 +9,8 @@
 //! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`export`]: every value under a prefix, decrypted and rendered.
-//! - [`plaintext`]: plaintext YAML read straight into values (`import`).
+//! - [`plaintext`], [`plain_block`]: plaintext YAML read straight into
+//!   values (`import`): the linear block-style reader, else serde_yaml.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`splice`]: the streaming writer of a one-path change (`set`).
@@ -27,6 +28,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod path;
+pub mod plain_block;
 pub mod plaintext;
 pub mod read;
 pub mod rekey;

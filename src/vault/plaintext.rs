@@ -1,5 +1,10 @@
 //! Plaintext YAML (an `import` file) read straight into a tree of values.
 //!
+//! A file in block style (what `export` writes, and what admins write by
+//! hand) is read by the linear reader of [`plain_block`], which takes only
+//! what it is sure to read as serde_yaml does; every other file, or one it
+//! is not sure of, by serde_yaml as follows.
+//!
 //! serde_yaml parses the file, and a serde visitor builds the tree of
 //! values as the parse goes, instead of a `serde_yaml::Value` document that
 //! is then converted ([`value::parse_plain_yaml`] and
@@ -31,14 +36,30 @@ use serde_yaml::value::{Tag, TaggedValue};
 use crate::vault::error::VaultError;
 use crate::vault::format::contains_sealed_value;
 use crate::vault::path::{KeyPath, Segment};
+use crate::vault::plain_block;
 use crate::vault::tree::Tree;
 use crate::vault::value::{
     self, Plain, PlainError, check_depth, leaf_from_yaml, string_key, yaml_kind,
 };
 
 /// Reads plaintext YAML into values, with the errors of an import: not
-/// YAML, sealed values in it, or values runvault cannot store.
+/// YAML, sealed values in it, or values runvault cannot store. A file in
+/// block style is read by the linear reader ([`plain_block`]); anything it
+/// is not sure of, by serde_yaml ([`read_general`]).
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
+    if value::refuse_standard_binary_tag(bytes).is_ok()
+        && let Some(tree) = plain_block::read(bytes)
+    {
+        tracing::debug!(file = %file.display(), "read the plaintext with the block reader");
+        return Ok(tree);
+    }
+    tracing::debug!(file = %file.display(), "read the plaintext with serde_yaml");
+    read_general(bytes, file)
+}
+
+/// [`read_plain_yaml`] with serde_yaml only (the reference the block
+/// reader is tested against).
+pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
     let bad_yaml = |message| VaultError::BadYaml {
         file: file.to_path_buf(),
         message,

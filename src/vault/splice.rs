@@ -37,7 +37,7 @@ use crate::vault::slots::{Credential, Opened};
 use crate::vault::store::VaultDir;
 use crate::vault::stream::{file_mac, open_then};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{last_version, open_audit_key, prune, seal_at, value_hmac};
+use crate::vault::unlocked::{last_version, open_audit_key, prune, seal_at, value_hmac_bytes};
 use crate::vault::value::Plain;
 
 /// A new value for one path.
@@ -173,7 +173,7 @@ fn splice_set(
         change: AuditChange {
             path: key,
             version: Some(change.version),
-            hmac: Some(value_hmac(
+            hmac: Some(value_hmac_bytes(
                 &KeyedMac::new(&audit_key),
                 edit.path,
                 edit.value,

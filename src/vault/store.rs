@@ -679,7 +679,7 @@ impl VaultDir {
             };
         let mut unlocked = UnlockedVault::create(&credentials, &salt, keep, &vault_path);
         let mut record = AuditRecord::default();
-        let values = match &plaintext {
+        let values = match plaintext {
             Some(tree) => {
                 record.changes = unlocked.merge(tree, "adopt", &NoProgress)?;
                 record.changes.len()
@@ -715,8 +715,9 @@ impl VaultDir {
                     };
                 }
             })?;
-        match (plaintext, old_plaintext) {
-            (Some(_), Some(old)) => {
+        // The old file was opened for wiping exactly when there was plaintext.
+        match old_plaintext {
+            Some(old) => {
                 let plaintext_linked_elsewhere = wipe_unlinked(old, &vault_path)?;
                 Ok(InitOutcome::Adopted {
                     values,
@@ -724,7 +725,7 @@ impl VaultDir {
                     plaintext_linked_elsewhere,
                 })
             }
-            _ => Ok(InitOutcome::Created { new_salt }),
+            None => Ok(InitOutcome::Created { new_salt }),
         }
     }
 }

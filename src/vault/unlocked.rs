@@ -438,10 +438,11 @@ impl UnlockedVault {
     /// keys to merge by; the old items become stored versions followed by a
     /// removal marker, as with `rm`, and the list keeps its place). Returns
     /// the audit entry of every value written (`action`), in order, and
-    /// tells `progress` of each.
+    /// tells `progress` of each. The plaintext is consumed: each value is
+    /// freed (and wiped) once sealed.
     pub fn merge(
         &mut self,
-        plain: &Tree<Plain>,
+        plain: Tree<Plain>,
         action: &'static str,
         progress: &dyn Progress,
     ) -> Result<Vec<AuditChange>, VaultError> {
@@ -736,7 +737,11 @@ impl UnlockedVault {
                 let value = self.get(path)?;
                 (
                     Some(self.current_version(path)),
-                    Some(self.audit_hmac(path, &value)?),
+                    Some(value_hmac_bytes(
+                        &KeyedMac::new(&self.audit_key()?),
+                        path,
+                        &value,
+                    )),
                 )
             }
             _ => (None, None),
@@ -860,6 +865,11 @@ pub fn prune(history: &mut History, key: &str, keep: u32, has_current: bool) {
 /// The audit HMAC of `value` at `path` under the audit key (see
 /// [`UnlockedVault::audit_hmac`]), in hex.
 pub fn value_hmac(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> String {
+    crate::vault::format::hex(&value_hmac_bytes(audit_key, path, value))
+}
+
+/// [`value_hmac`] as bytes (how audit entries keep it until written).
+pub fn value_hmac_bytes(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> [u8; 32] {
     let mut mac = audit_key.start();
     let mut encoded = Vec::new();
     path.encode(&mut encoded);
@@ -871,7 +881,7 @@ pub fn value_hmac(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> String
     mac.u64(1 + value_bytes.len() as u64);
     mac.raw(&[value.kind.tag()]);
     mac.raw(value_bytes);
-    crate::vault::format::hex(&mac.finish())
+    mac.finish()
 }
 
 /// Opens the sealed audit key of the vault `header` under the value key
@@ -953,18 +963,19 @@ struct Merger<'m> {
 }
 
 impl Merger<'_> {
-    /// Merges the entries of `plain` into the mapping `target` at `at`.
+    /// Merges the entries of `plain` into the mapping `target` at `at`,
+    /// freeing each plaintext value once it is sealed.
     fn map(
         &mut self,
         target: &mut indexmap::IndexMap<String, Tree<Sealed>>,
-        plain: &indexmap::IndexMap<String, Tree<Plain>>,
+        plain: indexmap::IndexMap<String, Tree<Plain>>,
         at: &mut KeyPath,
     ) -> Result<(), VaultError> {
         for (key, child) in plain {
             at.push(Segment::Key(key.clone()));
             match child {
                 Tree::Leaf(value) => {
-                    let previous = match target.get(key) {
+                    let previous = match target.get(&key) {
                         Some(Tree::Leaf(sealed)) => Some(sealed),
                         Some(node) => {
                             return Err(VaultError::NotAValue {
@@ -974,21 +985,16 @@ impl Merger<'_> {
                         }
                         None => None,
                     };
-                    let sealed = self.value(at, previous, value);
+                    let sealed = self.value(at, previous, &value);
                     // An existing key keeps its place.
-                    target.insert(key.clone(), Tree::Leaf(sealed));
+                    target.insert(key, Tree::Leaf(sealed));
                 }
-                Tree::Map(entries) => {
-                    match target.entry(key.clone()).or_insert_with(Tree::empty_map) {
-                        Tree::Map(inner) => self.map(inner, entries, at)?,
-                        other => return Err(kind_conflict(at, "mapping", other.kind_name())),
-                    }
-                }
+                Tree::Map(entries) => match target.entry(key).or_insert_with(Tree::empty_map) {
+                    Tree::Map(inner) => self.map(inner, entries, at)?,
+                    other => return Err(kind_conflict(at, "mapping", other.kind_name())),
+                },
                 Tree::List(items) => {
-                    let list = target
-                        .entry(key.clone())
-                        .or_insert_with(|| Tree::List(Vec::new()));
-                    match list {
+                    match target.entry(key).or_insert_with(|| Tree::List(Vec::new())) {
                         Tree::List(old) => {
                             self.retire(at, old);
                             old.clear();
@@ -1007,13 +1013,13 @@ impl Merger<'_> {
     fn list(
         &mut self,
         target: &mut Vec<Tree<Sealed>>,
-        plain: &[Tree<Plain>],
+        plain: Vec<Tree<Plain>>,
         at: &mut KeyPath,
     ) -> Result<(), VaultError> {
-        for (index, item) in plain.iter().enumerate() {
+        for (index, item) in plain.into_iter().enumerate() {
             at.push(Segment::Index(index));
             target.push(match item {
-                Tree::Leaf(value) => Tree::Leaf(self.value(at, None, value)),
+                Tree::Leaf(value) => Tree::Leaf(self.value(at, None, &value)),
                 Tree::Map(entries) => {
                     let mut inner = indexmap::IndexMap::with_capacity(entries.len());
                     self.map(&mut inner, entries, at)?;
@@ -1055,7 +1061,7 @@ impl Merger<'_> {
         self.changes.push(AuditChange {
             path: key.unwrap_or_else(|| at.to_string()),
             version: Some(version),
-            hmac: Some(value_hmac(&self.audit_key, at, value)),
+            hmac: Some(value_hmac_bytes(&self.audit_key, at, value)),
             action: self.action,
         });
         self.progress.advance();
@@ -1220,7 +1226,7 @@ mod tests {
             let salt = Salt::generate();
             let path = Path::new("vault.yml");
             let mut vault = UnlockedVault::create(&[passphrase()], &salt, DEFAULT_KEEP, path);
-            vault.merge(&tree, "import", &NoProgress).unwrap();
+            vault.merge(tree.clone(), "import", &NoProgress).unwrap();
             let bytes = vault.seal().to_canonical();
             let fast = canonical::parse(&bytes).expect("the fast reader takes canonical files");
             let doc: serde_yaml::Value = serde_yaml::from_slice(&bytes).expect("any YAML tool reads it");

@@ -65,7 +65,7 @@ fn measure(n: usize, dir: &Path, budget: Duration) -> Row {
     let salt = Salt::generate();
     let vault_path = dir.join("vault.yml");
     let mut unlocked = UnlockedVault::create(&[credential()], &salt, DEFAULT_KEEP, &vault_path);
-    unlocked.merge(&services(n), "import", &NoProgress).unwrap();
+    unlocked.merge(services(n), "import", &NoProgress).unwrap();
     let bytes = unlocked.seal().to_canonical();
     std::fs::write(&vault_path, &bytes).unwrap();
     std::fs::write(dir.join("vault.salt"), salt.as_bytes()).unwrap();

@@ -2,7 +2,9 @@
 //! encrypted vault it takes is written back in the canonical layout that
 //! the fast reader takes as the same vault; a plaintext document that
 //! converts to values (adopting a hand-made vault, `import`) is rendered
-//! (`export`) into YAML that converts back to the same values.
+//! (`export`) into YAML that converts back to the same values; and every
+//! file the linear block reader of plaintext takes (`import`), serde_yaml
+//! reads as the same values.
 
 #![no_main]
 
@@ -10,10 +12,18 @@ use libfuzzer_sys::fuzz_target;
 use runvault::vault::format::VaultFile;
 use runvault::vault::fuzzing::read_general;
 use runvault::vault::export::render_tree_yaml;
+use runvault::vault::plain_block;
+use runvault::vault::plaintext;
 use runvault::vault::value::{parse_plain_yaml, tree_from_yaml};
 use runvault_fuzz::assert_writes_back;
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(fast) = plain_block::read(data) {
+        let general = plaintext::read_general(data, std::path::Path::new("in.yml"))
+            .map_err(|err| format!("{err}"))
+            .expect("serde_yaml reads what the block reader takes");
+        assert!(general == fast, "the block reader and serde_yaml differ");
+    }
     match read_general(data) {
         Ok(VaultFile::Encrypted(vault)) => assert_writes_back(&vault),
         Ok(VaultFile::Plaintext(doc)) => {
