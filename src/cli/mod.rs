@@ -16,8 +16,6 @@ mod view_cmds;
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::Parser;
-
 pub use args::{Cli, Command, GlobalArgs};
 
 use crate::core::exit::{self, CommandError};
@@ -37,7 +35,7 @@ where
         );
         return exit::OTHER;
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -58,6 +56,21 @@ where
     };
     report_kdf_runs();
     code
+}
+
+/// Parses the arguments. clap's command tree (every subcommand and
+/// option) is built for the parse and then left to the process's exit
+/// instead of being taken apart: its teardown cost as much as the parse,
+/// on every job's `get` and `exec`.
+fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = std::mem::ManuallyDrop::new(Cli::command());
+    let matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
 }
 
 /// Writes generated help (completions, man page) to stdout.

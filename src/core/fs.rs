@@ -327,8 +327,19 @@ pub fn is_temp_file_name(name: &str) -> bool {
 /// Creates a directory (and missing parents) with the given mode for the
 /// directory itself; an existing directory is left as it is.
 pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<(), FsError> {
+    match create_dir_unsynced(dir, mode)? {
+        Some(parent) => sync_dir(&parent),
+        None => Ok(()),
+    }
+}
+
+/// [`create_dir_with_mode`] without the sync of the parent directory:
+/// returns the parent to sync if the directory was created, so a caller
+/// can sync it beside its other writes (it must, before reporting
+/// success).
+pub fn create_dir_unsynced(dir: &Path, mode: u32) -> Result<Option<PathBuf>, FsError> {
     match std::fs::symlink_metadata(dir) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(meta) if meta.is_dir() => return Ok(None),
         Ok(_) => {
             return Err(FsError::Io {
                 action: "use as a directory",
@@ -350,10 +361,10 @@ pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<(), FsError> {
     // The umask may have narrowed the mode; set it exactly.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         .map_err(FsError::io("set the mode of", dir))?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    Ok(dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf))
 }
 
 /// Creates a new file that must not exist yet (`O_EXCL`), with `mode`,

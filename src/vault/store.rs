@@ -492,9 +492,9 @@ impl VaultDir {
     /// written and synced: both are durable before the rename, as with
     /// [`VaultDir::audited_commit`], in the time of the slower. `first`, if
     /// given, runs on a third thread and must succeed before the rename too
-    /// (init's new salt, which the new vault needs). If the audit line or
-    /// `first` fails, nothing is renamed; if anything fails after the line
-    /// was written, an `aborted` line follows.
+    /// (init's new salt, which the new vault needs, and its new directory's
+    /// entry). If the audit line or `first` fails, nothing is renamed; if
+    /// anything fails after the line was written, an `aborted` line follows.
     fn audited_write(
         &self,
         command: &str,
@@ -639,7 +639,8 @@ impl VaultDir {
             return Ok(InitOutcome::AlreadyEncrypted);
         }
         let credentials = credentials()?;
-        fs::create_dir_with_mode(&self.dir, 0o700)?;
+        // The new directory's entry is synced beside the other writes below.
+        let new_dir_parent = fs::create_dir_unsynced(&self.dir, 0o700)?;
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
@@ -698,10 +699,24 @@ impl VaultDir {
         // side by side; the salt is in place and durable before the vault
         // that needs it is renamed.
         let salt_path = self.salt_path();
-        let write_salt = || fs::write_atomic(&salt_path, salt.as_bytes(), mode);
+        let first_writes = || {
+            std::thread::scope(|scope| {
+                let parent = new_dir_parent
+                    .as_deref()
+                    .map(|parent| scope.spawn(move || fs::sync_dir(parent)));
+                if new_salt {
+                    fs::write_atomic(&salt_path, salt.as_bytes(), mode)?;
+                }
+                match parent {
+                    Some(synced) => synced.join().expect("a directory sync does not panic"),
+                    None => Ok(()),
+                }
+            })
+        };
         let generations = (0, sealed.header.generation);
         let canonical = sealed.to_canonical();
-        let first = new_salt.then_some(&write_salt as &(dyn Fn() -> Result<(), FsError> + Sync));
+        let first = (new_salt || new_dir_parent.is_some())
+            .then_some(&first_writes as &(dyn Fn() -> Result<(), FsError> + Sync));
         self.audited_write("init", generations, &record, &canonical, mode, first)
             .inspect_err(|_| {
                 // Put the old salt back, so a failed init changes nothing.
