@@ -7,7 +7,7 @@
 #
 # Environment: BENCH_DIR (scratch, default /tmp/runvault-bench; holds the
 # data, the JSON of every hyperfine run and results.tsv), CARGO_TARGET_DIR,
-# BEFORE_RV (an earlier runvault binary to compare get/set/exec with).
+# BEFORE_RV (an earlier runvault binary measured beside this one).
 # Peers are measured when installed: age and ansible-vault
 # (`apt-get install age ansible-core`), rops (`cargo install rops-cli`).
 # Prints one markdown table per N (mean ms ± stddev, peak RSS in MiB).
@@ -39,7 +39,7 @@ hf() {
   mkdir -p "$WORK/json"
   hyperfine --style none "${args[@]}" --export-json "$json" "$@" >/dev/null 2>>"$WORK/hyperfine.log"
   jq -r --arg t "$tool" --arg n "$n" --arg o "$op" \
-    '.results[0] | [$n, $t, $o, (.mean*1000), ((.stddev // 0)*1000)] | @tsv' "$json" >>"$RESULTS"
+    '.results[0] | [$n, $t, $o, (.mean*1000), ((.stddev // 0)*1000), (.median*1000), (.min*1000)] | @tsv' "$json" >>"$RESULTS"
   printf '  %-22s %-8s %8.2f ms\n' "$tool" "$op" "$(tail -1 "$RESULTS" | cut -f4)" >&2
 }
 
@@ -49,14 +49,15 @@ mem() {
   shift 3
   local kib
   kib=$(/usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1)
-  printf '%s\t%s\tmem:%s\t%s\t0\n' "$n" "$tool" "$op" "$((kib / 1024))" >>"$RESULTS"
+  printf '%s\t%s\tmem:%s\t%s\t0\t0\t0\n' "$n" "$tool" "$op" "$((kib / 1024))" >>"$RESULTS"
 }
 
 runs_for() { # hyperfine run counts by size and cost
   local n=$1 slow=${2:-0}
-  if ((n >= 100000 || slow)); then echo "--warmup 1 --runs 3"
-  elif ((n >= 10000)); then echo "--warmup 2 --runs 10"
-  else echo "--warmup 3 --min-runs 20"; fi
+  if ((slow)); then echo "--warmup 1 --runs 3"
+  elif ((n >= 100000)); then echo "--warmup 1 --runs 5"
+  elif ((n >= 10000)); then echo "--warmup 2 --runs 15"
+  else echo "--warmup 5 --min-runs 40"; fi
 }
 
 for N in "${NS[@]}"; do
@@ -99,19 +100,31 @@ for N in "${NS[@]}"; do
       mem "$tool" "$N" get "${RVX[@]}" get "$GET"
       mem "$tool" "$N" set "${RVX[@]}" set "$GET" --from-file "$D/value.txt"
       mem "$tool" "$N" export "${RVX[@]}" export
+      mem "$tool" "$N" rekey "${RVX[@]}" rekey
+      rm -rf "$D/fresh" && "${FRESH[@]}" init 2>/dev/null
+      mem "$tool" "$N" import "${FRESH[@]}" import "$D/services.yml"
     fi
   done
 
   # --- an earlier runvault build on the same vault (BEFORE_RV=path) --------
   if [[ -n ${BEFORE_RV:-} ]]; then
     B=("$BEFORE_RV" --dir "$D/vault-before" --key-file "$D/key")
+    BF=("$BEFORE_RV" --dir "$D/fresh-before" --key-file "$D/key")
     "${B[@]}" init 2>/dev/null && "${B[@]}" import "$D/services.yml" 2>/dev/null
+    hf "runvault before (key file)" "$N" init+import "${FAST[@]}" --prepare "rm -rf $D/fresh-before" -- \
+      "${BF[*]} init && ${BF[*]} import $D/services.yml"
     hf "runvault before (key file)" "$N" set "${FAST[@]}" -N -- "${B[*]} set $GET --from-file $D/value.txt"
     hf "runvault before (key file)" "$N" get "${FAST[@]}" -N -- "${B[*]} get $GET"
     for i in "${!REFS[@]}"; do export "BENCH_REF_$i=DATAOPS_VAULT(${REFS[$i]}.PASSWORD)"; done
     hf "runvault before (key file)" "$N" exec20 "${FAST[@]}" -N -- "${B[*]} exec -- /bin/true"
     for i in "${!REFS[@]}"; do unset "BENCH_REF_$i"; done
+    hf "runvault before (key file)" "$N" export "${FAST[@]}" -N -- "${B[*]} export"
+    hf "runvault before (key file)" "$N" rekey "${FAST[@]}" -N -- "${B[*]} rekey"
     mem "runvault before (key file)" "$N" get "${B[@]}" get "$GET"
+    mem "runvault before (key file)" "$N" export "${B[@]}" export
+    mem "runvault before (key file)" "$N" rekey "${B[@]}" rekey
+    rm -rf "$D/fresh-before" && "${BF[@]}" init 2>/dev/null
+    mem "runvault before (key file)" "$N" import "${BF[@]}" import "$D/services.yml"
   fi
 
   # awk helpers over the plaintext YAML (what a shell user would write)
