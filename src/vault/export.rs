@@ -32,11 +32,10 @@ use crate::core::secret::SecretBytes;
 use crate::vault::canonical::{self, Visitor};
 use crate::vault::crypto::{Subkeys, ValueCipher};
 use crate::vault::error::VaultError;
-use crate::vault::format::{self, SECRETS_KEY};
 use crate::vault::path::{KeyPath, Segment};
 use crate::vault::slots::Credential;
 use crate::vault::store::VaultDir;
-use crate::vault::stream::{open_then, verify_body};
+use crate::vault::stream::{open_then, verify_body, walk_secrets};
 use crate::vault::tree::Tree;
 use crate::vault::unlocked::{UnlockedVault, open_sealed_text};
 use crate::vault::value::{Plain, ScalarKind, quote_json_string};
@@ -78,17 +77,7 @@ pub fn export(
             failure: None,
         };
         let mut lines = lines;
-        let Some(number) = lines.peek().ok().flatten().map(|line| line.number) else {
-            return Ok(None);
-        };
-        let Ok(inline) = format::section(&mut lines, SECRETS_KEY) else {
-            return Ok(None);
-        };
-        let walked = canonical::node(&mut lines, 0, number, inline, &mut visitor);
-        if let Some(err) = visitor.failure {
-            return Err(err);
-        }
-        if walked.is_err() {
+        if !walk_secrets(&mut lines, &mut visitor, |v| v.failure.take())? {
             return Ok(None);
         }
         visitor.exporter.finish().map(Some)

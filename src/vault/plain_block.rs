@@ -35,10 +35,9 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use indexmap::IndexMap;
 
 use crate::core::secret::SecretBytes;
-use crate::vault::canonical::{self, Lines, Visitor};
+use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
 use crate::vault::path::{MAX_SEGMENTS, validate_key};
 use crate::vault::tree::Tree;
 use crate::vault::value::{Plain, ScalarKind, leaf_from_yaml};
@@ -48,7 +47,10 @@ use crate::vault::value::{Plain, ScalarKind, leaf_from_yaml};
 pub fn read(bytes: &[u8]) -> Option<Tree<Plain>> {
     let mut lines = Lines::new(bytes).ok()?;
     lines.peek().ok()??;
-    let mut reader = BlockValues { depth: 0 };
+    let mut reader = BlockValues {
+        depth: 0,
+        tree: TreeBuilder(|_| Err("unused: every scalar is read by `inline`")),
+    };
     let tree = canonical::block(&mut lines, 0, &mut reader).ok()?;
     if !matches!(lines.peek(), Ok(None)) || !matches!(tree, Tree::Map(_)) {
         return None;
@@ -76,10 +78,13 @@ pub fn is_plain_string(text: &str) -> bool {
             .any(|word| word.eq_ignore_ascii_case(text))
 }
 
-/// Builds the tree of values while the grammar walks the file.
+/// Builds the tree of values while the grammar walks the file: the
+/// containers as the canonical tree builder builds them (a repeated key
+/// is refused there), the scalars here.
 struct BlockValues {
     /// Segments of the current path.
     depth: usize,
+    tree: TreeBuilder<fn(Cow<'_, str>) -> Result<Plain, &'static str>>,
 }
 
 impl BlockValues {
@@ -127,17 +132,19 @@ impl BlockValues {
     }
 }
 
+type Builder = TreeBuilder<fn(Cow<'_, str>) -> Result<Plain, &'static str>>;
+
 impl<'t> Visitor<'t> for BlockValues {
-    type Node = Tree<Plain>;
-    type Map = IndexMap<String, Tree<Plain>>;
-    type List = Vec<Tree<Plain>>;
+    type Node = <Builder as Visitor<'t>>::Node;
+    type Map = <Builder as Visitor<'t>>::Map;
+    type List = <Builder as Visitor<'t>>::List;
 
     fn begin_map(&mut self) -> Result<Self::Map, &'static str> {
-        Ok(IndexMap::new())
+        self.tree.begin_map()
     }
 
     fn begin_list(&mut self) -> Result<Self::List, &'static str> {
-        Ok(Vec::new())
+        self.tree.begin_list()
     }
 
     fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str> {
@@ -186,11 +193,11 @@ impl<'t> Visitor<'t> for BlockValues {
     }
 
     fn empty_map(&mut self) -> Result<Self::Node, &'static str> {
-        Ok(Tree::empty_map())
+        self.tree.empty_map()
     }
 
     fn empty_list(&mut self) -> Result<Self::Node, &'static str> {
-        Ok(Tree::List(Vec::new()))
+        self.tree.empty_list()
     }
 
     fn map_entry(
@@ -199,25 +206,19 @@ impl<'t> Visitor<'t> for BlockValues {
         key: Cow<'t, str>,
         node: Self::Node,
     ) -> Result<(), &'static str> {
-        match map.entry(key.into_owned()) {
-            indexmap::map::Entry::Occupied(_) => Err("a repeated key"),
-            indexmap::map::Entry::Vacant(slot) => {
-                slot.insert(node);
-                Ok(())
-            }
-        }
+        self.tree.map_entry(map, key, node)
     }
 
     fn end_map(&mut self, map: Self::Map) -> Self::Node {
-        Tree::Map(map)
+        self.tree.end_map(map)
     }
 
     fn list_item(&mut self, list: &mut Self::List, node: Self::Node) {
-        list.push(node);
+        self.tree.list_item(list, node);
     }
 
     fn end_list(&mut self, list: Self::List) -> Self::Node {
-        Tree::List(list)
+        self.tree.end_list(list)
     }
 }
 

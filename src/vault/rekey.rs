@@ -38,7 +38,7 @@ use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::salt::Salt;
 use crate::vault::slots;
 use crate::vault::store::VaultDir;
-use crate::vault::stream::{OpenedBy, file_mac, open_then_any, verify_body};
+use crate::vault::stream::{OpenedBy, file_mac, open_then_any, verify_body, walk_secrets};
 use crate::vault::unlocked::{
     RekeyPlan, RekeyReport, open_audit_key, open_sealed_versioned, seal_at, seal_audit_key,
 };
@@ -297,17 +297,7 @@ fn write_body(
     };
     rewriter.body.extend_from_slice(SECRETS_KEY.as_bytes());
     rewriter.body.push(b':');
-    let Some(number) = lines.peek().ok().flatten().map(|line| line.number) else {
-        return Ok(None);
-    };
-    let Ok(inline) = format::section(&mut lines, SECRETS_KEY) else {
-        return Ok(None);
-    };
-    let walked = canonical::node(&mut lines, 0, number, inline, &mut rewriter);
-    if let Some(err) = rewriter.failure {
-        return Err(err);
-    }
-    if walked.is_err() {
+    if !walk_secrets(&mut lines, &mut rewriter, |r| r.failure.take())? {
         return Ok(None);
     }
     let SecretsRewriter {

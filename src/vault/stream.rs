@@ -274,6 +274,29 @@ pub(crate) fn verify_body(lines: Lines<'_>, header: &Header, subkeys: &Subkeys) 
     stream_body(lines, header, subkeys, &Wants::new(&nothing)).map(|(_, counts)| counts)
 }
 
+/// Walks the `secrets:` section that `lines` is at with `visitor` (a
+/// streaming pass after the first: export, rekey), whose walk stops at an
+/// error it keeps and `failure` takes back: that error, or `Ok(false)` if
+/// the lines are not the canonical section (the tree reader decides then),
+/// or `Ok(true)` once walked.
+pub(crate) fn walk_secrets<'t, V: Visitor<'t>>(
+    lines: &mut Lines<'t>,
+    visitor: &mut V,
+    failure: impl FnOnce(&mut V) -> Option<VaultError>,
+) -> Result<bool, VaultError> {
+    let Some(number) = lines.peek().ok().flatten().map(|line| line.number) else {
+        return Ok(false);
+    };
+    let Ok(inline) = format::section(lines, SECRETS_KEY) else {
+        return Ok(false);
+    };
+    let walked = canonical::node(lines, 0, number, inline, visitor);
+    match failure(visitor) {
+        Some(err) => Err(err),
+        None => Ok(walked.is_ok()),
+    }
+}
+
 /// One wanted path.
 struct Want {
     path: KeyPath,
