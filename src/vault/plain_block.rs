@@ -78,13 +78,16 @@ pub fn is_plain_string(text: &str) -> bool {
             .any(|word| word.eq_ignore_ascii_case(text))
 }
 
+/// The canonical tree builder, for the containers of a tree of values.
+type Builder = TreeBuilder<fn(Cow<'_, str>) -> Result<Plain, &'static str>>;
+
 /// Builds the tree of values while the grammar walks the file: the
 /// containers as the canonical tree builder builds them (a repeated key
 /// is refused there), the scalars here.
 struct BlockValues {
     /// Segments of the current path.
     depth: usize,
-    tree: TreeBuilder<fn(Cow<'_, str>) -> Result<Plain, &'static str>>,
+    tree: Builder,
 }
 
 impl BlockValues {
@@ -131,8 +134,6 @@ impl BlockValues {
         }
     }
 }
-
-type Builder = TreeBuilder<fn(Cow<'_, str>) -> Result<Plain, &'static str>>;
 
 impl<'t> Visitor<'t> for BlockValues {
     type Node = <Builder as Visitor<'t>>::Node;
