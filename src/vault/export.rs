@@ -243,15 +243,6 @@ impl<'t> Visitor<'t> for StreamedValues<'_, '_> {
     }
 }
 
-/// Where the walk is relative to the prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// At the prefix or under it: rendered.
-    Inside,
-    /// On the way to the prefix: its containers are rendered.
-    OnTheWay,
-}
-
 /// The walker: follows a tree's nodes in order (every `enter_*` matched by
 /// a `leave`), keeps the part at, under or on the way to the prefix, and
 /// renders it.
@@ -287,14 +278,6 @@ impl<'p> Exporter<'p> {
             first: Vec::new(),
             env_names: HashMap::new(),
             unrepresentable: None,
-        }
-    }
-
-    fn place(&self) -> Place {
-        if self.depth() < self.prefix.segments().len() {
-            Place::OnTheWay
-        } else {
-            Place::Inside
         }
     }
 
@@ -458,7 +441,7 @@ impl<'p> Exporter<'p> {
             return Ok(());
         }
         self.node_here();
-        if self.place() == Place::OnTheWay {
+        if self.depth() < self.prefix.segments().len() {
             // The prefix goes on below a value: it is not in the vault.
             return Ok(());
         }

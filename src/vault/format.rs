@@ -156,12 +156,7 @@ impl Sealed {
 
     /// Version and time without decoding the payload.
     pub fn version_and_time(&self) -> Option<(u32, u64)> {
-        Sealed::version_and_time_of(&self.0)
-    }
-
-    /// [`Sealed::version_and_time`] of a sealed value's text.
-    pub fn version_and_time_of(text: &str) -> Option<(u32, u64)> {
-        let mut fields = text.strip_prefix("rv1:")?.splitn(3, ':');
+        let mut fields = self.0.strip_prefix("rv1:")?.splitn(3, ':');
         Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
     }
 

@@ -134,6 +134,18 @@ impl KeyPath {
     }
 }
 
+impl KeyPath {
+    /// The length of [`KeyPath::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        4 + (self.segments.iter())
+            .map(|segment| match segment {
+                Segment::Key(key) => 5 + key.len(),
+                Segment::Index(_) => 9,
+            })
+            .sum::<usize>()
+    }
+}
+
 /// Appends the encoding of one key segment (see [`KeyPath::encode`]), for
 /// readers that build a path's encoding step by step.
 pub fn encode_key(key: &str, out: &mut Vec<u8>) {

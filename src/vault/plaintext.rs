@@ -298,7 +298,7 @@ impl<'de> Visitor<'de> for Node<'_> {
         let reading = self.0;
         let mut entries = indexmap::IndexMap::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(key) = map.next_key::<Value>()? {
-            let key = match string_key(key.clone(), &reading.at) {
+            let key = match string_key(key, &reading.at) {
                 Ok(key) => key,
                 Err(problem) => {
                     reading.refuse(problem);

@@ -29,7 +29,7 @@ use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
 use crate::vault::error::VaultError;
 use crate::vault::format::{
-    self, EncryptedVault, HISTORY_KEY, Header, SECRETS_KEY, Sealed, TreeMac, read_header,
+    self, EncryptedVault, HISTORY_KEY, Header, History, SECRETS_KEY, Sealed, TreeMac, read_header,
 };
 use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
 use crate::vault::read::{Lookup, Selected, Wanted};
@@ -58,7 +58,7 @@ pub fn read(
     let read = open_then(dir, credential, |lines, header, opened| {
         let subkeys = Subkeys::derive(&opened.data_key);
         match stream_body(lines, header, &subkeys, &wants) {
-            Some((found, _)) => select(&found, &wants, header, &subkeys, &vault_path).map(Some),
+            Some((found, _, _)) => select(&found, &wants, header, &subkeys, &vault_path).map(Some),
             None => Ok(None),
         }
     })?;
@@ -216,13 +216,14 @@ struct Found<'t> {
 }
 
 /// Streams `secrets:` and `history:` through the MAC; `None` if the rest
-/// of the file is not the canonical layout or the MAC does not match.
+/// of the file is not the canonical layout or the MAC does not match. With
+/// what the wants found, the number of values and the history read.
 fn stream_body<'t>(
     mut lines: Lines<'t>,
     header: &Header,
     subkeys: &Subkeys,
     wants: &Wants<'_>,
-) -> Option<(Found<'t>, Counts)> {
+) -> Option<(Found<'t>, u64, History)> {
     let mut mac = file_mac(&subkeys.mac, lines.len());
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
@@ -248,13 +249,7 @@ fn stream_body<'t>(
     if !matches!(lines.peek(), Ok(None)) {
         return None;
     }
-    let stored = history
-        .values()
-        .flatten()
-        .filter(|version| !version.is_tombstone())
-        .count() as u64;
-    mac.verify(&header.mac)
-        .then_some((found, Counts { values, stored }))
+    mac.verify(&header.mac).then_some((found, values, history))
 }
 
 /// How many sealed values a canonical file holds.
@@ -271,7 +266,11 @@ pub(crate) struct Counts {
 /// and the MAC matches (nothing is decrypted).
 pub(crate) fn verify_body(lines: Lines<'_>, header: &Header, subkeys: &Subkeys) -> Option<Counts> {
     let nothing = Wanted::default();
-    stream_body(lines, header, subkeys, &Wants::new(&nothing)).map(|(_, counts)| counts)
+    let (_, values, history) = stream_body(lines, header, subkeys, &Wants::new(&nothing))?;
+    let stored = (history.values().flatten())
+        .filter(|version| !version.is_tombstone())
+        .count() as u64;
+    Some(Counts { values, stored })
 }
 
 /// Walks the `secrets:` section that `lines` is at with `visitor` (a

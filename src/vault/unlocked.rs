@@ -242,15 +242,6 @@ impl UnlockedVault {
         }
     }
 
-    /// The highest version `path` ever had (history included).
-    fn last_version(&self, path: &KeyPath) -> u32 {
-        last_version(
-            &self.vault.history,
-            &path.to_string(),
-            self.current_version(path),
-        )
-    }
-
     /// Creates or replaces the value at `path`; the replaced value becomes a
     /// stored version. Returns the new version.
     pub fn set(&mut self, path: &KeyPath, value: &Plain) -> Result<u32, VaultError> {
@@ -272,29 +263,15 @@ impl UnlockedVault {
             }
             None => None,
         };
-        let current = previous
-            .as_ref()
-            .and_then(Sealed::version_and_time)
-            .map_or(0, |(version, _)| version);
-        // The history is keyed by the path's text; a path with no value
-        // before, in a vault with no history (an import into a new vault),
-        // needs neither the text nor a look-up.
-        let key = (previous.is_some() || !self.vault.history.is_empty()).then(|| path.to_string());
-        let version = key
-            .as_deref()
-            .map_or(current, |key| {
-                last_version(&self.vault.history, key, current)
-            })
-            .saturating_add(1);
+        let (version, key) = next_version(&self.vault.history, path, previous.as_ref());
         let sealed = self.seal_value(path, value, version, time);
         self.vault.secrets.place(path, Tree::Leaf(sealed))?;
-        match (previous, key) {
-            (Some(previous), _) => self.push_history(path, previous),
-            // A path set again after `rm` may already hold `keep` versions;
-            // it has a current value now.
-            (None, Some(key)) => prune(&mut self.vault.history, &key, self.vault.header.keep, true),
-            (None, None) => {}
-        }
+        keep_replaced(
+            &mut self.vault.history,
+            self.vault.header.keep,
+            key.as_deref(),
+            previous,
+        );
         Ok(version)
     }
 
@@ -314,16 +291,6 @@ impl UnlockedVault {
             });
         }
         self.set(path, value)
-    }
-
-    fn push_history(&mut self, path: &KeyPath, sealed: Sealed) {
-        let key = path.to_string();
-        self.vault
-            .history
-            .entry(key.clone())
-            .or_default()
-            .push(sealed);
-        self.prune(&key);
     }
 
     /// Drops the oldest stored versions of one path beyond `keep` (the
@@ -511,9 +478,10 @@ impl UnlockedVault {
                 self.vault.history.shift_remove(&key);
                 continue;
             }
-            self.push_history(leaf_path, sealed.clone());
-            let version = self.last_version(leaf_path).saturating_add(1);
-            self.push_history(leaf_path, Sealed::tombstone(version, time));
+            // A later list item may have shifted into this index already.
+            let current = self.current_version(leaf_path);
+            let keep = self.vault.header.keep;
+            retire_value(&mut self.vault.history, keep, &key, sealed, current, time);
         }
         for leaf in shifted {
             let sealed = self.seal_value(&leaf.new_path, &leaf.value, leaf.version, leaf.time);
@@ -804,13 +772,7 @@ fn seal_with(subkeys: &Subkeys, mut vault: EncryptedVault) -> EncryptedVault {
 /// time and its path.
 fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
     const DOMAIN: &[u8] = b"runvault/v1/value";
-    let path_len: usize = (path.segments().iter())
-        .map(|segment| match segment {
-            Segment::Key(key) => 5 + key.len(),
-            Segment::Index(_) => 9,
-        })
-        .sum();
-    let mut aad = Vec::with_capacity(DOMAIN.len() + 16 + 4 + 8 + 4 + path_len);
+    let mut aad = Vec::with_capacity(DOMAIN.len() + 16 + 4 + 8 + path.encoded_len());
     aad.extend_from_slice(DOMAIN);
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(&version.to_be_bytes());
@@ -829,10 +791,9 @@ pub fn seal_at(
     version: u32,
     time: u64,
 ) -> Sealed {
-    // The tagged plaintext (`Plain::to_tagged`), without a copy of it.
     let blob = enc.seal_parts(
         &value_aad(vault_id, path, version, time),
-        &[&[value.kind.tag()], value.bytes.expose()],
+        &value.tagged_parts(),
     );
     Sealed::new(version, time, &blob)
 }
@@ -862,6 +823,64 @@ pub fn prune(history: &mut History, key: &str, keep: u32, has_current: bool) {
     }
 }
 
+/// The version a new value at `path` gets, whose current value is
+/// `previous`, and the path's text when the history is involved: a path
+/// with no value before, in a vault with no history (an import into a new
+/// vault), needs neither the text nor a look-up.
+fn next_version(
+    history: &History,
+    path: &KeyPath,
+    previous: Option<&Sealed>,
+) -> (u32, Option<String>) {
+    let current = previous
+        .and_then(Sealed::version_and_time)
+        .map_or(0, |(version, _)| version);
+    let key = (previous.is_some() || !history.is_empty()).then(|| path.to_string());
+    let version = key
+        .as_deref()
+        .map_or(current, |key| last_version(history, key, current))
+        .saturating_add(1);
+    (version, key)
+}
+
+/// Once a new value is in place at the path `key`: the value it replaced
+/// becomes a stored version, and the path keeps at most `keep` versions,
+/// the new one counting (a path set again after `rm` may already hold
+/// `keep`).
+fn keep_replaced(history: &mut History, keep: u32, key: Option<&str>, previous: Option<Sealed>) {
+    let Some(key) = key else { return };
+    if let Some(previous) = previous {
+        history.entry(key.to_string()).or_default().push(previous);
+    }
+    prune(history, key, keep, true);
+}
+
+/// The value `sealed` at the path `key` is removed: it becomes a stored
+/// version followed by a removal marker, one version after the newest the
+/// path had (`current` is its version now: a list item may have shifted
+/// into the index), and the path keeps at most `keep` versions.
+fn retire_value(
+    history: &mut History,
+    keep: u32,
+    key: &str,
+    sealed: &Sealed,
+    current: u32,
+    time: u64,
+) {
+    let has_current = current > 0;
+    history
+        .entry(key.to_string())
+        .or_default()
+        .push(sealed.clone());
+    prune(history, key, keep, has_current);
+    let version = last_version(history, key, current).saturating_add(1);
+    history
+        .entry(key.to_string())
+        .or_default()
+        .push(Sealed::tombstone(version, time));
+    prune(history, key, keep, has_current);
+}
+
 /// The audit HMAC of `value` at `path` under the audit key (see
 /// [`UnlockedVault::audit_hmac`]), in hex.
 pub fn value_hmac(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> String {
@@ -875,12 +894,10 @@ pub fn value_hmac_bytes(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> 
     path.encode(&mut encoded);
     mac.bytes(b"runvault/v1/audit-value");
     mac.bytes(&encoded);
-    // The tagged plaintext (`Plain::to_tagged`) as one field, without
-    // copying the value.
-    let value_bytes = value.bytes.expose();
-    mac.u64(1 + value_bytes.len() as u64);
-    mac.raw(&[value.kind.tag()]);
-    mac.raw(value_bytes);
+    // The tagged plaintext as one length-prefixed field.
+    let parts = value.tagged_parts();
+    mac.u64(parts.iter().map(|part| part.len() as u64).sum());
+    parts.iter().for_each(|part| mac.raw(part));
     mac.finish()
 }
 
@@ -1040,24 +1057,9 @@ impl Merger<'_> {
     /// is `previous`, which becomes a stored version), with its audit entry:
     /// [`UnlockedVault::set_at`] without the walk to the path.
     fn value(&mut self, at: &KeyPath, previous: Option<&Sealed>, value: &Plain) -> Sealed {
-        let current = previous
-            .and_then(Sealed::version_and_time)
-            .map_or(0, |(version, _)| version);
-        let key = (previous.is_some() || !self.history.is_empty()).then(|| at.to_string());
-        let version = key
-            .as_deref()
-            .map_or(current, |key| last_version(self.history, key, current))
-            .saturating_add(1);
+        let (version, key) = next_version(self.history, at, previous);
         let sealed = seal_at(self.enc, self.vault_id, at, value, version, self.time);
-        if let Some(key) = &key {
-            if let Some(previous) = previous {
-                self.history
-                    .entry(key.clone())
-                    .or_default()
-                    .push(previous.clone());
-            }
-            prune(self.history, key, self.keep, true);
-        }
+        keep_replaced(self.history, self.keep, key.as_deref(), previous.cloned());
         self.changes.push(AuditChange {
             path: key.unwrap_or_else(|| at.to_string()),
             version: Some(version),
@@ -1080,17 +1082,7 @@ impl Merger<'_> {
                     .iter()
                     .for_each(|segment| path.push(segment.clone()));
                 let key = path.to_string();
-                self.history
-                    .entry(key.clone())
-                    .or_default()
-                    .push(sealed.clone());
-                prune(self.history, &key, self.keep, false);
-                let version = last_version(self.history, &key, 0).saturating_add(1);
-                self.history
-                    .entry(key.clone())
-                    .or_default()
-                    .push(Sealed::tombstone(version, self.time));
-                prune(self.history, &key, self.keep, false);
+                retire_value(self.history, self.keep, &key, sealed, 0, self.time);
             });
         }
     }

@@ -31,13 +31,18 @@ pub enum ScalarKind {
 impl ScalarKind {
     /// The tag byte stored in front of the plaintext.
     pub fn tag(self) -> u8 {
+        self.tag_bytes()[0]
+    }
+
+    /// [`ScalarKind::tag`] as a one-byte slice.
+    pub fn tag_bytes(self) -> &'static [u8] {
         match self {
-            ScalarKind::Str => b's',
-            ScalarKind::Int => b'i',
-            ScalarKind::Float => b'f',
-            ScalarKind::Bool => b'b',
-            ScalarKind::Null => b'n',
-            ScalarKind::Bytes => b'x',
+            ScalarKind::Str => b"s",
+            ScalarKind::Int => b"i",
+            ScalarKind::Float => b"f",
+            ScalarKind::Bool => b"b",
+            ScalarKind::Null => b"n",
+            ScalarKind::Bytes => b"x",
         }
     }
 
@@ -106,12 +111,11 @@ impl Plain {
         }
     }
 
-    /// The tagged plaintext that is encrypted: kind tag, then the bytes.
-    pub fn to_tagged(&self) -> SecretBytes {
-        let mut out = Vec::with_capacity(self.bytes.len() + 1);
-        out.push(self.kind.tag());
-        out.extend_from_slice(self.bytes.expose());
-        SecretBytes::new(out)
+    /// The tagged plaintext that is encrypted (and that the audit HMAC
+    /// covers): the kind's tag byte, then the bytes, as two parts so that
+    /// the value is never copied to join them.
+    pub fn tagged_parts(&self) -> [&[u8]; 2] {
+        [self.kind.tag_bytes(), self.bytes.expose()]
     }
 
     /// Parses tagged plaintext; `None` for an unknown tag or invalid text.
