@@ -123,6 +123,45 @@ fn rm_is_recoverable_until_purged() {
     );
 }
 
+/// Found by `tests/stream_reader.rs`: removing the last key of a mapping
+/// that is a list item removed the item but left the later items sealed
+/// under their old indices, so they no longer decrypted.
+#[test]
+fn rm_of_the_last_key_in_a_list_item_shifts_the_list_and_keeps_it_readable() {
+    let host = key_host();
+    let file = host.root.path().join("hosts.yml");
+    std::fs::write(
+        &file,
+        "HOSTS:\n  - NAME: \"db1\"\n  - \"db2\"\n  - \"db3\"\nM:\n  N:\n    O: \"deep\"\n  P: \"kept\"\n",
+    )
+    .unwrap();
+    host.run_key(&["import", file.to_str().unwrap()], b"").ok();
+    let run = host.run_key(&["rm", "HOSTS[0].NAME"], b"").ok();
+    assert_eq!(run.stderr, "removed `HOSTS[0].NAME` (1 value(s))\n");
+    host.run_key(&["rm", "M.N.O"], b"").ok();
+    host.run_key(&["verify"], b"").ok();
+    assert_eq!(get_key(&host, "HOSTS[0]"), b"db2");
+    assert_eq!(get_key(&host, "HOSTS[1]"), b"db3");
+    assert_eq!(host.run_key(&["get", "HOSTS[2]"], b"").code, 3);
+    assert_eq!(
+        host.run_key(&["get", "M.N"], b"").code,
+        3,
+        "the emptied mapping went too"
+    );
+    assert_eq!(get_key(&host, "M.P"), b"kept");
+    let history: serde_json::Value = serde_json::from_slice(
+        &host
+            .run_key(&["history", "HOSTS[0].NAME", "--json"], b"")
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        history[1]["deleted"], true,
+        "the removed value is a stored version"
+    );
+}
+
 #[test]
 fn check_and_set_refuses_a_path_that_moved_on() {
     let host = key_host();

@@ -443,13 +443,13 @@ impl UnlockedVault {
         Ok(merger.changes)
     }
 
-    /// Removes the value or subtree at `path`, then mappings left empty by
-    /// it. Each removed value becomes a stored version followed by a removal
-    /// marker, so `rollback` can restore it; with `purge` every stored
-    /// version of the removed paths is destroyed too. Returns the number of
-    /// values removed.
+    /// Removes the value or subtree at `path`, and the mappings left empty
+    /// by it. Each removed value becomes a stored version followed by a
+    /// removal marker, so `rollback` can restore it; with `purge` every
+    /// stored version of the removed paths is destroyed too. Returns the
+    /// number of values removed.
     pub fn remove(&mut self, path: &KeyPath, purge: bool) -> Result<usize, VaultError> {
-        let Some(node) = self.vault.secrets.get(path) else {
+        if self.vault.secrets.get(path).is_none() {
             // An already removed path: `--purge` still destroys its versions.
             if purge && self.purge_history_under(path) > 0 {
                 return Ok(0);
@@ -457,10 +457,19 @@ impl UnlockedVault {
             return Err(VaultError::NotFound {
                 key: path.to_string(),
             });
-        };
+        }
+        // The mappings left empty go too: the removal starts at the highest,
+        // so that one of them that is a list item shifts its list as any
+        // removed item does.
+        let target = self.removal_root(path);
+        let node = self
+            .vault
+            .secrets
+            .get(&target)
+            .expect("an ancestor of a node");
         let mut removed_leaves = Vec::new();
         node.for_each_leaf(&mut |relative, sealed| {
-            let mut full = path.clone();
+            let mut full = target.clone();
             relative
                 .segments()
                 .iter()
@@ -469,8 +478,8 @@ impl UnlockedVault {
         });
         // Later items of a list shift down by one: their values are bound to
         // their index, so they are re-sealed under the new paths.
-        let shifted = self.list_tail_after(path)?;
-        self.vault.secrets.remove(path);
+        let shifted = self.list_tail_after(&target)?;
+        self.vault.secrets.remove(&target);
         let time = now();
         for (leaf_path, sealed) in &removed_leaves {
             let key = leaf_path.to_string();
@@ -489,15 +498,21 @@ impl UnlockedVault {
                 .secrets
                 .place(&leaf.new_path, Tree::Leaf(sealed))?;
         }
-        let mut parent = path.clone();
-        parent.pop();
-        while !parent.is_root()
-            && matches!(self.vault.secrets.get(&parent), Some(Tree::Map(map)) if map.is_empty())
-        {
-            self.vault.secrets.remove(&parent);
-            parent.pop();
-        }
         Ok(removed_leaves.len())
+    }
+
+    /// What removing `path` removes: `path`, or its highest ancestor below
+    /// the root that holds nothing else (a chain of one-entry mappings).
+    fn removal_root(&self, path: &KeyPath) -> KeyPath {
+        let mut target = path.clone();
+        loop {
+            let mut parent = target.clone();
+            parent.pop();
+            match self.vault.secrets.get(&parent) {
+                Some(Tree::Map(map)) if !parent.is_root() && map.len() == 1 => target = parent,
+                _ => return target,
+            }
+        }
     }
 
     /// For a path that is a list item, the decrypted leaves of the items
