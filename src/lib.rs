@@ -14,7 +14,8 @@
 //!
 //! The binary is a thin wrapper around [`run`].
 
-#![forbid(unsafe_code)]
+// One reviewed exception: the binary's allocator (`core::large_pages`).
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod core;

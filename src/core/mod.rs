@@ -1,12 +1,13 @@
 //! What the vault and the runner share: exit codes, the one atomic file
 //! writer, the writers' lock, permission checks, secret types, progress
-//! reporting, process hardening and the default host layout.
+//! reporting, process hardening, the default host layout and the binary's allocator.
 //!
 //! Nothing here knows the vault format or Docker; both build on it.
 
 pub mod exit;
 pub mod fs;
 pub mod harden;
+pub mod large_pages;
 pub mod layout;
 pub mod lock;
 pub mod progress;
