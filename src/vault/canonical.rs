@@ -60,12 +60,31 @@ pub fn emit_key(key: &str, out: &mut Vec<u8>) {
 
 /// Whether [`emit_key`] writes `key` plain (unquoted).
 pub fn is_plain_key(key: &str) -> bool {
-    // Bytes, not chars: every byte of a non-ASCII char fails both tests.
-    let bytes = key.as_bytes();
-    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    // Bytes, not chars: every byte of a non-ASCII char fails the test.
+    key.bytes().all(is_plain_key_byte) && is_plain_key_of_key_bytes(key)
+}
+
+/// A byte of a plain key: `[A-Za-z0-9_]`. A table: every key of a vault
+/// is scanned with it, byte by byte.
+fn is_plain_key_byte(b: u8) -> bool {
+    const TABLE: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let byte = b as u8;
+            table[b] = byte.is_ascii_alphanumeric() || byte == b'_';
+            b += 1;
+        }
+        table
+    };
+    TABLE[usize::from(b)]
+}
+
+/// [`is_plain_key`] for a key already known to hold only
+/// [`is_plain_key_byte`]s: it must not start with a digit (nor be empty)
+/// nor be a YAML 1.1 keyword.
+fn is_plain_key_of_key_bytes(key: &str) -> bool {
+    matches!(key.as_bytes().first(), Some(b) if !b.is_ascii_digit())
         && (key.len() > 5
             || !YAML_KEYWORDS
                 .iter()
@@ -313,9 +332,17 @@ pub trait Visitor<'t> {
     /// [`Visitor::scalar`]. A reader of another scalar syntax (plaintext
     /// imports) takes the text itself.
     fn inline(&mut self, text: &'t str) -> Result<Self::Node, &'static str> {
-        let text = scalar(text).ok_or("bad scalar")?;
+        let text = if Self::SEALED_ONLY {
+            sealed_scalar(text)?
+        } else {
+            scalar(text).ok_or("bad scalar")?
+        };
         self.scalar(text)
     }
+    /// Whether every scalar must be a sealed value (a walk of `secrets:`):
+    /// then the default [`Visitor::inline`] checks that, once per value,
+    /// and [`Visitor::scalar`] gets only sealed texts.
+    const SEALED_ONLY: bool = false;
     /// `{}` at the current path.
     fn empty_map(&mut self) -> Result<Self::Node, &'static str>;
     /// `[]` at the current path.
@@ -520,10 +547,10 @@ pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
         let bytes = body.as_bytes();
         let colon = bytes
             .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+            .position(|&b| !is_plain_key_byte(b))
             .filter(|&end| bytes[end] == b':')?;
         let key = &body[..colon];
-        is_plain_key(key).then_some((Cow::Borrowed(key), &body[colon + 1..]))
+        is_plain_key_of_key_bytes(key).then_some((Cow::Borrowed(key), &body[colon + 1..]))
     }
 }
 
@@ -536,6 +563,20 @@ fn scalar(text: &str) -> Option<Cow<'_, str>> {
     let is_int =
         text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
     (is_int || is_sealed_text(text)).then_some(Cow::Borrowed(text))
+}
+
+/// A scalar that must be a sealed value, checked once: a plain sealed text
+/// is its own scalar; a double-quoted one, which the grammar also takes,
+/// is unquoted first.
+fn sealed_scalar(text: &str) -> Result<Cow<'_, str>, &'static str> {
+    if is_sealed_text(text) {
+        return Ok(Cow::Borrowed(text));
+    }
+    match scalar(text) {
+        Some(value) if text.starts_with('"') && is_sealed_text(&value) => Ok(value),
+        Some(_) => Err("a value that is not sealed"),
+        None => Err("bad scalar"),
+    }
 }
 
 /// Whether `text` is a sealed value as the writer writes it: `rv1:`, then
@@ -653,6 +694,17 @@ mod tests {
         let general: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(general["root"]["odd key"].as_str(), Some("q\"é"));
         assert_eq!(general["root"]["L"][1]["K"].as_str(), Some("v"));
+    }
+
+    #[test]
+    fn plain_key_bytes_are_exactly_the_documented_set() {
+        for b in 0..=255u8 {
+            let documented = b.is_ascii_alphanumeric() || b == b'_';
+            assert_eq!(is_plain_key_byte(b), documented, "byte {b:#04x}");
+        }
+        assert!(is_plain_key("_A9") && is_plain_key("yes_") && is_plain_key("Ab"));
+        assert!(!is_plain_key("9A") && !is_plain_key("") && !is_plain_key("Yes"));
+        assert!(!is_plain_key("a-b") && !is_plain_key("é"));
     }
 
     #[test]

@@ -369,6 +369,7 @@ impl<'t> Visitor<'t> for SecretsRewriter<'_> {
     type Node = ();
     type Map = ();
     type List = ();
+    const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
         canonical::emit_open(self.level(), &mut self.body);
@@ -408,9 +409,6 @@ impl<'t> Visitor<'t> for SecretsRewriter<'_> {
     }
 
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
-        if !canonical::is_sealed_text(&text) {
-            return Err("a value that is not sealed");
-        }
         let sealed = self.resealer.value(&self.path, &text).map_err(|err| {
             self.failure = Some(err);
             "a value that does not open"
