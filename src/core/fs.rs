@@ -294,14 +294,19 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(FsError::io("sync directory", dir))
 }
 
-/// Removes temp files that a crashed writer left next to `target`.
-/// Call it only while holding the writers' lock.
-pub fn remove_stray_temps(target: &Path) -> Result<usize, FsError> {
-    let dir = parent_dir(target);
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+/// Removes temp files that a crashed writer left next to `targets`, files
+/// of one directory (its first target's), in one listing of it. Call it
+/// only while holding the writers' lock.
+pub fn remove_stray_temps(targets: &[&Path]) -> Result<usize, FsError> {
+    let Some(first) = targets.first() else {
         return Ok(0);
     };
-    let prefix = format!(".{name}.");
+    let dir = parent_dir(first);
+    debug_assert!(targets.iter().all(|target| parent_dir(target) == dir));
+    let prefixes: Vec<String> = (targets.iter())
+        .filter_map(|target| target.file_name())
+        .map(|name| format!(".{}.", name.to_string_lossy()))
+        .collect();
     let mut removed = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -310,7 +315,9 @@ pub fn remove_stray_temps(target: &Path) -> Result<usize, FsError> {
     };
     for entry in entries.flatten() {
         let entry_name = entry.file_name().to_string_lossy().into_owned();
-        if entry_name.starts_with(&prefix) && entry_name.ends_with(TEMP_SUFFIX) {
+        let is_stray = entry_name.ends_with(TEMP_SUFFIX)
+            && prefixes.iter().any(|prefix| entry_name.starts_with(prefix));
+        if is_stray {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(FsError::io("remove stray temp file", &path))?;
             removed += 1;
@@ -450,10 +457,18 @@ mod tests {
     fn stray_temps_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("vault.yml");
+        let salt = dir.path().join("vault.salt");
         std::fs::write(dir.path().join(".vault.yml.abc123.rvtmp"), b"junk").unwrap();
+        std::fs::write(dir.path().join(".vault.salt.def456.rvtmp"), b"junk").unwrap();
+        std::fs::write(dir.path().join(".other.ghi789.rvtmp"), b"keep").unwrap();
         std::fs::write(dir.path().join("other"), b"keep").unwrap();
-        assert_eq!(remove_stray_temps(&target).unwrap(), 1);
+        assert_eq!(remove_stray_temps(&[&target, &salt]).unwrap(), 2);
         assert!(dir.path().join("other").exists());
+        assert!(
+            dir.path().join(".other.ghi789.rvtmp").exists(),
+            "not a target's"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -607,9 +607,8 @@ impl VaultDir {
 
     fn lock(&self) -> Result<WriteLock, VaultError> {
         let lock = WriteLock::acquire(&self.dir, self.lock_wait)?;
-        fs::remove_stray_temps(&self.vault_path())?;
-        fs::remove_stray_temps(&self.salt_path())?;
-        fs::remove_stray_temps(&self.salt_next_path())?;
+        let targets = [self.vault_path(), self.salt_path(), self.salt_next_path()];
+        fs::remove_stray_temps(&targets.each_ref().map(PathBuf::as_path))?;
         self.finish_interrupted_rekey()?;
         Ok(lock)
     }
