@@ -112,9 +112,15 @@ pub(crate) fn open_then_any<R>(
             let salt_id = header.salt_id;
             (bytes, salt_id)
         }))
-    })?;
-    let Some((bytes, salt)) = loaded else {
-        return Ok(Err(None));
+    });
+    let (bytes, salt) = match loaded {
+        Ok(Some(loaded)) => loaded,
+        // The tree reader parses the whole file before it looks for the
+        // salt: if it would refuse the file, its verdict comes first.
+        Ok(None) | Err(VaultError::SaltMissing { .. } | VaultError::SaltMismatch { .. }) => {
+            return Ok(Err(None));
+        }
+        Err(err) => return Err(err),
     };
     // The header was read from the lines before `secrets:`; the whole file
     // must also pass the line checks, and give the same header.
