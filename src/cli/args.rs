@@ -93,6 +93,7 @@ impl GlobalArgs {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create the vault in DIR, or adopt a hand-made plaintext vault.yml.
     Init(InitArgs),
@@ -141,7 +142,7 @@ pub enum Command {
     Man,
 }
 
-/// `runvault view`.
+// `runvault view`.
 #[derive(Debug, Args)]
 pub struct ViewArgs {
     /// The view operation.
@@ -149,8 +150,9 @@ pub struct ViewArgs {
     pub command: ViewCommand,
 }
 
-/// View operations.
+// View operations.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ViewCommand {
     /// Write the plaintext view into a directory (or every configured one).
     Refresh {
@@ -204,7 +206,7 @@ pub enum ViewCommand {
     },
 }
 
-/// `runvault exec`.
+// `runvault exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Also export every value under PREFIX as an upper-case variable
@@ -224,7 +226,7 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-/// `runvault render`.
+// `runvault render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// The text file with DATAOPS_VAULT(PATH) references.
@@ -234,7 +236,7 @@ pub struct RenderArgs {
     pub output: Option<PathBuf>,
 }
 
-/// `runvault doctor`.
+// `runvault doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Print JSON.
@@ -252,7 +254,7 @@ pub struct DoctorArgs {
     pub jobs: crate::cli::runner_args::JobsArgs,
 }
 
-/// `runvault history`.
+// `runvault history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Dotted path of a value.
@@ -262,7 +264,7 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
-/// `runvault rollback`.
+// `runvault rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Dotted path of a value.
@@ -272,7 +274,7 @@ pub struct RollbackArgs {
     pub version: Option<u32>,
 }
 
-/// `runvault rekey`.
+// `runvault rekey`.
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
     /// Also replace vault.salt (every kept slot is re-derived).
@@ -295,7 +297,7 @@ pub struct RekeyArgs {
     pub keep: Option<u32>,
 }
 
-/// `runvault audit-hmac`.
+// `runvault audit-hmac`.
 #[derive(Debug, Args)]
 pub struct AuditHmacArgs {
     /// Dotted path of a value.
@@ -305,7 +307,7 @@ pub struct AuditHmacArgs {
     pub stdin: bool,
 }
 
-/// Argon2id parameters for new passphrase slots.
+// Argon2id parameters for new passphrase slots.
 #[derive(Debug, Clone, Args)]
 pub struct KdfArgs {
     /// Argon2id memory in KiB (default 65536, i.e. 64 MiB).
@@ -319,7 +321,7 @@ pub struct KdfArgs {
     pub kdf_parallelism: Option<u32>,
 }
 
-/// `runvault init`.
+// `runvault init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Argon2id parameters of the first passphrase slot.
@@ -343,7 +345,7 @@ pub enum ValueType {
     Bool,
 }
 
-/// `runvault set`.
+// `runvault set`.
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// Dotted path, e.g. SNOWFLAKE.TRANSFORM.PASSWORD (list items as `NAME[0]`).
@@ -365,14 +367,14 @@ pub struct SetArgs {
     pub value_type: ValueType,
 }
 
-/// `runvault get`.
+// `runvault get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Dotted path of a value.
     pub path: String,
 }
 
-/// `runvault list`.
+// `runvault list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print a JSON array of paths.
@@ -382,7 +384,7 @@ pub struct ListArgs {
     pub prefix: Option<String>,
 }
 
-/// `runvault rm`.
+// `runvault rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// Dotted path of a value or subtree.
@@ -392,7 +394,7 @@ pub struct RmArgs {
     pub purge: bool,
 }
 
-/// `runvault import`.
+// `runvault import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Plaintext YAML file to merge (values in it replace existing ones); `-` reads stdin.
@@ -410,7 +412,7 @@ pub enum ExportFormat {
     Env,
 }
 
-/// `runvault export`.
+// `runvault export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Output format.
@@ -423,7 +425,7 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-/// `runvault keygen`.
+// `runvault keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Where to write the key.
@@ -431,7 +433,7 @@ pub struct KeygenArgs {
     pub file: PathBuf,
 }
 
-/// `runvault key`.
+// `runvault key`.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
     /// The slot operation.
@@ -439,8 +441,9 @@ pub struct KeyArgs {
     pub command: KeyCommand,
 }
 
-/// Key-slot operations; each unlocks the vault with the global options first.
+// Key-slot operations; each unlocks the vault with the global options first.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum KeyCommand {
     /// List slots: id, kind, creation time (never secrets).
     List {
@@ -472,8 +475,9 @@ pub enum KeyCommand {
     },
 }
 
-/// The kinds of slot `key add` creates.
+// The kinds of slot `key add` creates.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum KeyAddKind {
     /// A passphrase slot (Argon2id).
     Passphrase {

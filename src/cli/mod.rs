@@ -50,7 +50,7 @@ where
     let code = match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(err) => {
-            let _ = writeln!(std::io::stderr(), "runvault: error: {err}");
+            output::always(format_args!("runvault: error: {err}"));
             err.code()
         }
     };

@@ -81,9 +81,12 @@ pub fn note(message: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Prints a problem to stderr even with `-q`.
+/// Prints a problem to stderr even with `-q`, as one write: stderr is
+/// unbuffered, and a line written piece by piece (one system call per
+/// argument) can interleave with another process's line.
 pub fn always(message: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{message}");
+    let line = format!("{message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Whether progress may be drawn: stderr is a terminal and no `-q`.

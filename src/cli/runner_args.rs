@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::args::KdfArgs;
 
-/// `runvault runner`.
+// `runvault runner`.
 #[derive(Debug, Args)]
 pub struct RunnerArgs {
     /// Options every runner command takes.
@@ -18,7 +18,7 @@ pub struct RunnerArgs {
     pub command: RunnerCommand,
 }
 
-/// Options accepted by every `runner` subcommand, before or after it.
+// Options accepted by every `runner` subcommand, before or after it.
 #[derive(Debug, Args)]
 pub struct RunnerCommon {
     /// The agent name: container name, runner description and default tag.
@@ -52,8 +52,9 @@ impl RunnerCommon {
     }
 }
 
-/// The runner commands.
+// The runner commands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RunnerCommand {
     /// Register the runner: run the runner image's `register` once.
     Register(RegisterArgs),
@@ -75,7 +76,7 @@ pub enum RunnerCommand {
     Install(InstallArgs),
 }
 
-/// How `register` registers.
+// How `register` registers.
 #[derive(Debug, Args)]
 pub struct RegisterOpts {
     /// The DataOps URL.
@@ -102,7 +103,7 @@ pub struct RegisterOpts {
     pub token_file: Option<PathBuf>,
 }
 
-/// `runvault runner register`.
+// `runvault runner register`.
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
     /// How to register.
@@ -113,7 +114,7 @@ pub struct RegisterArgs {
     pub force: bool,
 }
 
-/// What `configure` sets.
+// What `configure` sets.
 #[derive(Debug, Args)]
 pub struct ConfigureOpts {
     /// Global `concurrent`: jobs run at once.
@@ -140,7 +141,7 @@ pub struct ConfigureOpts {
     pub jobs: JobsArgs,
 }
 
-/// What jobs read.
+// What jobs read.
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
     /// `encrypted`: the vault, the key and the binary (jobs run `runvault
@@ -162,7 +163,7 @@ pub enum JobsChoice {
     PlaintextView,
 }
 
-/// `runvault runner configure`.
+// `runvault runner configure`.
 #[derive(Debug, Args)]
 pub struct ConfigureArgs {
     /// What to set.
@@ -173,7 +174,7 @@ pub struct ConfigureArgs {
     pub check: bool,
 }
 
-/// `runvault runner start`.
+// `runvault runner start`.
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Create the container with DEBUG=true.
@@ -184,7 +185,7 @@ pub struct StartArgs {
     pub recreate: bool,
 }
 
-/// `runvault runner stop` / `restart`.
+// `runvault runner stop` / `restart`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Seconds to wait for the runner to stop before killing it.
@@ -192,7 +193,7 @@ pub struct StopArgs {
     pub timeout: Option<i32>,
 }
 
-/// `runvault runner logs`.
+// `runvault runner logs`.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Keep printing new lines until the container stops.
@@ -203,7 +204,7 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
 }
 
-/// `runvault runner status`.
+// `runvault runner status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON.
@@ -211,7 +212,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// `runvault runner install`.
+// `runvault runner install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// How to register (when not registered yet).
