@@ -48,6 +48,55 @@ fn the_man_page_is_roff_with_every_command_and_the_exit_codes() {
     }
 }
 
+/// The commands and one-line descriptions a `Commands:` section of help lists.
+fn listed_commands(help: &str) -> Vec<(String, String)> {
+    let section = help.split("\nCommands:\n").nth(1).unwrap_or_default();
+    section
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| {
+            let entry = line.strip_prefix("  ")?;
+            if entry.starts_with(' ') {
+                return None; // a wrapped description's continuation
+            }
+            let (name, about) = entry.split_once(' ')?;
+            Some((name.to_string(), about.trim().to_string()))
+        })
+        .filter(|(name, _)| name != "help")
+        .collect()
+}
+
+#[test]
+fn every_commands_help_opens_with_the_line_its_parent_lists() {
+    let host = Host::new();
+    let mut pending = vec![Vec::<String>::new()];
+    let mut checked = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = host.run_raw(&args, b"").ok().out();
+        for (name, about) in listed_commands(&help) {
+            let mut child = path.clone();
+            child.push(name);
+            let mut child_args: Vec<&str> = child.iter().map(String::as_str).collect();
+            child_args.push("--help");
+            let child_help = host.run_raw(&child_args, b"").ok().out();
+            let first_line = child_help.lines().next().unwrap_or_default();
+            assert!(
+                !about.is_empty() && first_line.starts_with(&about),
+                "`runvault {}` is listed as {about:?} but its help opens with {first_line:?}",
+                child.join(" ")
+            );
+            checked += 1;
+            pending.push(child);
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} commands were found in the help"
+    );
+}
+
 #[test]
 fn version_names_the_vault_format() {
     let host = Host::new();

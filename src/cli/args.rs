@@ -92,6 +92,13 @@ impl GlobalArgs {
 }
 
 /// The commands.
+///
+/// `defer`: a subcommand's options are built only when it is the one
+/// invoked (every job's `get` and `exec` pays for the tree). With it, a
+/// doc comment on a subcommand's payload (an `Args` struct, a nested
+/// `Subcommand` enum, a flattened struct) would replace the about line the
+/// variant gives, so those carry plain `//` comments; tests/help.rs checks
+/// every command's help against its parent's list.
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum Command {
