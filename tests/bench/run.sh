@@ -7,24 +7,23 @@
 #
 # Environment: BENCH_DIR (scratch, default /tmp/runvault-bench; holds the
 # data, the JSON of every hyperfine run and results.tsv), CARGO_TARGET_DIR,
-# BEFORE_RV (an earlier runvault binary measured beside this one).
+# LINK (`static`, the default: the build the admin guide installs and jobs
+# run; or `dynamic`; see build.sh), BEFORE_RV (an earlier runvault binary
+# measured beside this one).
 # Peers are measured when installed: age and ansible-vault
 # (`apt-get install age ansible-core`), rops (`cargo install rops-cli`).
 # Prints one markdown table per N (mean ms ± stddev, peak RSS in MiB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 NS=("$@")
 ((${#NS[@]})) || NS=(10 1000 10000 100000)
 WORK=${BENCH_DIR:-/tmp/runvault-bench}
-TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$WORK"
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
-cargo build --release --quiet --bin runvault
-RV=$TARGET/release/runvault
-[[ $RV = /* ]] || RV=$ROOT/$RV
+source tests/bench/build.sh
+RV=$(build_runvault "${LINK:-static}")
 HAS_REKEY=0
 "$RV" rekey --help >/dev/null 2>&1 && HAS_REKEY=1
 

@@ -9,28 +9,33 @@
 #
 # Environment: BENCH_DIR (scratch, default /tmp/runvault-targets),
 # ROUNDS (default 8), RUNS per command and round (default 3),
-# CARGO_TARGET_DIR, BEFORE_RV (an earlier runvault binary, measured in
-# the same rounds), RV (the binary to measure instead of a fresh release
-# build). Prints the table of medians (fastest run) and the
-# N = 100 000 / N = 10 000 ratios.
+# CARGO_TARGET_DIR, LINK (the fresh builds measured: `static`, the binary
+# the admin guide installs and jobs run, `dynamic`, the quick start's
+# `cargo build --release`, or `both`, the default; see build.sh),
+# RV (a binary to measure instead of fresh builds), BEFORE_RV (an earlier
+# binary, measured in the same rounds). Prints the table of medians
+# (fastest run) and the N = 100 000 / N = 10 000 ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 NS=("$@")
 ((${#NS[@]})) || NS=(10 10000 100000)
 WORK=${BENCH_DIR:-/tmp/runvault-targets}
 ROUNDS=${ROUNDS:-8}
 RUNS=${RUNS:-3}
-TARGET=${CARGO_TARGET_DIR:-target}
 rm -rf "$WORK" && mkdir -p "$WORK/json"
 
-if [[ -z ${RV:-} ]]; then
-  cargo build --release --quiet --bin runvault
-  RV=$TARGET/release/runvault
-  [[ $RV = /* ]] || RV=$ROOT/$RV
+source tests/bench/build.sh
+BUILDS=()
+if [[ -n ${RV:-} ]]; then
+  BUILDS+=("new=$RV")
+else
+  case ${LINK:-both} in
+    both) BUILDS+=("static=$(build_runvault static)" "dynamic=$(build_runvault dynamic)") ;;
+    *) BUILDS+=("${LINK}=$(build_runvault "$LINK")") ;;
+  esac
 fi
-BUILDS=("new=$RV")
 [[ -n ${BEFORE_RV:-} ]] && BUILDS+=("before=$BEFORE_RV")
+RV=${BUILDS[0]#*=}
 printf 'new-password-value' >"$WORK/value.txt"
 
 # The commands of one size and build, as NAME, PREPARE, COMMAND lines
@@ -87,7 +92,8 @@ for path in glob.glob(os.path.join(sys.argv[1], "*.json")):
     result = json.load(open(path))["results"][0]
     times.setdefault((int(n), build, name), []).extend(t * 1000 for t in result["times"])
 names = ["init", "init+import", "set", "get", "exec20", "export", "rekey"]
-builds = sorted({b for (_, b, _) in times}, key=lambda b: b != "new")
+order = ["new", "static", "dynamic", "before"]
+builds = sorted({b for (_, b, _) in times}, key=order.index)
 sizes = sorted({n for (n, _, _) in times})
 cell = lambda ts: "%.2f (%.2f)" % (statistics.median(ts), min(ts)) if ts else ""
 print("| N | operation | " + " | ".join("%s: median (fastest), ms" % b for b in builds) + " | runs |")
