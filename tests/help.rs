@@ -69,18 +69,20 @@ fn listed_commands(help: &str) -> Vec<(String, String)> {
 #[test]
 fn every_commands_help_opens_with_the_line_its_parent_lists() {
     let host = Host::new();
-    let mut pending = vec![Vec::<String>::new()];
-    let mut checked = 0;
-    while let Some(path) = pending.pop() {
+    let help_of = |path: &[String]| {
         let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
         args.push("--help");
-        let help = host.run_raw(&args, b"").ok().out();
+        host.run_raw(&args, b"").ok().out()
+    };
+    // Each command's help is fetched once: to check its first line, then
+    // to list its own subcommands.
+    let mut pending = vec![(Vec::<String>::new(), help_of(&[]))];
+    let mut checked = 0;
+    while let Some((path, help)) = pending.pop() {
         for (name, about) in listed_commands(&help) {
             let mut child = path.clone();
             child.push(name);
-            let mut child_args: Vec<&str> = child.iter().map(String::as_str).collect();
-            child_args.push("--help");
-            let child_help = host.run_raw(&child_args, b"").ok().out();
+            let child_help = help_of(&child);
             let first_line = child_help.lines().next().unwrap_or_default();
             assert!(
                 !about.is_empty() && first_line.starts_with(&about),
@@ -88,7 +90,7 @@ fn every_commands_help_opens_with_the_line_its_parent_lists() {
                 child.join(" ")
             );
             checked += 1;
-            pending.push(child);
+            pending.push((child, child_help));
         }
     }
     assert!(
