@@ -453,13 +453,20 @@ impl VaultDir {
                 }
             )),
         };
-        let generation = commit.generations.1;
-        self.audited_commit("rekey", commit.generations, &record, |store| {
-            match commit.new_salt {
-                Some(salt) => store.commit_with_new_salt(commit.bytes, generation, salt),
-                None => store.commit(commit.bytes, generation, WriteMode::PRIVATE),
-            }
-        })
+        match commit.new_salt {
+            Some(salt) => self.audited_commit("rekey", commit.generations, &record, |store| {
+                store.commit_with_new_salt(commit.bytes, commit.generations.1, salt)
+            }),
+            // The audit line is synced beside the new file, as for `set`.
+            None => self.audited_write(
+                "rekey",
+                commit.generations,
+                &record,
+                commit.bytes,
+                WriteMode::PRIVATE,
+                None,
+            ),
+        }
     }
 
     /// Appends the audit line, then runs `commit`; if the commit fails, a
