@@ -14,7 +14,10 @@
 # `cargo build --release`, or `both`, the default; see build.sh),
 # RV (a binary to measure instead of fresh builds), BEFORE_RV (an earlier
 # binary, measured in the same rounds). Prints the table of medians
-# (fastest run) and the N = 100 000 / N = 10 000 ratios.
+# (fastest run), the N = 100 000 / N = 10 000 ratios and the machine's
+# floor, measured in the same rounds: starting a process (`/bin/true`) and
+# one durable replace of a small file in the benchmark's directory
+# (floor.py), so that a writer's time can be read against the disk it met.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NS=("$@")
@@ -22,7 +25,7 @@ NS=("$@")
 WORK=${BENCH_DIR:-/tmp/runvault-targets}
 ROUNDS=${ROUNDS:-8}
 RUNS=${RUNS:-3}
-rm -rf "$WORK" && mkdir -p "$WORK/json"
+rm -rf "$WORK" && mkdir -p "$WORK/json" "$WORK/floor"
 
 source tests/bench/build.sh
 BUILDS=()
@@ -69,6 +72,9 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round of $ROUNDS" >&2
+  hyperfine --style none -N --runs "$RUNS" --export-json "$WORK/floor/start.$round.json" \
+    /bin/true >/dev/null 2>>"$WORK/hyperfine.log"
+  python3 tests/bench/floor.py "$WORK/floor/dir" "$RUNS" "$WORK/floor/replace.$round.json"
   for n in "${NS[@]}"; do
     # exec resolves 20 references spread over the file.
     for i in $(seq 0 19); do export "BENCH_REF_$i=DATAOPS_VAULT(SERVICE_$((i * n / 20)).PASSWORD)"; done
@@ -84,7 +90,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$WORK/json" <<'EOF'
+python3 - "$WORK/json" "$WORK/floor" <<'EOF'
 import glob, json, os, statistics, sys
 times = {}
 for path in glob.glob(os.path.join(sys.argv[1], "*.json")):
@@ -112,4 +118,14 @@ if 10000 in sizes and 100000 in sizes:
             small, large = times.get((10000, b, name)), times.get((100000, b, name))
             ratios.append("%.1fx" % (statistics.median(large) / statistics.median(small)) if small and large else "")
         print("| %s | %s |" % (name, " | ".join(ratios)))
+floor = {}
+for path in glob.glob(os.path.join(sys.argv[2], "*.json")):
+    name = os.path.basename(path).split(".")[0]
+    floor.setdefault(name, []).extend(t * 1000 for t in json.load(open(path))["results"][0]["times"])
+print("\n| the machine's floor, same rounds | median (fastest), ms | runs |")
+print("|---|---:|---:|")
+labels = {"start": "process start (`/bin/true`)", "replace": "durable replace of 1 KiB (floor.py, in-process)"}
+for name in ["start", "replace"]:
+    if floor.get(name):
+        print("| %s | %s | %d |" % (labels[name], cell(floor[name]), len(floor[name])))
 EOF
