@@ -9,6 +9,18 @@
 #   build_runvault dynamic   `cargo build --release`, as the README quick start
 #
 # Prints the binary's absolute path. CARGO_TARGET_DIR is honoured.
+#
+#   stage_runvault SRC DEST  copies a binary to where a benchmark runs it and
+#                            drops the copy from the page cache, so that
+#                            every build measured starts as an installed
+#                            binary does after a reboot: read from disk by
+#                            its first exec. How the binary's pages got into
+#                            the page cache changes its start by up to
+#                            0.5 ms on this machine (a file just written by
+#                            `cp` is cached in large folios: `get` at N = 10
+#                            takes 157 page faults; read back from disk 190,
+#                            and the linker's output 179), which is more
+#                            than most changes a before/after compares.
 
 BENCH_TRIPLE=x86_64-unknown-linux-gnu
 
@@ -30,4 +42,14 @@ build_runvault() {
       return 2
       ;;
   esac
+}
+
+stage_runvault() {
+  install -m 0755 "$1" "$2"
+  python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)  # only clean pages leave the page cache
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.close(fd)' "$2"
 }

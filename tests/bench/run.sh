@@ -23,7 +23,14 @@ RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
 source tests/bench/build.sh
-RV=$(build_runvault "${LINK:-static}")
+# Both runvault builds run from their own copies, cold (build.sh: stage_runvault).
+mkdir -p "$WORK/bin"
+stage_runvault "$(build_runvault "${LINK:-static}")" "$WORK/bin/runvault"
+RV=$WORK/bin/runvault
+if [[ -n ${BEFORE_RV:-} ]]; then
+  stage_runvault "$BEFORE_RV" "$WORK/bin/before"
+  BEFORE_RV=$WORK/bin/before
+fi
 HAS_REKEY=0
 "$RV" rekey --help >/dev/null 2>&1 && HAS_REKEY=1
 

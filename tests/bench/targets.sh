@@ -38,6 +38,12 @@ else
   esac
 fi
 [[ -n ${BEFORE_RV:-} ]] && BUILDS+=("before=$BEFORE_RV")
+# Every build runs from its own copy, cold (build.sh: stage_runvault).
+mkdir -p "$WORK/bin"
+for i in "${!BUILDS[@]}"; do
+  stage_runvault "${BUILDS[i]#*=}" "$WORK/bin/${BUILDS[i]%%=*}"
+  BUILDS[i]=${BUILDS[i]%%=*}=$WORK/bin/${BUILDS[i]%%=*}
+done
 RV=${BUILDS[0]#*=}
 printf 'new-password-value' >"$WORK/value.txt"
 
