@@ -251,43 +251,28 @@ fn a_change_whose_audit_line_cannot_be_written_does_not_happen() {
     set_key(&host, "A", "v").ok();
     let before = host.vault_bytes();
     let log = host.root.path().join("no-such-dir").join("audit.log");
-    let run = host.run_key(
-        &["--audit-log", log.to_str().unwrap(), "set", "A", "--stdin"],
-        b"w",
-    );
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.starts_with(&format!(
-            "runvault: error: cannot open the audit log `{}`",
-            log.display()
-        )),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(host.vault_bytes(), before);
-    assert_eq!(get_key(&host, "A"), b"v");
-    // `rekey` syncs its line beside the new file, as `set` does: the same
-    // refusal, and the old data key still opens the vault.
-    let run = host.run_key(
-        &[
-            "--audit-log",
-            log.to_str().unwrap(),
-            "rekey",
-            "--drop-others",
-        ],
-        b"",
-    );
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr.starts_with(&format!(
-            "runvault: error: cannot open the audit log `{}`",
-            log.display()
-        )),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(host.vault_bytes(), before);
-    assert_eq!(get_key(&host, "A"), b"v");
+    // `rekey` that keeps the salt syncs its line beside the new file, as
+    // `set` does: the same refusal, and the old data key still opens the vault.
+    let changes: [(&[&str], &[u8]); 2] = [
+        (&["set", "A", "--stdin"], b"w"),
+        (&["rekey", "--drop-others"], b""),
+    ];
+    for (change, stdin) in changes {
+        let mut args = vec!["--audit-log", log.to_str().unwrap()];
+        args.extend_from_slice(change);
+        let run = host.run_key(&args, stdin);
+        assert_eq!(run.code, 1, "{change:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with(&format!(
+                "runvault: error: cannot open the audit log `{}`",
+                log.display()
+            )),
+            "{change:?}: {}",
+            run.stderr
+        );
+        assert_eq!(host.vault_bytes(), before, "{change:?}");
+        assert_eq!(get_key(&host, "A"), b"v", "{change:?}");
+    }
 }
 
 #[test]
@@ -598,20 +583,19 @@ fn sigkill_at_random_moments_leaves_the_old_or_the_new_vault() {
         let value = format!("v{round}");
         // Every fourth round rekeys with a new salt (the ordered commit with
         // the salt file), every fourth keeps the salt (the commit `set` makes).
-        let rekey = round % 2 == 0;
+        let change: &[&str] = match round % 4 {
+            0 => &["rekey", "--new-salt", "--drop-others"],
+            2 => &["rekey", "--drop-others"],
+            _ => &["set", "SERVICE_1.PASSWORD", "--stdin"],
+        };
+        let rekey = change[0] == "rekey";
         let mut cmd = host.command();
         cmd.arg("--key-file")
             .arg(host.key_file())
+            .args(change)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if round % 4 == 0 {
-            cmd.args(["rekey", "--new-salt", "--drop-others"]);
-        } else if rekey {
-            cmd.args(["rekey", "--drop-others"]);
-        } else {
-            cmd.args(["set", "SERVICE_1.PASSWORD", "--stdin"]);
-        }
         let mut child = cmd.spawn().unwrap();
         {
             use std::io::Write;

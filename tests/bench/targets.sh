@@ -41,8 +41,9 @@ fi
 # Every build runs from its own copy, cold (build.sh: stage_runvault).
 mkdir -p "$WORK/bin"
 for i in "${!BUILDS[@]}"; do
-  stage_runvault "${BUILDS[i]#*=}" "$WORK/bin/${BUILDS[i]%%=*}"
-  BUILDS[i]=${BUILDS[i]%%=*}=$WORK/bin/${BUILDS[i]%%=*}
+  name=${BUILDS[i]%%=*}
+  stage_runvault "${BUILDS[i]#*=}" "$WORK/bin/$name"
+  BUILDS[i]=$name=$WORK/bin/$name
 done
 RV=${BUILDS[0]#*=}
 printf 'new-password-value' >"$WORK/value.txt"
