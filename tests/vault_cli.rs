@@ -896,3 +896,109 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
         "no temp file left"
     );
 }
+
+/// A file (or directory) made by uid 65534 in advance, as another local
+/// user would: its owner, mode and bytes, to check that nothing changed.
+fn foreign(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let bytes = if meta.is_file() {
+        std::fs::read(path).unwrap()
+    } else {
+        Vec::new()
+    };
+    (meta.uid(), meta.mode() & 0o7777, bytes)
+}
+
+#[test]
+fn export_refuses_an_output_file_another_user_made_in_advance() {
+    if !common::require_root("export_refuses_an_output_file_another_user_made_in_advance") {
+        return;
+    }
+    let host = Host::new();
+    host.init();
+    host.set("A", b"canary-secret");
+    let out = host.root.path().join("x.yml");
+    write_private(&out, b"");
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let before = foreign(&out);
+    let run = host.run(&["export", "-o", out.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: output file `{}` is owned by uid 65534, not by you (uid 0); \
+             refusing to write into it, since its owner could read or replace what runvault \
+             writes (remove it, or `chown` it to you)\n",
+            out.display()
+        )
+    );
+    assert_eq!(foreign(&out), before, "owner, mode and bytes untouched");
+    assert_eq!(before, (65534, 0o600, Vec::new()));
+}
+
+#[test]
+fn a_sigkill_during_export_leaves_no_plaintext_behind() {
+    // `RUNVAULT_STOP_AT` (debug builds) stops the process right after the
+    // whole plaintext is written and fsynced, before it gets a name: the
+    // moment the old writer had a complete `.NAME.XXXXXX.rvtmp` on disk.
+    let host = Host::new();
+    host.init();
+    host.set("A", b"canary-7f3a9c");
+    let out_dir = host.root.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("plain.yml");
+    for existing in [None, Some(&b"old: 1\n"[..])] {
+        if let Some(bytes) = existing {
+            write_private(&out, bytes);
+        }
+        let mut child = host
+            .command()
+            .env("RUNVAULT_STOP_AT", "owned-file-written")
+            .arg("--passphrase-file")
+            .arg(host.pass_file())
+            .args(["export", "-o", out.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // Field 3 of /proc/PID/stat is the state; `T`: stopped.
+        while std::fs::read_to_string(&stat)
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('T')))
+            != Some(true)
+        {
+            let exited = child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && std::time::Instant::now() < deadline,
+                "export never stopped at the stop point: {exited:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&out_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(13).any(|w| w == b"canary-7f3a9c"),
+                "`{}` holds the plaintext after the kill",
+                path.display()
+            );
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        match existing {
+            None => assert!(names.is_empty(), "{names:?}"),
+            Some(bytes) => {
+                assert_eq!(names, ["plain.yml"]);
+                assert_eq!(std::fs::read(&out).unwrap(), bytes, "the old file stays");
+            }
+        }
+    }
+}

@@ -30,10 +30,9 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     ));
     if args.runner.name.is_some() {
         let target = args.runner.target()?;
-        findings.extend(doctor::runner::check_config(
-            &target,
-            &wiring(global, &args.bin_dir, &args.jobs)?,
-        ));
+        let wiring = wiring(global, &args.bin_dir, &args.jobs)?;
+        findings.extend(doctor::runner::check_config(&target, &wiring));
+        findings.extend(doctor::runner::check_bin_dir(&wiring));
         findings.extend(block_on(async {
             Ok(doctor::runner::check_engine(&target).await)
         })?);

@@ -12,7 +12,7 @@ use crate::cli::args::{
 use crate::cli::input::{self, ValueSource};
 use crate::cli::table::Table;
 use crate::core::exit::CommandError;
-use crate::core::fs::{self, WriteMode};
+use crate::core::fs;
 use crate::vault::crypto::KdfParams;
 use crate::vault::format::SlotKind;
 use crate::vault::value::{ScalarKind, typed_from_input};
@@ -267,7 +267,7 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     let rendered = export::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
         Some(output) => {
-            fs::write_atomic(output, rendered.expose(), WriteMode::PLAINTEXT)?;
+            fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
             status(format_args!(
                 "wrote plaintext to `{}` (mode 0600)",
                 output.display()
@@ -281,11 +281,8 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
 /// Refuses an output file inside the vault directory, which is mounted
 /// into jobs: plaintext must never land there.
 pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
-    let parent = fs::parent_dir(output);
-    let (Ok(parent), Ok(dir)) = (parent.canonicalize(), dir.canonicalize()) else {
-        return Ok(());
-    };
-    if parent.starts_with(&dir) {
+    if fs::lies_within(fs::parent_dir(output), dir) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         return Err(VaultError::Usage(format!(
             "refusing to write plaintext into the vault directory `{}` (it is mounted into jobs)",
             dir.display()

@@ -115,7 +115,7 @@ pub fn view(global: &GlobalArgs, args: ViewArgs) -> Result<(), CommandError> {
             }
             view::write_views(&global.views_file, &views)?;
             if !keep_files {
-                for name in ["vault.yml", "vault.salt", view::MARKER_FILE] {
+                for name in view::VIEW_FILES {
                     let path = dir.join(name);
                     if path.exists() {
                         std::fs::remove_file(&path).map_err(fs::FsError::io("remove", &path))?;

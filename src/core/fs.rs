@@ -1,18 +1,30 @@
 //! File access with the guarantees the vault and config.toml need.
 //!
-//! [`write_atomic`] is the only function in runvault that replaces a file:
-//! a temp file in the same directory (created 0600 with `O_EXCL`), written,
-//! fsynced, given the target's owner and mode, renamed over the target, then
-//! the directory fsynced. A reader sees the old file or the new one, never a
-//! mix, and a crash leaves at worst a stray temp file that the next writer
-//! removes ([`remove_stray_temps`]). Symlinks are refused, never followed.
+//! Two writers replace a file, each atomically (a reader sees the old file
+//! or the new one, never a mix) and durably (file fsynced, renamed over the
+//! target, directory fsynced). Symlinks are refused, never followed.
+//!
+//! - [`write_atomic`], for the vault's own files and `config.toml`: a named
+//!   temp file in the same directory (created 0600 with `O_EXCL`), given
+//!   the target's owner and mode. A crash leaves at worst a stray temp file
+//!   that the next writer removes ([`remove_stray_temps`]); these files are
+//!   ciphertext or carry their own protection.
+//! - [`write_owned`], for what runvault writes for the user who runs it:
+//!   plaintext (`export -o`, `render -o`, views) and the binary `runner
+//!   install` copies. The new file belongs to that user with a fixed mode
+//!   (a target another user owns is refused), and it is written as an
+//!   unnamed `O_TMPFILE` inode that gets a name only once complete and
+//!   fsynced, so a killed command leaves no readable plaintext behind.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::core::exit::{self, ExitStatus};
+use crate::core::failpoint;
+use crate::core::harden::current_uid;
 
 /// Marks runvault's temp files: `.NAME.<random>.rvtmp`.
 const TEMP_SUFFIX: &str = ".rvtmp";
@@ -70,6 +82,37 @@ pub enum FsError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// Refusing to write into a file or directory another user owns: that
+    /// user could read the plaintext, or replace what runvault wrote.
+    #[error(
+        "{what} `{path}` is owned by uid {uid}, not by you (uid {me}); refusing to write into it, \
+         since its owner could read or replace what runvault writes (remove it, or `chown` it to you)"
+    )]
+    NotYours {
+        /// What it is ("output file", "view directory", ...).
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The user running runvault.
+        me: u32,
+    },
+    /// The directory's filesystem cannot create an unnamed temp file.
+    #[error(
+        "cannot create an unnamed temp file (O_TMPFILE) for the {what} in `{dir}`: {source}; \
+         runvault writes plaintext and programs only that way, so that a crash never leaves \
+         a copy under a temp name (write to a directory on tmpfs, ext4, xfs or btrfs)"
+    )]
+    NoUnnamedTemp {
+        /// What was to be written.
+        what: &'static str,
+        /// The target's directory.
+        dir: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
     },
 }
 
@@ -178,19 +221,6 @@ impl WriteMode {
         refuse_open_target: false,
         keep_mode_mask: 0o7777,
     };
-    /// Plaintext output: 0600, never into a file others can read.
-    pub const PLAINTEXT: WriteMode = WriteMode {
-        new_file_mode: 0o600,
-        refuse_open_target: true,
-        keep_mode_mask: 0o7777,
-    };
-    /// A program others run (the binary `runner install` puts in the bin
-    /// directory): 0755 when new; an existing file keeps owner and mode.
-    pub const EXECUTABLE: WriteMode = WriteMode {
-        new_file_mode: 0o755,
-        refuse_open_target: false,
-        keep_mode_mask: 0o7777,
-    };
 }
 
 /// Replaces `target` with `contents` atomically and durably (see module doc).
@@ -285,6 +315,168 @@ pub fn write_atomic_unless_changed(
     sync_dir(dir)?;
     tracing::debug!(target = %target.display(), "renamed over the target; directory fsynced");
     Ok(true)
+}
+
+/// What [`write_owned`] writes: the file belongs to the user running
+/// runvault, with a fixed mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Owned {
+    /// What the file is, for messages ("output file", "view file", ...).
+    pub what: &'static str,
+    /// Its mode, whatever the file it replaces had.
+    pub mode: u32,
+    /// Refuse to replace an existing file readable by group or others:
+    /// the user may not know who already has it open.
+    pub refuse_open_target: bool,
+}
+
+impl Owned {
+    /// Plaintext the user asked for (`export -o`, `render -o`).
+    pub const PLAINTEXT: Owned = Owned {
+        what: "output file",
+        mode: 0o600,
+        refuse_open_target: true,
+    };
+    /// A file of a plaintext view (its directory is runvault's own).
+    pub const VIEW_FILE: Owned = Owned {
+        what: "view file",
+        mode: 0o600,
+        refuse_open_target: false,
+    };
+    /// The program jobs run (the binary `runner install` copies).
+    pub const EXECUTABLE: Owned = Owned {
+        what: "binary",
+        mode: 0o755,
+        refuse_open_target: false,
+    };
+}
+
+/// Refuses `path` (a file or a directory) if it exists and another user
+/// owns it, or if it is a symlink; returns its metadata when it exists.
+pub fn refuse_not_mine(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<std::fs::Metadata>, FsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(FsError::Symlink {
+            path: path.to_path_buf(),
+        }),
+        Ok(meta) if meta.uid() != current_uid() => Err(FsError::NotYours {
+            what,
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            me: current_uid(),
+        }),
+        Ok(meta) => Ok(Some(meta)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(FsError::io("inspect", path)(err)),
+    }
+}
+
+/// Replaces `target` with `contents`, as a new file owned by the user
+/// running runvault with mode `kind.mode` (see the module doc).
+///
+/// The contents go into an unnamed `O_TMPFILE` inode in the target's
+/// directory, which is fsynced and only then linked: straight to the
+/// target's name when there is no target yet, otherwise to a temp name
+/// renamed over the target at once (the only moment a crash leaves a named
+/// copy: between those two system calls, mode `kind.mode`, owned by the
+/// user). A filesystem without `O_TMPFILE` is an error, never a silent
+/// fallback to a named temp file. A target another user owns, a symlink,
+/// and (with `refuse_open_target`) a target others can read are refused
+/// before anything is written.
+pub fn write_owned(target: &Path, contents: &[u8], kind: Owned) -> Result<(), FsError> {
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+
+    let dir = parent_dir(target);
+    let existing = refuse_not_mine(target, kind.what)?;
+    if let Some(meta) = &existing {
+        let current = meta.mode() & 0o7777;
+        if kind.refuse_open_target && current & 0o077 != 0 {
+            return Err(FsError::ExistingTooOpen {
+                path: target.to_path_buf(),
+                mode: current,
+            });
+        }
+    }
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|err| {
+        let source = io::Error::from(err);
+        match err {
+            rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL => {
+                FsError::NoUnnamedTemp {
+                    what: kind.what,
+                    dir: dir.to_path_buf(),
+                    source,
+                }
+            }
+            _ => FsError::io("create an unnamed temp file in", dir)(source),
+        }
+    })?;
+    let mut file = File::from(fd);
+    file.write_all(contents)
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(kind.mode)))
+        .and_then(|()| file.sync_all())
+        .map_err(FsError::io("write", target))?;
+    tracing::debug!(
+        dir = %dir.display(),
+        bytes = contents.len(),
+        mode = format_args!("{:04o}", kind.mode),
+        "wrote and fsynced an unnamed temp file"
+    );
+    failpoint::stop_at("owned-file-written");
+    // Root may link the descriptor itself; anyone else goes through /proc.
+    let link = |name: &Path| {
+        rustix::fs::linkat(&file, "", CWD, name, AtFlags::EMPTY_PATH).or_else(|err| {
+            if err == rustix::io::Errno::EXIST {
+                return Err(err);
+            }
+            let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+            rustix::fs::linkat(CWD, by_proc.as_str(), CWD, name, AtFlags::SYMLINK_FOLLOW)
+        })
+    };
+    if existing.is_none() {
+        match link(target) {
+            Ok(()) => return sync_dir(dir),
+            // Created meanwhile: replace it as below.
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(err) => return Err(FsError::io("link the new file as", target)(err.into())),
+        }
+    }
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut attempts = 0;
+    let temp = loop {
+        let temp = dir.join(format!(".{file_name}.{}{TEMP_SUFFIX}", random_tag()));
+        match link(&temp) {
+            Ok(()) => break temp,
+            Err(rustix::io::Errno::EXIST) if attempts < 8 => attempts += 1,
+            Err(err) => return Err(FsError::io("link the new file as", &temp)(err.into())),
+        }
+    };
+    if let Err(err) = std::fs::rename(&temp, target) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(FsError::io("rename over", target)(err));
+    }
+    sync_dir(dir)?;
+    tracing::debug!(target = %target.display(), "linked and renamed over the target; directory fsynced");
+    Ok(())
+}
+
+/// Six random letters and digits, for a temp file's name.
+fn random_tag() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(6)
+        .map(char::from)
+        .collect()
 }
 
 /// Fsyncs a directory so that a rename in it survives a crash.
@@ -395,6 +587,34 @@ pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError
     sync_dir(parent_dir(path))
 }
 
+/// Whether `path` is `dir` or lies inside it, symlinks resolved. `path`
+/// need not exist yet: its nearest existing ancestor is resolved and the
+/// rest appended. False when `dir` cannot be resolved.
+pub fn lies_within(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        Path::new(".").join(path)
+    };
+    let mut rest = Vec::new();
+    for ancestor in absolute.ancestors() {
+        if let Ok(resolved) = ancestor.canonicalize() {
+            let full = rest
+                .iter()
+                .rev()
+                .fold(resolved, |acc: PathBuf, part| acc.join(part));
+            return full.starts_with(&dir);
+        }
+        if let Some(name) = ancestor.file_name() {
+            rest.push(name.to_os_string());
+        }
+    }
+    false
+}
+
 /// The directory a file lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -433,12 +653,71 @@ mod tests {
             write_atomic(&link, b"x", WriteMode::PRIVATE),
             Err(FsError::Symlink { .. })
         ));
+        assert!(matches!(
+            write_owned(&link, b"x", Owned::PLAINTEXT),
+            Err(FsError::Symlink { .. })
+        ));
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
-            write_atomic(&real, b"x", WriteMode::PLAINTEXT),
+            write_owned(&real, b"x", Owned::PLAINTEXT),
             Err(FsError::ExistingTooOpen { mode: 0o644, .. })
         ));
         assert_eq!(std::fs::read(&real).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn write_owned_gives_a_fresh_file_its_fixed_mode_and_leaves_no_temp_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.yml");
+        write_owned(&target, b"one", Owned::PLAINTEXT).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+        let first = std::fs::metadata(&target).unwrap();
+        assert_eq!(first.mode() & 0o7777, 0o600);
+        assert_eq!(first.uid(), current_uid());
+        // An existing binary of the user, mode 0700, becomes a new 0755 inode.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+        write_owned(&target, b"two", Owned::EXECUTABLE).unwrap();
+        let second = std::fs::metadata(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        assert_eq!(second.mode() & 0o7777, 0o755);
+        assert_ne!(
+            second.ino(),
+            first.ino(),
+            "replaced, not rewritten in place"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.yml"], "no temp name may remain");
+    }
+
+    #[test]
+    fn write_owned_refuses_a_filesystem_without_o_tmpfile() {
+        // procfs cannot make unnamed temp files; nothing is written there.
+        let err =
+            write_owned(Path::new("/proc/runvault-test"), b"x", Owned::PLAINTEXT).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot create an unnamed temp file (O_TMPFILE) for the output file in `/proc`: \
+             Operation not supported (os error 95); runvault writes plaintext and programs only \
+             that way, so that a crash never leaves a copy under a temp name (write to a \
+             directory on tmpfs, ext4, xfs or btrfs)"
+        );
+    }
+
+    #[test]
+    fn lies_within_resolves_symlinks_and_paths_that_do_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secrets, &link).unwrap();
+        assert!(lies_within(&secrets, &secrets));
+        assert!(lies_within(&secrets.join("a/b"), &secrets));
+        assert!(lies_within(&link.join("view"), &secrets));
+        assert!(!lies_within(&dir.path().join("secretsx"), &secrets));
+        assert!(!lies_within(dir.path(), &secrets));
     }
 
     #[test]

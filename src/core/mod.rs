@@ -1,10 +1,11 @@
-//! What the vault and the runner share: exit codes, the one atomic file
-//! writer, the writers' lock, permission checks, secret types, progress
+//! What the vault and the runner share: exit codes, the atomic file
+//! writers, the writers' lock, permission checks, secret types, progress
 //! reporting, process hardening, the default host layout and the binary's allocator.
 //!
 //! Nothing here knows the vault format or Docker; both build on it.
 
 pub mod exit;
+pub mod failpoint;
 pub mod fs;
 pub mod harden;
 pub mod large_pages;

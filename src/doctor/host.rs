@@ -62,7 +62,8 @@ pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<F
     findings
 }
 
-fn owner_check(check: &'static str, path: &Path, uid: u32) -> Finding {
+/// `check` passes when `path` (owned by `uid`) is owned by root.
+pub(crate) fn owner_check(check: &'static str, path: &Path, uid: u32) -> Finding {
     if uid == 0 {
         Finding::ok(check, format!("`{}` is owned by root", path.display()))
     } else {

@@ -5,12 +5,14 @@
 //! A single-file mount of the vault is the failure this module exists to
 //! catch: it pins the inode, so a job never sees a rotated vault.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::core::fs;
 use crate::doctor::Finding;
+use crate::doctor::host::owner_check;
 use crate::runner::Target;
-use crate::runner::config::{self, JobWiring, Overview};
+use crate::runner::config::{self, JobWiring, JobsMode, Overview};
 use crate::runner::container::{self, Spec};
 use crate::runner::engine::Engine;
 use crate::runner::error::Error;
@@ -35,21 +37,26 @@ fn configure_hint(target: &Target) -> String {
 /// Checks `config.toml` of `target` against the wiring jobs need.
 pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
     let path = target.config_path();
+    let mut findings = access_findings(&path, target);
     let overview = match read_overview(&path) {
         Ok(overview) => overview,
-        Err(finding) => return vec![finding],
+        Err(finding) => {
+            findings.push(finding);
+            return findings;
+        }
     };
     if overview.runners.is_empty() {
-        return vec![Finding::fail(
+        findings.push(Finding::fail(
             "config.parse",
             format!("`{}` has no [[runners]]", path.display()),
             format!(
                 "register the runner: `runvault runner install --name {}`",
                 target.name
             ),
-        )];
+        ));
+        return findings;
     }
-    let mut findings = vec![Finding::ok(
+    findings.push(Finding::ok(
         "config.parse",
         format!(
             "`{}` parses; runners: {}",
@@ -61,7 +68,7 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    )];
+    ));
     for (check, value) in [
         ("config.concurrent", overview.concurrent),
         ("config.check_interval", overview.check_interval),
@@ -91,6 +98,53 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
         ));
     }
     findings
+}
+
+/// `config.owner` and `config.mode`: the file holds the runners' tokens, so
+/// it must be root's and unreadable by group and others. Nothing when it
+/// does not exist (`config.parse` says so).
+fn access_findings(path: &Path, target: &Target) -> Vec<Finding> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Vec::new();
+    };
+    let mode = meta.mode() & 0o7777;
+    let mode_finding = if mode & 0o077 == 0 {
+        Finding::ok(
+            "config.mode",
+            format!("`{}` is mode {mode:04o}", path.display()),
+        )
+    } else {
+        Finding::fail(
+            "config.mode",
+            format!(
+                "`{}` is mode {mode:04o}: group or others can read the runners' tokens",
+                path.display()
+            ),
+            format!(
+                "run `chmod 600 {}` (or {}, which tightens it)",
+                path.display(),
+                configure_hint(target).trim_start_matches("run ")
+            ),
+        )
+    };
+    vec![owner_check("config.owner", path, meta.uid()), mode_finding]
+}
+
+/// `bin.dir.owner`: with the encrypted wiring, jobs run the binary in
+/// `wiring.bin_dir`; whoever owns that directory could swap it.
+pub fn check_bin_dir(wiring: &JobWiring) -> Vec<Finding> {
+    if wiring.mode != JobsMode::Encrypted {
+        return Vec::new();
+    }
+    let dir = &wiring.bin_dir;
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => vec![owner_check("bin.dir.owner", dir, meta.uid())],
+        Err(err) => vec![Finding::fail(
+            "bin.dir.owner",
+            format!("`{}` cannot be read: {err}", dir.display()),
+            "put the binary there with `runvault runner install` (or pass --bin-dir)",
+        )],
+    }
 }
 
 /// Reads and parses `config.toml`, or the failed `config.parse` finding.

@@ -1,9 +1,10 @@
 //! View checks: every configured plaintext view exists, shows the vault's
-//! current generation, and lives in RAM.
+//! current generation, lives in RAM, is private, and is root's.
 
 use std::os::unix::fs::MetadataExt;
 
 use crate::doctor::Finding;
+use crate::doctor::host::owner_check;
 use crate::vault::VaultDir;
 use crate::vault::format::hex;
 use crate::view::{self, ViewEntry};
@@ -72,6 +73,25 @@ pub fn check_views(vault: &VaultDir, views: &[ViewEntry]) -> Vec<Finding> {
                 refresh_hint,
             )
         });
+        findings.push(view_owner(&entry.dir));
     }
     findings
+}
+
+/// `view.owner`: the directory and its files are root's; anyone else who
+/// owns one could read the plaintext or replace what jobs read.
+fn view_owner(dir: &std::path::Path) -> Finding {
+    let paths = std::iter::once(dir.to_path_buf())
+        .chain(view::VIEW_FILES.iter().map(|name| dir.join(name)));
+    for path in paths {
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && meta.uid() != 0
+        {
+            return owner_check("view.owner", &path, meta.uid());
+        }
+    }
+    Finding::ok(
+        "view.owner",
+        format!("view `{}` and its files are owned by root", dir.display()),
+    )
 }

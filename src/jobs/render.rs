@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::core::fs::{self, WriteMode};
+use crate::core::fs;
 use crate::core::secret::SecretBytes;
 use crate::jobs::error::JobsError;
 use crate::jobs::resolve::{self, Place, Source, Target};
@@ -36,7 +36,7 @@ pub fn render(
     };
     match output {
         Some(output) => {
-            fs::write_atomic(output, rendered.expose(), WriteMode::PLAINTEXT)?;
+            fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
             Ok(None)
         }
         None => Ok(Some(rendered)),

@@ -11,14 +11,18 @@
 //! [`write_atomic_unless_changed`], re-reading the file right before the
 //! rename: the runner rewrites `config.toml` itself (register, token
 //! renewal), and its change must never be overwritten with a stale copy.
+//! The file holds the runners' tokens: [`apply`] also narrows a mode that
+//! lets group or others read it (a [`Change`] like any other).
 
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
-use crate::core::fs::{self, WriteMode, write_atomic_unless_changed};
+use crate::core::fs::{self, FsError, WriteMode, write_atomic_unless_changed};
 use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
 use crate::runner::volumes::{self, DirMount};
@@ -196,6 +200,14 @@ pub enum Change {
         /// The entry removed.
         entry: String,
     },
+    /// The file was readable by group or others (it holds the runners'
+    /// tokens): its mode was narrowed to the owner's bits.
+    TightenedMode {
+        /// The mode it had.
+        old: u32,
+        /// The mode it has now.
+        new: u32,
+    },
 }
 
 impl fmt::Display for Change {
@@ -245,6 +257,11 @@ impl fmt::Display for Change {
             Change::RemovedEnvironment { runner, entry } => write!(
                 f,
                 "runner `{runner}`: removed duplicate environment `{entry}`"
+            ),
+            Change::TightenedMode { old, new } => write!(
+                f,
+                "tightened the file's mode from {old:04o} to {new:04o}: it holds the runners' \
+                 tokens, which group and others must not read"
             ),
         }
     }
@@ -611,6 +628,14 @@ pub fn diff(old: &str, new: &str, path: &Path) -> String {
         .to_string()
 }
 
+/// How `config.toml` is written: it holds the runners' tokens, so a new
+/// file is 0600 and an existing one keeps only its owner's bits.
+const CONFIG_MODE: WriteMode = WriteMode {
+    new_file_mode: 0o600,
+    refuse_open_target: false,
+    keep_mode_mask: 0o600,
+};
+
 /// Reads `config.toml`, plans the edit and, unless `check`, writes it if
 /// anything changed, starting over if the file changes meanwhile.
 pub fn apply(path: &Path, settings: &Settings, check: bool) -> Result<Report, Error> {
@@ -627,34 +652,59 @@ fn apply_with(
 ) -> Result<Report, Error> {
     tracing::info!(path = %path.display(), check, "editing the runner's config.toml");
     for attempt in 0..ATTEMPTS {
-        let Some(original) = fs::read_optional(path)? else {
-            return Err(Error::NoConfig {
-                path: path.to_path_buf(),
-            });
+        let (file, original) = match fs::open_nofollow(path) {
+            Ok(mut file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)
+                    .map_err(FsError::io("read", path))?;
+                (file, bytes)
+            }
+            Err(err) if err.is_not_found() => {
+                return Err(Error::NoConfig {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(err) => return Err(err.into()),
         };
+        let mode = file
+            .metadata()
+            .map_err(FsError::io("inspect", path))?
+            .mode()
+            & 0o7777;
+        // The tokens are the owner's alone: group and other bits go.
+        let tightened = (mode & 0o077 != 0).then_some(Change::TightenedMode {
+            old: mode,
+            new: mode & CONFIG_MODE.keep_mode_mask,
+        });
         let text = std::str::from_utf8(&original).map_err(|_| Error::BadShape {
             path: path.to_path_buf(),
             what: "the file is not UTF-8 text".into(),
         })?;
         let edit = plan(text, path, settings)?;
-        if edit.text == text {
-            return Ok(Report {
-                changes: Vec::new(),
-                diff: String::new(),
-            });
-        }
-        let report = Report {
-            diff: diff(text, &edit.text, path),
+        let mut report = Report {
+            diff: if edit.text == text {
+                String::new()
+            } else {
+                diff(text, &edit.text, path)
+            },
             changes: edit.changes,
         };
-        if check {
+        report.changes.extend(tightened);
+        if check || report.changes.is_empty() {
+            return Ok(report);
+        }
+        if edit.text == text {
+            // Only the mode is wrong: narrow it in place (same file, so a
+            // concurrent rewrite by the runner is not lost).
+            let new = mode & CONFIG_MODE.keep_mode_mask;
+            file.set_permissions(std::fs::Permissions::from_mode(new))
+                .map_err(FsError::io("set the mode of", path))?;
             return Ok(report);
         }
         meanwhile(attempt);
-        let written =
-            write_atomic_unless_changed(path, edit.text.as_bytes(), WriteMode::PRIVATE, || {
-                Ok(fs::read_optional(path)?.as_deref() == Some(original.as_slice()))
-            })?;
+        let written = write_atomic_unless_changed(path, edit.text.as_bytes(), CONFIG_MODE, || {
+            Ok(fs::read_optional(path)?.as_deref() == Some(original.as_slice()))
+        })?;
         if written {
             return Ok(report);
         }
@@ -1056,6 +1106,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, RUNNER_WRITES).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         // The runner renews its token between our read and our rename.
         let renewed = RUNNER_WRITES.replace("glrt-FIXTUREfixtureFIXTURE0", "glrt-RENEWED");
         let report = apply_with(&path, &settings(), false, &mut |attempt| {

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::core::fs::{self, FsError, WriteMode};
+use crate::core::fs::{self, FsError};
 use crate::core::layout::BINARY_NAME;
 use crate::runner::config::{self, JobsMode, Settings};
 use crate::runner::container::{self, Spec, StartOutcome};
@@ -300,16 +300,19 @@ fn ensure_view(
     })
 }
 
-/// Puts `source` into `bin_dir` as `runvault` (mode 0755 when new),
-/// atomically, so a running job keeps its old binary and the next one gets
-/// the new; leaves an identical binary alone.
+/// Puts `source` into `bin_dir` as `runvault` (mode 0755, owned by the
+/// user running install), atomically, so a running job keeps its old
+/// binary and the next one gets the new; leaves an identical binary alone.
+/// A directory or binary another user owns is refused.
 fn install_binary(source: &Path, bin_dir: &Path) -> Result<Step, Error> {
     let bytes = std::fs::read(source).map_err(FsError::io("read", source))?;
     let path = bin_dir.join(BINARY_NAME);
+    // Whoever owns the directory could swap the program every job runs.
+    fs::refuse_not_mine(bin_dir, "binary directory")?;
     fs::create_dir_with_mode(bin_dir, 0o755)?;
     let installed = fs::read_optional(&path)?.as_deref() != Some(bytes.as_slice());
     if installed {
-        fs::write_atomic(&path, &bytes, WriteMode::EXECUTABLE)?;
+        fs::write_owned(&path, &bytes, fs::Owned::EXECUTABLE)?;
     }
     Ok(Step::Binary {
         path,

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::exit::{self, ExitStatus};
-use crate::core::fs::{self, FsError, WriteMode};
+use crate::core::fs::{self, FsError, Owned, WriteMode};
 use crate::vault::format::hex;
 use crate::vault::salt::Salt;
 use crate::vault::{KeyPath, UnlockedVault, VaultError, export};
@@ -23,6 +23,8 @@ use crate::vault::{KeyPath, UnlockedVault, VaultError, export};
 pub const DEFAULT_VIEWS_FILE: &str = "/etc/runvault/views";
 /// The marker file in a view directory.
 pub const MARKER_FILE: &str = ".runvault-view";
+/// Every file a view directory holds.
+pub const VIEW_FILES: [&str; 3] = ["vault.yml", "vault.salt", MARKER_FILE];
 
 /// `statfs` magic numbers of the RAM filesystems a view may live on.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -46,8 +48,9 @@ pub enum ViewError {
         /// The directory.
         dir: PathBuf,
     },
-    /// The view directory is the vault directory itself.
-    #[error("`{dir}` is the vault directory; a view must live elsewhere")]
+    /// The view directory is the vault directory itself, or inside it
+    /// (which is mounted into jobs, and holds the encrypted files only).
+    #[error("`{dir}` is the vault directory or inside it; a view must live elsewhere")]
     IsVaultDir {
         /// The directory.
         dir: PathBuf,
@@ -106,9 +109,7 @@ pub fn refresh(
     dir: &Path,
     allow_disk: bool,
 ) -> Result<(), ViewError> {
-    if let (Ok(a), Ok(b)) = (dir.canonicalize(), vault_dir.canonicalize())
-        && a == b
-    {
+    if fs::lies_within(dir, vault_dir) {
         return Err(ViewError::IsVaultDir {
             dir: dir.to_path_buf(),
         });
@@ -124,17 +125,18 @@ pub fn refresh(
             dir: dir.to_path_buf(),
         });
     }
+    // Another user's directory or file could hand them the plaintext (or
+    // let them swap it): refused before anything is written.
+    fs::refuse_not_mine(dir, "view directory")?;
+    for name in VIEW_FILES {
+        fs::refuse_not_mine(&dir.join(name), Owned::VIEW_FILE.what)?;
+    }
     fs::create_dir_with_mode(dir, 0o700)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(FsError::io("set the mode of", dir))?;
     let plaintext = export::render_vault(vault, &KeyPath::root(), export::Format::Yaml)?;
-    let mode = WriteMode {
-        new_file_mode: 0o600,
-        refuse_open_target: false,
-        keep_mode_mask: 0o600,
-    };
-    fs::write_atomic(&dir.join("vault.salt"), salt.as_bytes(), mode)?;
-    fs::write_atomic(&dir.join("vault.yml"), plaintext.expose(), mode)?;
+    fs::write_owned(&dir.join("vault.salt"), salt.as_bytes(), Owned::VIEW_FILE)?;
+    fs::write_owned(&dir.join("vault.yml"), plaintext.expose(), Owned::VIEW_FILE)?;
     let marker = Marker {
         vault_dir: vault_dir
             .canonicalize()
@@ -143,7 +145,7 @@ pub fn refresh(
         generation,
     };
     let text = serde_json::to_string(&marker).expect("markers serialize") + "\n";
-    fs::write_atomic(&dir.join(MARKER_FILE), text.as_bytes(), mode)?;
+    fs::write_owned(&dir.join(MARKER_FILE), text.as_bytes(), Owned::VIEW_FILE)?;
     tracing::info!(view = %dir.display(), generation, "refreshed the plaintext view");
     Ok(())
 }
