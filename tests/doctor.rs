@@ -192,3 +192,54 @@ fn files_not_owned_by_root_fail() {
     assert_eq!(code, 1);
     assert_eq!(status_of(&report, "salt.file.owner"), "fail");
 }
+
+#[test]
+fn a_view_not_owned_by_root_fails() {
+    if !common::require_root("a_view_not_owned_by_root_fails") {
+        return;
+    }
+    let host = healthy();
+    let view = host.root.path().join("view");
+    host.run_key(
+        &["view", "add", view.to_str().unwrap(), "--allow-disk"],
+        b"",
+    )
+    .ok();
+    let owner = |report: &serde_json::Value| {
+        let found = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "view.owner")
+            .unwrap_or_else(|| panic!("no view.owner in {report}"));
+        (
+            found["status"].as_str().unwrap().to_string(),
+            found["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let (_, report) = doctor(&host);
+    assert_eq!(
+        owner(&report),
+        (
+            "ok".into(),
+            format!("view `{}` and its files are owned by root", view.display())
+        )
+    );
+    for path in [view.join("vault.yml"), view.clone()] {
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let (code, report) = doctor(&host);
+        assert_eq!(code, 1);
+        assert_eq!(
+            owner(&report),
+            (
+                "fail".into(),
+                format!("`{}` is owned by uid 65534, not root", path.display())
+            )
+        );
+        assert_eq!(
+            status_of(&report, "view.mode"),
+            "ok",
+            "the mode alone looks fine"
+        );
+    }
+}

@@ -363,3 +363,67 @@ fn a_stopped_foreign_or_different_runner_container_fails() {
         )
     );
 }
+
+#[test]
+fn a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails() {
+    if !runner_support::require_root(
+        "a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails",
+    ) {
+        return;
+    }
+    let host = Host::new();
+    host.with_config("config.toml");
+    let (config, bin) = (host.config_toml(), host.bin_dir());
+    let args = ["--json", "--docker-host", "unix:///nonexistent.sock"];
+    let report = json(&doctor(&host, "my-runner", &args));
+    assert_eq!(
+        findings(&report, "bin.dir.owner")[0],
+        (
+            "fail".to_string(),
+            format!(
+                "`{}` cannot be read: No such file or directory (os error 2)",
+                bin.display()
+            ),
+            "put the binary there with `runvault runner install` (or pass --bin-dir)".to_string()
+        )
+    );
+    std::fs::create_dir(&bin).unwrap();
+    let report = json(&doctor(&host, "my-runner", &args));
+    for check in ["config.owner", "config.mode", "bin.dir.owner"] {
+        assert_eq!(status(&report, check), "ok", "{check}");
+    }
+    assert_eq!(
+        findings(&report, "config.mode")[0].1,
+        format!("`{}` is mode 0600", config.display())
+    );
+
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
+    std::os::unix::fs::chown(&bin, Some(65534), None).unwrap();
+    let report = json(&doctor(&host, "my-runner", &args));
+    let owned = |path: &std::path::Path| {
+        (
+            "fail".to_string(),
+            format!("`{}` is owned by uid 65534, not root", path.display()),
+            format!("run `chown root: {}`", path.display()),
+        )
+    };
+    assert_eq!(findings(&report, "config.owner")[0], owned(&config));
+    assert_eq!(findings(&report, "bin.dir.owner")[0], owned(&bin));
+    assert_eq!(
+        findings(&report, "config.mode")[0],
+        (
+            "fail".to_string(),
+            format!(
+                "`{}` is mode 0644: group or others can read the runners' tokens",
+                config.display()
+            ),
+            format!(
+                "run `chmod 600 {0}` (or `runvault runner configure --name my-runner \
+                 --config-dir {1}`, which tightens it)",
+                config.display(),
+                host.config_dir().display()
+            )
+        )
+    );
+}

@@ -121,3 +121,33 @@ fn refuses_output_inside_the_vault_dir() {
     assert_eq!(run.code, 2);
     assert!(!out.exists());
 }
+
+#[test]
+fn an_output_file_another_user_made_in_advance_is_refused_untouched() {
+    if !common::require_root("an_output_file_another_user_made_in_advance_is_refused_untouched") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let host = job_host();
+    let tpl = template(&host, TEMPLATE);
+    let out = host.root.path().join("profiles.yml");
+    std::fs::write(&out, "").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let run = render_to(&host, &tpl, &out);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: output file `{}` is owned by uid 65534, not by you (uid 0); \
+             refusing to write into it, since its owner could read or replace what runvault \
+             writes (remove it, or `chown` it to you)\n",
+            out.display()
+        )
+    );
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777, meta.len()),
+        (65534, 0o600, 0)
+    );
+}

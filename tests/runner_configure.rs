@@ -384,3 +384,53 @@ fn install_with_an_unreadable_binary_changes_nothing() {
     assert!(!host.key_file().exists(), "no key was created");
     assert!(!host.secrets_dir().exists(), "no vault was created");
 }
+
+#[test]
+fn configure_tightens_a_config_toml_others_can_read_and_says_so() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    let config = host.config_toml();
+    let path = config.display().to_string();
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let mode = || std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
+    let tightened = |old: &str| {
+        format!(
+            "tightened the file's mode from {old} to 0600: it holds the runners' tokens, which \
+             group and others must not read\n"
+        )
+    };
+
+    // With the wiring to add: written 0600, and the note among the changes.
+    set_mode(0o644);
+    let done = host.runner("configure", "my-runner", &[]).ok();
+    assert!(
+        done.stderr()
+            .ends_with(&format!("{}updated `{path}`\n", tightened("0644"))),
+        "{}",
+        done.stderr()
+    );
+    assert_eq!(mode(), 0o600);
+
+    // Only the mode wrong: --check reports it and changes nothing; then it
+    // is narrowed in place, the bytes untouched.
+    set_mode(0o664);
+    let bytes = std::fs::read(&config).unwrap();
+    let done = host.runner("configure", "my-runner", &["--check"]).fails(1);
+    assert!(
+        done.stderr().starts_with(&tightened("0664")),
+        "{}",
+        done.stderr()
+    );
+    assert_eq!(mode(), 0o664);
+    let done = host.runner("configure", "my-runner", &[]).ok();
+    assert_eq!(
+        done.stderr(),
+        format!("{}updated `{path}`\n", tightened("0664"))
+    );
+    assert_eq!(mode(), 0o600);
+    assert_eq!(std::fs::read(&config).unwrap(), bytes);
+    let done = host.runner("configure", "my-runner", &[]).ok();
+    assert_eq!(done.stderr(), format!("`{path}`: unchanged\n"));
+}

@@ -289,3 +289,93 @@ fn readers_never_touch_the_views_file() {
         set.stderr
     );
 }
+
+#[test]
+fn a_view_inside_the_secrets_directory_is_refused() {
+    let host = host_with_vault();
+    for view in [host.dir().join("view"), host.dir().join("a/b")] {
+        let out = view.to_str().unwrap();
+        for args in [
+            &["view", "refresh", "--out", out, "--allow-disk"][..],
+            &["view", "add", out, "--allow-disk"],
+        ] {
+            let run = host.run_key(args, b"");
+            assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+            assert_eq!(
+                run.stderr,
+                format!(
+                    "runvault: error: `{out}` is the vault directory or inside it; a view must \
+                     live elsewhere\n"
+                )
+            );
+            assert!(!view.exists(), "{args:?} created `{out}`");
+        }
+    }
+    assert!(!host.views_file().exists(), "no view was added");
+}
+
+#[test]
+fn a_view_directory_or_file_another_user_owns_is_refused_untouched() {
+    if !require_root("a_view_directory_or_file_another_user_owns_is_refused_untouched") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, chown};
+    let host = host_with_vault();
+    let view = host.root.path().join("view");
+    let out = view.to_str().unwrap();
+    let state = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.mode() & 0o7777)
+    };
+    let refresh = ["view", "refresh", "--out", out, "--allow-disk"];
+
+    // A directory made in advance by another user.
+    std::fs::create_dir(&view).unwrap();
+    std::fs::set_permissions(&view, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    chown(&view, Some(65534), Some(65534)).unwrap();
+    let run = host.run_key(&refresh, b"");
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: view directory `{out}` is owned by uid 65534, not by you (uid 0); \
+             refusing to write into it, since its owner could read or replace what runvault \
+             writes (remove it, or `chown` it to you)\n"
+        )
+    );
+    assert_eq!(state(&view), (65534, 0o700));
+    assert_eq!(
+        std::fs::read_dir(&view).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // Our directory, but a view file made in advance by another user.
+    chown(&view, Some(0), Some(0)).unwrap();
+    let planted = view.join("vault.yml");
+    common::write_private(&planted, b"mine");
+    chown(&planted, Some(65534), Some(65534)).unwrap();
+    let run = host.run_key(&refresh, b"");
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: view file `{}` is owned by uid 65534, not by you (uid 0); \
+             refusing to write into it, since its owner could read or replace what runvault \
+             writes (remove it, or `chown` it to you)\n",
+            planted.display()
+        )
+    );
+    assert_eq!(state(&planted), (65534, 0o600));
+    assert_eq!(std::fs::read(&planted).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read_dir(&view).unwrap().count(),
+        1,
+        "no other view file written"
+    );
+
+    // Removed, the view is written, owned by the caller.
+    std::fs::remove_file(&planted).unwrap();
+    host.run_key(&refresh, b"").ok();
+    assert_eq!(state(&planted), (0, 0o600));
+}
