@@ -664,3 +664,116 @@ fn permission_denied_on_the_socket_mentions_the_docker_group() {
          then log in again)\n"
     );
 }
+
+#[test]
+fn install_refuses_a_binary_directory_or_binary_another_user_owns() {
+    need_engine!("install_foreign_binary");
+    if !runner_support::require_root(
+        "install_refuses_a_binary_directory_or_binary_another_user_owns",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, chown};
+    let mut host = Host::new();
+    let name = host.container("install-foreign-bin");
+    let pass_file = host.private_file("passphrase", "install passphrase\n");
+    let mut args = vec![
+        "--image",
+        IMAGE,
+        "--passphrase-file",
+        pass_file.to_str().unwrap(),
+    ];
+    args.extend(runner_support::CHEAP_KDF);
+    let (bin, binary) = (host.bin_dir(), host.bin_dir().join("runvault"));
+    let refusal = |what: &str, path: &std::path::Path| {
+        format!(
+            "runvault: error: {what} `{}` is owned by uid 65534, not by you (uid 0); refusing to \
+             write into it, since its owner could read or replace what runvault writes (remove \
+             it, or `chown` it to you)\n",
+            path.display()
+        )
+    };
+    let state = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.mode() & 0o7777)
+    };
+
+    // A binary directory made in advance by another user.
+    std::fs::create_dir(&bin).unwrap();
+    chown(&bin, Some(65534), None).unwrap();
+    let before = state(&bin);
+    let done = host.runner("install", &name, &args).fails(1);
+    assert!(
+        done.stderr().ends_with(&refusal("binary directory", &bin)),
+        "{}",
+        done.stderr()
+    );
+    assert_eq!(state(&bin), before);
+    assert!(!binary.exists());
+
+    // Our directory, but a binary another user put there (the very same
+    // bytes: it could still swap them later).
+    chown(&bin, Some(0), None).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_runvault"), &binary).unwrap();
+    chown(&binary, Some(65534), None).unwrap();
+    let before = state(&binary);
+    let done = host.runner("install", &name, &args).fails(1);
+    assert!(
+        done.stderr().ends_with(&refusal("binary", &binary)),
+        "{}",
+        done.stderr()
+    );
+    assert_eq!(state(&binary), before);
+    assert!(!exists(&name), "no later step ran");
+
+    // Removed: installed as the caller's, mode 0755.
+    std::fs::remove_file(&binary).unwrap();
+    let token = host.private_file("token", TOKEN);
+    args.extend(["--token-file", token.to_str().unwrap()]);
+    host.runner("install", &name, &args).ok();
+    let meta = std::fs::metadata(&binary).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755));
+}
+
+#[test]
+fn install_tightens_a_config_toml_others_can_read() {
+    need_engine!("install_config_mode");
+    let mut host = Host::new();
+    let name = host.container("install-config-mode");
+    let pass_file = host.private_file("passphrase", "install passphrase\n");
+    let mut args = vec![
+        "--image",
+        IMAGE,
+        "--passphrase-file",
+        pass_file.to_str().unwrap(),
+    ];
+    args.extend(runner_support::CHEAP_KDF);
+    // Registered already (by hand, say), but left readable by everyone.
+    host.with_config("config.toml");
+    let text = std::fs::read_to_string(host.config_toml())
+        .unwrap()
+        .replace("name = \"my-runner\"", &format!("name = \"{name}\""));
+    std::fs::write(host.config_toml(), text).unwrap();
+    std::fs::set_permissions(
+        host.config_toml(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let done = host.runner("install", &name, &args).ok();
+    assert!(
+        done.stderr().contains(
+            "register: already registered; unchanged\nconfigure: 10 change(s)\n  set `concurrent`"
+        ),
+        "{}",
+        done.stderr()
+    );
+    assert!(
+        done.stderr().contains(
+            "\n  tightened the file's mode from 0644 to 0600: it holds the runners' tokens, \
+             which group and others must not read\nstart: "
+        ),
+        "{}",
+        done.stderr()
+    );
+    assert_eq!(runner_support::mode(&host.config_toml()), 0o600);
+}

@@ -8,6 +8,7 @@
 //! nothing changed.
 
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::core::fs::{self, FsError};
@@ -309,8 +310,11 @@ fn install_binary(source: &Path, bin_dir: &Path) -> Result<Step, Error> {
     let path = bin_dir.join(BINARY_NAME);
     // Whoever owns the directory could swap the program every job runs.
     fs::refuse_not_mine(bin_dir, "binary directory")?;
+    let kept_mode =
+        fs::refuse_not_mine(&path, fs::Owned::EXECUTABLE.what)?.map(|meta| meta.mode() & 0o7777);
     fs::create_dir_with_mode(bin_dir, 0o755)?;
-    let installed = fs::read_optional(&path)?.as_deref() != Some(bytes.as_slice());
+    let installed = kept_mode != Some(fs::Owned::EXECUTABLE.mode)
+        || fs::read_optional(&path)?.as_deref() != Some(bytes.as_slice());
     if installed {
         fs::write_owned(&path, &bytes, fs::Owned::EXECUTABLE)?;
     }
