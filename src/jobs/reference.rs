@@ -216,6 +216,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::core::proptest_seeds::config())]
+
         /// Text without the opener is one literal, kept byte for byte.
         #[test]
         fn text_without_references_is_kept(text in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -471,6 +471,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::core::proptest_seeds::config())]
+
         #[test]
         fn seal_open_round_trip_and_bind_aad(plain in proptest::collection::vec(any::<u8>(), 0..300), aad in proptest::collection::vec(any::<u8>(), 0..40)) {
             let key = Key32::random();

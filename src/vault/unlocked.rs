@@ -1223,7 +1223,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::core::proptest_seeds::with_cases(64))]
 
         /// Both readers agree on every canonical file, the fast path takes it,
         /// and every value decrypts to what was stored.
