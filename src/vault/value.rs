@@ -207,7 +207,166 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_yaml::Value::Null);
     }
+    prescan_yaml(bytes).map_err(|err| err.to_string())?;
     serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+}
+
+/// The largest value runvault stores (`set`, `import`, adopting a
+/// hand-made vault): 4 MiB, the limit of a `set --from-file` file.
+pub const MAX_VALUE_BYTES: usize = crate::core::fs::Limit::VALUE.max_bytes as usize;
+
+/// Refuses a value larger than [`MAX_VALUE_BYTES`], so that every line
+/// runvault writes stays under [`canonical::MAX_LINE_BYTES`].
+///
+/// [`canonical::MAX_LINE_BYTES`]: crate::vault::canonical::MAX_LINE_BYTES
+pub fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(PlainError::BadValue {
+            at: at.to_string(),
+            reason: format!(
+                "{} bytes, over the limit of {MAX_VALUE_BYTES} bytes (4 MiB) for one value",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a tree holding a value larger than [`MAX_VALUE_BYTES`].
+pub fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
+    let mut result = Ok(());
+    tree.for_each_leaf(&mut |at, leaf| {
+        if result.is_ok() {
+            result = check_value_size(leaf.bytes.expose(), at);
+        }
+    });
+    result
+}
+
+/// Nesting deeper than this, found by [`prescan_yaml`], is refused before
+/// serde_yaml sees the text: serde_yaml's own limit (it refuses deeper
+/// documents anyway, but only after its parser has spent time quadratic in
+/// the depth: 52 s for 100 000 `[`). The vault readers and paths allow
+/// far less ([`canonical::MAX_DEPTH`], [`MAX_SEGMENTS`]).
+///
+/// [`canonical::MAX_DEPTH`]: crate::vault::canonical::MAX_DEPTH
+/// [`MAX_SEGMENTS`]: crate::vault::path::MAX_SEGMENTS
+pub const PRESCAN_MAX_DEPTH: usize = 128;
+
+/// Why [`prescan_yaml`] refused a text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Prescan {
+    /// A line longer than [`canonical::MAX_LINE_BYTES`].
+    ///
+    /// [`canonical::MAX_LINE_BYTES`]: crate::vault::canonical::MAX_LINE_BYTES
+    #[error(
+        "line {line} is longer than the limit of {} bytes (16 MiB)",
+        crate::vault::canonical::MAX_LINE_BYTES
+    )]
+    LongLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Collections nested deeper than [`PRESCAN_MAX_DEPTH`].
+    #[error("line {line}: collections nested deeper than {PRESCAN_MAX_DEPTH} levels")]
+    TooDeep {
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// One linear pass over YAML text before serde_yaml parses it: refuses a
+/// line over the line limit and nesting deeper than [`PRESCAN_MAX_DEPTH`]
+/// (flow collections `[`/`{`, block indentation levels and compact
+/// `- - x` items), so that a hostile file fails in milliseconds.
+///
+/// It is a bound, not a parser: it may count a little more nesting than
+/// YAML sees (never less than the flow depth), which is why its limit is
+/// twice what any reader accepts. Quoted scalars, comments and block
+/// scalars (`|`, `>`) are skipped.
+pub fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
+    let max_line = crate::vault::canonical::MAX_LINE_BYTES;
+    // Indentation of the open block levels, innermost last.
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    // Inside a quoted scalar (which may span lines): its quote byte.
+    let mut quote: Option<u8> = None;
+    // Inside a block scalar: the indentation of the line that opened it.
+    let mut block_scalar: Option<usize> = None;
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let number = index + 1;
+        if line.len() > max_line {
+            return Err(Prescan::LongLine { line: number });
+        }
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let body = &line[indent..];
+        if let Some(opener) = block_scalar {
+            if body.is_empty() || body == b"\r" || indent > opener {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut at = 0;
+        if quote.is_none() && flow == 0 {
+            if body.is_empty() || body[0] == b'#' {
+                continue;
+            }
+            while indents.last().is_some_and(|&open| open > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+            // Compact nested items on one line: `- - - x`, `? - x`.
+            while at + 1 < body.len() && matches!(body[at], b'-' | b'?') && body[at + 1] == b' ' {
+                indents.push(indent + at + 2);
+                at += 2;
+                while body.get(at) == Some(&b' ') {
+                    at += 1;
+                }
+            }
+            if indents.len() > PRESCAN_MAX_DEPTH {
+                return Err(Prescan::TooDeep { line: number });
+            }
+        }
+        // Where a scalar or a collection may start: after these bytes (or
+        // at the start of the line), a quote or a bracket is syntax, not
+        // part of a plain scalar.
+        let mut value_start = true;
+        while at < body.len() {
+            let b = body[at];
+            at += 1;
+            if let Some(q) = quote {
+                match b {
+                    b'\\' if q == b'"' => at += 1,
+                    b'\'' if q == b'\'' && body.get(at) == Some(&b'\'') => at += 1,
+                    _ if b == q => quote = None,
+                    _ => {}
+                }
+                value_start = false;
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\r' => continue,
+                b'#' if at == 1 || matches!(body[at - 2], b' ' | b'\t') => break,
+                b'"' | b'\'' if value_start => quote = Some(b),
+                b'[' | b'{' if value_start || flow > 0 => {
+                    flow += 1;
+                    if indents.len() + flow > PRESCAN_MAX_DEPTH {
+                        return Err(Prescan::TooDeep { line: number });
+                    }
+                }
+                b']' | b'}' if flow > 0 => flow -= 1,
+                b'|' | b'>' if value_start && flow == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                _ => {}
+            }
+            value_start = matches!(b, b':' | b'-' | b'?' | b',' | b'[' | b'{');
+        }
+    }
+    Ok(())
 }
 
 /// Refuses the standard `!!binary` tag (see [`parse_plain_yaml`]).
