@@ -245,7 +245,7 @@ fn run_guarded(host: &Host, args: &[&str]) -> common::Run {
 
 fn not_regular(what: &str, path: &std::path::Path) -> String {
     format!(
-        "runvault: error: {what} `{}` is a FIFO (named pipe), not a regular file; refusing to read it \
+        "runvault: error: {what} `{}` is a FIFO (named pipe), not a regular file; refusing to use it \
          (replace it with a regular file)\n",
         path.display()
     )
@@ -287,6 +287,19 @@ fn a_fifo_planted_as_a_vault_file_is_refused_at_once_by_readers_and_writers() {
             assert_eq!(run.code, 0, "{}", run.stderr);
         }
     }
+}
+
+#[test]
+fn a_fifo_planted_as_the_audit_log_fails_the_writer_at_once_and_nothing_is_committed() {
+    let host = Host::new();
+    host.init();
+    host.set("A", b"1");
+    let before = host.vault_bytes();
+    let log = host.dir().join("audit.log");
+    plant_fifo(&log);
+    let run = run_guarded(&host, &["set", "A", "--generate", "16"]);
+    assert_eq!((run.code, run.stderr), (1, not_regular("audit log", &log)));
+    assert_eq!(host.vault_bytes(), before);
 }
 
 #[test]

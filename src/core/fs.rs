@@ -48,7 +48,7 @@ pub enum FsError {
     /// Not a regular file (a FIFO, a device, a socket, a directory): a FIFO
     /// would block the reader forever, a device could be read forever.
     #[error(
-        "{what} `{path}` is a {kind}, not a regular file; refusing to read it \
+        "{what} `{path}` is a {kind}, not a regular file; refusing to use it \
          (replace it with a regular file)"
     )]
     NotRegular {
@@ -214,7 +214,7 @@ pub fn open_nofollow(path: &Path) -> Result<File, FsError> {
 }
 
 /// What a file that is not a regular file is, for messages.
-fn kind_name(file_type: std::fs::FileType) -> &'static str {
+pub fn kind_name(file_type: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_dir() {
         "directory"

@@ -357,13 +357,30 @@ pub fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
                     }
                 }
                 b']' | b'}' if flow > 0 => flow -= 1,
+                // A tag or an anchor before a node: the node starts after it.
+                b'!' | b'&' if value_start => {
+                    while at < body.len() && !matches!(body[at], b' ' | b'\t') {
+                        at += 1;
+                    }
+                    continue;
+                }
                 b'|' | b'>' if value_start && flow == 0 => {
                     block_scalar = Some(indent);
                     break;
                 }
                 _ => {}
             }
-            value_start = matches!(b, b':' | b'-' | b'?' | b',' | b'[' | b'{');
+            // An indicator only where YAML reads it as one: `:`, `-`, `?`
+            // before a space (or anywhere in a flow collection for `:`),
+            // `,`, `[` and `{` inside a flow collection; elsewhere they are
+            // part of a plain scalar.
+            let spaced = matches!(body.get(at), None | Some(b' ' | b'\t' | b'\r'));
+            value_start = match b {
+                b':' => spaced || flow > 0,
+                b'-' | b'?' => spaced,
+                b',' | b'[' | b'{' => flow > 0,
+                _ => false,
+            };
         }
     }
     Ok(())
@@ -582,5 +599,44 @@ mod tests {
         let mut out = Vec::new();
         quote_json_string("a\"b\\c\n\u{1}", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001""#);
+    }
+
+    #[test]
+    fn prescan_passes_real_yaml_and_refuses_deep_nesting_only() {
+        let depth = |n: usize| format!("A: {}1{}\n", "[".repeat(n), "]".repeat(n));
+        // serde_yaml's own limit: the pre-scan refuses only beyond it.
+        assert_eq!(prescan_yaml(depth(120).as_bytes()), Ok(()));
+        assert_eq!(
+            prescan_yaml(depth(129).as_bytes()),
+            Err(Prescan::TooDeep { line: 1 })
+        );
+        let tagged = format!("A: !t &a {}\n", "[".repeat(129));
+        assert_eq!(
+            prescan_yaml(tagged.as_bytes()),
+            Err(Prescan::TooDeep { line: 1 })
+        );
+        // Brackets in quotes, comments, plain scalars and block scalars are
+        // not nesting.
+        let many = "[".repeat(300);
+        let text = format!(
+            "A: \"{many}\"\nB: '{many}'\nC: a{many}\n# {many}\nD: |\n  {many}\n  {many}\nE: {{x: [1, 2]}}\n"
+        );
+        assert_eq!(prescan_yaml(text.as_bytes()), Ok(()));
+        let doc = parse_plain_yaml(text.as_bytes()).unwrap();
+        assert_eq!(doc["C"].as_str(), Some(format!("a{many}").as_str()));
+        // Compact block items nest too.
+        let compact = format!("A:\n  {}x\n", "- ".repeat(200));
+        assert_eq!(
+            prescan_yaml(compact.as_bytes()),
+            Err(Prescan::TooDeep { line: 2 })
+        );
+        let long = format!(
+            "A: {}\n",
+            "x".repeat(crate::vault::canonical::MAX_LINE_BYTES)
+        );
+        assert_eq!(
+            prescan_yaml(long.as_bytes()),
+            Err(Prescan::LongLine { line: 1 })
+        );
     }
 }
