@@ -627,6 +627,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_are_bounded_even_past_what_fstat_said() {
+        // A file that grows after its `fstat` (here: a reader longer than
+        // the size given) is still cut at the limit, never read to its end.
+        let source = vec![b'x'; 100];
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_to_end_bounded(&source[..], &mut buf, 99),
+            Err(Bounded::Over)
+        ));
+        assert_eq!(buf.len(), 100, "at most limit + 1 bytes read");
+        let mut buf = Vec::new();
+        read_to_end_bounded(&source[..], &mut buf, 100).unwrap();
+        assert_eq!(buf, source);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, &source).unwrap();
+        let limit = Limit::of("test file", 99);
+        let err = read_bounded(&File::open(&file).unwrap(), 10, &file, limit).unwrap_err();
+        assert!(matches!(err, FsError::TooLarge { max: 99, .. }), "{err}");
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let err = read_nofollow(&dir.path().join("d"), limit).unwrap_err();
+        assert!(
+            err.to_string().starts_with("test file `")
+                && err.to_string().contains("is a directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn stray_temps_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("vault.yml");
