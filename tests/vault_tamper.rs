@@ -442,6 +442,22 @@ fn every_input_one_byte_over_its_limit_is_refused_before_it_is_read() {
             )
         )
     );
+    // A key so long that its line would pass the vault's line limit.
+    let mut import = b"A".repeat(256 * 1024);
+    import.extend_from_slice(b": v\n");
+    write_private(&file, &import);
+    let run = run_guarded(&host, &["import", name]);
+    assert_eq!(
+        (run.code, run.stderr),
+        (
+            1,
+            format!(
+                "runvault: error: `{name}`: unsupported key at `{}...`: a path of 262145 bytes, over the limit of \
+                 262144 bytes (256 KiB)\n",
+                "A".repeat(40)
+            )
+        )
+    );
     assert_ne!(host.vault_bytes(), before, "B was stored");
 }
 

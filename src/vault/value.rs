@@ -232,12 +232,33 @@ pub fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
     Ok(())
 }
 
-/// Refuses a tree holding a value larger than [`MAX_VALUE_BYTES`].
+/// The longest key a stored value may have, in bytes of its segments
+/// (256 KiB): with the value, its line (and its path's line in
+/// `history:`, quoted) stays under the line limit.
+pub const MAX_KEY_PATH_BYTES: usize = 256 * 1024;
+
+/// Refuses a tree holding a value larger than [`MAX_VALUE_BYTES`] or a
+/// value under a path longer than [`MAX_KEY_PATH_BYTES`].
 pub fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
     let mut result = Ok(());
     tree.for_each_leaf(&mut |at, leaf| {
         if result.is_ok() {
             result = check_value_size(leaf.bytes.expose(), at);
+        }
+        let path_bytes: usize = (at.segments().iter())
+            .map(|segment| match segment {
+                Segment::Key(key) => key.len() + 1,
+                Segment::Index(_) => 8,
+            })
+            .sum();
+        if result.is_ok() && path_bytes > MAX_KEY_PATH_BYTES {
+            let shown: String = at.to_string().chars().take(40).collect();
+            result = Err(PlainError::BadKey {
+                at: format!("{shown}..."),
+                reason: format!(
+                    "a path of {path_bytes} bytes, over the limit of {MAX_KEY_PATH_BYTES} bytes (256 KiB)"
+                ),
+            });
         }
     });
     result
