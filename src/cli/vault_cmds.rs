@@ -230,9 +230,9 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 /// `runvault import`.
 pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError> {
     let bytes = if args.file.as_os_str() == "-" {
-        input::read_value(input::ValueSource::Stdin)?
+        input::read_stdin(fs::Limit::IMPORT)?
     } else {
-        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file)?)
+        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file, fs::Limit::IMPORT)?)
     };
     let tree = crate::vault::plaintext::read_plain_yaml(bytes.expose(), &args.file)?;
     drop(bytes);
@@ -324,7 +324,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 KeyAddKind::Keyfile { file } => Credential::KeyFile(slots::read_key_file(file)?),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
-                let id = unlocked.add_slot(&new_credential, salt);
+                let id = unlocked.add_slot(&new_credential, salt)?;
                 record.detail = Some(format!("added {} slot {id}", new_credential.kind_name()));
                 Ok(id)
             })?;

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::doctor::Finding;
 use crate::vault::VaultDir;
 use crate::vault::format::{self, VaultFile};
@@ -133,7 +133,7 @@ fn stray_files(dir: &Path) -> Finding {
 }
 
 fn salt_strength(path: &Path) -> Finding {
-    match fs::read_optional(path) {
+    match fs::read_optional(path, Limit::any("file")) {
         Ok(Some(bytes)) => {
             let salt = Salt::from_file_bytes(bytes);
             if salt.is_weak() {
@@ -172,7 +172,7 @@ fn salt_strength(path: &Path) -> Finding {
 
 fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -> Finding {
     let path = vault.vault_path();
-    let bytes = match fs::read_optional(&path) {
+    let bytes = match fs::read_optional(&path, Limit::any("file")) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
             return Finding::fail(

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::doctor::Finding;
 use crate::runner::Target;
 use crate::runner::config::{self, JobWiring, Overview};
@@ -96,7 +96,7 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
 /// Reads and parses `config.toml`, or the failed `config.parse` finding.
 fn read_overview(path: &Path) -> Result<Overview, Finding> {
     let fail = |message: String, hint: &str| Finding::fail("config.parse", message, hint);
-    let bytes = match fs::read_optional(path) {
+    let bytes = match fs::read_optional(path, Limit::any("config file")) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
             return Err(fail(

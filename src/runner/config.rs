@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
-use crate::core::fs::{self, WriteMode, write_atomic_unless_changed};
+use crate::core::fs::{self, Limit, WriteMode, write_atomic_unless_changed};
 use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
 use crate::runner::volumes::{self, DirMount};
@@ -627,7 +627,7 @@ fn apply_with(
 ) -> Result<Report, Error> {
     tracing::info!(path = %path.display(), check, "editing the runner's config.toml");
     for attempt in 0..ATTEMPTS {
-        let Some(original) = fs::read_optional(path)? else {
+        let Some(original) = fs::read_optional(path, Limit::any("config file"))? else {
             return Err(Error::NoConfig {
                 path: path.to_path_buf(),
             });
@@ -653,7 +653,10 @@ fn apply_with(
         meanwhile(attempt);
         let written =
             write_atomic_unless_changed(path, edit.text.as_bytes(), WriteMode::PRIVATE, || {
-                Ok(fs::read_optional(path)?.as_deref() == Some(original.as_slice()))
+                Ok(
+                    fs::read_optional(path, Limit::any("config file"))?.as_deref()
+                        == Some(original.as_slice()),
+                )
             })?;
         if written {
             return Ok(report);

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::core::fs::{self, FsError, WriteMode};
+use crate::core::fs::{self, FsError, Limit, WriteMode};
 use crate::core::layout::BINARY_NAME;
 use crate::runner::config::{self, JobsMode, Settings};
 use crate::runner::container::{self, Spec, StartOutcome};
@@ -262,7 +262,7 @@ fn ensure_key_slot(
     let admin = admin()?;
     vault
         .modify(&admin, "key add", |unlocked, salt, record| {
-            let id = unlocked.add_slot(&key, salt);
+            let id = unlocked.add_slot(&key, salt)?;
             record.detail = Some(format!(
                 "added keyfile slot {id} for `{}`",
                 key_file.display()
@@ -307,7 +307,8 @@ fn install_binary(source: &Path, bin_dir: &Path) -> Result<Step, Error> {
     let bytes = std::fs::read(source).map_err(FsError::io("read", source))?;
     let path = bin_dir.join(BINARY_NAME);
     fs::create_dir_with_mode(bin_dir, 0o755)?;
-    let installed = fs::read_optional(&path)?.as_deref() != Some(bytes.as_slice());
+    let installed = fs::read_optional(&path, Limit::any("installed binary"))?.as_deref()
+        != Some(bytes.as_slice());
     if installed {
         fs::write_atomic(&path, &bytes, WriteMode::EXECUTABLE)?;
     }

@@ -81,18 +81,34 @@ pub fn append(
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Without blocking: a FIFO planted as the log would otherwise hold
+        // this writer (and the lock) until someone reads it.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(log)
-        .map_err(FsError::io("open the audit log", log))?;
+        .map_err(|err| match err.raw_os_error() {
+            // A FIFO without a reader: refused as the FIFO it is.
+            Some(libc::ENXIO) => FsError::NotRegular {
+                what: "audit log",
+                path: log.to_path_buf(),
+                kind: "FIFO (named pipe)",
+            },
+            _ => FsError::io("open the audit log", log)(err),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(FsError::io("inspect the audit log", log))?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::NotRegular {
+            what: "audit log",
+            path: log.to_path_buf(),
+            kind: crate::core::fs::kind_name(meta.file_type()),
+        });
+    }
     // An empty log may have just been created (by this open or by someone
     // else): its directory entry must be made durable too. A log that
     // already holds lines had its entry synced when it was created, and an
     // append changes only the file, which `sync_data` covers.
-    let new_file = file
-        .metadata()
-        .map_err(FsError::io("inspect the audit log", log))?
-        .len()
-        == 0;
+    let new_file = meta.len() == 0;
     // Streamed, not built in memory first: the line of a large import is
     // tens of megabytes. Appends happen only under the writers' lock, so
     // no other line can interleave with its writes.

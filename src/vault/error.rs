@@ -103,6 +103,25 @@ pub enum VaultError {
         /// Which bound was exceeded.
         reason: String,
     },
+    /// The file's slots together are over the per-file KDF bounds.
+    #[error("`{path}` asks for too much key derivation work ({reason}); refusing to run it")]
+    HostileBudget {
+        /// The vault file.
+        path: PathBuf,
+        /// Which bound was exceeded.
+        reason: String,
+    },
+    /// `vault.salt` is too short for Argon2id: runvault never writes one.
+    #[error(
+        "`{path}` is {len} bytes, shorter than the 8 bytes a salt must have; it is not a salt \
+         runvault made: restore the vault.salt that was created with this vault.yml"
+    )]
+    ShortSalt {
+        /// The salt file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
     /// The file MAC does not match: entries or header fields were changed.
     #[error(
         "`{path}` failed authentication: the file was modified outside runvault \
@@ -239,6 +258,8 @@ impl ExitStatus for VaultError {
             | VaultError::SaltMissing { .. }
             | VaultError::SaltMismatch { .. }
             | VaultError::HostileKdf { .. }
+            | VaultError::HostileBudget { .. }
+            | VaultError::ShortSalt { .. }
             | VaultError::MacMismatch { .. }
             | VaultError::ValueTampered { .. } => exit::INTEGRITY,
             VaultError::Place(_)

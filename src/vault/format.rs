@@ -37,6 +37,9 @@ pub enum FormatError {
     /// Not YAML at all.
     #[error("vault file is not valid YAML: {0}")]
     Yaml(String),
+    /// Over a limit checked before parsing (a line's length, the nesting).
+    #[error("vault file is refused before parsing: {0}")]
+    Limit(#[from] crate::vault::value::Prescan),
     /// YAML, but not a runvault vault (for example the hand-made plaintext file).
     #[error("vault file is not an encrypted runvault vault")]
     NotAVault,
@@ -371,6 +374,7 @@ pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
 
 /// Reads any `vault.yml` with serde_yaml only (the general path).
 pub(crate) fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
+    crate::vault::value::prescan_yaml(bytes)?;
     let doc = crate::vault::value::parse_plain_yaml(bytes).map_err(FormatError::Yaml)?;
     let is_encrypted = doc
         .get(HEADER_KEY)

@@ -129,6 +129,11 @@ pub fn new_keys(
     if !dropped.is_empty() && !plan.drop_others {
         return Err(VaultError::SlotsNotOpened { ids: dropped });
     }
+    slots::check_file_budget(new_slots.iter().map(|slot| &slot.kind)).map_err(|reason| {
+        VaultError::Usage(format!(
+            "refusing a rekey that would leave the vault with {reason}; use smaller --kdf-* values"
+        ))
+    })?;
     if new_slots.is_empty() {
         return Err(VaultError::Usage(
             "rekey would leave no key slot; give the secret of at least one slot".into(),

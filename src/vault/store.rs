@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::core::fs::{self, FsError, WriteMode};
+use crate::core::fs::{self, FsError, Limit, WriteMode};
 use crate::core::lock::WriteLock;
 use crate::core::progress::{NoProgress, Progress};
 use crate::vault::audit::{self, AuditRecord};
@@ -17,7 +17,7 @@ use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
 use crate::vault::path::KeyPath;
 use crate::vault::rekey;
-use crate::vault::salt::Salt;
+use crate::vault::salt::{MIN_SALT_BYTES, Salt};
 use crate::vault::slots::{self, Credential, Opened};
 use crate::vault::splice::{self, SetEdit};
 use crate::vault::tree::Tree;
@@ -192,7 +192,7 @@ impl VaultDir {
             if attempt > 0 {
                 std::thread::sleep(CONSISTENT_READ_PAUSE);
             }
-            let Some(bytes) = fs::read_optional(&vault_path)? else {
+            let Some(bytes) = fs::read_optional(&vault_path, Limit::VAULT_FILE)? else {
                 return Err(VaultError::NoVault {
                     dir: self.dir.clone(),
                 });
@@ -203,14 +203,23 @@ impl VaultDir {
             // A rekey with a new salt may be between its renames: the
             // staged next salt is the one that matches then.
             for candidate in [&salt_path, &self.salt_next_path()] {
-                if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes)
+                if let Some(salt) =
+                    fs::read_optional(candidate, Limit::SALT_FILE)?.map(Salt::from_file_bytes)
                     && salt.id() == salt_id
                 {
+                    // Argon2id needs 8 bytes: a shorter salt that matches
+                    // the header was planted with a header to match it.
+                    if salt.as_bytes().len() < MIN_SALT_BYTES {
+                        return Err(VaultError::ShortSalt {
+                            path: candidate.clone(),
+                            len: salt.as_bytes().len(),
+                        });
+                    }
                     return Ok(Some((parsed, salt)));
                 }
             }
         }
-        match fs::read_optional(&salt_path)? {
+        match fs::read_optional(&salt_path, Limit::SALT_FILE)? {
             None => Err(VaultError::SaltMissing { path: salt_path }),
             Some(_) => Err(VaultError::SaltMismatch { path: salt_path }),
         }
@@ -582,15 +591,16 @@ impl VaultDir {
     /// if `vault.yml` already names the staged salt, promote it; otherwise
     /// the vault still uses the old salt and the staged one is removed.
     fn finish_interrupted_rekey(&self) -> Result<(), VaultError> {
-        let Some(next) = fs::read_optional(&self.salt_next_path())?.map(Salt::from_file_bytes)
+        let Some(next) =
+            fs::read_optional(&self.salt_next_path(), Limit::SALT_FILE)?.map(Salt::from_file_bytes)
         else {
             return Ok(());
         };
-        let vault_salt_id = fs::read_optional(&self.vault_path())?
+        let vault_salt_id = fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)?
             .and_then(|bytes| EncryptedVault::parse(&bytes).ok())
             .map(|(vault, _)| vault.header.salt_id);
-        let current_salt_id =
-            fs::read_optional(&self.salt_path())?.map(|bytes| Salt::from_file_bytes(bytes).id());
+        let current_salt_id = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?
+            .map(|bytes| Salt::from_file_bytes(bytes).id());
         match vault_salt_id {
             Some(id) if id == next.id() => self.promote_next_salt(),
             // The old pair is intact: the rekey never reached vault.yml.
@@ -628,10 +638,12 @@ impl VaultDir {
 
     /// Whether `vault.yml` is already an encrypted vault (no lock taken).
     pub fn is_encrypted(&self) -> Result<bool, VaultError> {
-        Ok(match fs::read_optional(&self.vault_path())? {
-            Some(bytes) => matches!(format::classify(&bytes), Ok(VaultFile::Encrypted(_))),
-            None => false,
-        })
+        Ok(
+            match fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)? {
+                Some(bytes) => matches!(format::classify(&bytes), Ok(VaultFile::Encrypted(_))),
+                None => false,
+            },
+        )
     }
 
     /// Creates the vault, or adopts a plaintext `vault.yml` in place.
@@ -650,7 +662,7 @@ impl VaultDir {
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
-        let plaintext = match fs::read_optional(&vault_path)? {
+        let plaintext = match fs::read_optional(&vault_path, Limit::VAULT_FILE)? {
             None => None,
             Some(bytes) => match format::classify(&bytes) {
                 Ok(VaultFile::Encrypted(_)) => return Ok(InitOutcome::AlreadyEncrypted),
@@ -679,11 +691,12 @@ impl VaultDir {
             Some(_) => Some(open_for_wipe(&vault_path)?),
             None => None,
         };
-        let (salt, new_salt) =
-            match fs::read_optional(&self.salt_path())?.map(Salt::from_file_bytes) {
-                Some(salt) if !salt.is_weak() => (salt, false),
-                _ => (Salt::generate(), true),
-            };
+        let (salt, new_salt) = match fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?
+            .map(Salt::from_file_bytes)
+        {
+            Some(salt) if !salt.is_weak() => (salt, false),
+            _ => (Salt::generate(), true),
+        };
         let mut unlocked = UnlockedVault::create(&credentials, &salt, keep, &vault_path);
         let mut record = AuditRecord::default();
         let values = match plaintext {
@@ -700,7 +713,7 @@ impl VaultDir {
             refuse_open_target: false,
             keep_mode_mask: 0o640,
         };
-        let old_salt = fs::read_optional(&self.salt_path())?;
+        let old_salt = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?;
         // The salt, the audit line and the vault's temp file are written
         // side by side; the salt is in place and durable before the vault
         // that needs it is renamed.
@@ -787,10 +800,13 @@ pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, Va
     if format::contains_sealed_value(&doc) {
         return Err(crate::vault::plaintext::sealed_values(file));
     }
-    value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
+    let plain = |source| VaultError::Plain {
         file: file.to_path_buf(),
         source,
-    })
+    };
+    let tree = value::tree_from_yaml(doc).map_err(plain)?;
+    value::check_value_sizes(&tree).map_err(plain)?;
+    Ok(tree)
 }
 
 /// Opens the plaintext file so it can be overwritten once it is unlinked.
