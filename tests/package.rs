@@ -134,6 +134,22 @@ fn long_package_carries_the_binarys_version_and_exactly_its_files() {
     );
     // No key and no vault in the package: nothing under /etc or /secrets.
     assert!(!listing.contains(" ./etc/") && !listing.contains(" ./secrets"));
+
+    // The binary is the static one jobs mount: no program interpreter.
+    let binary = output(
+        Command::new("sh")
+            .args([
+                "-c",
+                "dpkg-deb --fsys-tarfile \"$1\" | tar -xO ./usr/bin/runvault",
+                "sh",
+            ])
+            .arg(&deb),
+    )
+    .stdout;
+    assert!(
+        !runvault::runner::install::needs_interpreter(&binary),
+        "the packaged /usr/bin/runvault must be the static build"
+    );
 }
 
 #[test]
