@@ -141,6 +141,12 @@ pub fn scan(text: &[u8]) -> Result<Scanned, ScanError> {
     Ok(Scanned { pieces })
 }
 
+/// Whether `text` holds the opener `DATAOPS_VAULT(` at all (well-formed or
+/// not), without scanning it.
+pub fn mentions_reference(text: &[u8]) -> bool {
+    find(text, OPEN).is_some()
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
