@@ -207,7 +207,7 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_yaml::Value::Null);
     }
-    serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+    serde_yaml::from_slice(bytes).map_err(|err| crate::vault::yaml_error::describe(&err))
 }
 
 /// Refuses the standard `!!binary` tag (see [`parse_plain_yaml`]).
