@@ -140,6 +140,53 @@ fn global_options_work_after_the_subcommand() {
     );
 }
 
+/// Issue 19 item 14: `init` warns about every directory mode `doctor`
+/// fails (a group-writable one too), and not about the two it passes.
+#[test]
+fn init_warns_about_a_dir_mode_doctor_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warning) in [
+        (
+            0o770,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (
+            0o730,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (0o701, Some("open to other users")),
+        (
+            0o710,
+            Some("not 0700 or 0750 as `runvault doctor` requires"),
+        ),
+        (0o750, None),
+        (0o700, None),
+    ] {
+        let host = Host::new();
+        std::fs::create_dir(host.dir()).unwrap();
+        std::fs::set_permissions(host.dir(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut args = vec!["init"];
+        args.extend(CHEAP_KDF);
+        let run = host.run(&args).ok();
+        let last = run.stderr.lines().last().unwrap_or("").to_string();
+        match warning {
+            Some(why) => assert_eq!(
+                last,
+                format!(
+                    "warning: `{0}` is mode {mode:04o}, {why}; run `chmod 700 {0}`",
+                    host.dir().display()
+                )
+            ),
+            None => assert!(!run.stderr.contains("warning"), "{mode:o}: {}", run.stderr),
+        }
+        assert_eq!(
+            mode & 0o777,
+            common::mode(&host.dir()) & 0o777,
+            "init leaves the mode"
+        );
+    }
+}
+
 #[test]
 fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     let host = Host::new();
