@@ -140,6 +140,53 @@ fn global_options_work_after_the_subcommand() {
     );
 }
 
+/// Issue 19 item 14: `init` warns about every directory mode `doctor`
+/// fails (a group-writable one too), and not about the two it passes.
+#[test]
+fn init_warns_about_a_dir_mode_doctor_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warning) in [
+        (
+            0o770,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (
+            0o730,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (0o701, Some("open to other users")),
+        (
+            0o710,
+            Some("not 0700 or 0750 as `runvault doctor` requires"),
+        ),
+        (0o750, None),
+        (0o700, None),
+    ] {
+        let host = Host::new();
+        std::fs::create_dir(host.dir()).unwrap();
+        std::fs::set_permissions(host.dir(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut args = vec!["init"];
+        args.extend(CHEAP_KDF);
+        let run = host.run(&args).ok();
+        let last = run.stderr.lines().last().unwrap_or("").to_string();
+        match warning {
+            Some(why) => assert_eq!(
+                last,
+                format!(
+                    "warning: `{0}` is mode {mode:04o}, {why}; run `chmod 700 {0}`",
+                    host.dir().display()
+                )
+            ),
+            None => assert!(!run.stderr.contains("warning"), "{mode:o}: {}", run.stderr),
+        }
+        assert_eq!(
+            mode & 0o777,
+            common::mode(&host.dir()) & 0o777,
+            "init leaves the mode"
+        );
+    }
+}
+
 #[test]
 fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     let host = Host::new();
@@ -631,7 +678,8 @@ fn malformed_yaml_and_alias_bombs_fail_fast_with_clear_errors() {
     let run = host.run(&["import", bad.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("repetition limit exceeded"),
+        run.stderr
+            .contains("too many aliases (repetition limit exceeded)"),
         "{}",
         run.stderr
     );
@@ -650,6 +698,164 @@ fn malformed_yaml_and_alias_bombs_fail_fast_with_clear_errors() {
         run.stderr
     );
     assert_eq!(std::fs::read(other.vault_file()).unwrap(), bomb.as_bytes());
+}
+
+/// Issue 19 item 3: every kind of bad value, each carrying a canary, fed to
+/// `import`, to `init` adopting a hand-made `vault.yml`, and to the readers
+/// of a plaintext `vault.yml`, at `-vvv`: the canary is in no output, the
+/// place is, and nothing on disk changes.
+#[test]
+fn yaml_errors_name_the_place_never_the_value() {
+    const CANARY: &str = "Kq7Zcanary";
+    const NUMBER: &str = "7319731973197319731973197319";
+    let cases: &[(&str, &str)] = &[
+        (
+            "A:\n  B: 7319731973197319731973197319\n",
+            "an integer too large to read; quote it to store it as text at `A.B` (line 2, column 6)",
+        ),
+        (
+            "A: !!int 7319731973197319731973197319\n",
+            "an integer too large to read; quote it to store it as text at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !!int \"Kq7Zcanary\"\n",
+            "a value tagged `!!int` that is not an integer at `A` (line 1, column 4)",
+        ),
+        (
+            "L:\n  - !!bool Kq7Zcanary\n",
+            "a value tagged `!!bool` that is not `true` or `false` at `L[0]` (line 2, column 5)",
+        ),
+        (
+            "A: !!float Kq7Zcanary\n",
+            "a value tagged `!!float` that is not a number at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !!null Kq7Zcanary\n",
+            "a value tagged `!!null` that is not empty or `null` at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !custom Kq7Zcanary\n",
+            "unsupported value at `A`: tag `!custom` is not supported",
+        ),
+        (
+            "A: Kq7Zcanary\nA: Kq7Zcanary\n",
+            "the key `A` appears twice in one mapping (line 1, column 1)",
+        ),
+        (
+            "A: *Kq7Zcanary\n",
+            "an alias to an anchor that is not defined before it (line 1, column 4)",
+        ),
+        (
+            "A: [Kq7Zcanary\n",
+            "did not find expected ',' or ']' (line 2, column 1), while parsing a flow sequence \
+             (line 1, column 4)",
+        ),
+        (
+            "A: \"Kq7Zcanary\\q\"\n",
+            "found unknown escape character (line 1, column 15), while parsing a quoted scalar \
+             (line 1, column 4)",
+        ),
+        (
+            "A: Kq7Zcanary\u{7}\n",
+            "control characters are not allowed (byte 13)",
+        ),
+        (
+            "? {B: Kq7Zcanary}\n: x\n",
+            "unsupported key at ``: a mapping key; quote it to make it a string",
+        ),
+        (
+            "A: !binary {B: Kq7Zcanary}\n",
+            "unsupported value at `A`: `!!binary` must tag a string",
+        ),
+        (
+            "A: !binary Kq7Zcanary!!\n",
+            "unsupported value at `A`: `!binary` value is not valid base64",
+        ),
+        (
+            "A: Kq7Zcanary\n---\nB: Kq7Zcanary\n",
+            "more than one YAML document; a vault is one",
+        ),
+    ];
+    let clean = |run: &common::Run, what: &str| {
+        for canary in [CANARY, NUMBER] {
+            assert!(
+                !run.stdout
+                    .windows(canary.len())
+                    .any(|w| w == canary.as_bytes())
+                    && !run.stderr.contains(canary),
+                "{what}: the value leaked:\n{}",
+                run.stderr
+            );
+        }
+    };
+    let host = Host::new();
+    host.keygen();
+    let input = host.root.path().join("in.yml");
+    for (yaml, problem) in cases {
+        // import into an encrypted vault (created on the first turn)
+        if !host.vault_file().exists() {
+            let mut cmd = host.command();
+            cmd.args(["--key-file", host.key_file().to_str().unwrap(), "init"]);
+            common::run(&mut cmd, b"").ok();
+        }
+        std::fs::write(&input, yaml).unwrap();
+        let before = host.vault_bytes();
+        let mut cmd = host.command();
+        cmd.args(["-vvv", "--key-file", host.key_file().to_str().unwrap()])
+            .args(["import", input.to_str().unwrap()]);
+        let run = common::run(&mut cmd, b"");
+        clean(&run, &format!("import of {yaml:?}"));
+        assert_eq!(run.code, 1, "import of {yaml:?}: {}", run.stderr);
+        let expected_import = if problem.starts_with("unsupported") {
+            format!("`{}`: {problem}", input.display())
+        } else {
+            format!("`{}` is not valid YAML: {problem}", input.display())
+        };
+        assert!(
+            run.stderr
+                .ends_with(&format!("runvault: error: {expected_import}\n")),
+            "import of {yaml:?}: {}",
+            run.stderr
+        );
+        assert_eq!(host.vault_bytes(), before);
+
+        // init adopting it as a hand-made vault.yml, and every reader of it
+        let plain = Host::new();
+        plain.keygen();
+        std::fs::create_dir_all(plain.dir()).unwrap();
+        write_private(&plain.vault_file(), yaml.as_bytes());
+        let key = plain.key_file();
+        for args in [
+            &["init"][..],
+            &["get", "A"],
+            &["list"],
+            &["export"],
+            &["verify"],
+        ] {
+            let mut cmd = plain.command();
+            cmd.args(["-vvv", "--key-file", key.to_str().unwrap()])
+                .args(args);
+            let run = common::run(&mut cmd, b"");
+            clean(&run, &format!("{args:?} of {yaml:?}"));
+            assert_ne!(run.code, 0, "{args:?} of {yaml:?}");
+            if args == ["init"] {
+                assert_eq!(run.code, 1, "init of {yaml:?}: {}", run.stderr);
+                let file = plain.vault_file();
+                let expected = if problem.starts_with("unsupported") {
+                    format!("`{}`: {problem}", file.display())
+                } else {
+                    format!("`{}` is not valid YAML: {problem}", file.display())
+                };
+                assert!(
+                    run.stderr
+                        .ends_with(&format!("runvault: error: {expected}\n")),
+                    "init of {yaml:?}: {}",
+                    run.stderr
+                );
+            }
+            assert_eq!(std::fs::read(plain.vault_file()).unwrap(), yaml.as_bytes());
+        }
+    }
 }
 
 #[test]

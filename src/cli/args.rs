@@ -216,6 +216,10 @@ pub enum ViewCommand {
 // `runvault exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Resolve references only in variable NAME (repeatable); default: every variable
+    /// except those the CI system sets (CI_*, GITLAB_*, ...; see docs/jobs.md).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<std::ffi::OsString>,
     /// Also export every value under PREFIX as an upper-case variable
     /// (SNOWFLAKE.TRANSFORM.PASSWORD becomes SNOWFLAKE_TRANSFORM_PASSWORD); repeatable.
     #[arg(long = "export", value_name = "PREFIX")]

@@ -106,17 +106,27 @@ fn salt_note(new_salt: bool) -> &'static str {
     }
 }
 
+/// Warns, after `init`, about a vault directory mode that `runvault doctor`
+/// fails (its `secrets.dir.mode` check), saying what the mode allows.
 fn warn_if_open_dir(dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     if let Ok(meta) = std::fs::metadata(dir) {
         let mode = meta.mode() & 0o7777;
-        if mode & 0o007 != 0 {
-            status(format_args!(
-                "warning: `{}` is mode {mode:04o}, open to other users; run `chmod 700 {}`",
-                dir.display(),
-                dir.display()
-            ));
+        if crate::doctor::host::secrets_dir_mode_ok(mode) {
+            return;
         }
+        let why = if mode & 0o007 != 0 {
+            "open to other users"
+        } else if mode & 0o020 != 0 {
+            "writable by its group, which can replace the vault files"
+        } else {
+            "not 0700 or 0750 as `runvault doctor` requires"
+        };
+        status(format_args!(
+            "warning: `{}` is mode {mode:04o}, {why}; run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        ));
     }
 }
 

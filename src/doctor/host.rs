@@ -41,7 +41,7 @@ pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<F
     }
     findings.push(owner_check("secrets.dir.owner", dir, meta.uid()));
     let mode = meta.mode() & 0o7777;
-    findings.push(if mode == 0o700 || mode == 0o750 {
+    findings.push(if secrets_dir_mode_ok(mode) {
         Finding::ok(
             "secrets.dir.mode",
             format!("`{}` is mode {mode:04o}", dir.display()),
@@ -60,6 +60,12 @@ pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<F
     findings.push(salt_strength(&dir.join(SALT_FILE)));
     findings.push(encryption_and_integrity(vault, credential));
     findings
+}
+
+/// The modes the `secrets.dir.mode` check passes (`init` warns about any
+/// other): the owner's alone, or readable by a group of job runners.
+pub fn secrets_dir_mode_ok(mode: u32) -> bool {
+    mode == 0o700 || mode == 0o750
 }
 
 fn owner_check(check: &'static str, path: &Path, uid: u32) -> Finding {

@@ -171,7 +171,8 @@ pub enum VaultError {
     BadYaml {
         /// The file.
         file: PathBuf,
-        /// serde_yaml's message (with line and column; never a value).
+        /// What is wrong, where (from [`crate::vault::yaml_error::describe`]:
+        /// line, column and path, never a value).
         message: String,
     },
     /// A key file that is not a runvault key.

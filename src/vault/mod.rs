@@ -11,6 +11,7 @@
 //! - [`export`]: every value under a prefix, decrypted and rendered.
 //! - [`plaintext`], [`plain_block`]: plaintext YAML read straight into
 //!   values (`import`): the linear block-style reader, else serde_yaml.
+//! - [`yaml_error`]: serde_yaml's errors as messages without a value.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`splice`]: the streaming writer of a one-path change (`set`).
@@ -40,6 +41,7 @@ pub mod stream;
 pub mod tree;
 pub mod unlocked;
 pub mod value;
+pub mod yaml_error;
 
 pub use error::VaultError;
 pub use path::KeyPath;

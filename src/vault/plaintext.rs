@@ -83,7 +83,7 @@ pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError
     };
     let tree = Root(&mut reading)
         .deserialize(serde_yaml::Deserializer::from_slice(bytes))
-        .map_err(|err| bad_yaml(err.to_string()))?;
+        .map_err(|err| bad_yaml(crate::vault::yaml_error::describe(&err)))?;
     if reading.sealed {
         return Err(sealed_values(file));
     }

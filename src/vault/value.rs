@@ -208,7 +208,7 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
         return Ok(serde_yaml::Value::Null);
     }
     prescan_yaml(bytes).map_err(|err| err.to_string())?;
-    serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+    serde_yaml::from_slice(bytes).map_err(|err| crate::vault::yaml_error::describe(&err))
 }
 
 /// The largest value runvault stores (`set`, `import`, adopting a
