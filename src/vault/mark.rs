@@ -1,0 +1,185 @@
+//! The rollback high-water mark: the highest `generation` of a vault this
+//! host committed, kept outside the secrets directory (default
+//! `/var/lib/runvault/`, `--state-dir`), one small file per vault id.
+//!
+//! A complete older `vault.yml` put back in the secrets directory is
+//! authentic (it passes the MAC); only something the writer of the
+//! directory cannot reach remembers that a newer generation was committed.
+//! Writers refuse to build on a vault older than its mark and raise the
+//! mark once their commit is durable (never before: a crash in between then
+//! leaves the mark below the file, which is harmless; the other order would
+//! leave it above, a false alarm). `verify` and `doctor` compare; readers
+//! (`get`, `exec`, ...) never look at it. The mark also names the secrets
+//! directory it was committed from, so that a plaintext `vault.yml` planted
+//! where an encrypted vault was is recognised (docs/format.md §13.5).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::core::fs::{self, FsError, WriteMode};
+use crate::vault::error::VaultError;
+use crate::vault::format::hex;
+
+/// The ending of a mark file's name: `<vault id in hex>.mark`.
+const MARK_SUFFIX: &str = ".mark";
+
+/// The state directory holding one mark per vault id.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    dir: PathBuf,
+}
+
+/// What a mark file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The highest generation this host committed.
+    pub generation: u64,
+    /// The secrets directory of that commit (canonical, as text).
+    pub secrets_dir: String,
+}
+
+/// The mark file's contents (one JSON line).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MarkFile {
+    vault_id: String,
+    generation: u64,
+    dir: String,
+}
+
+impl Marks {
+    /// The marks kept in `dir`.
+    pub fn new(dir: &Path) -> Marks {
+        Marks {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The mark file of the vault with id `vault_id`.
+    pub fn path(&self, vault_id: &[u8; 16]) -> PathBuf {
+        self.dir.join(format!("{}{MARK_SUFFIX}", hex(vault_id)))
+    }
+
+    /// The mark of `vault_id`, or `None` if this host never recorded one.
+    /// A mark file that is not one (edited, truncated) is an error: it
+    /// cannot be trusted to say the vault is current.
+    pub fn read(&self, vault_id: &[u8; 16]) -> Result<Option<Mark>, VaultError> {
+        let path = self.path(vault_id);
+        let Some(bytes) = fs::read_optional(&path)? else {
+            return Ok(None);
+        };
+        parse(&bytes)
+            .filter(|file| file.vault_id == hex(vault_id))
+            .map(|file| {
+                Some(Mark {
+                    generation: file.generation,
+                    secrets_dir: file.dir,
+                })
+            })
+            .ok_or(VaultError::BadMark { path })
+    }
+
+    /// Records that generation `generation` of `vault_id` was committed in
+    /// `secrets_dir`: creates the state directory (0700) if needed, then
+    /// replaces the mark file atomically and durably (0600).
+    pub fn record(
+        &self,
+        vault_id: &[u8; 16],
+        generation: u64,
+        secrets_dir: &Path,
+    ) -> Result<(), FsError> {
+        fs::create_dir_with_mode(&self.dir, 0o700)?;
+        let file = MarkFile {
+            vault_id: hex(vault_id),
+            generation,
+            dir: canonical_text(secrets_dir),
+        };
+        let mut line = serde_json::to_string(&file).expect("a mark serializes");
+        line.push('\n');
+        let path = self.path(vault_id);
+        fs::write_atomic(&path, line.as_bytes(), WriteMode::PRIVATE)?;
+        tracing::debug!(mark = %path.display(), generation, "raised the high-water mark");
+        Ok(())
+    }
+
+    /// The mark files that name `secrets_dir` as where their vault was
+    /// committed (readable ones only; a missing state directory has none).
+    pub fn naming(&self, secrets_dir: &Path) -> Vec<PathBuf> {
+        let wanted = canonical_text(secrets_dir);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(MARK_SUFFIX))
+            .map(|entry| entry.path())
+            .filter(|path| {
+                // Marks are a few dozen bytes: anything larger is not one.
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.size() < 4096)
+                    && fs::read_optional(path)
+                        .ok()
+                        .flatten()
+                        .and_then(|bytes| parse(&bytes))
+                        .is_some_and(|file| file.dir == wanted)
+            })
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<MarkFile> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// `dir` as a mark records it: canonical when it exists, so that `./secrets`
+/// and `/root/secrets` name the same directory.
+fn canonical_text(dir: &Path) -> String {
+    dir.canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_mark_reads_back_and_names_its_directory() {
+        let temp = tempfile::tempdir().unwrap();
+        let marks = Marks::new(&temp.path().join("state"));
+        let secrets = temp.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        let id = [7u8; 16];
+        assert_eq!(marks.read(&id).unwrap(), None);
+        assert!(marks.naming(&secrets).is_empty());
+        marks.record(&id, 12, &secrets).unwrap();
+        let mark = marks.read(&id).unwrap().unwrap();
+        assert_eq!(mark.generation, 12);
+        assert_eq!(mark.secrets_dir, secrets.to_string_lossy());
+        assert_eq!(marks.naming(&secrets), [marks.path(&id)]);
+        assert!(marks.naming(temp.path()).is_empty());
+        let mode = std::fs::metadata(marks.path(&id)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(marks.dir()).unwrap().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
+
+    #[test]
+    fn an_edited_mark_is_refused_not_ignored() {
+        let temp = tempfile::tempdir().unwrap();
+        let marks = Marks::new(temp.path());
+        let id = [1u8; 16];
+        std::fs::write(marks.path(&id), b"{\"generation\": 3}").unwrap();
+        assert!(matches!(marks.read(&id), Err(VaultError::BadMark { .. })));
+        // A mark copied from another vault's file names the other id.
+        marks.record(&[2u8; 16], 3, temp.path()).unwrap();
+        std::fs::copy(marks.path(&[2u8; 16]), marks.path(&id)).unwrap();
+        assert!(matches!(marks.read(&id), Err(VaultError::BadMark { .. })));
+    }
+}
