@@ -242,10 +242,21 @@ fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     files
 }
 
-/// The mark file's name for the host's vault (`<vault_id>.mark`).
+/// The mark file's name for the host's vault (`<vault_id>-<dir hash>.mark`).
 fn mark_name(host: &Host) -> String {
+    let name = mark_file(host)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let yaml: serde_yaml::Value = serde_yaml::from_slice(&host.vault_bytes()).unwrap();
-    format!("{}.mark", yaml["runvault"]["vault_id"].as_str().unwrap())
+    let vault_id = yaml["runvault"]["vault_id"].as_str().unwrap();
+    assert!(name.starts_with(&format!("{vault_id}-")), "{name}");
+    assert!(
+        name.ends_with(".mark") && name.len() == 32 + 1 + 16 + 5,
+        "{name}"
+    );
+    name
 }
 
 /// The one high-water mark in the host's state directory.
@@ -295,7 +306,7 @@ fn a_whole_older_vault_put_back_is_reported_refused_and_can_be_accepted() {
         std::fs::read_to_string(mark_file(&host)).unwrap(),
         format!(
             "{{\"vault_id\":\"{}\",\"generation\":5,\"dir\":\"{}\"}}\n",
-            mark_file(&host).file_stem().unwrap().to_string_lossy(),
+            mark_name(&host).split('-').next().unwrap(),
             host.dir().canonicalize().unwrap().display()
         )
     );

@@ -246,8 +246,8 @@ fn plaintext(vault: &VaultDir) -> Vec<Finding> {
 /// header as the file says it; `vault.verify` authenticates it).
 fn rollback(vault: &VaultDir, header: &Header) -> Finding {
     let (path, marks) = (vault.vault_path(), vault.marks());
-    let mark_path = marks.path(&header.vault_id);
-    match marks.read(&header.vault_id) {
+    let mark_path = marks.path(&header.vault_id, vault.dir());
+    match marks.read(&header.vault_id, vault.dir()) {
         Ok(Some(mark)) if mark.generation > header.generation => Finding::fail(
             "vault.rollback",
             format!(

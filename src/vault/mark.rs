@@ -1,6 +1,8 @@
 //! The rollback high-water mark: the highest `generation` of a vault this
 //! host committed, kept outside the secrets directory (default
-//! `/var/lib/runvault/`, `--state-dir`), one small file per vault id.
+//! `/var/lib/runvault/`, `--state-dir`), one small file per vault id and
+//! secrets directory (a copy of the vault elsewhere, such as a backup being
+//! checked, is another history and has its own mark).
 //!
 //! A complete older `vault.yml` put back in the secrets directory is
 //! authentic (it passes the MAC); only something the writer of the
@@ -16,11 +18,13 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::core::fs::{self, FsError, WriteMode};
 use crate::vault::error::VaultError;
 use crate::vault::format::hex;
 
-/// The ending of a mark file's name: `<vault id in hex>.mark`.
+/// The ending of a mark file's name: `<vault id>-<directory hash>.mark`.
 const MARK_SUFFIX: &str = ".mark";
 
 /// The state directory holding one mark per vault id.
@@ -59,21 +63,33 @@ impl Marks {
         &self.dir
     }
 
-    /// The mark file of the vault with id `vault_id`.
-    pub fn path(&self, vault_id: &[u8; 16]) -> PathBuf {
-        self.dir.join(format!("{}{MARK_SUFFIX}", hex(vault_id)))
+    /// The mark file of the vault with id `vault_id` in `secrets_dir`:
+    /// `<vault id>-<first 8 bytes of SHA-256 of the directory>.mark`, in hex.
+    pub fn path(&self, vault_id: &[u8; 16], secrets_dir: &Path) -> PathBuf {
+        let dir_hash = Sha256::digest(canonical_text(secrets_dir).as_bytes());
+        self.dir.join(format!(
+            "{}-{}{MARK_SUFFIX}",
+            hex(vault_id),
+            hex(&dir_hash[..8])
+        ))
     }
 
-    /// The mark of `vault_id`, or `None` if this host never recorded one.
-    /// A mark file that is not one (edited, truncated) is an error: it
-    /// cannot be trusted to say the vault is current.
-    pub fn read(&self, vault_id: &[u8; 16]) -> Result<Option<Mark>, VaultError> {
-        let path = self.path(vault_id);
+    /// The mark of `vault_id` in `secrets_dir`, or `None` if this host
+    /// never recorded one. A mark file that is not one (edited, truncated,
+    /// copied from another vault's) is an error: it cannot be trusted to
+    /// say the vault is current.
+    pub fn read(
+        &self,
+        vault_id: &[u8; 16],
+        secrets_dir: &Path,
+    ) -> Result<Option<Mark>, VaultError> {
+        let path = self.path(vault_id, secrets_dir);
         let Some(bytes) = fs::read_optional(&path)? else {
             return Ok(None);
         };
+        let dir = canonical_text(secrets_dir);
         parse(&bytes)
-            .filter(|file| file.vault_id == hex(vault_id))
+            .filter(|file| file.vault_id == hex(vault_id) && file.dir == dir)
             .map(|file| {
                 Some(Mark {
                     generation: file.generation,
@@ -89,8 +105,8 @@ impl Marks {
     pub fn record(
         &self,
         vault_id: &[u8; 16],
-        generation: u64,
         secrets_dir: &Path,
+        generation: u64,
     ) -> Result<(), FsError> {
         fs::create_dir_with_mode(&self.dir, 0o700)?;
         let file = MarkFile {
@@ -100,7 +116,7 @@ impl Marks {
         };
         let mut line = serde_json::to_string(&file).expect("a mark serializes");
         line.push('\n');
-        let path = self.path(vault_id);
+        let path = self.path(vault_id, secrets_dir);
         fs::write_atomic(&path, line.as_bytes(), WriteMode::PRIVATE)?;
         tracing::debug!(mark = %path.display(), generation, "raised the high-water mark");
         Ok(())
@@ -156,15 +172,20 @@ mod tests {
         let secrets = temp.path().join("secrets");
         std::fs::create_dir(&secrets).unwrap();
         let id = [7u8; 16];
-        assert_eq!(marks.read(&id).unwrap(), None);
+        assert_eq!(marks.read(&id, &secrets).unwrap(), None);
         assert!(marks.naming(&secrets).is_empty());
-        marks.record(&id, 12, &secrets).unwrap();
-        let mark = marks.read(&id).unwrap().unwrap();
+        marks.record(&id, &secrets, 12).unwrap();
+        let mark = marks.read(&id, &secrets).unwrap().unwrap();
         assert_eq!(mark.generation, 12);
         assert_eq!(mark.secrets_dir, secrets.to_string_lossy());
-        assert_eq!(marks.naming(&secrets), [marks.path(&id)]);
+        assert_eq!(marks.naming(&secrets), [marks.path(&id, &secrets)]);
         assert!(marks.naming(temp.path()).is_empty());
-        let mode = std::fs::metadata(marks.path(&id)).unwrap().mode() & 0o777;
+        // A copy of the vault in another directory has a history of its own.
+        assert_eq!(marks.read(&id, temp.path()).unwrap(), None);
+        // The same directory named another way is the same directory.
+        let relative = secrets.join("..").join("secrets");
+        assert_eq!(marks.read(&id, &relative).unwrap(), Some(mark));
+        let mode = std::fs::metadata(marks.path(&id, &secrets)).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = std::fs::metadata(marks.dir()).unwrap().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
@@ -174,12 +195,18 @@ mod tests {
     fn an_edited_mark_is_refused_not_ignored() {
         let temp = tempfile::tempdir().unwrap();
         let marks = Marks::new(temp.path());
-        let id = [1u8; 16];
-        std::fs::write(marks.path(&id), b"{\"generation\": 3}").unwrap();
-        assert!(matches!(marks.read(&id), Err(VaultError::BadMark { .. })));
+        let (id, dir) = ([1u8; 16], temp.path());
+        std::fs::write(marks.path(&id, dir), b"{\"generation\": 3}").unwrap();
+        assert!(matches!(
+            marks.read(&id, dir),
+            Err(VaultError::BadMark { .. })
+        ));
         // A mark copied from another vault's file names the other id.
-        marks.record(&[2u8; 16], 3, temp.path()).unwrap();
-        std::fs::copy(marks.path(&[2u8; 16]), marks.path(&id)).unwrap();
-        assert!(matches!(marks.read(&id), Err(VaultError::BadMark { .. })));
+        marks.record(&[2u8; 16], dir, 3).unwrap();
+        std::fs::copy(marks.path(&[2u8; 16], dir), marks.path(&id, dir)).unwrap();
+        assert!(matches!(
+            marks.read(&id, dir),
+            Err(VaultError::BadMark { .. })
+        ));
     }
 }

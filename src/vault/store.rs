@@ -192,12 +192,12 @@ impl VaultDir {
     /// read (a state directory the caller may not read) is reported and
     /// the change goes on unchecked; a mark that is not one is an error.
     fn check_mark(&self, vault_id: &[u8; 16], generation: u64) -> Result<(), VaultError> {
-        match self.marks.read(vault_id) {
+        match self.marks.read(vault_id, &self.dir) {
             Ok(Some(mark)) if mark.generation > generation => Err(VaultError::RolledBack {
                 path: self.vault_path(),
                 generation,
                 mark: mark.generation,
-                mark_path: self.marks.path(vault_id),
+                mark_path: self.marks.path(vault_id, &self.dir),
             }),
             Ok(_) => Ok(()),
             Err(VaultError::Fs(err)) => {
@@ -215,7 +215,7 @@ impl VaultDir {
     /// A mark that cannot be written leaves the commit as it is (it is
     /// safe) and is reported: rollback goes unnoticed until it is written.
     fn raise_mark(&self, vault_id: &[u8; 16], generation: u64) {
-        if let Err(err) = self.marks.record(vault_id, generation, &self.dir) {
+        if let Err(err) = self.marks.record(vault_id, &self.dir, generation) {
             self.warn(&format!(
                 "the change is committed, but the rollback high-water mark was not recorded: {err}; \
                  a rollback of this vault is not detected until a change records it \
@@ -237,11 +237,14 @@ impl VaultDir {
         let (unlocked, _) = self.open(credential)?;
         let count = unlocked.verify_all()?;
         let header = unlocked.header();
-        let previous = self.marks.read(&header.vault_id).or_else(|err| match err {
-            // An unreadable mark is exactly what this command replaces.
-            VaultError::BadMark { .. } => Ok(None),
-            err => Err(err),
-        })?;
+        let previous = self
+            .marks
+            .read(&header.vault_id, &self.dir)
+            .or_else(|err| match err {
+                // An unreadable mark is exactly what this command replaces.
+                VaultError::BadMark { .. } => Ok(None),
+                err => Err(err),
+            })?;
         let generation = header.generation;
         let record = AuditRecord {
             changes: Vec::new(),
@@ -260,19 +263,19 @@ impl VaultDir {
             (before, generation),
             &record,
         )?;
-        self.marks.record(&header.vault_id, generation, &self.dir)?;
+        self.marks.record(&header.vault_id, &self.dir, generation)?;
         Ok((unlocked, count, previous.map(|m| m.generation)))
     }
 
     /// `verify`'s rollback check of an opened vault: `Err` if it is older
     /// than its mark; otherwise the mark (if this host recorded one).
     pub fn check_rollback(&self, header: &Header) -> Result<Option<u64>, VaultError> {
-        match self.marks.read(&header.vault_id)? {
+        match self.marks.read(&header.vault_id, &self.dir)? {
             Some(mark) if mark.generation > header.generation => Err(VaultError::RolledBack {
                 path: self.vault_path(),
                 generation: header.generation,
                 mark: mark.generation,
-                mark_path: self.marks.path(&header.vault_id),
+                mark_path: self.marks.path(&header.vault_id, &self.dir),
             }),
             mark => Ok(mark.map(|m| m.generation)),
         }
