@@ -13,7 +13,7 @@ Exit codes:
   2  usage error (bad arguments, no passphrase or key given)
   3  path not found in the vault
   4  wrong passphrase or key (no key slot opens)
-  5  integrity failure (the vault is tampered with or corrupt)
+  5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
   6  vault busy (the writers' lock was not acquired within --wait)
   7  Docker engine unreachable
   8  check-and-set conflict (the path has moved on)";
