@@ -480,4 +480,24 @@ fn a_mark_that_cannot_be_written_is_reported_and_the_commit_stands() {
         )
     );
     assert_eq!(host.get("A"), b"v");
+    // verify does the same: the vault is checked, the rollback is not.
+    let verify = host.run(&["--state-dir", state.to_str().unwrap(), "verify"]);
+    assert_eq!(verify.code, 0, "{}", verify.stderr);
+    assert!(
+        verify
+            .out()
+            .contains("; generation 2; no high-water mark on this host; "),
+        "{}",
+        verify.out()
+    );
+    assert_eq!(
+        verify.stderr,
+        format!(
+            "runvault: warning: the rollback high-water mark cannot be read: cannot open `{}/{}`: \
+             Not a directory (os error 20); the vault was not checked against a rollback (give a \
+             readable --state-dir)\n",
+            state.display(),
+            mark_name(&host)
+        )
+    );
 }

@@ -269,15 +269,25 @@ impl VaultDir {
 
     /// `verify`'s rollback check of an opened vault: `Err` if it is older
     /// than its mark; otherwise the mark (if this host recorded one).
+    /// A mark that cannot be read (a state directory the caller may not
+    /// read) is reported as a warning, as writers do, and not checked.
     pub fn check_rollback(&self, header: &Header) -> Result<Option<u64>, VaultError> {
-        match self.marks.read(&header.vault_id, &self.dir)? {
-            Some(mark) if mark.generation > header.generation => Err(VaultError::RolledBack {
+        match self.marks.read(&header.vault_id, &self.dir) {
+            Ok(Some(mark)) if mark.generation > header.generation => Err(VaultError::RolledBack {
                 path: self.vault_path(),
                 generation: header.generation,
                 mark: mark.generation,
                 mark_path: self.marks.path(&header.vault_id, &self.dir),
             }),
-            mark => Ok(mark.map(|m| m.generation)),
+            Ok(mark) => Ok(mark.map(|m| m.generation)),
+            Err(VaultError::Fs(err)) => {
+                self.warn(&format!(
+                    "the rollback high-water mark cannot be read: {err}; the vault was not checked \
+                     against a rollback (give a readable --state-dir)"
+                ));
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
     }
 
