@@ -224,3 +224,22 @@ fn a_plaintext_vault_where_an_encrypted_one_was_fails_vault_replaced() {
     );
     assert!(!text.out().contains("adopt it in place"), "{}", text.out());
 }
+
+#[test]
+fn vault_rollback_warns_without_a_readable_mark() {
+    let host = healthy();
+    let (_, report) = doctor(&host);
+    assert_eq!(status_of(&report, "vault.rollback"), "ok");
+    let empty = host.root.path().join("empty-state");
+    let blocked = host.root.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    for state in [empty, blocked.join("state")] {
+        let run = host.run_key(
+            &["--state-dir", state.to_str().unwrap(), "doctor", "--json"],
+            b"",
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(status_of(&report, "vault.rollback"), "warn", "{report}");
+    }
+}

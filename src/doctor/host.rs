@@ -279,6 +279,12 @@ fn rollback(vault: &VaultDir, header: &Header) -> Finding {
             ),
             "the next change records it; or run `runvault verify --accept-rollback` now",
         ),
+        // A state directory doctor may not read: nothing known either way.
+        Err(err @ crate::vault::VaultError::Fs(_)) => Finding::warn(
+            "vault.rollback",
+            format!("the high-water mark cannot be read: {err}"),
+            "run doctor as the user that writes the vault, or give the right --state-dir",
+        ),
         Err(err) => Finding::fail(
             "vault.rollback",
             err.to_string(),
