@@ -975,6 +975,7 @@ fn on_terminal(host: &Host, args: &str, typed: &[u8]) -> common::Run {
     );
     let mut cmd = std::process::Command::new("script");
     cmd.args(["-qec", &line, "/dev/null"])
+        .env("RUNVAULT_STATE_DIR", host.state_dir())
         .env_remove("RUNVAULT_PASSPHRASE_FILE")
         .env_remove("RUNVAULT_KEY_FILE");
     common::run(&mut cmd, typed)
@@ -1078,7 +1079,7 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
                     host.key_file().display()
                 );
             }
-            std::process::Command::new("sh").arg("-c").arg(script).stderr(std::process::Stdio::null()).spawn().unwrap()
+            std::process::Command::new("sh").arg("-c").arg(script).env("RUNVAULT_STATE_DIR", host.state_dir()).stderr(std::process::Stdio::null()).spawn().unwrap()
         })
         .collect();
     for mut writer in writers {
@@ -1101,4 +1102,153 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
         [".runvault.lock", "audit.log", "vault.salt", "vault.yml"],
         "no temp file left"
     );
+}
+
+/// Every file of the vault directory and of the state directory, with its
+/// bytes and mode (to prove a refused command changed nothing).
+fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>, u32)> {
+    let mut files = Vec::new();
+    for dir in [host.dir(), host.state_dir()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            files.push((path.clone(), std::fs::read(&path).unwrap(), mode(&path)));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
+    let host = Host::new();
+    host.init();
+    host.set("SNOWFLAKE.TRANSFORM.PASSWORD", b"real-password");
+    std::fs::write(
+        host.vault_file(),
+        "SNOWFLAKE:\n  TRANSFORM:\n    PASSWORD: planted-password\n",
+    )
+    .unwrap();
+    let yaml_marks: Vec<_> = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let replaced = format!(
+        "runvault: error: `{vault}` is a plaintext vault, but `{dir}` held an encrypted vault \
+         (a strong salt in `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, \
+         the high-water mark `{mark}`): the vault may have been replaced; find out who wrote it \
+         and restore the encrypted vault.yml from a backup (`runvault init --force` adopts the \
+         plaintext anyway)\n",
+        vault = host.vault_file().display(),
+        dir = host.dir().display(),
+        mark = yaml_marks[0].display()
+    );
+
+    let get = host.run(&["get", "SNOWFLAKE.TRANSFORM.PASSWORD"]);
+    assert_eq!((get.code, get.stderr.as_str()), (5, replaced.as_str()));
+    assert!(get.stdout.is_empty());
+
+    let before = snapshot(&host);
+    let mut init = vec!["init"];
+    init.extend(CHEAP_KDF);
+    let refused = host.run(&init);
+    assert_eq!(
+        (refused.code, refused.stderr.as_str()),
+        (5, replaced.as_str())
+    );
+    assert_eq!(snapshot(&host), before, "a refused init changes nothing");
+
+    init.push("--force");
+    let forced = host.run(&init).ok();
+    assert_eq!(
+        forced.stderr,
+        format!(
+            "runvault: warning: adopted with --force although `{dir}` held an encrypted vault \
+             (a strong salt in `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, \
+             the high-water mark `{mark}`); the plaintext may have been planted: check its values\n\
+             adopted `{vault}`: encrypted 1 value(s) in place\n",
+            vault = host.vault_file().display(),
+            dir = host.dir().display(),
+            mark = yaml_marks[0].display()
+        )
+    );
+    assert_eq!(
+        host.get("SNOWFLAKE.TRANSFORM.PASSWORD"),
+        b"planted-password"
+    );
+}
+
+#[test]
+fn each_sign_of_an_earlier_vault_alone_stops_adoption() {
+    let plaintext = "A: planted\n";
+    let refused = |host: &Host| {
+        std::fs::write(host.vault_file(), plaintext).unwrap();
+        let mut init = vec!["init"];
+        init.extend(CHEAP_KDF);
+        let run = host.run(&init);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert_eq!(
+            std::fs::read_to_string(host.vault_file()).unwrap(),
+            plaintext
+        );
+        run.stderr
+    };
+    // A strong salt only (a hand-made salt is weak: the legacy adoption test).
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::write(host.salt_file(), "ab".repeat(32)).unwrap();
+    assert!(refused(&host).contains(&format!(
+        "held an encrypted vault (a strong salt in `{}`)",
+        host.salt_file().display()
+    )));
+    // Committed changes in the audit log only; an aborted one does not count.
+    let host = Host::new();
+    host.init();
+    host.set("A", b"1");
+    std::fs::write(host.salt_file(), "3f1c9a0b7d2e4c6a8b1f").unwrap();
+    std::fs::remove_dir_all(host.state_dir()).unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(host.dir().join("audit.log"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut log,
+        b"{\"time\":\"2026-12-05T09:00:00Z\",\"event\":\"aborted\",\"command\":\"set\"}\n",
+    )
+    .unwrap();
+    assert!(refused(&host).contains(&format!(
+        "held an encrypted vault (1 committed change(s) in `{}/audit.log`)",
+        host.dir().display()
+    )));
+    // A high-water mark naming the directory only.
+    std::fs::remove_file(host.dir().join("audit.log")).unwrap();
+    let marks = host.root.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let dir = host.dir().canonicalize().unwrap();
+    std::fs::write(
+        marks.join("00112233445566778899aabbccddeeff.mark"),
+        format!(
+            "{{\"vault_id\":\"00112233445566778899aabbccddeeff\",\"generation\":7,\"dir\":\"{}\"}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut init = host.command();
+    init.arg("--passphrase-file")
+        .arg(host.pass_file())
+        .arg("--state-dir")
+        .arg(&marks)
+        .arg("init");
+    let run = common::run(&mut init, b"");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "held an encrypted vault (the high-water mark `{}/00112233445566778899aabbccddeeff.mark`)",
+            marks.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // With none of them, the hand-made file is adopted as before.
+    let run = host.run(&["init"]).ok();
+    assert!(run.stderr.starts_with("adopted "), "{}", run.stderr);
 }

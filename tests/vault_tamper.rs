@@ -639,3 +639,277 @@ fn a_salt_too_short_for_argon2id_with_a_matching_header_is_refused_not_a_panic()
         assert_eq!((run.code, run.stderr.as_str()), (5, expected.as_str()));
     }
 }
+
+/// Every file of the vault directory and of the state directory, with its
+/// bytes (to prove a refused command changed nothing).
+fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for dir in [host.dir(), host.state_dir()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The mark file's name for the host's vault (`<vault_id>-<dir hash>.mark`).
+fn mark_name(host: &Host) -> String {
+    let name = mark_file(host)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let yaml: serde_yaml::Value = serde_yaml::from_slice(&host.vault_bytes()).unwrap();
+    let vault_id = yaml["runvault"]["vault_id"].as_str().unwrap();
+    assert!(name.starts_with(&format!("{vault_id}-")), "{name}");
+    assert!(
+        name.ends_with(".mark") && name.len() == 32 + 1 + 16 + 5,
+        "{name}"
+    );
+    name
+}
+
+/// The one high-water mark in the host's state directory.
+fn mark_file(host: &Host) -> std::path::PathBuf {
+    let marks: Vec<_> = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    marks[0].clone()
+}
+
+fn rolled_back_message(host: &Host, generation: u64, mark: u64) -> String {
+    format!(
+        "runvault: error: `{}` was rolled back: it is at generation {generation}, but this host \
+         committed generation {mark} (high-water mark `{}`); restore the newest vault.yml, or if \
+         this older copy was restored on purpose, accept it with `runvault verify --accept-rollback`\n",
+        host.vault_file().display(),
+        mark_file(host).display()
+    )
+}
+
+fn doctor_status(run: &common::Run, check: &str) -> String {
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("doctor --json");
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no check {check} in {report}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_whole_older_vault_put_back_is_reported_refused_and_can_be_accepted() {
+    let host = Host::new();
+    host.init();
+    host.set("DB.PASS", b"old-password");
+    host.set("DB.USER", b"alice");
+    let old = host.root.path().join("vault.yml.old");
+    std::fs::copy(host.vault_file(), &old).unwrap();
+    host.set("DB.PASS", b"rotated-password");
+    host.set("DB.HOST", b"db1");
+    assert_eq!(
+        std::fs::read_to_string(mark_file(&host)).unwrap(),
+        format!(
+            "{{\"vault_id\":\"{}\",\"generation\":5,\"dir\":\"{}\"}}\n",
+            mark_name(&host).split('-').next().unwrap(),
+            host.dir().canonicalize().unwrap().display()
+        )
+    );
+    std::fs::copy(&old, host.vault_file()).unwrap();
+
+    let verify = host.run(&["verify"]);
+    assert_eq!(verify.code, 5);
+    assert_eq!(verify.stderr, rolled_back_message(&host, 3, 5));
+    assert!(verify.stdout.is_empty());
+
+    let doctor = host.run(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 1);
+    assert_eq!(doctor_status(&doctor, "vault.rollback"), "fail");
+    assert_eq!(doctor_status(&doctor, "vault.verify"), "ok");
+
+    let before = snapshot(&host);
+    let pass = host.pass_file();
+    let pass = pass.to_str().unwrap();
+    for args in [
+        &["set", "DB.PASS", "--stdin"][..],
+        &["rm", "DB.USER"],
+        &["rekey"],
+        &["key", "passwd", "1", "--new-passphrase-file", pass],
+    ] {
+        let run = host.run_in(args, b"new");
+        assert_eq!(run.code, 5, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr, rolled_back_message(&host, 3, 5), "{args:?}");
+    }
+    assert_eq!(snapshot(&host), before, "a refused writer changes nothing");
+    // Readers never consult the mark: they stay write-free and as fast.
+    assert_eq!(host.get("DB.PASS"), b"old-password");
+
+    // The restore was deliberate: accept it, then writing goes on.
+    let accept = host.run(&["verify", "--accept-rollback"]).ok();
+    assert_eq!(
+        accept.stderr,
+        format!(
+            "accepted the rollback: the high-water mark of `{}` went from generation 5 down to 3\n",
+            host.vault_file().display()
+        )
+    );
+    assert!(
+        accept.out().contains("; generation 3; high-water mark 3; "),
+        "{}",
+        accept.out()
+    );
+    let audit = std::fs::read_to_string(host.dir().join("audit.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "accept-rollback");
+    assert_eq!(last["generation_before"], 5);
+    assert_eq!(last["generation_after"], 3);
+    host.run(&["verify"]).ok();
+    host.set("DB.PASS", b"rotated-again");
+    let verify = host.run(&["verify"]).ok();
+    assert!(
+        verify.out().contains("; generation 4; high-water mark 4; "),
+        "{}",
+        verify.out()
+    );
+}
+
+#[test]
+fn a_revoked_key_slot_brought_back_with_an_old_file_is_detected() {
+    let host = Host::new();
+    host.init_with_key_and_passphrase();
+    host.set("DB.PASS", b"pw");
+    let leaked = host.root.path().join("keys").join("leaked.key");
+    host.run_raw(&["keygen", leaked.to_str().unwrap()], b"")
+        .ok();
+    host.run_key(&["key", "add", "keyfile", leaked.to_str().unwrap()], b"")
+        .ok();
+    let (old_vault, old_salt) = (
+        host.root.path().join("old.yml"),
+        host.root.path().join("old.salt"),
+    );
+    std::fs::copy(host.vault_file(), &old_vault).unwrap();
+    std::fs::copy(host.salt_file(), &old_salt).unwrap();
+    host.run_key(&["key", "remove", "3"], b"").ok();
+    let pass = host.pass_file();
+    host.run_key(
+        &[
+            "rekey",
+            "--new-salt",
+            "--also-passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .ok();
+    std::fs::copy(&old_vault, host.vault_file()).unwrap();
+    std::fs::copy(&old_salt, host.salt_file()).unwrap();
+
+    let mut verify = host.command();
+    verify.arg("--key-file").arg(&leaked).arg("verify");
+    let run = common::run(&mut verify, b"");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert_eq!(run.stderr, rolled_back_message(&host, 3, 5));
+    let doctor = host.run_key(&["doctor", "--json"], b"");
+    assert_eq!(doctor_status(&doctor, "vault.rollback"), "fail");
+    let set = host.run_key(&["set", "DB.PASS", "--stdin"], b"x");
+    assert_eq!(
+        (set.code, set.stderr),
+        (5, rolled_back_message(&host, 3, 5))
+    );
+}
+
+#[test]
+fn a_crash_between_the_commit_and_the_mark_is_no_false_alarm() {
+    let host = Host::new();
+    host.init();
+    host.set("A", b"1");
+    let mut cmd = host.command();
+    cmd.env("RUNVAULT_FAILPOINT", "commit-before-mark")
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .args(["set", "A", "--stdin"]);
+    let run = common::run(&mut cmd, b"2");
+    assert_eq!(run.code, -1, "killed by SIGABRT: {}", run.stderr);
+    // The commit is durable, the mark one behind: harmless.
+    assert_eq!(host.get("A"), b"2");
+    assert!(
+        std::fs::read_to_string(mark_file(&host))
+            .unwrap()
+            .contains("\"generation\":2,")
+    );
+    let verify = host.run(&["verify"]).ok();
+    assert!(
+        verify.out().contains("; generation 3; high-water mark 2; "),
+        "{}",
+        verify.out()
+    );
+    host.set("A", b"3");
+    assert!(
+        std::fs::read_to_string(mark_file(&host))
+            .unwrap()
+            .contains("\"generation\":4,")
+    );
+}
+
+#[test]
+fn a_mark_that_cannot_be_written_is_reported_and_the_commit_stands() {
+    let host = Host::new();
+    host.init();
+    // A file where the state directory should be: no mark can be written.
+    let blocked = host.root.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let state = blocked.join("state");
+    let run = host.run_in(
+        &[
+            "-q",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "set",
+            "A",
+            "--stdin",
+        ],
+        b"v",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: warning: the rollback high-water mark cannot be read: cannot open `{0}/{1}`: \
+             Not a directory (os error 20); this change is not checked against a rollback (give a \
+             readable --state-dir)\n\
+             runvault: warning: the change is committed, but the rollback high-water mark was not \
+             recorded: cannot inspect `{0}`: Not a directory (os error 20); a rollback of \
+             this vault is not detected until a change records it (give a writable --state-dir)\n",
+            state.display(),
+            mark_name(&host)
+        )
+    );
+    assert_eq!(host.get("A"), b"v");
+    // verify does the same: the vault is checked, the rollback is not.
+    let verify = host.run(&["--state-dir", state.to_str().unwrap(), "verify"]);
+    assert_eq!(verify.code, 0, "{}", verify.stderr);
+    assert!(
+        verify
+            .out()
+            .contains("; generation 2; no high-water mark on this host; "),
+        "{}",
+        verify.out()
+    );
+    assert_eq!(
+        verify.stderr,
+        format!(
+            "runvault: warning: the rollback high-water mark cannot be read: cannot open `{}/{}`: \
+             Not a directory (os error 20); the vault was not checked against a rollback (give a \
+             readable --state-dir)\n",
+            state.display(),
+            mark_name(&host)
+        )
+    );
+}

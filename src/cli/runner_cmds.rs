@@ -301,7 +301,9 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     let vault = VaultDir::new(
         &settings.wiring.secrets_dir,
         Duration::from_secs(global.wait),
-    );
+    )
+    .with_state_dir(&global.state_dir)
+    .with_warnings(crate::cli::vault_cmds::warnings());
     let binary = match &args.binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe().map_err(|err| {

@@ -212,7 +212,11 @@ where
         path: key_file.clone(),
         created,
     });
-    done(Step::Vault(plan.vault.init(plan.keep, secrets.init)?));
+    done(Step::Vault(plan.vault.init(
+        plan.keep,
+        false,
+        secrets.init,
+    )?));
     done(Step::KeySlot(ensure_key_slot(
         plan.vault,
         key_file,

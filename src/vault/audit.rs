@@ -128,3 +128,35 @@ pub fn append(
     tracing::debug!(log = %log.display(), command, event, "appended the audit line");
     Ok(())
 }
+
+/// How many changes the log at `log` records as committed and not aborted
+/// (0 for a missing or unreadable log): evidence that a vault was here. Read
+/// only on rare paths (a plaintext `vault.yml`), never by a reader that
+/// opens a vault.
+pub fn committed_changes(log: &Path) -> usize {
+    use std::io::BufRead;
+    let Ok(file) = crate::core::fs::open_nofollow(log) else {
+        return 0;
+    };
+    let (mut committed, mut aborted) = (0usize, 0usize);
+    for line in std::io::BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        // The event is the second field, as `append` writes it.
+        if line
+            .windows(16)
+            .take(64)
+            .any(|w| w == b"\"event\":\"commit\"")
+        {
+            committed += 1;
+        } else if line
+            .windows(17)
+            .take(64)
+            .any(|w| w == b"\"event\":\"aborted\"")
+        {
+            aborted += 1;
+        }
+    }
+    committed.saturating_sub(aborted)
+}

@@ -40,6 +40,47 @@ pub enum VaultError {
         /// The file.
         path: PathBuf,
     },
+    /// A plaintext `vault.yml` where the directory shows that an encrypted
+    /// vault was (exit 5): it may have been planted.
+    #[error(
+        "`{path}` is a plaintext vault, but `{dir}` held an encrypted vault ({evidence}): \
+         the vault may have been replaced; find out who wrote it and restore the encrypted \
+         vault.yml from a backup (`runvault init --force` adopts the plaintext anyway)"
+    )]
+    Replaced {
+        /// The plaintext file.
+        path: PathBuf,
+        /// The vault directory.
+        dir: PathBuf,
+        /// What shows that an encrypted vault was there.
+        evidence: String,
+    },
+    /// An authentic vault older than the generation this host committed
+    /// (exit 5): a whole older file was put back.
+    #[error(
+        "`{path}` was rolled back: it is at generation {generation}, but this host committed \
+         generation {mark} (high-water mark `{mark_path}`); restore the newest vault.yml, or if \
+         this older copy was restored on purpose, accept it with `runvault verify --accept-rollback`"
+    )]
+    RolledBack {
+        /// The vault file.
+        path: PathBuf,
+        /// The file's generation.
+        generation: u64,
+        /// The highest generation committed on this host.
+        mark: u64,
+        /// The mark file.
+        mark_path: PathBuf,
+    },
+    /// A high-water mark file that is not one.
+    #[error(
+        "high-water mark `{path}` is not a runvault mark (edited or corrupt); check who changed it, \
+         then record the vault's generation with `runvault verify --accept-rollback`"
+    )]
+    BadMark {
+        /// The mark file.
+        path: PathBuf,
+    },
     /// The vault file is corrupt or not a runvault vault (exit 5).
     #[error("`{path}` is corrupt: {source}")]
     Corrupt {
@@ -262,7 +303,9 @@ impl ExitStatus for VaultError {
             | VaultError::HostileBudget { .. }
             | VaultError::ShortSalt { .. }
             | VaultError::MacMismatch { .. }
-            | VaultError::ValueTampered { .. } => exit::INTEGRITY,
+            | VaultError::ValueTampered { .. }
+            | VaultError::Replaced { .. }
+            | VaultError::RolledBack { .. } => exit::INTEGRITY,
             VaultError::Place(_)
             | VaultError::NoVault { .. }
             | VaultError::Plaintext { .. }
@@ -270,6 +313,7 @@ impl ExitStatus for VaultError {
             | VaultError::Plain { .. }
             | VaultError::BadYaml { .. }
             | VaultError::BadKeyFile { .. }
+            | VaultError::BadMark { .. }
             | VaultError::NoSuchSlot { .. }
             | VaultError::LastSlot { .. }
             | VaultError::NotPassphraseSlot { .. }

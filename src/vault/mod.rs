@@ -18,6 +18,7 @@
 //! - [`rekey`]: a new data key, every value re-encrypted (tree or stream).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
+//! - [`mark`]: the rollback high-water mark, outside the directory.
 //! - `fuzzing` (hidden): each file reader on its own, for the fuzz targets.
 
 pub mod audit;
@@ -28,6 +29,7 @@ pub mod export;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mark;
 pub mod path;
 pub mod plain_block;
 pub mod plaintext;

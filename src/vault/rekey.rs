@@ -220,6 +220,8 @@ pub struct Rekeyed {
     pub bytes: Vec<u8>,
     /// Slots kept and dropped, values re-encrypted.
     pub report: RekeyReport,
+    /// The vault's id (whose high-water mark the commit checks and raises).
+    pub vault_id: [u8; 16],
     /// The generation before and after.
     pub generations: (u64, u64),
 }
@@ -271,6 +273,7 @@ pub fn rekey(
                 dropped: keys.dropped,
                 reencrypted,
             },
+            vault_id: header.vault_id,
             generations: (header.generation, next.generation),
         }))
     })

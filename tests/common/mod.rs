@@ -90,6 +90,12 @@ impl Host {
         self.root.path().join("views")
     }
 
+    /// This host's state directory (high-water marks; never the real
+    /// /var/lib/runvault).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
     /// A bare command with the vault dir set and no RUNVAULT_* from outside.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runvault"));
@@ -97,6 +103,7 @@ impl Host {
             .env_remove("RUNVAULT_PASSPHRASE_FILE")
             .env_remove("RUNVAULT_KEY_FILE")
             .env("RUNVAULT_VIEWS_FILE", self.views_file())
+            .env("RUNVAULT_STATE_DIR", self.state_dir())
             .arg("--dir")
             .arg(self.dir());
         cmd
