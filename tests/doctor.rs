@@ -43,7 +43,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("14 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("15 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );
@@ -191,6 +191,57 @@ fn files_not_owned_by_root_fail() {
     let (code, report) = doctor(&host);
     assert_eq!(code, 1);
     assert_eq!(status_of(&report, "salt.file.owner"), "fail");
+}
+
+#[test]
+fn a_plaintext_vault_where_an_encrypted_one_was_fails_vault_replaced() {
+    let host = healthy();
+    std::fs::write(host.vault_file(), "A: planted\n").unwrap();
+    let run = host.run_raw(&["doctor", "--json"], b"");
+    assert_eq!(run.code, 1);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(status_of(&report, "vault.encrypted"), "fail");
+    assert_eq!(status_of(&report, "vault.replaced"), "fail");
+    let text = host.run_raw(&["doctor"], b"");
+    assert!(
+        text.out().contains(&format!(
+            "FAIL vault.replaced               `{dir}` held an encrypted vault (a strong salt in \
+             `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, the high-water mark `",
+            dir = host.dir().display()
+        )),
+        "{}",
+        text.out()
+    );
+    assert!(
+        text.out().contains(&format!(
+            "(hint: find out who wrote `{}` and restore the encrypted vault.yml from a backup; \
+             `runvault init --force --dir {}` adopts the plaintext anyway)",
+            host.vault_file().display(),
+            host.dir().display()
+        )),
+        "{}",
+        text.out()
+    );
+    assert!(!text.out().contains("adopt it in place"), "{}", text.out());
+}
+
+#[test]
+fn vault_rollback_warns_without_a_readable_mark() {
+    let host = healthy();
+    let (_, report) = doctor(&host);
+    assert_eq!(status_of(&report, "vault.rollback"), "ok");
+    let empty = host.root.path().join("empty-state");
+    let blocked = host.root.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    for state in [empty, blocked.join("state")] {
+        let run = host.run_key(
+            &["--state-dir", state.to_str().unwrap(), "doctor", "--json"],
+            b"",
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(status_of(&report, "vault.rollback"), "warn", "{report}");
+    }
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn runvault_waiting_on_the_lock_or_at_a_prompt_is_not_dumpable() {
         .arg(host.key_file())
         .args(["--wait", "30", "set", "LOCK.WAIT", "--stdin"])
         .env("RUNVAULT_VIEWS_FILE", host.views_file())
+        .env("RUNVAULT_STATE_DIR", host.state_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -237,3 +237,114 @@ fn a_wrong_key_fails_without_running_the_command() {
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(!marker.exists());
 }
+
+/// Issue 19 item 2: a commit message, merge request title or user name
+/// reading `DATAOPS_VAULT(...)` must not pull a secret into the job, nor
+/// fail it; the job's own variables (`DATAOPS_*` included) still resolve.
+#[test]
+fn variables_the_ci_system_sets_pass_through_unresolved() {
+    let host = job_host();
+    let script = r#"printf '%s|%s|%s|%s|%s' "$CI_COMMIT_MESSAGE" "$CI_MERGE_REQUEST_TITLE" "$GITLAB_USER_NAME" "$CHAT_INPUT" "$DATAOPS_SNOWSQL_USER""#;
+    let run = exec(
+        &host,
+        &[
+            ("CI_COMMIT_MESSAGE", "leak DATAOPS_VAULT(DB.PASS)"),
+            ("CI_MERGE_REQUEST_TITLE", "fix the DATAOPS_VAULT( parser"),
+            ("GITLAB_USER_NAME", "DATAOPS_VAULT(DB.USER)"),
+            ("CHAT_INPUT", "DATAOPS_VAULT(DB..PASS)"),
+            ("DATAOPS_SNOWSQL_USER", "DATAOPS_VAULT(DB.USER)"),
+        ],
+        &["--", "sh", "-c", script],
+    )
+    .ok();
+    assert_eq!(
+        run.out(),
+        "leak DATAOPS_VAULT(DB.PASS)|fix the DATAOPS_VAULT( parser|DATAOPS_VAULT(DB.USER)|\
+         DATAOPS_VAULT(DB..PASS)|alice"
+    );
+    let mut notes: Vec<&str> = run.stderr.lines().collect();
+    notes.sort_unstable();
+    assert_eq!(
+        notes,
+        [
+            "note: `CHAT_INPUT` is set by the CI system (`CHAT_INPUT`); its `DATAOPS_VAULT(` is \
+             passed on unresolved",
+            "note: `CI_COMMIT_MESSAGE` is set by the CI system (`CI_*`); its `DATAOPS_VAULT(` is \
+             passed on unresolved",
+            "note: `CI_MERGE_REQUEST_TITLE` is set by the CI system (`CI_*`); its \
+             `DATAOPS_VAULT(` is passed on unresolved",
+            "note: `GITLAB_USER_NAME` is set by the CI system (`GITLAB_*`); its `DATAOPS_VAULT(` \
+             is passed on unresolved",
+        ]
+    );
+
+    // Nothing to resolve but CI variables: the vault is not even opened (no
+    // key given), and the command runs.
+    let mut cmd = host.command();
+    cmd.args([
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        r#"printf '%s' "$CI_COMMIT_TITLE""#,
+    ])
+    .env("CI_COMMIT_TITLE", "DATAOPS_VAULT(DB.PASS)");
+    let without_key = common::run(&mut cmd, b"").ok();
+    assert_eq!(without_key.out(), "DATAOPS_VAULT(DB.PASS)");
+}
+
+#[test]
+fn only_resolves_the_named_variables() {
+    let host = job_host();
+    let script = r#"printf '%s|%s' "$A" "$B""#;
+    let vars = [
+        ("A", "DATAOPS_VAULT(DB.USER)"),
+        ("B", "DATAOPS_VAULT(DB.PASS) and DATAOPS_VAULT("),
+    ];
+    let run = exec(&host, &vars, &["--only", "A", "--", "sh", "-c", script]).ok();
+    assert_eq!(run.out(), "alice|DATAOPS_VAULT(DB.PASS) and DATAOPS_VAULT(");
+    assert_eq!(run.stderr, "");
+
+    let run = exec(
+        &host,
+        &vars,
+        &["--only", "A", "--only", "B", "--", "sh", "-c", "true"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "runvault: error: malformed reference in variable `B`: `DATAOPS_VAULT(` has no closing \
+         `)`; write it as `DATAOPS_VAULT(PATH.TO.VALUE)`\n"
+    );
+
+    let run = exec(
+        &host,
+        &vars,
+        &["--pristine", "--only", "A", "--", "/usr/bin/env"],
+    )
+    .ok();
+    assert_eq!(run.out(), "A=alice\n");
+
+    let marker = host.root.path().join("ran");
+    let touch = ["--", "touch", marker.to_str().unwrap()];
+    let run = exec(
+        &host,
+        &[("CI_COMMIT_MESSAGE", "DATAOPS_VAULT(DB.PASS)")],
+        &[&["--only", "CI_COMMIT_MESSAGE"][..], &touch].concat(),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "runvault: error: --only `CI_COMMIT_MESSAGE`: variables matching `CI_*` are set by the CI \
+         system and are never resolved; give your variable a name outside that list (see \
+         docs/jobs.md)\n"
+    );
+    let run = exec(&host, &vars, &[&["--only", "NOPE"][..], &touch].concat());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "runvault: error: --only `NOPE`: no such variable in the environment; check its name in \
+         the job\n"
+    );
+    assert!(!marker.exists(), "the command must not run");
+}

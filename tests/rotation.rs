@@ -465,7 +465,12 @@ fn eight_writers_setting_fifty_paths_each_lose_nothing() {
                 host.key_file().display()
             );
             script.push_str("done\n");
-            Command::new("sh").arg("-c").arg(script).spawn().unwrap()
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .env("RUNVAULT_STATE_DIR", host.state_dir())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for mut writer in writers {

@@ -47,6 +47,8 @@ fn host_args(host: &Host, rest: &[&str]) -> Vec<String> {
         host.dir().display().to_string(),
         "--passphrase-file".to_string(),
         host.pass_file().display().to_string(),
+        "--state-dir".to_string(),
+        host.state_dir().display().to_string(),
     ];
     args.extend(rest.iter().map(ToString::to_string));
     args

@@ -140,6 +140,53 @@ fn global_options_work_after_the_subcommand() {
     );
 }
 
+/// Issue 19 item 14: `init` warns about every directory mode `doctor`
+/// fails (a group-writable one too), and not about the two it passes.
+#[test]
+fn init_warns_about_a_dir_mode_doctor_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warning) in [
+        (
+            0o770,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (
+            0o730,
+            Some("writable by its group, which can replace the vault files"),
+        ),
+        (0o701, Some("open to other users")),
+        (
+            0o710,
+            Some("not 0700 or 0750 as `runvault doctor` requires"),
+        ),
+        (0o750, None),
+        (0o700, None),
+    ] {
+        let host = Host::new();
+        std::fs::create_dir(host.dir()).unwrap();
+        std::fs::set_permissions(host.dir(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut args = vec!["init"];
+        args.extend(CHEAP_KDF);
+        let run = host.run(&args).ok();
+        let last = run.stderr.lines().last().unwrap_or("").to_string();
+        match warning {
+            Some(why) => assert_eq!(
+                last,
+                format!(
+                    "warning: `{0}` is mode {mode:04o}, {why}; run `chmod 700 {0}`",
+                    host.dir().display()
+                )
+            ),
+            None => assert!(!run.stderr.contains("warning"), "{mode:o}: {}", run.stderr),
+        }
+        assert_eq!(
+            mode & 0o777,
+            common::mode(&host.dir()) & 0o777,
+            "init leaves the mode"
+        );
+    }
+}
+
 #[test]
 fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     let host = Host::new();
@@ -631,7 +678,8 @@ fn malformed_yaml_and_alias_bombs_fail_fast_with_clear_errors() {
     let run = host.run(&["import", bad.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("repetition limit exceeded"),
+        run.stderr
+            .contains("too many aliases (repetition limit exceeded)"),
         "{}",
         run.stderr
     );
@@ -650,6 +698,164 @@ fn malformed_yaml_and_alias_bombs_fail_fast_with_clear_errors() {
         run.stderr
     );
     assert_eq!(std::fs::read(other.vault_file()).unwrap(), bomb.as_bytes());
+}
+
+/// Issue 19 item 3: every kind of bad value, each carrying a canary, fed to
+/// `import`, to `init` adopting a hand-made `vault.yml`, and to the readers
+/// of a plaintext `vault.yml`, at `-vvv`: the canary is in no output, the
+/// place is, and nothing on disk changes.
+#[test]
+fn yaml_errors_name_the_place_never_the_value() {
+    const CANARY: &str = "Kq7Zcanary";
+    const NUMBER: &str = "7319731973197319731973197319";
+    let cases: &[(&str, &str)] = &[
+        (
+            "A:\n  B: 7319731973197319731973197319\n",
+            "an integer too large to read; quote it to store it as text at `A.B` (line 2, column 6)",
+        ),
+        (
+            "A: !!int 7319731973197319731973197319\n",
+            "an integer too large to read; quote it to store it as text at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !!int \"Kq7Zcanary\"\n",
+            "a value tagged `!!int` that is not an integer at `A` (line 1, column 4)",
+        ),
+        (
+            "L:\n  - !!bool Kq7Zcanary\n",
+            "a value tagged `!!bool` that is not `true` or `false` at `L[0]` (line 2, column 5)",
+        ),
+        (
+            "A: !!float Kq7Zcanary\n",
+            "a value tagged `!!float` that is not a number at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !!null Kq7Zcanary\n",
+            "a value tagged `!!null` that is not empty or `null` at `A` (line 1, column 4)",
+        ),
+        (
+            "A: !custom Kq7Zcanary\n",
+            "unsupported value at `A`: tag `!custom` is not supported",
+        ),
+        (
+            "A: Kq7Zcanary\nA: Kq7Zcanary\n",
+            "the key `A` appears twice in one mapping (line 1, column 1)",
+        ),
+        (
+            "A: *Kq7Zcanary\n",
+            "an alias to an anchor that is not defined before it (line 1, column 4)",
+        ),
+        (
+            "A: [Kq7Zcanary\n",
+            "did not find expected ',' or ']' (line 2, column 1), while parsing a flow sequence \
+             (line 1, column 4)",
+        ),
+        (
+            "A: \"Kq7Zcanary\\q\"\n",
+            "found unknown escape character (line 1, column 15), while parsing a quoted scalar \
+             (line 1, column 4)",
+        ),
+        (
+            "A: Kq7Zcanary\u{7}\n",
+            "control characters are not allowed (byte 13)",
+        ),
+        (
+            "? {B: Kq7Zcanary}\n: x\n",
+            "unsupported key at ``: a mapping key; quote it to make it a string",
+        ),
+        (
+            "A: !binary {B: Kq7Zcanary}\n",
+            "unsupported value at `A`: `!!binary` must tag a string",
+        ),
+        (
+            "A: !binary Kq7Zcanary!!\n",
+            "unsupported value at `A`: `!binary` value is not valid base64",
+        ),
+        (
+            "A: Kq7Zcanary\n---\nB: Kq7Zcanary\n",
+            "more than one YAML document; a vault is one",
+        ),
+    ];
+    let clean = |run: &common::Run, what: &str| {
+        for canary in [CANARY, NUMBER] {
+            assert!(
+                !run.stdout
+                    .windows(canary.len())
+                    .any(|w| w == canary.as_bytes())
+                    && !run.stderr.contains(canary),
+                "{what}: the value leaked:\n{}",
+                run.stderr
+            );
+        }
+    };
+    let host = Host::new();
+    host.keygen();
+    let input = host.root.path().join("in.yml");
+    for (yaml, problem) in cases {
+        // import into an encrypted vault (created on the first turn)
+        if !host.vault_file().exists() {
+            let mut cmd = host.command();
+            cmd.args(["--key-file", host.key_file().to_str().unwrap(), "init"]);
+            common::run(&mut cmd, b"").ok();
+        }
+        std::fs::write(&input, yaml).unwrap();
+        let before = host.vault_bytes();
+        let mut cmd = host.command();
+        cmd.args(["-vvv", "--key-file", host.key_file().to_str().unwrap()])
+            .args(["import", input.to_str().unwrap()]);
+        let run = common::run(&mut cmd, b"");
+        clean(&run, &format!("import of {yaml:?}"));
+        assert_eq!(run.code, 1, "import of {yaml:?}: {}", run.stderr);
+        let expected_import = if problem.starts_with("unsupported") {
+            format!("`{}`: {problem}", input.display())
+        } else {
+            format!("`{}` is not valid YAML: {problem}", input.display())
+        };
+        assert!(
+            run.stderr
+                .ends_with(&format!("runvault: error: {expected_import}\n")),
+            "import of {yaml:?}: {}",
+            run.stderr
+        );
+        assert_eq!(host.vault_bytes(), before);
+
+        // init adopting it as a hand-made vault.yml, and every reader of it
+        let plain = Host::new();
+        plain.keygen();
+        std::fs::create_dir_all(plain.dir()).unwrap();
+        write_private(&plain.vault_file(), yaml.as_bytes());
+        let key = plain.key_file();
+        for args in [
+            &["init"][..],
+            &["get", "A"],
+            &["list"],
+            &["export"],
+            &["verify"],
+        ] {
+            let mut cmd = plain.command();
+            cmd.args(["-vvv", "--key-file", key.to_str().unwrap()])
+                .args(args);
+            let run = common::run(&mut cmd, b"");
+            clean(&run, &format!("{args:?} of {yaml:?}"));
+            assert_ne!(run.code, 0, "{args:?} of {yaml:?}");
+            if args == ["init"] {
+                assert_eq!(run.code, 1, "init of {yaml:?}: {}", run.stderr);
+                let file = plain.vault_file();
+                let expected = if problem.starts_with("unsupported") {
+                    format!("`{}`: {problem}", file.display())
+                } else {
+                    format!("`{}` is not valid YAML: {problem}", file.display())
+                };
+                assert!(
+                    run.stderr
+                        .ends_with(&format!("runvault: error: {expected}\n")),
+                    "init of {yaml:?}: {}",
+                    run.stderr
+                );
+            }
+            assert_eq!(std::fs::read(plain.vault_file()).unwrap(), yaml.as_bytes());
+        }
+    }
 }
 
 #[test]
@@ -769,6 +975,7 @@ fn on_terminal(host: &Host, args: &str, typed: &[u8]) -> common::Run {
     );
     let mut cmd = std::process::Command::new("script");
     cmd.args(["-qec", &line, "/dev/null"])
+        .env("RUNVAULT_STATE_DIR", host.state_dir())
         .env_remove("RUNVAULT_PASSPHRASE_FILE")
         .env_remove("RUNVAULT_KEY_FILE");
     common::run(&mut cmd, typed)
@@ -872,7 +1079,7 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
                     host.key_file().display()
                 );
             }
-            std::process::Command::new("sh").arg("-c").arg(script).stderr(std::process::Stdio::null()).spawn().unwrap()
+            std::process::Command::new("sh").arg("-c").arg(script).env("RUNVAULT_STATE_DIR", host.state_dir()).stderr(std::process::Stdio::null()).spawn().unwrap()
         })
         .collect();
     for mut writer in writers {
@@ -895,6 +1102,155 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
         [".runvault.lock", "audit.log", "vault.salt", "vault.yml"],
         "no temp file left"
     );
+}
+
+/// Every file of the vault directory and of the state directory, with its
+/// bytes and mode (to prove a refused command changed nothing).
+fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>, u32)> {
+    let mut files = Vec::new();
+    for dir in [host.dir(), host.state_dir()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            files.push((path.clone(), std::fs::read(&path).unwrap(), mode(&path)));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
+    let host = Host::new();
+    host.init();
+    host.set("SNOWFLAKE.TRANSFORM.PASSWORD", b"real-password");
+    std::fs::write(
+        host.vault_file(),
+        "SNOWFLAKE:\n  TRANSFORM:\n    PASSWORD: planted-password\n",
+    )
+    .unwrap();
+    let yaml_marks: Vec<_> = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let replaced = format!(
+        "runvault: error: `{vault}` is a plaintext vault, but `{dir}` held an encrypted vault \
+         (a strong salt in `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, \
+         the high-water mark `{mark}`): the vault may have been replaced; find out who wrote it \
+         and restore the encrypted vault.yml from a backup (`runvault init --force` adopts the \
+         plaintext anyway)\n",
+        vault = host.vault_file().display(),
+        dir = host.dir().display(),
+        mark = yaml_marks[0].display()
+    );
+
+    let get = host.run(&["get", "SNOWFLAKE.TRANSFORM.PASSWORD"]);
+    assert_eq!((get.code, get.stderr.as_str()), (5, replaced.as_str()));
+    assert!(get.stdout.is_empty());
+
+    let before = snapshot(&host);
+    let mut init = vec!["init"];
+    init.extend(CHEAP_KDF);
+    let refused = host.run(&init);
+    assert_eq!(
+        (refused.code, refused.stderr.as_str()),
+        (5, replaced.as_str())
+    );
+    assert_eq!(snapshot(&host), before, "a refused init changes nothing");
+
+    init.push("--force");
+    let forced = host.run(&init).ok();
+    assert_eq!(
+        forced.stderr,
+        format!(
+            "runvault: warning: adopted with --force although `{dir}` held an encrypted vault \
+             (a strong salt in `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, \
+             the high-water mark `{mark}`); the plaintext may have been planted: check its values\n\
+             adopted `{vault}`: encrypted 1 value(s) in place\n",
+            vault = host.vault_file().display(),
+            dir = host.dir().display(),
+            mark = yaml_marks[0].display()
+        )
+    );
+    assert_eq!(
+        host.get("SNOWFLAKE.TRANSFORM.PASSWORD"),
+        b"planted-password"
+    );
+}
+
+#[test]
+fn each_sign_of_an_earlier_vault_alone_stops_adoption() {
+    let plaintext = "A: planted\n";
+    let refused = |host: &Host| {
+        std::fs::write(host.vault_file(), plaintext).unwrap();
+        let mut init = vec!["init"];
+        init.extend(CHEAP_KDF);
+        let run = host.run(&init);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert_eq!(
+            std::fs::read_to_string(host.vault_file()).unwrap(),
+            plaintext
+        );
+        run.stderr
+    };
+    // A strong salt only (a hand-made salt is weak: the legacy adoption test).
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::write(host.salt_file(), "ab".repeat(32)).unwrap();
+    assert!(refused(&host).contains(&format!(
+        "held an encrypted vault (a strong salt in `{}`)",
+        host.salt_file().display()
+    )));
+    // Committed changes in the audit log only; an aborted one does not count.
+    let host = Host::new();
+    host.init();
+    host.set("A", b"1");
+    std::fs::write(host.salt_file(), "3f1c9a0b7d2e4c6a8b1f").unwrap();
+    std::fs::remove_dir_all(host.state_dir()).unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(host.dir().join("audit.log"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut log,
+        b"{\"time\":\"2026-12-05T09:00:00Z\",\"event\":\"aborted\",\"command\":\"set\"}\n",
+    )
+    .unwrap();
+    assert!(refused(&host).contains(&format!(
+        "held an encrypted vault (1 committed change(s) in `{}/audit.log`)",
+        host.dir().display()
+    )));
+    // A high-water mark naming the directory only.
+    std::fs::remove_file(host.dir().join("audit.log")).unwrap();
+    let marks = host.root.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let dir = host.dir().canonicalize().unwrap();
+    std::fs::write(
+        marks.join("00112233445566778899aabbccddeeff.mark"),
+        format!(
+            "{{\"vault_id\":\"00112233445566778899aabbccddeeff\",\"generation\":7,\"dir\":\"{}\"}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut init = host.command();
+    init.arg("--passphrase-file")
+        .arg(host.pass_file())
+        .arg("--state-dir")
+        .arg(&marks)
+        .arg("init");
+    let run = common::run(&mut init, b"");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "held an encrypted vault (the high-water mark `{}/00112233445566778899aabbccddeeff.mark`)",
+            marks.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // With none of them, the hand-made file is adopted as before.
+    let run = host.run(&["init"]).ok();
+    assert!(run.stderr.starts_with("adopted "), "{}", run.stderr);
 }
 
 /// A file (or directory) made by uid 65534 in advance, as another local

@@ -13,7 +13,7 @@ Exit codes:
   2  usage error (bad arguments, no passphrase or key given)
   3  path not found in the vault
   4  wrong passphrase or key (no key slot opens)
-  5  integrity failure (the vault is tampered with or corrupt)
+  5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
   6  vault busy (the writers' lock was not acquired within --wait)
   7  Docker engine unreachable
   8  check-and-set conflict (the path has moved on)";
@@ -59,6 +59,15 @@ pub struct GlobalArgs {
     /// Machine key file (from `runvault keygen`) used instead of a passphrase.
     #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Where this host keeps each vault's rollback high-water mark (outside DIR).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_STATE_DIR",
+        default_value = crate::core::layout::DEFAULT_STATE_DIR,
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
     /// Where changes are logged (default DIR/audit.log).
     #[arg(long, global = true, env = "RUNVAULT_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -112,8 +121,8 @@ pub enum Command {
     List(ListArgs),
     /// Remove the value (or subtree) at PATH.
     Rm(RmArgs),
-    /// Check the key, the whole-file authentication and that every value decrypts.
-    Verify,
+    /// Check the key, the whole-file authentication, that every value decrypts and that the vault was not rolled back.
+    Verify(VerifyArgs),
     /// Merge a plaintext YAML file into the vault.
     Import(ImportArgs),
     /// Print the plaintext, or write it to a new private file.
@@ -216,6 +225,10 @@ pub enum ViewCommand {
 // `runvault exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Resolve references only in variable NAME (repeatable); default: every variable
+    /// except those the CI system sets (CI_*, GITLAB_*, ...; see docs/jobs.md).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<std::ffi::OsString>,
     /// Also export every value under PREFIX as an upper-case variable
     /// (SNOWFLAKE.TRANSFORM.PASSWORD becomes SNOWFLAKE_TRANSFORM_PASSWORD); repeatable.
     #[arg(long = "export", value_name = "PREFIX")]
@@ -337,6 +350,17 @@ pub struct InitArgs {
     /// Versions kept per path, the current one included.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep: u32,
+    /// Adopt a plaintext vault.yml even where an encrypted vault was (it may have been replaced).
+    #[arg(long)]
+    pub force: bool,
+}
+
+// `runvault verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Accept an older vault restored on purpose: set this host's high-water mark to its generation.
+    #[arg(long)]
+    pub accept_rollback: bool,
 }
 
 /// The type a value set from input is stored as.

@@ -2,11 +2,11 @@
 //! the terminal, standard input. Never argv, never an environment variable's
 //! value (the environment only names files).
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::cli::args::{GlobalArgs, KdfArgs};
-use crate::core::fs::read_private;
+use crate::core::fs::{Bounded, Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;
 use crate::vault::crypto::{KdfOverride, KdfParams};
@@ -122,7 +122,7 @@ pub fn invalid_kdf(reason: &str) -> VaultError {
 
 /// The first line of a passphrase file (mode 0600 or stricter).
 fn read_passphrase_file(file: &Path) -> Result<SecretBytes, VaultError> {
-    let contents = SecretBytes::new(read_private(file, "passphrase file")?);
+    let contents = SecretBytes::new(read_private(file, Limit::PASSPHRASE_FILE)?);
     let first_line = contents
         .expose()
         .split(|&b| b == b'\n')
@@ -191,26 +191,38 @@ pub enum ValueSource<'a> {
 /// Shortest and longest generated password.
 const GENERATE_LEN: std::ops::RangeInclusive<usize> = 8..=4096;
 
+/// Reads standard input, at most `limit` bytes (more is an error, named
+/// `-` as a file argument would be); one trailing newline is dropped.
+pub fn read_stdin(limit: Limit) -> Result<SecretBytes, VaultError> {
+    let mut buffer = SecretBytes::new(Vec::new());
+    crate::core::fs::read_to_end_bounded(
+        std::io::stdin().lock(),
+        buffer.expose_mut(),
+        limit.max_bytes,
+    )
+    .map_err(|err| match err {
+        Bounded::Over => VaultError::from(limit.exceeded(Path::new("-"))),
+        Bounded::Io(err) => VaultError::Usage(format!("cannot read standard input: {err}")),
+    })?;
+    let trimmed = buffer
+        .expose()
+        .strip_suffix(b"\n")
+        .map(|v| v.strip_suffix(b"\r").unwrap_or(v));
+    if let Some(trimmed) = trimmed {
+        buffer = SecretBytes::new(trimmed.to_vec());
+    }
+    Ok(buffer)
+}
+
 /// Reads the value to store.
 pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
     use rand::Rng;
     match source {
-        ValueSource::Stdin => {
-            let mut buffer = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buffer)
-                .map_err(|err| VaultError::Usage(format!("cannot read standard input: {err}")))?;
-            let mut value = SecretBytes::new(buffer);
-            let trimmed = value
-                .expose()
-                .strip_suffix(b"\n")
-                .map(|v| v.strip_suffix(b"\r").unwrap_or(v));
-            if let Some(trimmed) = trimmed {
-                value = SecretBytes::new(trimmed.to_vec());
-            }
-            Ok(value)
-        }
-        ValueSource::File(path) => Ok(SecretBytes::new(crate::core::fs::read_nofollow(path)?)),
+        ValueSource::Stdin => read_stdin(Limit::VALUE),
+        ValueSource::File(path) => Ok(SecretBytes::new(crate::core::fs::read_nofollow(
+            path,
+            Limit::VALUE,
+        )?)),
         ValueSource::Generate(len) => {
             if !GENERATE_LEN.contains(&len) {
                 return Err(VaultError::Usage(format!(

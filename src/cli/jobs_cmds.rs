@@ -14,6 +14,7 @@ use crate::jobs::render;
 /// `runvault exec`: on success this never returns (the process is replaced).
 pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CommandError> {
     let request = ExecRequest {
+        only: args.only,
         exports: args
             .exports
             .iter()

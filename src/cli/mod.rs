@@ -94,7 +94,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Get(args) => vault_cmds::get(&global, &args),
         Command::List(args) => vault_cmds::list(&global, &args),
         Command::Rm(args) => vault_cmds::rm(&global, &args),
-        Command::Verify => vault_cmds::verify(&global),
+        Command::Verify(args) => vault_cmds::verify(&global, &args),
         Command::Import(args) => vault_cmds::import(&global, &args),
         Command::Export(args) => vault_cmds::export(&global, &args),
         Command::Keygen(args) => vault_cmds::keygen(&global, &args),

@@ -17,7 +17,7 @@ use crate::cli::runner_args::{
 };
 use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::{self, CommandError};
-use crate::core::fs::read_private;
+use crate::core::fs::{Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::runner::config::{self, JobWiring, JobsMode, Settings};
 use crate::runner::container::{self, Spec};
@@ -70,7 +70,7 @@ async fn connect(target: &Target) -> Result<Engine, Error> {
 /// hidden prompt. Never from the command line.
 fn read_token(file: Option<&Path>) -> Result<Token, Error> {
     let bytes = if let Some(file) = file {
-        let contents = SecretBytes::new(read_private(file, "token file")?);
+        let contents = SecretBytes::new(read_private(file, Limit::TOKEN_FILE)?);
         SecretBytes::new(contents.expose().trim_ascii().to_vec())
     } else if let Some(value) = std::env::var_os("REGISTRATION_TOKEN") {
         use std::os::unix::ffi::OsStringExt;
@@ -301,7 +301,9 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
     let vault = VaultDir::new(
         &settings.wiring.secrets_dir,
         Duration::from_secs(global.wait),
-    );
+    )
+    .with_state_dir(&global.state_dir)
+    .with_warnings(crate::cli::vault_cmds::warnings());
     let binary = match &args.binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe().map_err(|err| {

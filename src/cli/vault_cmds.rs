@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, GetArgs, GlobalArgs, ImportArgs, InitArgs, KeyAddKind, KeyArgs,
-    KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType,
+    KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType, VerifyArgs,
 };
 use crate::cli::input::{self, ValueSource};
 use crate::cli::table::Table;
@@ -23,11 +23,21 @@ use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, expor
 pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
     tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
     let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
-        .with_after_commit(crate::cli::view_cmds::refresh_hook(global));
+        .with_after_commit(crate::cli::view_cmds::refresh_hook(global))
+        .with_state_dir(&global.state_dir)
+        .with_warnings(warnings());
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),
         None => vault,
     }
+}
+
+/// How a writer's warnings reach the admin: always printed (also with
+/// `-q`), since they say a protection did not hold for this change.
+pub fn warnings() -> std::rc::Rc<crate::vault::store::Warn> {
+    std::rc::Rc::new(|message: &str| {
+        crate::cli::output::always(format_args!("runvault: warning: {message}"));
+    })
 }
 
 /// Prints a status line to stderr (stdout carries only data); `-q`
@@ -60,7 +70,9 @@ fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
 pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
     let vault = vault_dir(global);
     input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
-    let outcome = vault.init(args.keep, || input::init_credentials(global, &args.kdf))?;
+    let outcome = vault.init(args.keep, args.force, || {
+        input::init_credentials(global, &args.kdf)
+    })?;
     let path = vault.vault_path();
     match outcome {
         InitOutcome::AlreadyEncrypted => {
@@ -80,7 +92,15 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
             values,
             new_salt,
             plaintext_linked_elsewhere,
+            forced_over,
         } => {
+            if let Some(evidence) = forced_over {
+                crate::cli::output::always(format_args!(
+                    "runvault: warning: adopted with --force although `{}` held an encrypted vault \
+                     ({evidence}); the plaintext may have been planted: check its values",
+                    vault.dir().display()
+                ));
+            }
             status(format_args!(
                 "adopted `{}`: encrypted {values} value(s) in place{}",
                 path.display(),
@@ -106,17 +126,27 @@ fn salt_note(new_salt: bool) -> &'static str {
     }
 }
 
+/// Warns, after `init`, about a vault directory mode that `runvault doctor`
+/// fails (its `secrets.dir.mode` check), saying what the mode allows.
 fn warn_if_open_dir(dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     if let Ok(meta) = std::fs::metadata(dir) {
         let mode = meta.mode() & 0o7777;
-        if mode & 0o007 != 0 {
-            status(format_args!(
-                "warning: `{}` is mode {mode:04o}, open to other users; run `chmod 700 {}`",
-                dir.display(),
-                dir.display()
-            ));
+        if crate::doctor::host::secrets_dir_mode_ok(mode) {
+            return;
         }
+        let why = if mode & 0o007 != 0 {
+            "open to other users"
+        } else if mode & 0o020 != 0 {
+            "writable by its group, which can replace the vault files"
+        } else {
+            "not 0700 or 0750 as `runvault doctor` requires"
+        };
+        status(format_args!(
+            "warning: `{}` is mode {mode:04o}, {why}; run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        ));
     }
 }
 
@@ -211,15 +241,38 @@ pub fn rm(global: &GlobalArgs, args: &RmArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// `runvault verify`.
-pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
+/// `runvault verify [--accept-rollback]`.
+pub fn verify(global: &GlobalArgs, args: &VerifyArgs) -> Result<(), CommandError> {
     let credential = input::unlock_credential(global)?;
-    let (vault, _) = vault_dir(global).open(&credential)?;
-    let count = vault.verify_all()?;
+    let dir = vault_dir(global);
+    let (vault, count, mark) = if args.accept_rollback {
+        let (vault, count, previous) = dir.accept_rollback(&credential)?;
+        let generation = vault.header().generation;
+        match previous {
+            Some(previous) if previous > generation => status(format_args!(
+                "accepted the rollback: the high-water mark of `{}` went from generation {previous} down to {generation}",
+                dir.vault_path().display()
+            )),
+            _ => status(format_args!(
+                "recorded generation {generation} as the high-water mark of `{}`",
+                dir.vault_path().display()
+            )),
+        }
+        (vault, count, Some(generation))
+    } else {
+        let (vault, _) = dir.open(&credential)?;
+        let count = vault.verify_all()?;
+        let mark = dir.check_rollback(vault.header())?;
+        (vault, count, mark)
+    };
     let header = vault.header();
+    let mark = match mark {
+        Some(mark) => format!("high-water mark {mark}"),
+        None => "no high-water mark on this host".to_owned(),
+    };
     let text = format!(
-        "ok: `{}` authenticated; {count} value(s) decrypt; generation {}; {} key slot(s); opened with slot {}\n",
-        vault_dir(global).vault_path().display(),
+        "ok: `{}` authenticated; {count} value(s) decrypt; generation {}; {mark}; {} key slot(s); opened with slot {}\n",
+        dir.vault_path().display(),
         header.generation,
         header.slots.len(),
         vault.unlocked_with().unwrap_or_default(),
@@ -230,9 +283,9 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CommandError> {
 /// `runvault import`.
 pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError> {
     let bytes = if args.file.as_os_str() == "-" {
-        input::read_value(input::ValueSource::Stdin)?
+        input::read_stdin(fs::Limit::IMPORT)?
     } else {
-        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file)?)
+        crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file, fs::Limit::IMPORT)?)
     };
     let tree = crate::vault::plaintext::read_plain_yaml(bytes.expose(), &args.file)?;
     drop(bytes);
@@ -321,7 +374,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 KeyAddKind::Keyfile { file } => Credential::KeyFile(slots::read_key_file(file)?),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
-                let id = unlocked.add_slot(&new_credential, salt);
+                let id = unlocked.add_slot(&new_credential, salt)?;
                 record.detail = Some(format!("added {} slot {id}", new_credential.kind_name()));
                 Ok(id)
             })?;

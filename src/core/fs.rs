@@ -15,6 +15,14 @@
 //!   (a target another user owns is refused), and it is written as an
 //!   unnamed `O_TMPFILE` inode that gets a name only once complete and
 //!   fsynced, so a killed command leaves no readable plaintext behind.
+//!
+//! Every file runvault reads is read by [`read_nofollow`] (or its
+//! variants): opened without following a symlink and without blocking, so
+//! a FIFO planted where a file should be cannot hang the command; refused
+//! unless `fstat` says it is a regular file; refused if larger than the
+//! [`Limit`] of its kind, checked on the size before reading and again on
+//! the bytes read, so a file that grows while it is read cannot make the
+//! read unbounded.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -48,6 +56,35 @@ pub enum FsError {
     Symlink {
         /// The symlink.
         path: PathBuf,
+    },
+    /// Not a regular file (a FIFO, a device, a socket, a directory): a FIFO
+    /// would block the reader forever, a device could be read forever.
+    #[error(
+        "{what} `{path}` is a {kind}, not a regular file; refusing to use it \
+         (replace it with a regular file)"
+    )]
+    NotRegular {
+        /// What the file should be ("vault file", "passphrase file").
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("FIFO (named pipe)", "directory", ...).
+        kind: &'static str,
+    },
+    /// A file larger than runvault reads for its kind (README "Limits").
+    #[error(
+        "{what} `{path}` is larger than the limit of {max} bytes ({human}); \
+         refusing to read it (see \"Limits\" in the README)"
+    )]
+    TooLarge {
+        /// What the file is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: u64,
+        /// The limit for people ("4 KiB").
+        human: String,
     },
     /// A file holding a secret can be read by other users.
     #[error(
@@ -146,41 +183,177 @@ impl ExitStatus for FsError {
     }
 }
 
-/// Opens a file for reading without following a symlink at its last component.
+/// The most bytes runvault reads from one kind of file, and what the kind
+/// is called in messages. The values are documented in the README
+/// ("Limits") and docs/troubleshooting.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// What the file is, in messages ("passphrase file", "template").
+    pub what: &'static str,
+    /// Largest size read, in bytes.
+    pub max_bytes: u64,
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+impl Limit {
+    /// A passphrase file: only its first line is used.
+    pub const PASSPHRASE_FILE: Limit = Limit::of("passphrase file", 4 * KIB);
+    /// A runner registration token file.
+    pub const TOKEN_FILE: Limit = Limit::of("token file", 4 * KIB);
+    /// A machine key file: 64 hex characters and a newline.
+    pub const KEY_FILE: Limit = Limit::of("key file", 512);
+    /// `vault.salt` (and `vault.salt.next`): runvault writes 64 bytes.
+    pub const SALT_FILE: Limit = Limit::of("salt file", 4 * KIB);
+    /// A template `render` reads.
+    pub const TEMPLATE: Limit = Limit::of("template", 16 * MIB);
+    /// A plaintext YAML file `import` reads.
+    pub const IMPORT: Limit = Limit::of("import file", 256 * MIB);
+    /// A file `set --from-file` stores as one value: the largest value.
+    pub const VALUE: Limit = Limit::of("value file", 4 * MIB);
+    /// `vault.yml` (bounded per line by its readers, not as a whole).
+    pub const VAULT_FILE: Limit = Limit::of("vault file", u64::MAX);
+
+    /// A limit of `max_bytes` for files called `what`.
+    pub const fn of(what: &'static str, max_bytes: u64) -> Limit {
+        Limit { what, max_bytes }
+    }
+
+    /// A file of any size (files runvault itself or the runner writes).
+    pub const fn any(what: &'static str) -> Limit {
+        Limit::of(what, u64::MAX)
+    }
+
+    /// The limit for people: "4 KiB", "16 MiB", "512 bytes".
+    pub fn human(&self) -> String {
+        match self.max_bytes {
+            n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
+            n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
+            n => format!("{n} bytes"),
+        }
+    }
+
+    /// The error for a file over this limit.
+    pub fn exceeded(&self, path: &Path) -> FsError {
+        FsError::TooLarge {
+            what: self.what,
+            path: path.to_path_buf(),
+            max: self.max_bytes,
+            human: self.human(),
+        }
+    }
+}
+
+/// Opens a file for reading without following a symlink at its last
+/// component, and without blocking (a FIFO opens at once instead of
+/// waiting for a writer; [`read_nofollow`] then refuses it).
 pub fn open_nofollow(path: &Path) -> Result<File, FsError> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(FsError::io("open", path))
 }
 
-/// Reads a whole file, refusing a symlink.
-pub fn read_nofollow(path: &Path) -> Result<Vec<u8>, FsError> {
-    let mut file = open_nofollow(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(FsError::io("read", path))?;
+/// What a file that is not a regular file is, for messages.
+pub fn kind_name(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_fifo() {
+        "FIFO (named pipe)"
+    } else if file_type.is_socket() {
+        "socket"
+    } else if file_type.is_char_device() {
+        "character device"
+    } else if file_type.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+/// Checks what `fstat` said of an open file: a regular file within `limit`.
+fn check_regular(meta: &std::fs::Metadata, path: &Path, limit: Limit) -> Result<(), FsError> {
+    if !meta.file_type().is_file() {
+        return Err(FsError::NotRegular {
+            what: limit.what,
+            path: path.to_path_buf(),
+            kind: kind_name(meta.file_type()),
+        });
+    }
+    if meta.len() > limit.max_bytes {
+        return Err(limit.exceeded(path));
+    }
+    Ok(())
+}
+
+/// Reads an open regular file of `size` bytes (as `fstat` said), at most
+/// `limit.max_bytes` of it even if it grows meanwhile.
+fn read_bounded(file: &File, size: u64, path: &Path, limit: Limit) -> Result<Vec<u8>, FsError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    read_to_end_bounded(file, &mut bytes, limit.max_bytes).map_err(|err| match err {
+        Bounded::Over => limit.exceeded(path),
+        Bounded::Io(source) => FsError::io("read", path)(source),
+    })?;
+    Ok(bytes)
+}
+
+/// Why [`read_to_end_bounded`] stopped.
+#[derive(Debug)]
+pub enum Bounded {
+    /// More than the limit was there to read.
+    Over,
+    /// The read failed.
+    Io(io::Error),
+}
+
+/// Appends everything `reader` yields to `buf`, failing with
+/// [`Bounded::Over`] as soon as more than `max` bytes were read (never
+/// reading more than `max + 1`). For files and standard input.
+pub fn read_to_end_bounded(reader: impl Read, buf: &mut Vec<u8>, max: u64) -> Result<(), Bounded> {
+    let start = buf.len();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(buf)
+        .map_err(Bounded::Io)?;
+    if (buf.len() - start) as u64 > max {
+        return Err(Bounded::Over);
+    }
+    Ok(())
+}
+
+/// Reads a whole file, refusing a symlink, anything but a regular file,
+/// and a file larger than `limit`.
+pub fn read_nofollow(path: &Path, limit: Limit) -> Result<Vec<u8>, FsError> {
+    let file = open_nofollow(path)?;
+    let meta = file.metadata().map_err(FsError::io("inspect", path))?;
+    check_regular(&meta, path, limit)?;
+    let bytes = read_bounded(&file, meta.len(), path, limit)?;
     tracing::trace!(path = %path.display(), bytes = bytes.len(), "read");
     Ok(bytes)
 }
 
-/// Reads a whole file, or `None` if it does not exist; refuses a symlink.
-pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
-    match read_nofollow(path) {
+/// Reads a whole file, or `None` if it does not exist (see [`read_nofollow`]).
+pub fn read_optional(path: &Path, limit: Limit) -> Result<Option<Vec<u8>>, FsError> {
+    match read_nofollow(path, limit) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(err) if err.is_not_found() => Ok(None),
         Err(err) => Err(err),
     }
 }
 
-/// Reads a file that holds a secret (passphrase file, key file): refuses a
-/// symlink, a file owned by someone other than the caller or root, and a
-/// file that group or others can access, as ssh does for keys.
-pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError> {
+/// Reads a file that holds a secret (passphrase file, key file), as
+/// [`read_nofollow`] does, and also refuses a file owned by someone other
+/// than the caller or root, and a file that group or others can access,
+/// as ssh does for keys.
+pub fn read_private(path: &Path, limit: Limit) -> Result<Vec<u8>, FsError> {
+    let what = limit.what;
     tracing::debug!(path = %path.display(), what, "opening a secret file (its contents are never logged)");
-    let mut file = open_nofollow(path)?;
+    let file = open_nofollow(path)?;
     let meta = file.metadata().map_err(FsError::io("inspect", path))?;
+    check_regular(&meta, path, limit)?;
     let mode = meta.mode() & 0o7777;
     if meta.uid() != 0 && meta.uid() != crate::core::harden::current_uid() {
         return Err(FsError::ForeignOwner {
@@ -196,10 +369,7 @@ pub fn read_private(path: &Path, what: &'static str) -> Result<Vec<u8>, FsError>
             mode,
         });
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(FsError::io("read", path))?;
-    Ok(bytes)
+    read_bounded(&file, meta.len(), path, limit)
 }
 
 /// How [`write_atomic`] treats permissions.
@@ -726,10 +896,42 @@ mod tests {
         let file = dir.path().join("pass");
         std::fs::write(&file, b"secret\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_private(&file, "passphrase file").unwrap_err();
+        let err = read_private(&file, Limit::PASSPHRASE_FILE).unwrap_err();
         assert!(err.to_string().contains("mode 0644"), "{err}");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_private(&file, "passphrase file").unwrap(), b"secret\n");
+        assert_eq!(
+            read_private(&file, Limit::PASSPHRASE_FILE).unwrap(),
+            b"secret\n"
+        );
+    }
+
+    #[test]
+    fn reads_are_bounded_even_past_what_fstat_said() {
+        // A file that grows after its `fstat` (here: a reader longer than
+        // the size given) is still cut at the limit, never read to its end.
+        let source = vec![b'x'; 100];
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_to_end_bounded(&source[..], &mut buf, 99),
+            Err(Bounded::Over)
+        ));
+        assert_eq!(buf.len(), 100, "at most limit + 1 bytes read");
+        let mut buf = Vec::new();
+        read_to_end_bounded(&source[..], &mut buf, 100).unwrap();
+        assert_eq!(buf, source);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, &source).unwrap();
+        let limit = Limit::of("test file", 99);
+        let err = read_bounded(&File::open(&file).unwrap(), 10, &file, limit).unwrap_err();
+        assert!(matches!(err, FsError::TooLarge { max: 99, .. }), "{err}");
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let err = read_nofollow(&dir.path().join("d"), limit).unwrap_err();
+        assert!(
+            err.to_string().starts_with("test file `")
+                && err.to_string().contains("is a directory"),
+            "{err}"
+        );
     }
 
     #[test]

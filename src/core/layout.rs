@@ -22,3 +22,8 @@ pub const DIR_ENV: &str = "RUNVAULT_DIR";
 
 /// The variable naming the machine key file (the global `--key-file`).
 pub const KEY_FILE_ENV: &str = "RUNVAULT_KEY_FILE";
+
+/// Where the rollback high-water marks live when `--state-dir` is not
+/// given: outside the secrets directory, which is mounted into jobs and
+/// writable by whoever could put an older vault back.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/runvault";

@@ -12,4 +12,6 @@ pub mod large_pages;
 pub mod layout;
 pub mod lock;
 pub mod progress;
+#[cfg(test)]
+pub(crate) mod proptest_seeds;
 pub mod secret;

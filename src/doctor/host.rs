@@ -4,10 +4,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::doctor::Finding;
 use crate::vault::VaultDir;
-use crate::vault::format::{self, VaultFile};
+use crate::vault::format::{self, Header, VaultFile};
 use crate::vault::salt::Salt;
 use crate::vault::slots::Credential;
 use crate::vault::store::{SALT_FILE, SALT_NEXT_FILE, VAULT_FILE};
@@ -41,7 +41,7 @@ pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<F
     }
     findings.push(owner_check("secrets.dir.owner", dir, meta.uid()));
     let mode = meta.mode() & 0o7777;
-    findings.push(if mode == 0o700 || mode == 0o750 {
+    findings.push(if secrets_dir_mode_ok(mode) {
         Finding::ok(
             "secrets.dir.mode",
             format!("`{}` is mode {mode:04o}", dir.display()),
@@ -58,8 +58,14 @@ pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<F
     }
     findings.push(stray_files(dir));
     findings.push(salt_strength(&dir.join(SALT_FILE)));
-    findings.push(encryption_and_integrity(vault, credential));
+    findings.extend(encryption_and_integrity(vault, credential));
     findings
+}
+
+/// The modes the `secrets.dir.mode` check passes (`init` warns about any
+/// other): the owner's alone, or readable by a group of job runners.
+pub fn secrets_dir_mode_ok(mode: u32) -> bool {
+    mode == 0o700 || mode == 0o750
 }
 
 /// `check` passes when `path` (owned by `uid`) is owned by root.
@@ -134,7 +140,7 @@ fn stray_files(dir: &Path) -> Finding {
 }
 
 fn salt_strength(path: &Path) -> Finding {
-    match fs::read_optional(path) {
+    match fs::read_optional(path, Limit::any("file")) {
         Ok(Some(bytes)) => {
             let salt = Salt::from_file_bytes(bytes);
             if salt.is_weak() {
@@ -171,48 +177,131 @@ fn salt_strength(path: &Path) -> Finding {
     }
 }
 
-fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -> Finding {
+fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -> Vec<Finding> {
     let path = vault.vault_path();
-    let bytes = match fs::read_optional(&path) {
+    let bytes = match fs::read_optional(&path, Limit::any("file")) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
-            return Finding::fail(
+            return vec![Finding::fail(
                 "vault.encrypted",
                 format!("`{}` is missing", path.display()),
                 format!("run `runvault init --dir {}`", vault.dir().display()),
-            );
+            )];
         }
         Err(err) => {
-            return Finding::fail(
+            return vec![Finding::fail(
                 "vault.encrypted",
                 err.to_string(),
                 "fix the file's permissions",
-            );
+            )];
         }
     };
-    match format::classify(&bytes) {
-        Ok(VaultFile::Plaintext(_)) => {
-            return Finding::fail(
-                "vault.encrypted",
-                format!(
-                    "`{}` is plaintext: every credential is readable by anyone who can read the file",
-                    path.display()
-                ),
-                format!(
-                    "adopt it in place with `runvault init --dir {}`",
-                    vault.dir().display()
-                ),
-            );
-        }
+    let header = match format::classify(&bytes) {
+        Ok(VaultFile::Plaintext(_)) => return plaintext(vault),
         Err(err) => {
-            return Finding::fail(
+            return vec![Finding::fail(
                 "vault.encrypted",
                 format!("`{}`: {err}", path.display()),
                 "restore it from a backup",
-            );
+            )];
         }
-        Ok(VaultFile::Encrypted(_)) => {}
+        Ok(VaultFile::Encrypted(encrypted)) => encrypted.header,
+    };
+    vec![integrity(vault, credential), rollback(vault, &header)]
+}
+
+/// A plaintext `vault.yml`: adopt it, unless the directory shows that an
+/// encrypted vault was here, in which case it may have been planted.
+fn plaintext(vault: &VaultDir) -> Vec<Finding> {
+    let (path, dir) = (vault.vault_path(), vault.dir().display());
+    let evidence = vault.prior_vault_evidence();
+    let encrypted = Finding::fail(
+        "vault.encrypted",
+        format!(
+            "`{}` is plaintext: every credential is readable by anyone who can read the file",
+            path.display()
+        ),
+        if evidence.is_empty() {
+            format!("adopt it in place with `runvault init --dir {dir}`")
+        } else {
+            "do not adopt it before reading `vault.replaced`".to_owned()
+        },
+    );
+    let replaced = if evidence.is_empty() {
+        Finding::ok(
+            "vault.replaced",
+            format!("nothing shows that `{dir}` held an encrypted vault before"),
+        )
+    } else {
+        Finding::fail(
+            "vault.replaced",
+            format!(
+                "`{dir}` held an encrypted vault ({}): the vault may have been replaced by this plaintext",
+                evidence.join(", ")
+            ),
+            format!(
+                "find out who wrote `{}` and restore the encrypted vault.yml from a backup; \
+                 `runvault init --force --dir {dir}` adopts the plaintext anyway",
+                path.display()
+            ),
+        )
+    };
+    vec![encrypted, replaced]
+}
+
+/// The vault's generation against this host's high-water mark (from the
+/// header as the file says it; `vault.verify` authenticates it).
+fn rollback(vault: &VaultDir, header: &Header) -> Finding {
+    let (path, marks) = (vault.vault_path(), vault.marks());
+    let mark_path = marks.path(&header.vault_id, vault.dir());
+    match marks.read(&header.vault_id, vault.dir()) {
+        Ok(Some(mark)) if mark.generation > header.generation => Finding::fail(
+            "vault.rollback",
+            format!(
+                "`{}` is at generation {}, but this host committed generation {} (`{}`): \
+                 an older copy was put back",
+                path.display(),
+                header.generation,
+                mark.generation,
+                mark_path.display()
+            ),
+            "restore the newest vault.yml; if the older copy was restored on purpose, run \
+             `runvault verify --accept-rollback`",
+        ),
+        Ok(Some(mark)) => Finding::ok(
+            "vault.rollback",
+            format!(
+                "`{}` is at generation {}, high-water mark {}",
+                path.display(),
+                header.generation,
+                mark.generation
+            ),
+        ),
+        Ok(None) => Finding::warn(
+            "vault.rollback",
+            format!(
+                "no high-water mark for `{}` in `{}`: putting back an older copy would go unnoticed",
+                path.display(),
+                marks.dir().display()
+            ),
+            "the next change records it; or run `runvault verify --accept-rollback` now",
+        ),
+        // A state directory doctor may not read: nothing known either way.
+        Err(err @ crate::vault::VaultError::Fs(_)) => Finding::warn(
+            "vault.rollback",
+            format!("the high-water mark cannot be read: {err}"),
+            "run doctor as the user that writes the vault, or give the right --state-dir",
+        ),
+        Err(err) => Finding::fail(
+            "vault.rollback",
+            err.to_string(),
+            "see docs/troubleshooting.md for this error",
+        ),
     }
+}
+
+fn integrity(vault: &VaultDir, credential: Option<&Credential>) -> Finding {
+    let path = vault.vault_path();
     let Some(credential) = credential else {
         return Finding::warn(
             "vault.verify",

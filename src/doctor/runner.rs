@@ -8,7 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::doctor::Finding;
 use crate::doctor::host::owner_check;
 use crate::runner::Target;
@@ -150,7 +150,7 @@ pub fn check_bin_dir(wiring: &JobWiring) -> Vec<Finding> {
 /// Reads and parses `config.toml`, or the failed `config.parse` finding.
 fn read_overview(path: &Path) -> Result<Overview, Finding> {
     let fail = |message: String, hint: &str| Finding::fail("config.parse", message, hint);
-    let bytes = match fs::read_optional(path) {
+    let bytes = match fs::read_optional(path, Limit::any("config file")) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
             return Err(fail(

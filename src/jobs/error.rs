@@ -71,6 +71,23 @@ pub enum JobsError {
         /// The vault path.
         key: String,
     },
+    /// `--only` naming a variable the CI system sets (exit 2).
+    #[error(
+        "--only `{name}`: variables matching `{rule}` are set by the CI system and are never \
+         resolved; give your variable a name outside that list (see docs/jobs.md)"
+    )]
+    OnlyCiSet {
+        /// The variable name.
+        name: String,
+        /// The table entry it matches (`CI_*`).
+        rule: String,
+    },
+    /// `--only` naming a variable that is not in the environment (exit 2).
+    #[error("--only `{name}`: no such variable in the environment; check its name in the job")]
+    OnlyUnset {
+        /// The variable name.
+        name: String,
+    },
     /// The command could not be started (exit 127 if not found, else 126).
     #[error("cannot run `{program}`: {source}; check the command name and PATH")]
     Exec {
@@ -93,7 +110,9 @@ impl ExitStatus for JobsError {
         match self {
             JobsError::Malformed { .. }
             | JobsError::NotAValue { .. }
-            | JobsError::ExportCollision { .. } => exit::USAGE,
+            | JobsError::ExportCollision { .. }
+            | JobsError::OnlyCiSet { .. }
+            | JobsError::OnlyUnset { .. } => exit::USAGE,
             JobsError::Missing { .. } | JobsError::ExportMissing { .. } => exit::NOT_FOUND,
             JobsError::NulInValue { .. } => exit::OTHER,
             JobsError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -1,9 +1,16 @@
-//! `runvault exec [--export PREFIX]... [--pristine] -- CMD [ARGS...]`: runs
-//! CMD with its environment resolved, by replacing the runvault process
-//! (`execve`), so that no parent process keeps the plaintext.
+//! `runvault exec [--only NAME]... [--export PREFIX]... [--pristine] -- CMD
+//! [ARGS...]`: runs CMD with its environment resolved, by replacing the
+//! runvault process (`execve`), so that no parent process keeps the
+//! plaintext.
 //!
 //! - Every variable whose value holds a `DATAOPS_VAULT(PATH)` reference gets
-//!   the resolved text in its place (see [`crate::jobs::reference`]).
+//!   the resolved text in its place (see [`crate::jobs::reference`]), except
+//!   the variables the CI system sets ([`crate::jobs::ci::CI_SET`]): their
+//!   values come from commit messages, branch names and merge requests, so
+//!   they pass through unchanged and never fail the command (a note on
+//!   stderr names one that mentions `DATAOPS_VAULT(`).
+//! - `--only NAME` (repeatable) resolves the named variables and no other;
+//!   each must be set, and none may be one the CI system sets.
 //! - `--export PREFIX` adds every value under PREFIX as a variable named by
 //!   [`KeyPath::env_name`] of its full path (`SNOWFLAKE.TRANSFORM.PASSWORD`
 //!   becomes `SNOWFLAKE_TRANSFORM_PASSWORD`). Collisions: a variable the
@@ -22,13 +29,18 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 
 use crate::core::secret::SecretBytes;
+use crate::jobs::ci;
 use crate::jobs::error::JobsError;
+use crate::jobs::reference;
 use crate::jobs::resolve::{self, Place, Source, Target};
 use crate::vault::{Credential, KeyPath, VaultDir, VaultError};
 
 /// What `exec` was asked to do (validated arguments).
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
+    /// The variables to resolve (`--only`); empty: every variable outside
+    /// [`crate::jobs::ci::CI_SET`].
+    pub only: Vec<OsString>,
     /// Prefixes to export as variables.
     pub exports: Vec<KeyPath>,
     /// Start from an empty environment.
@@ -55,9 +67,35 @@ pub fn prepare(
     environment: Vec<(OsString, OsString)>,
     request: &ExecRequest,
 ) -> Result<PreparedEnv, JobsError> {
+    check_only(&request.only, &environment)?;
     let mut sources = Vec::new();
     let mut kept_names: HashSet<OsString> = HashSet::new();
+    let mut notes = Vec::new();
     for (name, value) in environment {
+        let resolvable = if request.only.is_empty() {
+            match ci::ci_set_rule(&name) {
+                Some(rule) => {
+                    if reference::mentions_reference(value.as_bytes()) {
+                        notes.push(format!(
+                            "note: `{}` is set by the CI system (`{}`); its `DATAOPS_VAULT(` is \
+                             passed on unresolved",
+                            name.to_string_lossy(),
+                            rule.shown()
+                        ));
+                    }
+                    false
+                }
+                None => true,
+            }
+        } else {
+            request.only.contains(&name)
+        };
+        if !resolvable {
+            if !request.pristine {
+                kept_names.insert(name);
+            }
+            continue;
+        }
         match Source::scan(Place::Variable(name.clone()), value.into_vec())? {
             Some(source) => sources.push(source),
             None if !request.pristine => {
@@ -81,7 +119,6 @@ pub fn prepare(
         kept_names.insert(name.clone());
         vars.push((name.clone(), text));
     }
-    let mut notes = Vec::new();
     let mut exported_names: HashMap<String, KeyPath> = HashMap::new();
     for (path, plain) in resolved.exported {
         let name = path.env_name();
@@ -112,6 +149,24 @@ pub fn prepare(
         vars,
         notes,
     })
+}
+
+/// Refuses `--only` names the CI system sets or the environment lacks.
+fn check_only(only: &[OsString], environment: &[(OsString, OsString)]) -> Result<(), JobsError> {
+    for name in only {
+        if let Some(rule) = ci::ci_set_rule(name) {
+            return Err(JobsError::OnlyCiSet {
+                name: name.to_string_lossy().into_owned(),
+                rule: rule.shown(),
+            });
+        }
+        if !environment.iter().any(|(set, _)| set == name) {
+            return Err(JobsError::OnlyUnset {
+                name: name.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Replaces this process with the command. Returns only if that failed.

@@ -6,11 +6,13 @@
 //! - [`resolve`]: reads every referenced value with one vault open.
 //! - [`exec`]: `runvault exec`, which resolves the environment and replaces
 //!   itself with the job's command.
+//! - [`ci`]: the variables the CI system sets, which `exec` never resolves.
 //! - [`render`]: `runvault render`, which resolves a text template.
 //! - [`error`]: what these can fail with, and the exit codes.
 //!
 //! See docs/jobs.md for how jobs use them.
 
+pub mod ci;
 pub mod error;
 pub mod exec;
 pub mod reference;

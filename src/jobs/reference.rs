@@ -122,13 +122,19 @@ pub fn scan(text: &[u8]) -> Result<Scanned, ScanError> {
         let inner = &text[inner_start..inner_start + close];
         let path = std::str::from_utf8(inner)
             .map_err(|_| ReferenceError::BadPath {
-                text: String::from_utf8_lossy(inner).into_owned(),
+                text: excerpt(inner),
                 reason: "it is not UTF-8".into(),
             })
             .and_then(|path| {
                 KeyPath::parse(path).map_err(|err| ReferenceError::BadPath {
-                    text: path.to_string(),
-                    reason: err.reason,
+                    text: excerpt(inner),
+                    // The parser's reason quotes the key, which past the
+                    // excerpt may be anything that followed the opener.
+                    reason: if excerpt_is_whole(inner) {
+                        err.reason
+                    } else {
+                        format!("no `)` closes it within {EXCERPT_CHARS} characters on its line")
+                    },
                 })
             })
             .map_err(|error| ScanError { at: start, error })?;
@@ -139,6 +145,35 @@ pub fn scan(text: &[u8]) -> Result<Scanned, ScanError> {
         pieces.push(Piece::Literal(position..text.len()));
     }
     Ok(Scanned { pieces })
+}
+
+/// The most of a malformed reference's inside an error shows: its first
+/// line, cut to [`EXCERPT_CHARS`] characters. An opener with no `)` of its
+/// own takes the text up to the next `)` anywhere, which may be the rest of
+/// a template or a value that follows it.
+pub fn excerpt(inner: &[u8]) -> String {
+    let line = inner.split(|&b| b == b'\n').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(line);
+    let mut shown: String = text.chars().take(EXCERPT_CHARS).collect();
+    if !excerpt_is_whole(inner) {
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// Whether [`excerpt`] shows all of `inner`.
+fn excerpt_is_whole(inner: &[u8]) -> bool {
+    !inner.contains(&b'\n') && String::from_utf8_lossy(inner).chars().count() <= EXCERPT_CHARS
+}
+
+/// How many characters of a malformed reference an error shows (a path
+/// is rarely longer).
+pub const EXCERPT_CHARS: usize = 48;
+
+/// Whether `text` holds the opener `DATAOPS_VAULT(` at all (well-formed or
+/// not), without scanning it.
+pub fn mentions_reference(text: &[u8]) -> bool {
+    find(text, OPEN).is_some()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -215,7 +250,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_malformed_reference_shows_at_most_a_short_excerpt() {
+        let message = |text: &[u8]| scan(text).unwrap_err().error.to_string();
+        assert_eq!(
+            message(b"DATAOPS_VAULT(DB..USER and then a long tail of text that follows it)"),
+            "`DATAOPS_VAULT(DB..USER and then a long tail of text that follo...)` does not name a \
+             vault path: no `)` closes it within 48 characters on its line"
+        );
+        assert_eq!(
+            message(b"DATAOPS_VAULT(SNOWFLAKE.TRANSFORM..PASSWORD)"),
+            "`DATAOPS_VAULT(SNOWFLAKE.TRANSFORM..PASSWORD)` does not name a vault path: segment 3 \
+             is empty"
+        );
+        let template = b"user: DATAOPS_VAULT(DB.USER\npassword: hunter2-secret\nother: (x)\n";
+        let shown = message(template);
+        assert!(
+            shown.starts_with("`DATAOPS_VAULT(DB.USER...)` does not name"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!message(b"DATAOPS_VAULT(A..B)").contains("...)"));
+    }
+
     proptest! {
+        #![proptest_config(crate::core::proptest_seeds::config())]
+
         /// Text without the opener is one literal, kept byte for byte.
         #[test]
         fn text_without_references_is_kept(text in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::core::secret::SecretBytes;
 use crate::jobs::error::JobsError;
 use crate::jobs::resolve::{self, Place, Source, Target};
@@ -21,7 +21,7 @@ pub fn render(
     template: &Path,
     output: Option<&Path>,
 ) -> Result<Option<SecretBytes>, JobsError> {
-    let text = fs::read_nofollow(template)?;
+    let text = fs::read_nofollow(template, Limit::TEMPLATE)?;
     let rendered = match Source::scan(Place::Template(template.to_path_buf()), text.clone())? {
         None => SecretBytes::new(text),
         Some(source) => {

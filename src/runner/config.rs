@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
-use crate::core::fs::{self, FsError, WriteMode, write_atomic_unless_changed};
+use crate::core::fs::{self, FsError, Limit, WriteMode, write_atomic_unless_changed};
 use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
 use crate::runner::volumes::{self, DirMount};
@@ -703,7 +703,10 @@ fn apply_with(
         }
         meanwhile(attempt);
         let written = write_atomic_unless_changed(path, edit.text.as_bytes(), CONFIG_MODE, || {
-            Ok(fs::read_optional(path)?.as_deref() == Some(original.as_slice()))
+            Ok(
+                fs::read_optional(path, Limit::any("config file"))?.as_deref()
+                    == Some(original.as_slice()),
+            )
         })?;
         if written {
             return Ok(report);

@@ -11,7 +11,7 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::core::fs::{self, FsError};
+use crate::core::fs::{self, FsError, Limit};
 use crate::core::layout::BINARY_NAME;
 use crate::runner::config::{self, JobsMode, Settings};
 use crate::runner::container::{self, Spec, StartOutcome};
@@ -213,7 +213,11 @@ where
         path: key_file.clone(),
         created,
     });
-    done(Step::Vault(plan.vault.init(plan.keep, secrets.init)?));
+    done(Step::Vault(plan.vault.init(
+        plan.keep,
+        false,
+        secrets.init,
+    )?));
     done(Step::KeySlot(ensure_key_slot(
         plan.vault,
         key_file,
@@ -263,7 +267,7 @@ fn ensure_key_slot(
     let admin = admin()?;
     vault
         .modify(&admin, "key add", |unlocked, salt, record| {
-            let id = unlocked.add_slot(&key, salt);
+            let id = unlocked.add_slot(&key, salt)?;
             record.detail = Some(format!(
                 "added keyfile slot {id} for `{}`",
                 key_file.display()
@@ -314,7 +318,8 @@ fn install_binary(source: &Path, bin_dir: &Path) -> Result<Step, Error> {
         fs::refuse_not_mine(&path, fs::Owned::EXECUTABLE.what)?.map(|meta| meta.mode() & 0o7777);
     fs::create_dir_with_mode(bin_dir, 0o755)?;
     let installed = kept_mode != Some(fs::Owned::EXECUTABLE.mode)
-        || fs::read_optional(&path)?.as_deref() != Some(bytes.as_slice());
+        || fs::read_optional(&path, Limit::any("installed binary"))?.as_deref()
+            != Some(bytes.as_slice());
     if installed {
         fs::write_owned(&path, &bytes, fs::Owned::EXECUTABLE)?;
     }

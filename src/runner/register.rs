@@ -14,7 +14,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::core::secret::SecretBytes;
 use crate::runner::config;
 use crate::runner::container::{self, CONFIG_TARGET, TAIL_LINES};
@@ -129,7 +129,7 @@ impl Request {
 
 /// Whether `config.toml` in `config_dir` already has a runner named `name`.
 pub fn is_registered(config_path: &Path, name: &str) -> Result<bool, Error> {
-    match fs::read_optional(config_path)? {
+    match fs::read_optional(config_path, Limit::any("config file"))? {
         None => Ok(false),
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

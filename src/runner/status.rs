@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::core::fs;
+use crate::core::fs::{self, Limit};
 use crate::runner::config;
 use crate::runner::container;
 use crate::runner::engine::Engine;
@@ -87,7 +87,7 @@ pub async fn status(
     let container = container::inspect(engine, name)
         .await?
         .map(|details| container_status(&details));
-    let secrets_mount = match fs::read_optional(config_path)? {
+    let secrets_mount = match fs::read_optional(config_path, Limit::any("config file"))? {
         None => SecretsMount::NoConfig,
         Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

@@ -81,18 +81,34 @@ pub fn append(
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Without blocking: a FIFO planted as the log would otherwise hold
+        // this writer (and the lock) until someone reads it.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(log)
-        .map_err(FsError::io("open the audit log", log))?;
+        .map_err(|err| match err.raw_os_error() {
+            // A FIFO without a reader: refused as the FIFO it is.
+            Some(libc::ENXIO) => FsError::NotRegular {
+                what: "audit log",
+                path: log.to_path_buf(),
+                kind: "FIFO (named pipe)",
+            },
+            _ => FsError::io("open the audit log", log)(err),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(FsError::io("inspect the audit log", log))?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::NotRegular {
+            what: "audit log",
+            path: log.to_path_buf(),
+            kind: crate::core::fs::kind_name(meta.file_type()),
+        });
+    }
     // An empty log may have just been created (by this open or by someone
     // else): its directory entry must be made durable too. A log that
     // already holds lines had its entry synced when it was created, and an
     // append changes only the file, which `sync_data` covers.
-    let new_file = file
-        .metadata()
-        .map_err(FsError::io("inspect the audit log", log))?
-        .len()
-        == 0;
+    let new_file = meta.len() == 0;
     // Streamed, not built in memory first: the line of a large import is
     // tens of megabytes. Appends happen only under the writers' lock, so
     // no other line can interleave with its writes.
@@ -111,4 +127,36 @@ pub fn append(
     }
     tracing::debug!(log = %log.display(), command, event, "appended the audit line");
     Ok(())
+}
+
+/// How many changes the log at `log` records as committed and not aborted
+/// (0 for a missing or unreadable log): evidence that a vault was here. Read
+/// only on rare paths (a plaintext `vault.yml`), never by a reader that
+/// opens a vault.
+pub fn committed_changes(log: &Path) -> usize {
+    use std::io::BufRead;
+    let Ok(file) = crate::core::fs::open_nofollow(log) else {
+        return 0;
+    };
+    let (mut committed, mut aborted) = (0usize, 0usize);
+    for line in std::io::BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        // The event is the second field, as `append` writes it.
+        if line
+            .windows(16)
+            .take(64)
+            .any(|w| w == b"\"event\":\"commit\"")
+        {
+            committed += 1;
+        } else if line
+            .windows(17)
+            .take(64)
+            .any(|w| w == b"\"event\":\"aborted\"")
+        {
+            aborted += 1;
+        }
+    }
+    committed.saturating_sub(aborted)
 }

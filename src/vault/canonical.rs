@@ -21,6 +21,15 @@ use crate::vault::value::quote_json_string;
 /// Deepest nesting either reader accepts.
 pub const MAX_DEPTH: usize = 64;
 
+/// Longest line either reader accepts, and the longest line of YAML that
+/// serde_yaml is given ([`prescan_yaml`]): 16 MiB. The longest line
+/// runvault writes is a value of the largest size ([`MAX_VALUE_BYTES`],
+/// 4 MiB) sealed (base64: 5.6 MiB) after its key.
+///
+/// [`prescan_yaml`]: crate::vault::value::prescan_yaml
+/// [`MAX_VALUE_BYTES`]: crate::vault::value::MAX_VALUE_BYTES
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// Whether a plain sealed scalar may hold `b`: `[A-Za-z0-9:+/=-]`. Written
 /// with comparisons and `|`, not a table or `||`, so that
 /// [`all_sealed_bytes`] compiles to vector compares: every value of a large
@@ -261,13 +270,14 @@ impl<'t> Lines<'t> {
         let indent = raw.bytes().take_while(|&b| b == b' ').count();
         let body = &raw[indent..];
         if body.is_empty()
+            || raw.len() > MAX_LINE_BYTES
             || body.ends_with(' ')
             || indent % 2 != 0
             || (self.has_tab_or_cr && memchr::memchr2(b'\t', b'\r', body.as_bytes()).is_some())
         {
             return Err(NotCanonical {
                 line: self.number,
-                reason: "blank line, odd indent, tab or trailing space",
+                reason: "blank line, odd indent, tab, trailing space or a line over the limit",
             });
         }
         let line = Line {

@@ -157,6 +157,16 @@ impl KdfParams {
     pub const MAX_PARALLELISM: u32 = 64;
     /// Ceiling on memory x passes (KiB-passes): 8 GiB-passes, about 40 x the default.
     pub const MAX_WORK: u64 = 8 * 1024 * 1024;
+    /// Ceiling on the memory x passes of all the distinct parameter sets of
+    /// one file's passphrase slots together (a wrong passphrase runs each
+    /// once): the same 8 GiB-passes, so that a file can cost at most what
+    /// one slot at the ceiling costs (docs/format.md, section 8.2).
+    pub const MAX_FILE_WORK: u64 = Self::MAX_WORK;
+
+    /// Memory x passes in KiB-passes: what [`KdfParams::MAX_WORK`] bounds.
+    pub fn work(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
 
     /// Checks the parameters against the bounds, so that a hostile file cannot
     /// make runvault allocate gigabytes or run for hours.
@@ -471,6 +481,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::core::proptest_seeds::config())]
+
         #[test]
         fn seal_open_round_trip_and_bind_aad(plain in proptest::collection::vec(any::<u8>(), 0..300), aad in proptest::collection::vec(any::<u8>(), 0..40)) {
             let key = Key32::random();

@@ -40,6 +40,47 @@ pub enum VaultError {
         /// The file.
         path: PathBuf,
     },
+    /// A plaintext `vault.yml` where the directory shows that an encrypted
+    /// vault was (exit 5): it may have been planted.
+    #[error(
+        "`{path}` is a plaintext vault, but `{dir}` held an encrypted vault ({evidence}): \
+         the vault may have been replaced; find out who wrote it and restore the encrypted \
+         vault.yml from a backup (`runvault init --force` adopts the plaintext anyway)"
+    )]
+    Replaced {
+        /// The plaintext file.
+        path: PathBuf,
+        /// The vault directory.
+        dir: PathBuf,
+        /// What shows that an encrypted vault was there.
+        evidence: String,
+    },
+    /// An authentic vault older than the generation this host committed
+    /// (exit 5): a whole older file was put back.
+    #[error(
+        "`{path}` was rolled back: it is at generation {generation}, but this host committed \
+         generation {mark} (high-water mark `{mark_path}`); restore the newest vault.yml, or if \
+         this older copy was restored on purpose, accept it with `runvault verify --accept-rollback`"
+    )]
+    RolledBack {
+        /// The vault file.
+        path: PathBuf,
+        /// The file's generation.
+        generation: u64,
+        /// The highest generation committed on this host.
+        mark: u64,
+        /// The mark file.
+        mark_path: PathBuf,
+    },
+    /// A high-water mark file that is not one.
+    #[error(
+        "high-water mark `{path}` is not a runvault mark (edited or corrupt); check who changed it, \
+         then record the vault's generation with `runvault verify --accept-rollback`"
+    )]
+    BadMark {
+        /// The mark file.
+        path: PathBuf,
+    },
     /// The vault file is corrupt or not a runvault vault (exit 5).
     #[error("`{path}` is corrupt: {source}")]
     Corrupt {
@@ -103,6 +144,25 @@ pub enum VaultError {
         /// Which bound was exceeded.
         reason: String,
     },
+    /// The file's slots together are over the per-file KDF bounds.
+    #[error("`{path}` asks for too much key derivation work ({reason}); refusing to run it")]
+    HostileBudget {
+        /// The vault file.
+        path: PathBuf,
+        /// Which bound was exceeded.
+        reason: String,
+    },
+    /// `vault.salt` is too short for Argon2id: runvault never writes one.
+    #[error(
+        "`{path}` is {len} bytes, shorter than the 8 bytes a salt must have; it is not a salt \
+         runvault made: restore the vault.salt that was created with this vault.yml"
+    )]
+    ShortSalt {
+        /// The salt file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
     /// The file MAC does not match: entries or header fields were changed.
     #[error(
         "`{path}` failed authentication: the file was modified outside runvault \
@@ -152,7 +212,8 @@ pub enum VaultError {
     BadYaml {
         /// The file.
         file: PathBuf,
-        /// serde_yaml's message (with line and column; never a value).
+        /// What is wrong, where (from [`crate::vault::yaml_error::describe`]:
+        /// line, column and path, never a value).
         message: String,
     },
     /// A key file that is not a runvault key.
@@ -239,8 +300,12 @@ impl ExitStatus for VaultError {
             | VaultError::SaltMissing { .. }
             | VaultError::SaltMismatch { .. }
             | VaultError::HostileKdf { .. }
+            | VaultError::HostileBudget { .. }
+            | VaultError::ShortSalt { .. }
             | VaultError::MacMismatch { .. }
-            | VaultError::ValueTampered { .. } => exit::INTEGRITY,
+            | VaultError::ValueTampered { .. }
+            | VaultError::Replaced { .. }
+            | VaultError::RolledBack { .. } => exit::INTEGRITY,
             VaultError::Place(_)
             | VaultError::NoVault { .. }
             | VaultError::Plaintext { .. }
@@ -248,6 +313,7 @@ impl ExitStatus for VaultError {
             | VaultError::Plain { .. }
             | VaultError::BadYaml { .. }
             | VaultError::BadKeyFile { .. }
+            | VaultError::BadMark { .. }
             | VaultError::NoSuchSlot { .. }
             | VaultError::LastSlot { .. }
             | VaultError::NotPassphraseSlot { .. }

@@ -37,6 +37,9 @@ pub enum FormatError {
     /// Not YAML at all.
     #[error("vault file is not valid YAML: {0}")]
     Yaml(String),
+    /// Over a limit checked before parsing (a line's length, the nesting).
+    #[error("vault file is refused before parsing: {0}")]
+    Limit(#[from] crate::vault::value::Prescan),
     /// YAML, but not a runvault vault (for example the hand-made plaintext file).
     #[error("vault file is not an encrypted runvault vault")]
     NotAVault,
@@ -371,6 +374,7 @@ pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
 
 /// Reads any `vault.yml` with serde_yaml only (the general path).
 pub(crate) fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
+    crate::vault::value::prescan_yaml(bytes)?;
     let doc = crate::vault::value::parse_plain_yaml(bytes).map_err(FormatError::Yaml)?;
     let is_encrypted = doc
         .get(HEADER_KEY)
@@ -864,6 +868,37 @@ impl TreeMac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19 item 14: docs/format.md shows removal markers as the code
+    /// writes them (`rv1:V:T:-`), and never the old `rv1:V:T:` with an
+    /// empty payload (`rv1:0:0:` is the audit key's prefix, not a marker).
+    #[test]
+    fn the_format_docs_show_removal_markers_as_written() {
+        let docs = include_str!("../../docs/format.md");
+        let marker = Sealed::tombstone(2, 1_795_869_950);
+        assert!(marker.is_tombstone());
+        assert!(docs.contains(&format!("`{}`", marker.0)), "{}", marker.0);
+        assert!(docs.contains("rv1:VERSION:TIME:-") && docs.contains("`rv1:V:T:-`"));
+        for (at, _) in docs.match_indices("rv1:") {
+            let token: String = docs[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || ":+/=-".contains(*c))
+                .collect();
+            let fields: Vec<&str> = token.split(':').collect();
+            if let [_, version, _, payload] = fields[..] {
+                assert!(
+                    version == "0" || !payload.is_empty(),
+                    "docs/format.md shows `{token}`, a marker without its `-`"
+                );
+            }
+        }
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&format!("- {}\n", marker.0)).unwrap();
+        assert_eq!(
+            yaml[0].as_str(),
+            Some(marker.0.as_str()),
+            "a plain string to YAML"
+        );
+    }
 
     const FIXTURE: &str = include_str!("../../fixtures/vault-v1/vault.yml");
     const ACCOUNT: &str =

@@ -11,12 +11,14 @@
 //! - [`export`]: every value under a prefix, decrypted and rendered.
 //! - [`plaintext`], [`plain_block`]: plaintext YAML read straight into
 //!   values (`import`): the linear block-style reader, else serde_yaml.
+//! - [`yaml_error`]: serde_yaml's errors as messages without a value.
 //! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
 //! - [`stream`]: the streaming reader behind it (one pass, no tree).
 //! - [`splice`]: the streaming writer of a one-path change (`set`).
 //! - [`rekey`]: a new data key, every value re-encrypted (tree or stream).
 //! - [`store`]: the directory on disk, locking and atomic commits.
 //! - [`audit`]: the append-only audit log of changes.
+//! - [`mark`]: the rollback high-water mark, outside the directory.
 //! - `fuzzing` (hidden): each file reader on its own, for the fuzz targets.
 
 pub mod audit;
@@ -27,6 +29,7 @@ pub mod export;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mark;
 pub mod path;
 pub mod plain_block;
 pub mod plaintext;
@@ -40,6 +43,7 @@ pub mod stream;
 pub mod tree;
 pub mod unlocked;
 pub mod value;
+pub mod yaml_error;
 
 pub use error::VaultError;
 pub use path::KeyPath;

@@ -274,6 +274,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::core::proptest_seeds::config())]
+
         #[test]
         fn display_then_parse_round_trips(first in "[^.\\[\\]\\p{Cc}]{1,12}", rest in proptest::collection::vec(segment(), 0..6)) {
             let mut segments = vec![Segment::Key(first)];

@@ -354,7 +354,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::core::proptest_seeds::with_cases(2000))]
 
         /// The class of plain strings: serde_yaml reads each as itself.
         #[test]

@@ -45,16 +45,23 @@ use crate::vault::value::{
 /// Reads plaintext YAML into values, with the errors of an import: not
 /// YAML, sealed values in it, or values runvault cannot store. A file in
 /// block style is read by the linear reader ([`plain_block`]); anything it
-/// is not sure of, by serde_yaml ([`read_general`]).
+/// is not sure of, by serde_yaml ([`read_general`]). A value over
+/// [`value::MAX_VALUE_BYTES`] is refused.
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
-    if value::refuse_standard_binary_tag(bytes).is_ok()
+    let tree = if value::refuse_standard_binary_tag(bytes).is_ok()
         && let Some(tree) = plain_block::read(bytes)
     {
         tracing::debug!(file = %file.display(), "read the plaintext with the block reader");
-        return Ok(tree);
-    }
-    tracing::debug!(file = %file.display(), "read the plaintext with serde_yaml");
-    read_general(bytes, file)
+        tree
+    } else {
+        tracing::debug!(file = %file.display(), "read the plaintext with serde_yaml");
+        read_general(bytes, file)?
+    };
+    value::check_value_sizes(&tree).map_err(|source| VaultError::Plain {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    Ok(tree)
 }
 
 /// [`read_plain_yaml`] with serde_yaml only (the reference the block
@@ -68,6 +75,7 @@ pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Tree::empty_map());
     }
+    value::prescan_yaml(bytes).map_err(|err| bad_yaml(err.to_string()))?;
     let mut reading = Reading {
         at: KeyPath::root(),
         sealed: false,
@@ -75,7 +83,7 @@ pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError
     };
     let tree = Root(&mut reading)
         .deserialize(serde_yaml::Deserializer::from_slice(bytes))
-        .map_err(|err| bad_yaml(err.to_string()))?;
+        .map_err(|err| bad_yaml(crate::vault::yaml_error::describe(&err)))?;
     if reading.sealed {
         return Err(sealed_values(file));
     }

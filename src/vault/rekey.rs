@@ -129,6 +129,11 @@ pub fn new_keys(
     if !dropped.is_empty() && !plan.drop_others {
         return Err(VaultError::SlotsNotOpened { ids: dropped });
     }
+    slots::check_file_budget(new_slots.iter().map(|slot| &slot.kind)).map_err(|reason| {
+        VaultError::Usage(format!(
+            "refusing a rekey that would leave the vault with {reason}; use smaller --kdf-* values"
+        ))
+    })?;
     if new_slots.is_empty() {
         return Err(VaultError::Usage(
             "rekey would leave no key slot; give the secret of at least one slot".into(),
@@ -215,6 +220,8 @@ pub struct Rekeyed {
     pub bytes: Vec<u8>,
     /// Slots kept and dropped, values re-encrypted.
     pub report: RekeyReport,
+    /// The vault's id (whose high-water mark the commit checks and raises).
+    pub vault_id: [u8; 16],
     /// The generation before and after.
     pub generations: (u64, u64),
 }
@@ -266,6 +273,7 @@ pub fn rekey(
                 dropped: keys.dropped,
                 reencrypted,
             },
+            vault_id: header.vault_id,
             generations: (header.generation, next.generation),
         }))
     })

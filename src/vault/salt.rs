@@ -14,6 +14,11 @@ use crate::vault::format::hex;
 /// `echo $RANDOM | md5sum | head -c 20` salt has 20 hex characters, 10 bytes).
 pub const MIN_STRENGTH_BYTES: usize = 16;
 
+/// The shortest salt Argon2id takes (RFC 9106); a vault whose salt is
+/// shorter is refused before any key is derived (runvault never writes
+/// one: a weak salt is replaced by `init`).
+pub const MIN_SALT_BYTES: usize = 8;
+
 /// The salt's bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Salt(Vec<u8>);

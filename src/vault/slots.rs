@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::core::fs::{FsError, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::fs::{FsError, Limit, create_dir_with_mode, create_new, parent_dir, read_private};
 use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::crypto::{self, KdfParams};
@@ -41,7 +41,7 @@ impl Credential {
 
 /// Reads a machine key file: refuses one others can read, and checks its form.
 pub fn read_key_file(path: &Path) -> Result<Key32, VaultError> {
-    let bytes = SecretBytes::new(read_private(path, "key file")?);
+    let bytes = SecretBytes::new(read_private(path, Limit::KEY_FILE)?);
     let text = std::str::from_utf8(bytes.expose())
         .map_err(|_| bad_key(path))?
         .trim();
@@ -263,6 +263,12 @@ pub fn unlock(
             })?;
         }
     }
+    check_file_budget(header.slots.iter().map(|slot| &slot.kind)).map_err(|reason| {
+        VaultError::HostileBudget {
+            path: vault_path.to_path_buf(),
+            reason,
+        }
+    })?;
     // Slots sharing parameters share one KDF run.
     candidates.sort_by_key(|slot| kind_key(&slot.kind));
     let mut kek: Option<(Vec<u32>, Key32)> = None;
@@ -301,6 +307,40 @@ pub fn unlock(
         what: credential.what(),
         path: vault_path.to_path_buf(),
     })
+}
+
+/// Most key slots a vault file may have (LUKS2 has 32 too). Checked
+/// before any KDF runs, with [`KdfParams::MAX_FILE_WORK`].
+pub const MAX_SLOTS: usize = 32;
+
+/// Checks a file's slots (or the slots a change would leave) against the
+/// per-file bounds: at most [`MAX_SLOTS`] slots, and the memory x passes
+/// of their distinct passphrase parameter sets (each runs once when a
+/// wrong passphrase is tried) at most [`KdfParams::MAX_FILE_WORK`].
+/// Each slot's own parameters are checked by [`KdfParams::check`].
+pub fn check_file_budget<'a>(kinds: impl Iterator<Item = &'a SlotKind>) -> Result<(), String> {
+    let mut count = 0;
+    let mut distinct: Vec<KdfParams> = Vec::new();
+    for kind in kinds {
+        count += 1;
+        if let SlotKind::Passphrase(params) = kind
+            && !distinct.contains(params)
+        {
+            distinct.push(*params);
+        }
+    }
+    if count > MAX_SLOTS {
+        return Err(format!("{count} key slots, more than {MAX_SLOTS}"));
+    }
+    let work: u64 = distinct.iter().map(KdfParams::work).sum();
+    if work > KdfParams::MAX_FILE_WORK {
+        return Err(format!(
+            "passphrase slots that ask for {work} KiB-passes of Argon2id in all, more than \
+             the file ceiling of {}",
+            KdfParams::MAX_FILE_WORK
+        ));
+    }
+    Ok(())
 }
 
 fn kind_key(kind: &SlotKind) -> Vec<u32> {

@@ -59,6 +59,8 @@ pub struct Spliced {
     pub bytes: Vec<u8>,
     /// The new version of the path.
     pub version: u32,
+    /// The vault's id (whose high-water mark the commit checks and raises).
+    pub vault_id: [u8; 16],
     /// The generation before and after.
     pub generations: (u64, u64),
     /// The audit entry of the change.
@@ -169,6 +171,7 @@ fn splice_set(
     Ok(Some(Spliced {
         bytes,
         version: change.version,
+        vault_id: header.vault_id,
         generations: (header.generation, next_header.generation),
         change: AuditChange {
             path: key,

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::core::fs::{self, FsError, WriteMode};
+use crate::core::fs::{self, FsError, Limit, WriteMode};
 use crate::core::lock::WriteLock;
 use crate::core::progress::{NoProgress, Progress};
 use crate::vault::audit::{self, AuditRecord};
@@ -15,9 +15,10 @@ use crate::vault::crypto::KdfOverride;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
 use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
+use crate::vault::mark::Marks;
 use crate::vault::path::KeyPath;
 use crate::vault::rekey;
-use crate::vault::salt::Salt;
+use crate::vault::salt::{MIN_SALT_BYTES, Salt};
 use crate::vault::slots::{self, Credential, Opened};
 use crate::vault::splice::{self, SetEdit};
 use crate::vault::tree::Tree;
@@ -54,6 +55,9 @@ pub enum InitOutcome {
         new_salt: bool,
         /// Whether the old plaintext still has another hard link.
         plaintext_linked_elsewhere: bool,
+        /// With `--force`: what showed that an encrypted vault was here
+        /// (the adoption went ahead anyway).
+        forced_over: Option<String>,
     },
     /// The vault was already encrypted; nothing changed.
     AlreadyEncrypted,
@@ -103,13 +107,40 @@ impl std::fmt::Debug for AfterCommit {
     }
 }
 
+/// Where a writer reports what does not stop its commit but must not go
+/// unnoticed (the high-water mark not read or not recorded).
+pub type Warn = dyn Fn(&str);
+
 /// A vault directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VaultDir {
     dir: PathBuf,
     lock_wait: Duration,
     audit_log: PathBuf,
     after_commit: Option<AfterCommit>,
+    marks: Marks,
+    warn: Option<std::rc::Rc<Warn>>,
+}
+
+impl std::fmt::Debug for VaultDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultDir")
+            .field("dir", &self.dir)
+            .field("lock_wait", &self.lock_wait)
+            .field("audit_log", &self.audit_log)
+            .field("after_commit", &self.after_commit)
+            .field("marks", &self.marks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One change being committed: what its audit line says and which vault's
+/// high-water mark it checks and raises.
+struct Commit<'c> {
+    command: &'c str,
+    vault_id: [u8; 16],
+    generations: (u64, u64),
+    record: &'c AuditRecord,
 }
 
 impl VaultDir {
@@ -120,6 +151,143 @@ impl VaultDir {
             lock_wait,
             audit_log: dir.join(AUDIT_FILE),
             after_commit: None,
+            marks: Marks::new(Path::new(crate::core::layout::DEFAULT_STATE_DIR)),
+            warn: None,
+        }
+    }
+
+    /// The same vault with its high-water marks kept in `state_dir`
+    /// instead of `/var/lib/runvault`.
+    pub fn with_state_dir(mut self, state_dir: &Path) -> VaultDir {
+        self.marks = Marks::new(state_dir);
+        self
+    }
+
+    /// The same vault, reporting through `warn` what a writer cannot do
+    /// but commits anyway (without it, only a diagnostic is logged).
+    pub fn with_warnings(mut self, warn: std::rc::Rc<Warn>) -> VaultDir {
+        self.warn = Some(warn);
+        self
+    }
+
+    /// The high-water marks of this host.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// The audit log's path.
+    pub fn audit_log(&self) -> &Path {
+        &self.audit_log
+    }
+
+    fn warn(&self, message: &str) {
+        tracing::warn!("{message}");
+        if let Some(warn) = &self.warn {
+            warn(message);
+        }
+    }
+
+    /// Refuses to build on a vault older than the generation this host
+    /// committed last (a whole older file put back). A mark that cannot be
+    /// read (a state directory the caller may not read) is reported and
+    /// the change goes on unchecked; a mark that is not one is an error.
+    fn check_mark(&self, vault_id: &[u8; 16], generation: u64) -> Result<(), VaultError> {
+        match self.marks.read(vault_id, &self.dir) {
+            Ok(Some(mark)) if mark.generation > generation => Err(VaultError::RolledBack {
+                path: self.vault_path(),
+                generation,
+                mark: mark.generation,
+                mark_path: self.marks.path(vault_id, &self.dir),
+            }),
+            Ok(_) => Ok(()),
+            Err(VaultError::Fs(err)) => {
+                self.warn(&format!(
+                    "the rollback high-water mark cannot be read: {err}; this change is not checked \
+                     against a rollback (give a readable --state-dir)"
+                ));
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Raises the high-water mark to a generation whose commit is durable.
+    /// A mark that cannot be written leaves the commit as it is (it is
+    /// safe) and is reported: rollback goes unnoticed until it is written.
+    fn raise_mark(&self, vault_id: &[u8; 16], generation: u64) {
+        if let Err(err) = self.marks.record(vault_id, &self.dir, generation) {
+            self.warn(&format!(
+                "the change is committed, but the rollback high-water mark was not recorded: {err}; \
+                 a rollback of this vault is not detected until a change records it \
+                 (give a writable --state-dir)"
+            ));
+        }
+    }
+
+    /// `verify --accept-rollback`: under the writers' lock, verifies the
+    /// vault completely and sets its high-water mark to the vault's own
+    /// generation (lowering it after a deliberate restore), with an audit
+    /// line. Returns the vault (for the report) and the mark it replaced.
+    pub fn accept_rollback(
+        &self,
+        credential: &Credential,
+    ) -> Result<(UnlockedVault, usize, Option<u64>), VaultError> {
+        self.require_vault()?;
+        let _lock = self.lock()?;
+        let (unlocked, _) = self.open(credential)?;
+        let count = unlocked.verify_all()?;
+        let header = unlocked.header();
+        let previous = self
+            .marks
+            .read(&header.vault_id, &self.dir)
+            .or_else(|err| match err {
+                // An unreadable mark is exactly what this command replaces.
+                VaultError::BadMark { .. } => Ok(None),
+                err => Err(err),
+            })?;
+        let generation = header.generation;
+        let record = AuditRecord {
+            changes: Vec::new(),
+            detail: Some(format!(
+                "high-water mark set to generation {generation} (was {})",
+                previous
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |m| m.generation.to_string())
+            )),
+        };
+        let before = previous.as_ref().map_or(generation, |m| m.generation);
+        audit::append(
+            &self.audit_log,
+            "verify --accept-rollback",
+            "accept-rollback",
+            (before, generation),
+            &record,
+        )?;
+        self.marks.record(&header.vault_id, &self.dir, generation)?;
+        Ok((unlocked, count, previous.map(|m| m.generation)))
+    }
+
+    /// `verify`'s rollback check of an opened vault: `Err` if it is older
+    /// than its mark; otherwise the mark (if this host recorded one).
+    /// A mark that cannot be read (a state directory the caller may not
+    /// read) is reported as a warning, as writers do, and not checked.
+    pub fn check_rollback(&self, header: &Header) -> Result<Option<u64>, VaultError> {
+        match self.marks.read(&header.vault_id, &self.dir) {
+            Ok(Some(mark)) if mark.generation > header.generation => Err(VaultError::RolledBack {
+                path: self.vault_path(),
+                generation: header.generation,
+                mark: mark.generation,
+                mark_path: self.marks.path(&header.vault_id, &self.dir),
+            }),
+            Ok(mark) => Ok(mark.map(|m| m.generation)),
+            Err(VaultError::Fs(err)) => {
+                self.warn(&format!(
+                    "the rollback high-water mark cannot be read: {err}; the vault was not checked \
+                     against a rollback (give a readable --state-dir)"
+                ));
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -192,28 +360,83 @@ impl VaultDir {
             if attempt > 0 {
                 std::thread::sleep(CONSISTENT_READ_PAUSE);
             }
-            let Some(bytes) = fs::read_optional(&vault_path)? else {
+            let Some(bytes) = fs::read_optional(&vault_path, Limit::VAULT_FILE)? else {
                 return Err(VaultError::NoVault {
                     dir: self.dir.clone(),
                 });
             };
-            let Some((parsed, salt_id)) = parse(bytes)? else {
+            let parsed = match parse(bytes) {
+                Err(VaultError::Plaintext { path }) => return Err(self.plaintext_error(path)),
+                parsed => parsed?,
+            };
+            let Some((parsed, salt_id)) = parsed else {
                 return Ok(None);
             };
             // A rekey with a new salt may be between its renames: the
             // staged next salt is the one that matches then.
             for candidate in [&salt_path, &self.salt_next_path()] {
-                if let Some(salt) = fs::read_optional(candidate)?.map(Salt::from_file_bytes)
+                if let Some(salt) =
+                    fs::read_optional(candidate, Limit::SALT_FILE)?.map(Salt::from_file_bytes)
                     && salt.id() == salt_id
                 {
+                    // Argon2id needs 8 bytes: a shorter salt that matches
+                    // the header was planted with a header to match it.
+                    if salt.as_bytes().len() < MIN_SALT_BYTES {
+                        return Err(VaultError::ShortSalt {
+                            path: candidate.clone(),
+                            len: salt.as_bytes().len(),
+                        });
+                    }
                     return Ok(Some((parsed, salt)));
                 }
             }
         }
-        match fs::read_optional(&salt_path)? {
+        match fs::read_optional(&salt_path, Limit::SALT_FILE)? {
             None => Err(VaultError::SaltMissing { path: salt_path }),
             Some(_) => Err(VaultError::SaltMismatch { path: salt_path }),
         }
+    }
+
+    /// The error for a plaintext `vault.yml`: adopt it, unless the directory
+    /// shows that an encrypted vault was here (then it may be planted).
+    /// Only on this error path does a reader look at more than the vault
+    /// and the salt.
+    fn plaintext_error(&self, path: PathBuf) -> VaultError {
+        let evidence = self.prior_vault_evidence();
+        if evidence.is_empty() {
+            VaultError::Plaintext { path }
+        } else {
+            VaultError::Replaced {
+                path,
+                dir: self.dir.clone(),
+                evidence: evidence.join(", "),
+            }
+        }
+    }
+
+    /// What shows that an encrypted vault existed in this directory, for a
+    /// plaintext `vault.yml` found there: a strong `vault.salt` (only
+    /// runvault writes one; the hand-made salt is weak), committed changes
+    /// in the audit log, a high-water mark naming this directory. Empty
+    /// for a hand-made vault that was never adopted.
+    pub fn prior_vault_evidence(&self) -> Vec<String> {
+        let mut evidence = Vec::new();
+        if let Ok(Some(bytes)) = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)
+            && !Salt::from_file_bytes(bytes).is_weak()
+        {
+            evidence.push(format!("a strong salt in `{}`", self.salt_path().display()));
+        }
+        let committed = audit::committed_changes(&self.audit_log);
+        if committed > 0 {
+            evidence.push(format!(
+                "{committed} committed change(s) in `{}`",
+                self.audit_log.display()
+            ));
+        }
+        for mark in self.marks.naming(&self.dir) {
+            evidence.push(format!("the high-water mark `{}`", mark.display()));
+        }
+        evidence
     }
 
     /// Opens the vault with a credential (no lock, no write).
@@ -283,14 +506,13 @@ impl VaultDir {
                         changes: vec![spliced.change],
                         detail: None,
                     };
-                    self.audited_write(
-                        "set",
-                        spliced.generations,
-                        &record,
-                        &spliced.bytes,
-                        WriteMode::PRIVATE,
-                        None,
-                    )?;
+                    let commit = Commit {
+                        command: "set",
+                        vault_id: spliced.vault_id,
+                        generations: spliced.generations,
+                        record: &record,
+                    };
+                    self.audited_write(&commit, &spliced.bytes, WriteMode::PRIVATE, None)?;
                     return Ok(spliced.version);
                 }
                 Err(slot) => {
@@ -338,14 +560,13 @@ impl VaultDir {
         } else {
             (unlocked.into_sealed(), None)
         };
-        self.audited_write(
+        let commit = Commit {
             command,
-            (before, sealed.header.generation),
-            &record,
-            &sealed.to_canonical(),
-            WriteMode::PRIVATE,
-            None,
-        )?;
+            vault_id: sealed.header.vault_id,
+            generations: (before, sealed.header.generation),
+            record: &record,
+        };
+        self.audited_write(&commit, &sealed.to_canonical(), WriteMode::PRIVATE, None)?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
             self.after_commit(unlocked, &salt, sealed.header.generation);
@@ -382,6 +603,7 @@ impl VaultDir {
                 Ok(rekeyed) => {
                     tracing::debug!("rekeyed in one streaming pass");
                     let commit = RekeyCommit {
+                        vault_id: rekeyed.vault_id,
                         bytes: &rekeyed.bytes,
                         generations: rekeyed.generations,
                         report: &rekeyed.report,
@@ -419,6 +641,7 @@ impl VaultDir {
             (next.into_sealed(), None)
         };
         let commit = RekeyCommit {
+            vault_id: sealed.header.vault_id,
             bytes: &sealed.to_canonical(),
             generations: (before, sealed.header.generation),
             report: &report,
@@ -453,33 +676,42 @@ impl VaultDir {
                 }
             )),
         };
+        let change = Commit {
+            command: "rekey",
+            vault_id: commit.vault_id,
+            generations: commit.generations,
+            record: &record,
+        };
         match commit.new_salt {
-            Some(salt) => self.audited_commit("rekey", commit.generations, &record, |store| {
+            Some(salt) => self.audited_commit(&change, |store| {
                 store.commit_with_new_salt(commit.bytes, commit.generations.1, salt)
             }),
             // The audit line is synced beside the new file, as for `set`.
-            None => self.audited_write(
-                "rekey",
-                commit.generations,
-                &record,
-                commit.bytes,
-                WriteMode::PRIVATE,
-                None,
-            ),
+            None => self.audited_write(&change, commit.bytes, WriteMode::PRIVATE, None),
         }
     }
 
-    /// Appends the audit line, then runs `commit`; if the commit fails, a
-    /// second line records that the change was aborted.
+    /// Checks the high-water mark, appends the audit line, then runs
+    /// `write`; if it fails, a second line records that the change was
+    /// aborted; once it succeeded (durably), raises the mark.
     fn audited_commit(
         &self,
-        command: &str,
-        generations: (u64, u64),
-        record: &AuditRecord,
-        commit: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
+        commit: &Commit<'_>,
+        write: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        audit::append(&self.audit_log, command, "commit", generations, record)?;
-        commit(self).inspect_err(|_| self.audit_aborted(command, generations))
+        let (command, generations) = (commit.command, commit.generations);
+        self.check_mark(&commit.vault_id, generations.0)?;
+        audit::append(
+            &self.audit_log,
+            command,
+            "commit",
+            generations,
+            commit.record,
+        )?;
+        write(self).inspect_err(|_| self.audit_aborted(command, generations))?;
+        failpoint("commit-before-mark");
+        self.raise_mark(&commit.vault_id, generations.1);
+        Ok(())
     }
 
     /// Appends the `aborted` line of a commit that failed after its line
@@ -502,15 +734,30 @@ impl VaultDir {
     /// (init's new salt, which the new vault needs, and its new directory's
     /// entry). If the audit line or `first` fails, nothing is renamed; if
     /// anything fails after the line was written, an `aborted` line follows.
+    /// Before anything, the vault is checked against its high-water mark;
+    /// after the durable rename, the mark is raised.
     fn audited_write(
         &self,
-        command: &str,
-        generations: (u64, u64),
-        record: &AuditRecord,
+        commit: &Commit<'_>,
         bytes: &[u8],
         mode: WriteMode,
         first: Option<&(dyn Fn() -> Result<(), FsError> + Sync)>,
     ) -> Result<(), VaultError> {
+        self.check_mark(&commit.vault_id, commit.generations.0)?;
+        self.write_with_audit_line(commit, bytes, mode, first)?;
+        failpoint("commit-before-mark");
+        self.raise_mark(&commit.vault_id, commit.generations.1);
+        Ok(())
+    }
+
+    fn write_with_audit_line(
+        &self,
+        commit: &Commit<'_>,
+        bytes: &[u8],
+        mode: WriteMode,
+        first: Option<&(dyn Fn() -> Result<(), FsError> + Sync)>,
+    ) -> Result<(), VaultError> {
+        let (command, generations, record) = (commit.command, commit.generations, commit.record);
         let vault_path = self.vault_path();
         std::thread::scope(|scope| {
             let log = &self.audit_log;
@@ -582,15 +829,16 @@ impl VaultDir {
     /// if `vault.yml` already names the staged salt, promote it; otherwise
     /// the vault still uses the old salt and the staged one is removed.
     fn finish_interrupted_rekey(&self) -> Result<(), VaultError> {
-        let Some(next) = fs::read_optional(&self.salt_next_path())?.map(Salt::from_file_bytes)
+        let Some(next) =
+            fs::read_optional(&self.salt_next_path(), Limit::SALT_FILE)?.map(Salt::from_file_bytes)
         else {
             return Ok(());
         };
-        let vault_salt_id = fs::read_optional(&self.vault_path())?
+        let vault_salt_id = fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)?
             .and_then(|bytes| EncryptedVault::parse(&bytes).ok())
             .map(|(vault, _)| vault.header.salt_id);
-        let current_salt_id =
-            fs::read_optional(&self.salt_path())?.map(|bytes| Salt::from_file_bytes(bytes).id());
+        let current_salt_id = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?
+            .map(|bytes| Salt::from_file_bytes(bytes).id());
         match vault_salt_id {
             Some(id) if id == next.id() => self.promote_next_salt(),
             // The old pair is intact: the rekey never reached vault.yml.
@@ -628,21 +876,42 @@ impl VaultDir {
 
     /// Whether `vault.yml` is already an encrypted vault (no lock taken).
     pub fn is_encrypted(&self) -> Result<bool, VaultError> {
-        Ok(match fs::read_optional(&self.vault_path())? {
-            Some(bytes) => matches!(format::classify(&bytes), Ok(VaultFile::Encrypted(_))),
-            None => false,
-        })
+        Ok(
+            match fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)? {
+                Some(bytes) => matches!(format::classify(&bytes), Ok(VaultFile::Encrypted(_))),
+                None => false,
+            },
+        )
     }
 
     /// Creates the vault, or adopts a plaintext `vault.yml` in place.
     /// `credentials` is asked for only once it is known a vault will be made.
+    /// A plaintext `vault.yml` in a directory that shows an encrypted vault
+    /// was there ([`VaultDir::prior_vault_evidence`]) is refused, before
+    /// anything is asked or written, unless `force`.
     pub fn init(
         &self,
         keep: u32,
+        force: bool,
         credentials: impl FnOnce() -> Result<Vec<Credential>, VaultError>,
     ) -> Result<InitOutcome, VaultError> {
         if self.is_encrypted()? {
             return Ok(InitOutcome::AlreadyEncrypted);
+        }
+        let mut forced_over = None;
+        if fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)?.is_some() {
+            let evidence = self.prior_vault_evidence();
+            if !evidence.is_empty() {
+                let evidence = evidence.join(", ");
+                if !force {
+                    return Err(VaultError::Replaced {
+                        path: self.vault_path(),
+                        dir: self.dir.clone(),
+                        evidence,
+                    });
+                }
+                forced_over = Some(evidence);
+            }
         }
         let credentials = credentials()?;
         // The new directory's entry is synced beside the other writes below.
@@ -650,7 +919,7 @@ impl VaultDir {
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
-        let plaintext = match fs::read_optional(&vault_path)? {
+        let plaintext = match fs::read_optional(&vault_path, Limit::VAULT_FILE)? {
             None => None,
             Some(bytes) => match format::classify(&bytes) {
                 Ok(VaultFile::Encrypted(_)) => return Ok(InitOutcome::AlreadyEncrypted),
@@ -679,11 +948,12 @@ impl VaultDir {
             Some(_) => Some(open_for_wipe(&vault_path)?),
             None => None,
         };
-        let (salt, new_salt) =
-            match fs::read_optional(&self.salt_path())?.map(Salt::from_file_bytes) {
-                Some(salt) if !salt.is_weak() => (salt, false),
-                _ => (Salt::generate(), true),
-            };
+        let (salt, new_salt) = match fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?
+            .map(Salt::from_file_bytes)
+        {
+            Some(salt) if !salt.is_weak() => (salt, false),
+            _ => (Salt::generate(), true),
+        };
         let mut unlocked = UnlockedVault::create(&credentials, &salt, keep, &vault_path);
         let mut record = AuditRecord::default();
         let values = match plaintext {
@@ -700,7 +970,7 @@ impl VaultDir {
             refuse_open_target: false,
             keep_mode_mask: 0o640,
         };
-        let old_salt = fs::read_optional(&self.salt_path())?;
+        let old_salt = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?;
         // The salt, the audit line and the vault's temp file are written
         // side by side; the salt is in place and durable before the vault
         // that needs it is renamed.
@@ -719,11 +989,16 @@ impl VaultDir {
                 }
             })
         };
-        let generations = (0, sealed.header.generation);
+        let commit = Commit {
+            command: "init",
+            vault_id: sealed.header.vault_id,
+            generations: (0, sealed.header.generation),
+            record: &record,
+        };
         let canonical = sealed.to_canonical();
         let first = (new_salt || new_dir_parent.is_some())
             .then_some(&first_writes as &(dyn Fn() -> Result<(), FsError> + Sync));
-        self.audited_write("init", generations, &record, &canonical, mode, first)
+        self.audited_write(&commit, &canonical, mode, first)
             .inspect_err(|_| {
                 // Put the old salt back, so a failed init changes nothing.
                 if new_salt {
@@ -744,6 +1019,7 @@ impl VaultDir {
                     values,
                     new_salt,
                     plaintext_linked_elsewhere,
+                    forced_over,
                 })
             }
             None => Ok(InitOutcome::Created { new_salt }),
@@ -753,6 +1029,7 @@ impl VaultDir {
 
 /// A rekeyed vault to commit.
 struct RekeyCommit<'c> {
+    vault_id: [u8; 16],
     bytes: &'c [u8],
     generations: (u64, u64),
     report: &'c RekeyReport,
@@ -787,10 +1064,13 @@ pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, Va
     if format::contains_sealed_value(&doc) {
         return Err(crate::vault::plaintext::sealed_values(file));
     }
-    value::tree_from_yaml(doc).map_err(|source| VaultError::Plain {
+    let plain = |source| VaultError::Plain {
         file: file.to_path_buf(),
         source,
-    })
+    };
+    let tree = value::tree_from_yaml(doc).map_err(plain)?;
+    value::check_value_sizes(&tree).map_err(plain)?;
+    Ok(tree)
 }
 
 /// Opens the plaintext file so it can be overwritten once it is unlinked.

@@ -564,8 +564,15 @@ impl UnlockedVault {
         Ok(out)
     }
 
-    /// Adds a slot for `credential`; returns its id.
-    pub fn add_slot(&mut self, credential: &Credential, salt: &Salt) -> u32 {
+    /// Adds a slot for `credential`; returns its id. Refused (before the
+    /// KDF runs) if the file would be over the per-file slot bounds.
+    pub fn add_slot(&mut self, credential: &Credential, salt: &Salt) -> Result<u32, VaultError> {
+        let kind = match credential {
+            Credential::Passphrase(_, params) => SlotKind::Passphrase(*params),
+            Credential::KeyFile(_) => SlotKind::KeyFile,
+        };
+        let kinds = self.vault.header.slots.iter().map(|s| &s.kind);
+        slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
         let id = self
             .vault
             .header
@@ -583,7 +590,7 @@ impl UnlockedVault {
             &self.vault.header.vault_id,
         );
         self.vault.header.slots.push(slot);
-        id
+        Ok(id)
     }
 
     /// Re-wraps passphrase slot `id` under a new passphrase (no value changes).
@@ -601,6 +608,13 @@ impl UnlockedVault {
                 kind: slot.kind.name(),
             });
         }
+        if let Credential::Passphrase(_, params) = credential {
+            let kind = SlotKind::Passphrase(*params);
+            let kinds = (self.vault.header.slots.iter().enumerate())
+                .map(|(i, s)| if i == index { &kind } else { &s.kind });
+            slots::check_file_budget(kinds).map_err(over_budget)?;
+        }
+        let slot = &self.vault.header.slots[index];
         let created = slot.created.clone();
         let mut replacement = slots::make_slot(
             id,
@@ -1148,6 +1162,16 @@ pub const fn default_keep() -> u32 {
     DEFAULT_KEEP
 }
 
+/// The usage error for a change that would put the file over the per-file
+/// slot bounds ([`slots::check_file_budget`]).
+#[allow(clippy::needless_pass_by_value)] // used as `.map_err(over_budget)`
+fn over_budget(reason: String) -> VaultError {
+    VaultError::Usage(format!(
+        "refusing a change that would leave the vault with {reason}; remove a key slot \
+         (`runvault key remove`) or use the default Argon2id parameters"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1223,7 +1247,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::core::proptest_seeds::with_cases(64))]
 
         /// Both readers agree on every canonical file, the fast path takes it,
         /// and every value decrypts to what was stored.

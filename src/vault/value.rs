@@ -207,7 +207,204 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_yaml::Value::Null);
     }
-    serde_yaml::from_slice(bytes).map_err(|err| err.to_string())
+    prescan_yaml(bytes).map_err(|err| err.to_string())?;
+    serde_yaml::from_slice(bytes).map_err(|err| crate::vault::yaml_error::describe(&err))
+}
+
+/// The largest value runvault stores (`set`, `import`, adopting a
+/// hand-made vault): 4 MiB, the limit of a `set --from-file` file.
+pub const MAX_VALUE_BYTES: usize = crate::core::fs::Limit::VALUE.max_bytes as usize;
+
+/// Refuses a value larger than [`MAX_VALUE_BYTES`], so that every line
+/// runvault writes stays under [`canonical::MAX_LINE_BYTES`].
+///
+/// [`canonical::MAX_LINE_BYTES`]: crate::vault::canonical::MAX_LINE_BYTES
+pub fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(PlainError::BadValue {
+            at: at.to_string(),
+            reason: format!(
+                "{} bytes, over the limit of {MAX_VALUE_BYTES} bytes (4 MiB) for one value",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The longest key a stored value may have, in bytes of its segments
+/// (256 KiB): with the value, its line (and its path's line in
+/// `history:`, quoted) stays under the line limit.
+pub const MAX_KEY_PATH_BYTES: usize = 256 * 1024;
+
+/// Refuses a tree holding a value larger than [`MAX_VALUE_BYTES`] or a
+/// value under a path longer than [`MAX_KEY_PATH_BYTES`].
+pub fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
+    let mut result = Ok(());
+    tree.for_each_leaf(&mut |at, leaf| {
+        if result.is_ok() {
+            result = check_value_size(leaf.bytes.expose(), at);
+        }
+        let path_bytes: usize = (at.segments().iter())
+            .map(|segment| match segment {
+                Segment::Key(key) => key.len() + 1,
+                Segment::Index(_) => 8,
+            })
+            .sum();
+        if result.is_ok() && path_bytes > MAX_KEY_PATH_BYTES {
+            let shown: String = at.to_string().chars().take(40).collect();
+            result = Err(PlainError::BadKey {
+                at: format!("{shown}..."),
+                reason: format!(
+                    "a path of {path_bytes} bytes, over the limit of {MAX_KEY_PATH_BYTES} bytes (256 KiB)"
+                ),
+            });
+        }
+    });
+    result
+}
+
+/// Nesting deeper than this, found by [`prescan_yaml`], is refused before
+/// serde_yaml sees the text: serde_yaml's own limit (it refuses deeper
+/// documents anyway, but only after its parser has spent time quadratic in
+/// the depth: 52 s for 100 000 `[`). The vault readers and paths allow
+/// far less ([`canonical::MAX_DEPTH`], [`MAX_SEGMENTS`]).
+///
+/// [`canonical::MAX_DEPTH`]: crate::vault::canonical::MAX_DEPTH
+/// [`MAX_SEGMENTS`]: crate::vault::path::MAX_SEGMENTS
+pub const PRESCAN_MAX_DEPTH: usize = 128;
+
+/// Why [`prescan_yaml`] refused a text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Prescan {
+    /// A line longer than [`canonical::MAX_LINE_BYTES`].
+    ///
+    /// [`canonical::MAX_LINE_BYTES`]: crate::vault::canonical::MAX_LINE_BYTES
+    #[error(
+        "line {line} is longer than the limit of {} bytes (16 MiB)",
+        crate::vault::canonical::MAX_LINE_BYTES
+    )]
+    LongLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Collections nested deeper than [`PRESCAN_MAX_DEPTH`].
+    #[error("line {line}: collections nested deeper than {PRESCAN_MAX_DEPTH} levels")]
+    TooDeep {
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// One linear pass over YAML text before serde_yaml parses it: refuses a
+/// line over the line limit and nesting deeper than [`PRESCAN_MAX_DEPTH`]
+/// (flow collections `[`/`{`, block indentation levels and compact
+/// `- - x` items), so that a hostile file fails in milliseconds.
+///
+/// It is a bound, not a parser: it may count a little more nesting than
+/// YAML sees (never less than the flow depth), which is why its limit is
+/// twice what any reader accepts. Quoted scalars, comments and block
+/// scalars (`|`, `>`) are skipped.
+pub fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
+    let max_line = crate::vault::canonical::MAX_LINE_BYTES;
+    // Indentation of the open block levels, innermost last.
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    // Inside a quoted scalar (which may span lines): its quote byte.
+    let mut quote: Option<u8> = None;
+    // Inside a block scalar: the indentation of the line that opened it.
+    let mut block_scalar: Option<usize> = None;
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let number = index + 1;
+        if line.len() > max_line {
+            return Err(Prescan::LongLine { line: number });
+        }
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let body = &line[indent..];
+        if let Some(opener) = block_scalar {
+            if body.is_empty() || body == b"\r" || indent > opener {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut at = 0;
+        if quote.is_none() && flow == 0 {
+            if body.is_empty() || body[0] == b'#' {
+                continue;
+            }
+            while indents.last().is_some_and(|&open| open > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+            // Compact nested items on one line: `- - - x`, `? - x`.
+            while at + 1 < body.len() && matches!(body[at], b'-' | b'?') && body[at + 1] == b' ' {
+                indents.push(indent + at + 2);
+                at += 2;
+                while body.get(at) == Some(&b' ') {
+                    at += 1;
+                }
+            }
+            if indents.len() > PRESCAN_MAX_DEPTH {
+                return Err(Prescan::TooDeep { line: number });
+            }
+        }
+        // Where a scalar or a collection may start: after these bytes (or
+        // at the start of the line), a quote or a bracket is syntax, not
+        // part of a plain scalar.
+        let mut value_start = true;
+        while at < body.len() {
+            let b = body[at];
+            at += 1;
+            if let Some(q) = quote {
+                match b {
+                    b'\\' if q == b'"' => at += 1,
+                    b'\'' if q == b'\'' && body.get(at) == Some(&b'\'') => at += 1,
+                    _ if b == q => quote = None,
+                    _ => {}
+                }
+                value_start = false;
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\r' => continue,
+                b'#' if at == 1 || matches!(body[at - 2], b' ' | b'\t') => break,
+                b'"' | b'\'' if value_start => quote = Some(b),
+                b'[' | b'{' if value_start || flow > 0 => {
+                    flow += 1;
+                    if indents.len() + flow > PRESCAN_MAX_DEPTH {
+                        return Err(Prescan::TooDeep { line: number });
+                    }
+                }
+                b']' | b'}' if flow > 0 => flow -= 1,
+                // A tag or an anchor before a node: the node starts after it.
+                b'!' | b'&' if value_start => {
+                    while at < body.len() && !matches!(body[at], b' ' | b'\t') {
+                        at += 1;
+                    }
+                    continue;
+                }
+                b'|' | b'>' if value_start && flow == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                _ => {}
+            }
+            // An indicator only where YAML reads it as one: `:`, `-`, `?`
+            // before a space (or anywhere in a flow collection for `:`),
+            // `,`, `[` and `{` inside a flow collection; elsewhere they are
+            // part of a plain scalar.
+            let spaced = matches!(body.get(at), None | Some(b' ' | b'\t' | b'\r'));
+            value_start = match b {
+                b':' => spaced || flow > 0,
+                b'-' | b'?' => spaced,
+                b',' | b'[' | b'{' => flow > 0,
+                _ => false,
+            };
+        }
+    }
+    Ok(())
 }
 
 /// Refuses the standard `!!binary` tag (see [`parse_plain_yaml`]).
@@ -423,5 +620,44 @@ mod tests {
         let mut out = Vec::new();
         quote_json_string("a\"b\\c\n\u{1}", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\n\u0001""#);
+    }
+
+    #[test]
+    fn prescan_passes_real_yaml_and_refuses_deep_nesting_only() {
+        let depth = |n: usize| format!("A: {}1{}\n", "[".repeat(n), "]".repeat(n));
+        // serde_yaml's own limit: the pre-scan refuses only beyond it.
+        assert_eq!(prescan_yaml(depth(120).as_bytes()), Ok(()));
+        assert_eq!(
+            prescan_yaml(depth(129).as_bytes()),
+            Err(Prescan::TooDeep { line: 1 })
+        );
+        let tagged = format!("A: !t &a {}\n", "[".repeat(129));
+        assert_eq!(
+            prescan_yaml(tagged.as_bytes()),
+            Err(Prescan::TooDeep { line: 1 })
+        );
+        // Brackets in quotes, comments, plain scalars and block scalars are
+        // not nesting.
+        let many = "[".repeat(300);
+        let text = format!(
+            "A: \"{many}\"\nB: '{many}'\nC: a{many}\n# {many}\nD: |\n  {many}\n  {many}\nE: {{x: [1, 2]}}\n"
+        );
+        assert_eq!(prescan_yaml(text.as_bytes()), Ok(()));
+        let doc = parse_plain_yaml(text.as_bytes()).unwrap();
+        assert_eq!(doc["C"].as_str(), Some(format!("a{many}").as_str()));
+        // Compact block items nest too.
+        let compact = format!("A:\n  {}x\n", "- ".repeat(200));
+        assert_eq!(
+            prescan_yaml(compact.as_bytes()),
+            Err(Prescan::TooDeep { line: 2 })
+        );
+        let long = format!(
+            "A: {}\n",
+            "x".repeat(crate::vault::canonical::MAX_LINE_BYTES)
+        );
+        assert_eq!(
+            prescan_yaml(long.as_bytes()),
+            Err(Prescan::LongLine { line: 1 })
+        );
     }
 }

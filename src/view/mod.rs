@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::exit::{self, ExitStatus};
-use crate::core::fs::{self, FsError, Owned, WriteMode};
+use crate::core::fs::{self, FsError, Limit, Owned, WriteMode};
 use crate::vault::format::hex;
 use crate::vault::salt::Salt;
 use crate::vault::{KeyPath, UnlockedVault, VaultError, export};
@@ -152,7 +152,7 @@ pub fn refresh(
 
 /// Reads a view's marker, if it has one.
 pub fn read_marker(dir: &Path) -> Option<Marker> {
-    let bytes = fs::read_optional(&dir.join(MARKER_FILE)).ok()??;
+    let bytes = fs::read_optional(&dir.join(MARKER_FILE), Limit::any("view marker")).ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -169,7 +169,7 @@ pub struct ViewEntry {
 /// absolute directory, optionally followed by ` allow-disk`; `#` starts a
 /// comment line.
 pub fn read_views(file: &Path) -> Result<Vec<ViewEntry>, ViewError> {
-    let Some(bytes) = fs::read_optional(file)? else {
+    let Some(bytes) = fs::read_optional(file, Limit::any("views list"))? else {
         return Ok(Vec::new());
     };
     let text = String::from_utf8_lossy(&bytes);

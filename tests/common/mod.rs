@@ -90,6 +90,12 @@ impl Host {
         self.root.path().join("views")
     }
 
+    /// This host's state directory (high-water marks; never the real
+    /// /var/lib/runvault).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
     /// A bare command with the vault dir set and no RUNVAULT_* from outside.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runvault"));
@@ -97,6 +103,7 @@ impl Host {
             .env_remove("RUNVAULT_PASSPHRASE_FILE")
             .env_remove("RUNVAULT_KEY_FILE")
             .env("RUNVAULT_VIEWS_FILE", self.views_file())
+            .env("RUNVAULT_STATE_DIR", self.state_dir())
             .arg("--dir")
             .arg(self.dir());
         cmd
@@ -204,6 +211,44 @@ pub fn run_output(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
         _ => {}
     }
     child.wait_with_output().expect("wait runvault")
+}
+
+/// Runs a prepared command with no input; a command still running after
+/// `limit` is killed and fails the test (for files that could hang it).
+pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runvault");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait runvault").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("runvault did not finish within {limit:?}: {cmd:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("collect output");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Replaces `path` (if it exists) with a FIFO, mode 0600.
+pub fn plant_fifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
 }
 
 /// Writes a file with mode 0600.

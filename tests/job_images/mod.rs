@@ -96,3 +96,37 @@ pub fn busybox_image() {
             .arg(BUSYBOX_IMAGE),
     );
 }
+
+/// The Debian image's tag: a full Debian userland (dpkg, apt, bash).
+pub const DEBIAN_IMAGE: &str = "runvault-fixture-debian:bookworm";
+
+/// Imports a Debian bookworm image unless it is there already: a `minbase`
+/// root filesystem that `mmdebstrap` builds from Debian's packages (plus
+/// bash-completion and man-db for the package test), no registry needed.
+pub fn debian_image() {
+    let present = Command::new("docker")
+        .args(["image", "inspect", DEBIAN_IMAGE])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if present {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("rootfs.tar");
+    output(
+        Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=minbase",
+                "--include=bash-completion,man-db",
+                "bookworm",
+            ])
+            .arg(&archive),
+    );
+    output(
+        Command::new("docker")
+            .arg("import")
+            .arg(&archive)
+            .arg(DEBIAN_IMAGE),
+    );
+}

@@ -193,6 +193,11 @@ impl Run {
         }
         // Never the host's real list of plaintext views.
         command.env("RUNVAULT_VIEWS_FILE", "/nonexistent/runvault-test-views");
+        // Never the host's real high-water marks either.
+        command.env(
+            "RUNVAULT_STATE_DIR",
+            std::env::temp_dir().join("runvault-test-state"),
+        );
         command.stdin(std::process::Stdio::null());
         Run { command }
     }
