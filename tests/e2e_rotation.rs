@@ -321,6 +321,13 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
         &format!("\"{secrets_source}/vault.yml:/secrets/vault.yml:ro\""),
     );
     std::fs::write(pinned_config.join("config.toml"), text).unwrap();
+    // A copy as `runner configure` leaves it: 0600, so that only the mount
+    // is wrong.
+    std::fs::set_permissions(
+        pinned_config.join("config.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let done = host
         .vault(&[
             "doctor",
