@@ -59,15 +59,11 @@ pub struct GlobalArgs {
     /// Machine key file (from `runvault keygen`) used instead of a passphrase.
     #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Where this host keeps each vault's rollback high-water mark (outside DIR).
-    #[arg(
-        long,
-        global = true,
-        env = "RUNVAULT_STATE_DIR",
-        default_value = crate::core::layout::DEFAULT_STATE_DIR,
-        value_name = "DIR"
-    )]
-    pub state_dir: PathBuf,
+    /// Where this host keeps each vault's rollback high-water mark (outside
+    /// DIR) [default: /var/lib/runvault for root, else
+    /// $XDG_STATE_HOME/runvault or ~/.local/state/runvault].
+    #[arg(long, global = true, env = "RUNVAULT_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Where changes are logged (default DIR/audit.log).
     #[arg(long, global = true, env = "RUNVAULT_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -97,6 +93,14 @@ impl GlobalArgs {
         self.key_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(crate::core::layout::DEFAULT_KEY_FILE))
+    }
+
+    /// The rollback marks' directory: `--state-dir`, else the default for
+    /// the user running runvault (`layout::default_state_dir`).
+    pub fn state_dir_or_default(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::core::layout::default_state_dir)
     }
 }
 

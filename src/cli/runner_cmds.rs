@@ -302,7 +302,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         &settings.wiring.secrets_dir,
         Duration::from_secs(global.wait),
     )
-    .with_state_dir(&global.state_dir)
+    .with_state_dir(&global.state_dir_or_default())
     .with_warnings(crate::cli::vault_cmds::warnings());
     let binary = match &args.binary {
         Some(binary) => binary.clone(),

@@ -24,7 +24,7 @@ pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
     tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
     let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
         .with_after_commit(crate::cli::view_cmds::refresh_hook(global))
-        .with_state_dir(&global.state_dir)
+        .with_state_dir(&global.state_dir_or_default())
         .with_warnings(warnings());
     match &global.audit_log {
         Some(log) => vault.with_audit_log(log),

@@ -2,6 +2,8 @@
 //! find them: one place for the paths that the vault commands, `runner
 //! configure`/`install` and `doctor` must agree on.
 
+use std::path::PathBuf;
+
 /// The machine key file when `--key-file` is not given. Its directory is
 /// mounted read-only into jobs at the same path.
 pub const DEFAULT_KEY_FILE: &str = "/etc/runvault/vault.key";
@@ -23,7 +25,30 @@ pub const DIR_ENV: &str = "RUNVAULT_DIR";
 /// The variable naming the machine key file (the global `--key-file`).
 pub const KEY_FILE_ENV: &str = "RUNVAULT_KEY_FILE";
 
-/// Where the rollback high-water marks live when `--state-dir` is not
+/// Where root keeps the rollback high-water marks when `--state-dir` is not
 /// given: outside the secrets directory, which is mounted into jobs and
 /// writable by whoever could put an older vault back.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/runvault";
+
+/// The state directory when `--state-dir` (or `RUNVAULT_STATE_DIR`) is not
+/// given: [`DEFAULT_STATE_DIR`] for root; for anyone else their own XDG
+/// state directory (`$XDG_STATE_HOME/runvault`, else
+/// `$HOME/.local/state/runvault`), which they can write and the users they
+/// share a host with cannot. Without a home, [`DEFAULT_STATE_DIR`].
+pub fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from(DEFAULT_STATE_DIR);
+    }
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    if let Some(state_home) = absolute("XDG_STATE_HOME") {
+        return state_home.join("runvault");
+    }
+    match absolute("HOME") {
+        Some(home) => home.join(".local/state/runvault"),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
