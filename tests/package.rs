@@ -323,16 +323,26 @@ fn long_package_installs_runs_and_removes_on_debian() {
          ! ls /etc/systemd/system/*.wants/runvault-views.service",
     );
 
-    // The README's quick start, as a user with no privilege, in a local directory.
+    // The README's quick start, as a user with no privilege (whose home is
+    // /tmp/quick), in a local directory: its rollback mark goes to the
+    // user's own XDG state directory, with no warning about /var/lib.
     let quick = debian.ok(&format!(
         "install -d -o nobody -g nogroup /tmp/quick && cd /tmp/quick && \
-         setpriv --reuid=nobody --regid=nogroup --clear-groups bash -c '{}'",
+         setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp/quick bash -c '{}'",
         quick_start()
     ));
     let lines: Vec<&str> = quick.lines().collect();
     assert_eq!(lines.len(), 6, "{quick}");
     assert_eq!(lines[4], "SNOWFLAKE.TRANSFORM.PASSWORD", "{quick}");
     assert!(lines[5].len() >= 20, "a generated password: {quick}");
+    let marks = debian.ok("stat -c '%U %a %n' /tmp/quick/.local/state/runvault /tmp/quick/.local/state/runvault/*.mark");
+    let marks: Vec<&str> = marks.lines().collect();
+    assert_eq!(marks.len(), 2, "{marks:?}");
+    assert_eq!(marks[0], "nobody 700 /tmp/quick/.local/state/runvault");
+    assert!(
+        marks[1].starts_with("nobody 600 /tmp/quick/.local/state/runvault/"),
+        "{marks:?}"
+    );
 
     // The admin's own key, vault and view; then remove and purge.
     debian.ok(
