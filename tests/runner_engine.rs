@@ -599,6 +599,23 @@ fn logs_follow_ends_when_the_container_stops() {
 }
 
 #[test]
+fn logs_follow_ends_silently_when_its_reader_goes_away() {
+    need_engine!("logs_reader_gone");
+    let mut host = Host::new();
+    let name = host.container("readergone");
+    host.with_config("config.toml");
+    host.runner("start", &name, &["--image", IMAGE]).ok();
+    let mut child = host.runner("logs", &name, &["-f"]).spawn();
+    // The reader closes before the first line: the running container's
+    // log has more, and following it must end at the first failed write
+    // instead of writing into the closed pipe until the container stops.
+    drop(child.stdout.take());
+    let done = runner_support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    assert_eq!((done.code(), done.stderr()), (0, String::new()));
+    assert_eq!(inspect(&name)["State"]["Running"], true);
+}
+
+#[test]
 fn a_runner_that_crashes_on_start_is_reported_with_its_log() {
     need_engine!("crash");
     let mut host = Host::new();
