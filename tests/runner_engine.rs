@@ -579,14 +579,20 @@ fn start_without_config_says_register_first() {
     assert!(!exists(&name));
 }
 
+/// Starts a fixture runner in container `short` and `runner logs -f` on it.
+fn follow_logs(host: &mut Host, short: &str) -> (String, std::process::Child) {
+    let name = host.container(short);
+    host.with_config("config.toml");
+    host.runner("start", &name, &["--image", IMAGE]).ok();
+    let child = host.runner("logs", &name, &["-f"]).spawn();
+    (name, child)
+}
+
 #[test]
 fn logs_follow_ends_when_the_container_stops() {
     need_engine!("logs_follow");
     let mut host = Host::new();
-    let name = host.container("follow");
-    host.with_config("config.toml");
-    host.runner("start", &name, &["--image", IMAGE]).ok();
-    let child = host.runner("logs", &name, &["-f"]).spawn();
+    let (name, child) = follow_logs(&mut host, "follow");
     std::thread::sleep(std::time::Duration::from_millis(500));
     host.runner("stop", &name, &[]).ok();
     let done = runner_support::wait_with_timeout(child, std::time::Duration::from_secs(20));
@@ -596,6 +602,20 @@ fn logs_follow_ends_when_the_container_stops() {
         "{}",
         done.stdout()
     );
+}
+
+#[test]
+fn logs_follow_ends_silently_when_its_reader_goes_away() {
+    need_engine!("logs_reader_gone");
+    let mut host = Host::new();
+    let (name, mut child) = follow_logs(&mut host, "readergone");
+    // The reader closes before the first line: the running container's
+    // log has more, and following it must end at the first failed write
+    // instead of writing into the closed pipe until the container stops.
+    drop(child.stdout.take());
+    let done = runner_support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    assert_eq!((done.code(), done.stderr()), (0, String::new()));
+    assert_eq!(inspect(&name)["State"]["Running"], true);
 }
 
 #[test]

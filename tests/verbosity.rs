@@ -3,12 +3,17 @@
 //! hex, base64 and raw bytes, a registration token), and none of them may
 //! appear in its diagnostics, nor on stdout unless printing values is the
 //! command's job (`get`, `export`, `render`). `-q` leaves only errors.
+//!
+//! Data on stdout: a reader that closes the pipe early ends the command
+//! with exit 0 and nothing on stderr; a stdout that cannot be written
+//! (`/dev/full`) is an error, exit 1.
 
 mod runner_support;
 
 use runner_support::common;
 
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use common::{CHEAP_KDF, Host, PASSPHRASE, write_private};
@@ -418,4 +423,171 @@ fn quiet_prints_only_errors_and_data() {
     assert!(!run.stderr.contains("DEBUG"), "{}", run.stderr);
     let run = host.run_raw(&["-q", "-v", "list"], b"");
     assert_eq!(run.code, 2, "-q and -v conflict: {}", run.stderr);
+}
+
+/// Where a command's stdout goes in the closed-pipe tests.
+#[derive(Clone, Copy)]
+enum Stdout {
+    /// A pipe whose reader was closed before the command started.
+    Closed,
+    /// A pipe whose reader reads one line, then closes it.
+    OneLine,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+}
+
+/// What [`run_into`] saw: the exit code, stderr, and the line read.
+struct Ended {
+    code: i32,
+    stderr: String,
+    line: String,
+}
+
+/// Runs `cmd` (no stdin) with its stdout connected as `to`.
+fn run_into(cmd: &mut Command, to: Stdout) -> Ended {
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    let mut line = String::new();
+    let child = match to {
+        Stdout::Closed => {
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            cmd.stdout(writer).spawn().expect("spawn runvault")
+        }
+        Stdout::OneLine => {
+            let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn runvault");
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            reader.read_line(&mut line).expect("read one line");
+            child
+        }
+        Stdout::Full => {
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("open /dev/full");
+            cmd.stdout(full).spawn().expect("spawn runvault")
+        }
+    };
+    let output = child.wait_with_output().expect("wait runvault");
+    Ended {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        line,
+    }
+}
+
+/// Asserts how a command ended: its exit code and its whole stderr.
+#[track_caller]
+fn assert_ended(ended: &Ended, code: i32, stderr: &str, what: &str) {
+    assert_eq!(
+        (ended.code, ended.stderr.as_str()),
+        (code, stderr),
+        "{what}"
+    );
+}
+
+/// runvault's stderr when stdout is `/dev/full`.
+const STDOUT_FULL: &str =
+    "runvault: error: cannot write to standard output: No space left on device (os error 28)\n";
+
+/// Far more output than a pipe holds (64 KiB) plus what the reader
+/// buffers (8 KiB), so the writer is still writing when the reader closes.
+const MANY: usize = 2000;
+
+#[test]
+fn generated_help_into_a_closed_pipe_ends_silently_with_success() {
+    let host = Host::new();
+    // The man page (4 KiB) fits in a pipe: its reader is closed before it
+    // starts, so the first write fails. The bash completions (over 100
+    // KiB) fill the pipe, then meet a reader gone after one line.
+    let ended = run_into(host.command().arg("man"), Stdout::Closed);
+    assert_ended(&ended, 0, "", "man");
+    let completions = || {
+        let mut cmd = host.command();
+        cmd.args(["completions", "bash"]);
+        cmd
+    };
+    let ended = run_into(&mut completions(), Stdout::OneLine);
+    assert_ended(&ended, 0, "", "completions");
+    assert!(!ended.line.is_empty(), "the reader got no line");
+    // clap_complete panicked on a failed write (exit 101).
+    assert_ended(
+        &run_into(&mut completions(), Stdout::Full),
+        1,
+        STDOUT_FULL,
+        "completions",
+    );
+    for args in [["man"].as_slice(), &["--help"], &["--version"]] {
+        let ended = run_into(host.command().args(args), Stdout::Full);
+        assert_ended(&ended, 1, STDOUT_FULL, &format!("{args:?}"));
+    }
+}
+
+#[test]
+fn long_data_into_a_closed_pipe_ends_silently_with_success() {
+    let host = Host::new();
+    host.init();
+    let long = "k".repeat(300);
+    let values: String = (0..MANY)
+        .map(|i| format!("  {long}{i:05}: value-{i}\n"))
+        .collect();
+    let file = host.root.path().join("many.yml");
+    write_private(&file, format!("BIG:\n{values}").as_bytes());
+    host.run(&["-q", "import", file.to_str().unwrap()]).ok();
+    let first_of_list = format!("BIG.{long}00000\n");
+    for (command, first_line) in [("list", first_of_list.as_str()), ("export", "BIG:\n")] {
+        let unlocked = || {
+            let mut cmd = host.command();
+            cmd.arg("--passphrase-file")
+                .arg(host.pass_file())
+                .arg(command);
+            cmd
+        };
+        let ended = run_into(&mut unlocked(), Stdout::OneLine);
+        assert_ended(&ended, 0, "", command);
+        assert_eq!(ended.line, first_line, "{command}");
+        assert_ended(
+            &run_into(&mut unlocked(), Stdout::Full),
+            1,
+            STDOUT_FULL,
+            command,
+        );
+    }
+}
+
+#[test]
+fn runner_diff_into_a_closed_pipe_ends_silently_with_success() {
+    let host = Host::new();
+    let config_dir = host.root.path().join("config");
+    std::fs::create_dir(&config_dir).unwrap();
+    let runners: String = (0..MANY)
+        .map(|i| {
+            format!(
+                "[[runners]]\nname = \"runner-{i:05}\"\nexecutor = \"docker\"\n\
+                 [runners.docker]\nvolumes = [\"/cache\"]\n"
+            )
+        })
+        .collect();
+    write_private(
+        &config_dir.join("config.toml"),
+        format!("concurrent = 8\ncheck_interval = 1\n{runners}").as_bytes(),
+    );
+    // `--check` prints the diff on stdout (here about 700 KiB), then the
+    // changes on stderr, and fails; a closed pipe ends it before that.
+    let configure_check = || {
+        let mut cmd = host.command();
+        cmd.args(["runner", "configure", "--check", "--name", "runner-00000"])
+            .arg("--config-dir")
+            .arg(&config_dir)
+            .arg("--key-file")
+            .arg(host.root.path().join("keys/vault.key"))
+            .arg("--bin-dir")
+            .arg(host.root.path().join("bin"))
+            .env_remove("DOCKER_HOST");
+        cmd
+    };
+    let ended = run_into(&mut configure_check(), Stdout::OneLine);
+    assert_ended(&ended, 0, "", "configure --check");
+    assert!(ended.line.starts_with("--- "), "{}", ended.line);
+    let ended = run_into(&mut configure_check(), Stdout::Full);
+    assert_ended(&ended, 1, STDOUT_FULL, "configure --check");
 }

@@ -1,9 +1,16 @@
 //! The clap definitions of every command and option (raw input only; the
 //! handlers validate it before any I/O).
+//!
+//! The top of the definitions: `Cli`, the global options and the
+//! `Command` enum use `runner_args` (the `runner` commands) and
+//! `kdf_args`, which use nothing here.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cli::kdf_args::KdfArgs;
+use crate::cli::runner_args::{JobsArgs, RunnerArgs, RunnerCommon};
 
 /// Exit codes, shown at the end of `--help`.
 const EXIT_CODES_HELP: &str = "\
@@ -148,7 +155,7 @@ pub enum Command {
     /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
     AuditHmac(AuditHmacArgs),
     /// The DataOps runner: register, configure, start/stop, status, install.
-    Runner(Box<crate::cli::runner_args::RunnerArgs>),
+    Runner(Box<RunnerArgs>),
     /// Check that this host is set up safely (exit 1 if any check fails).
     Doctor(DoctorArgs),
     /// Plaintext views in RAM for job images that read /secrets/vault.yml as plaintext.
@@ -269,13 +276,13 @@ pub struct DoctorArgs {
     /// Which runner to check (`--name`; without it config.toml and the
     /// container are not checked), as the `runner` commands take it.
     #[command(flatten)]
-    pub runner: crate::cli::runner_args::RunnerCommon,
+    pub runner: RunnerCommon,
     /// The directory of the runvault binary jobs run.
     #[arg(long, default_value = crate::core::layout::DEFAULT_BIN_DIR, value_name = "DIR")]
     pub bin_dir: PathBuf,
     /// What jobs read (as `runner configure` was told).
     #[command(flatten)]
-    pub jobs: crate::cli::runner_args::JobsArgs,
+    pub jobs: JobsArgs,
 }
 
 // `runvault history`.
@@ -329,20 +336,6 @@ pub struct AuditHmacArgs {
     /// Hash the value read from standard input instead of the stored one.
     #[arg(long)]
     pub stdin: bool,
-}
-
-// Argon2id parameters for new passphrase slots.
-#[derive(Debug, Clone, Args)]
-pub struct KdfArgs {
-    /// Argon2id memory in KiB (default 65536, i.e. 64 MiB).
-    #[arg(long, value_name = "KIB")]
-    pub kdf_memory: Option<u32>,
-    /// Argon2id passes (default 3).
-    #[arg(long, value_name = "N")]
-    pub kdf_iterations: Option<u32>,
-    /// Argon2id lanes (default 4).
-    #[arg(long, value_name = "N")]
-    pub kdf_parallelism: Option<u32>,
 }
 
 // `runvault init`.

@@ -1,11 +1,13 @@
 //! Handler of `runvault doctor`: gathers the findings and prints them.
+//!
+//! A handler file: it uses the definitions, `input`, `output`, `table` and
+//! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
+use crate::cli::context::{block_on, vault_dir, wiring};
 use crate::cli::input;
-use crate::cli::output::color;
-use crate::cli::runner_cmds::{block_on, wiring};
+use crate::cli::output::{stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
-use crate::cli::vault_cmds::{vault_dir, write_stdout};
 use crate::core::exit::{self, CommandError};
 use crate::doctor::{self, Finding, Status, host, views};
 
@@ -76,7 +78,7 @@ fn render_text(findings: &[Finding]) -> String {
         };
         table.row([status, finding.check.into(), message.into()]);
     }
-    let mut out = table.render(color(&std::io::stdout()));
+    let mut out = table.render(stdout_color());
     out.push_str(&doctor::summary(findings));
     out.push('\n');
     out

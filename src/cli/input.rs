@@ -5,7 +5,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use crate::cli::args::{GlobalArgs, KdfArgs};
+use crate::cli::args::GlobalArgs;
+use crate::cli::kdf_args::KdfArgs;
 use crate::core::fs::{Bounded, Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;

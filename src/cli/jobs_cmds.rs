@@ -1,12 +1,14 @@
 //! Handlers of the job commands, `exec` and `render`: validate arguments,
 //! then hand over to [`crate::jobs`]. The credential is read only if a
 //! reference or export needs the vault.
+//!
+//! A handler file: it uses the definitions, `input`, `output` and
+//! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{ExecArgs, GlobalArgs, RenderArgs};
+use crate::cli::context::{self, parse_path, refuse_plaintext_in_vault_dir, vault_dir};
 use crate::cli::input;
-use crate::cli::vault_cmds::{
-    parse_path, refuse_plaintext_in_vault_dir, status, vault_dir, write_stdout,
-};
+use crate::cli::output::{note as status, write_stdout};
 use crate::core::exit::CommandError;
 use crate::jobs::exec::{self, ExecRequest};
 use crate::jobs::render;
@@ -32,7 +34,7 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CommandError> {
     for note in &prepared.notes {
         status(format_args!("{note}"));
     }
-    crate::cli::report_kdf_runs();
+    context::report_kdf_runs();
     Err(exec::exec(&prepared, &request.command).into())
 }
 

@@ -1,10 +1,19 @@
 //! The command line: clap definitions, turned into validated values, then
 //! handed to one handler per command. No crypto and no file I/O of its own.
+//!
+//! Files use only those listed before them: the clap definitions
+//! (`kdf_args`, `runner_args`, `args`); what is printed and read
+//! (`output`, with the one stdout writer; `table`; `input`); what every
+//! handler takes from the global options (`context`); the handlers, one
+//! file per group of commands, none using another; this module, which
+//! parses and dispatches.
 
 mod args;
+mod context;
 mod doctor_cmds;
 mod input;
 mod jobs_cmds;
+mod kdf_args;
 mod output;
 mod rotation_cmds;
 mod runner_args;
@@ -29,33 +38,38 @@ where
 {
     // Before anything can hold a secret: no core dumps, not dumpable.
     if let Err(err) = crate::core::harden::forbid_core_dumps() {
-        let _ = writeln!(
-            std::io::stderr(),
+        output::always(format_args!(
             "runvault: error: cannot disable core dumps: {err}"
-        );
+        ));
         return exit::OTHER;
     }
     let cli = match parse(args) {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+        Err(err) if err.use_stderr() => {
+            // On stderr, where a failure could not be reported.
+            let _unreportable = err.print();
+            return exit::USAGE;
         }
+        // `--help` and `--version`: data, on stdout.
+        Err(err) => return finish(output::with_stdout(|out| write_clap(out, &err))),
     };
     output::init(&cli.global);
-    let code = match dispatch(cli) {
+    let code = finish(dispatch(cli));
+    context::report_kdf_runs();
+    code
+}
+
+/// The exit code of a command's result, after printing its error. A
+/// closed stdout ends a command with success and no message.
+fn finish(result: Result<(), CommandError>) -> u8 {
+    match result {
         Ok(()) => exit::OK,
+        Err(err) if output::is_stdout_closed(&err) => exit::OK,
         Err(err) => {
             output::always(format_args!("runvault: error: {err}"));
             err.code()
         }
-    };
-    report_kdf_runs();
-    code
+    }
 }
 
 /// Parses the arguments. clap's command tree (every subcommand and
@@ -73,17 +87,15 @@ where
     Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
 }
 
-/// Writes generated help (completions, man page) to stdout.
-fn help_output(
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), CommandError> {
-    let mut out = std::io::stdout().lock();
-    write(&mut out).and_then(|()| out.flush()).map_err(|err| {
-        CommandError::with_code(
-            exit::OTHER,
-            format!("cannot write to standard output: {err}"),
-        )
-    })
+/// Writes clap's `--help` or `--version` text, styled as clap styles it
+/// on a terminal without `NO_COLOR`.
+fn write_clap(out: &mut dyn Write, err: &clap::Error) -> std::io::Result<()> {
+    let text = err.render();
+    if output::stdout_color() {
+        write!(out, "{}", text.ansi())
+    } else {
+        write!(out, "{text}")
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<(), CommandError> {
@@ -107,28 +119,20 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, &args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, &args),
         Command::View(args) => view_cmds::view(&global, args),
-        Command::Completions { shell } => help_output(|out| {
+        Command::Completions { shell } => {
+            // Generated in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
             clap_complete::generate(
                 shell,
                 &mut <Cli as clap::CommandFactory>::command(),
                 "runvault",
-                out,
+                &mut script,
             );
-            Ok(())
-        }),
-        Command::Man => help_output(|out| {
+            output::write_stdout(&script)
+        }
+        Command::Man => output::with_stdout(|out| {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
         }),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
-    }
-}
-
-/// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many
-/// KDF runs the command made (tests/kdf_runs.rs proves it is one). Called at
-/// the end of every command, and by `exec` before the process is replaced.
-pub(crate) fn report_kdf_runs() {
-    if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {
-        let runs = crate::vault::slots::kdf_runs();
-        let _ = writeln!(std::io::stderr(), "runvault: debug: kdf runs: {runs}");
     }
 }

@@ -1,8 +1,13 @@
-//! What the command line prints besides data: status notes, `-v`
-//! diagnostics (`tracing`), colour and progress, each decided once per run
-//! from `-v`/`-q`, `NO_COLOR` and whether the stream is a terminal.
+//! What the command line prints: data on stdout through the one writer,
+//! status notes, `-v` diagnostics (`tracing`), colour and progress, each
+//! decided once per run from `-v`/`-q`, `NO_COLOR` and whether the stream
+//! is a terminal.
 //!
-//! - Data (`get`, `list`, reports) goes to stdout and is never silenced.
+//! - Data (`get`, `list`, reports, help) goes to stdout through
+//!   [`write_stdout`] or [`with_stdout`] and is never silenced. A reader
+//!   that closed the pipe early (`runvault man | head -1`) ends the
+//!   command with success and no message, as ripgrep does: it has what it
+//!   wanted. Any other write error (a full disk) is an error, exit 1.
 //! - Notes ("set `X` (version 2)", warnings such as an open directory) go
 //!   to stderr; `-q` silences them.
 //! - Problems that `-q` must not hide (a committed change whose view was
@@ -17,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::level_filters::LevelFilter;
 
 use crate::cli::args::GlobalArgs;
+use crate::core::exit::{self, CommandError};
 
 /// Whether `-q` was given (notes and progress are silenced).
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -85,8 +91,53 @@ pub fn note(message: std::fmt::Arguments<'_>) {
 /// unbuffered, and a line written piece by piece (one system call per
 /// argument) can interleave with another process's line.
 pub fn always(message: std::fmt::Arguments<'_>) {
-    let line = format!("{message}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    write_stderr(format!("{message}\n").as_bytes());
+}
+
+/// Writes bytes to stderr as one write. A failure is not reported: stderr
+/// is where it would be reported.
+pub fn write_stderr(bytes: &[u8]) {
+    let _unreportable = std::io::stderr().write_all(bytes);
+}
+
+/// Writes data to stdout (see the module doc for what a failed write
+/// does).
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
+    with_stdout(|out| out.write_all(bytes))
+}
+
+/// Lets `write` write data to stdout (locked, then flushed): the one place
+/// the command line writes its stdout. A closed pipe returns the error
+/// that [`is_stdout_closed`] recognises, so the command stops there and
+/// exits 0 without a message (Rust ignores `SIGPIPE`, so the closed pipe
+/// arrives as `EPIPE`); any other failure is "cannot write to standard
+/// output", exit 1.
+pub fn with_stdout(
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), CommandError> {
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(CommandError::with_code(
+            exit::OK,
+            "standard output was closed",
+        )),
+        Err(err) => Err(CommandError::with_code(
+            exit::OTHER,
+            format!("cannot write to standard output: {err}"),
+        )),
+    }
+}
+
+/// Whether `err` ends a command whose reader closed stdout: the only error
+/// with exit code 0, which is reported by nothing (see [`with_stdout`]).
+pub fn is_stdout_closed(err: &CommandError) -> bool {
+    err.code() == exit::OK
+}
+
+/// Whether data on stdout may be coloured (see [`color`]).
+pub fn stdout_color() -> bool {
+    color(&std::io::stdout())
 }
 
 /// Whether progress may be drawn: stderr is a terminal and no `-q`.

@@ -1,11 +1,14 @@
 //! Handlers of the rotation commands: `history`, `rollback`, `rekey` and
 //! `audit-hmac`.
+//!
+//! A handler file: it uses the definitions, `input`, `output`, `table` and
+//! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{AuditHmacArgs, GlobalArgs, HistoryArgs, RekeyArgs, RollbackArgs};
+use crate::cli::context::{parse_path, vault_dir};
 use crate::cli::input;
-use crate::cli::output::{Bar, color};
+use crate::cli::output::{Bar, note as status, stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
-use crate::cli::vault_cmds::{parse_path, status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::vault::slots::{Credential, read_key_file};
 use crate::vault::store::RekeyOptions;
@@ -42,7 +45,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandErr
             };
             table.row([v.version.to_string().into(), rfc3339(v.time).into(), state]);
         }
-        table.render(color(&std::io::stdout()))
+        table.render(stdout_color())
     };
     write_stdout(text.as_bytes())
 }

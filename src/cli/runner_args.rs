@@ -1,11 +1,14 @@
 //! The clap definitions of `runvault runner ...` (raw input only; the
 //! handlers in `runner_cmds` validate it into `runner::Target` and friends).
+//!
+//! Below `args` (whose `Command::Runner` and `doctor` hold these) and above
+//! `kdf_args`; it uses nothing else of the command line.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::args::KdfArgs;
+use crate::cli::kdf_args::KdfArgs;
 
 // `runvault runner`.
 #[derive(Debug, Args)]

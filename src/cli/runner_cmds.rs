@@ -1,25 +1,30 @@
 //! One handler per `runvault runner ...` command: validate the options into
 //! `runner` types, run the operation, print what happened.
 //!
-//! tokio is used only here, in a current-thread runtime built per command,
-//! so the vault commands never start one.
+//! tokio is used only here and in `doctor`, through `context::block_on`,
+//! in a current-thread runtime built per command, so the vault commands
+//! never start one.
+//!
+//! A handler file: it uses the definitions, `input`, `output`, `table` and
+//! `context` below it, and no other handler (see `context` for the order).
 
-use std::future::Future;
-use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
+use crate::cli::context::{block_on, wiring};
 use crate::cli::input;
+use crate::cli::output::{self, note as say, write_stdout};
 use crate::cli::runner_args::{
-    ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
-    RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
+    ConfigureArgs, ConfigureOpts, InstallArgs, LogsArgs, RegisterArgs, RegisterOpts, RunnerArgs,
+    RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
 use crate::cli::table::{Cell, Table, Tone};
-use crate::core::exit::{self, CommandError};
+use crate::core::exit::CommandError;
 use crate::core::fs::{Limit, read_private};
 use crate::core::secret::SecretBytes;
-use crate::runner::config::{self, JobWiring, JobsMode, Settings};
+use crate::runner::config::{self, Settings};
 use crate::runner::container::{self, Spec};
 use crate::runner::engine::Engine;
 use crate::runner::install::{self, Install};
@@ -38,29 +43,13 @@ pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError>
         RunnerCommand::Stop(args) => block_on(stop(&target, args)),
         RunnerCommand::Restart(args) => block_on(restart(&target, args)),
         RunnerCommand::Remove => block_on(remove(&target)),
-        RunnerCommand::Logs(args) => block_on(logs(&target, args)),
-        RunnerCommand::Status(args) => block_on(status(global, &target, args)),
+        RunnerCommand::Logs(args) => block_on(logs(&target, args))?,
+        RunnerCommand::Status(args) => {
+            write_stdout(block_on(status(global, &target, args))?.as_bytes())
+        }
         RunnerCommand::Install(args) => block_on(install(global, &target, args)),
     }
 }
-
-/// Runs a runner operation on a fresh current-thread runtime.
-pub(super) fn block_on<T>(
-    operation: impl Future<Output = Result<T, Error>>,
-) -> Result<T, CommandError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| {
-            CommandError::with_code(
-                exit::OTHER,
-                format!("cannot start the async runtime: {err}"),
-            )
-        })?;
-    Ok(runtime.block_on(operation)?)
-}
-
-use crate::cli::output::note as say;
 
 async fn connect(target: &Target) -> Result<Engine, Error> {
     Engine::connect(target.docker_host.as_deref()).await
@@ -105,35 +94,6 @@ fn register_request(target: &Target, opts: &RegisterOpts) -> Request {
         tags,
         job_image: opts.job_image.clone(),
     }
-}
-
-/// The job wiring the options name: `--dir`, `--key-file` (or its
-/// default), `--bin-dir` and `--jobs`/`--view`, made absolute and checked
-/// not to overlap.
-pub(super) fn wiring(
-    global: &GlobalArgs,
-    bin_dir: &Path,
-    jobs: &JobsArgs,
-) -> Result<JobWiring, Error> {
-    let mode = match (jobs.jobs, &jobs.view) {
-        (JobsChoice::Encrypted, _) => JobsMode::Encrypted,
-        (JobsChoice::PlaintextView, Some(view)) => {
-            JobsMode::PlaintextView(mount_source(view, "--view")?)
-        }
-        (JobsChoice::PlaintextView, None) => {
-            return Err(Error::Usage(
-                "--jobs plaintext-view needs --view DIR".into(),
-            ));
-        }
-    };
-    let wiring = JobWiring {
-        secrets_dir: mount_source(&global.dir, "--dir")?,
-        key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
-        bin_dir: mount_source(bin_dir, "--bin-dir")?,
-        mode,
-    };
-    wiring.validate()?;
-    Ok(wiring)
 }
 
 fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error> {
@@ -199,7 +159,7 @@ fn configure(
         return Ok(());
     }
     if args.check {
-        let _ = std::io::stdout().write_all(report.diff.as_bytes());
+        write_stdout(report.diff.as_bytes())?;
     }
     for change in &report.changes {
         say(format_args!("{change}"));
@@ -213,7 +173,7 @@ fn configure(
 
 async fn start(target: &Target, args: StartArgs) -> Result<(), Error> {
     let engine = connect(target).await?;
-    let spinner = crate::cli::output::spinner(format!(
+    let spinner = output::spinner(format!(
         "starting container `{}`, waiting for it to run",
         target.name
     ));
@@ -259,19 +219,33 @@ async fn remove(target: &Target) -> Result<(), Error> {
     Ok(())
 }
 
-async fn logs(target: &Target, args: LogsArgs) -> Result<(), Error> {
+/// Streams the log: the container's stderr to ours, the rest to stdout.
+/// The outer error is the engine's; the inner one a failed write to
+/// stdout, which ends the stream (a closed pipe: with success).
+async fn logs(target: &Target, args: LogsArgs) -> Result<Result<(), CommandError>, Error> {
     use bollard::container::LogOutput;
     let engine = connect(target).await?;
+    let mut written = Ok(());
     container::logs(&engine, &target.name, args.follow, args.tail, |chunk| {
-        let _ = match chunk {
-            LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
-            other => std::io::stdout().write_all(&other.into_bytes()),
+        written = match chunk {
+            LogOutput::StdErr { message } => {
+                output::write_stderr(&message);
+                Ok(())
+            }
+            other => write_stdout(&other.into_bytes()),
         };
+        if written.is_ok() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
     })
-    .await
+    .await?;
+    Ok(written)
 }
 
-async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Result<(), Error> {
+/// The status report, as a table or JSON.
+async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Result<String, Error> {
     let engine = connect(target).await?;
     let secrets_dir = mount_source(&global.dir, "--dir")?;
     let report = status::status(&engine, &target.name, &target.config_path(), &secrets_dir).await?;
@@ -287,10 +261,9 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
             };
             table.row([line.label.into(), Cell::toned(line.value, tone)]);
         }
-        table.render(crate::cli::output::color(&std::io::stdout()))
+        table.render(output::stdout_color())
     };
-    let _ = std::io::stdout().write_all(text.as_bytes());
-    Ok(())
+    Ok(text)
 }
 
 async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Result<(), Error> {
@@ -303,7 +276,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         Duration::from_secs(global.wait),
     )
     .with_state_dir(&global.state_dir_or_default())
-    .with_warnings(crate::cli::vault_cmds::warnings());
+    .with_warnings(crate::cli::context::warnings());
     let binary = match &args.binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe().map_err(|err| {

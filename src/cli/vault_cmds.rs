@@ -1,70 +1,25 @@
 //! Handlers of the vault commands: validate arguments, gather secrets, call
 //! the vault, print. Status goes to stderr; stdout carries only data.
+//!
+//! A handler file: it uses the definitions, `input`, `output`, `table` and
+//! `context` below it, and no other handler (see `context` for the order).
 
-use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, GetArgs, GlobalArgs, ImportArgs, InitArgs, KeyAddKind, KeyArgs,
     KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType, VerifyArgs,
 };
+use crate::cli::context::{parse_path, parse_prefix, refuse_plaintext_in_vault_dir, vault_dir};
 use crate::cli::input::{self, ValueSource};
+use crate::cli::output::{note as status, write_stdout};
 use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs;
 use crate::vault::crypto::KdfParams;
 use crate::vault::format::SlotKind;
 use crate::vault::value::{ScalarKind, typed_from_input};
-use crate::vault::{Credential, InitOutcome, KeyPath, VaultDir, VaultError, export, slots};
-
-/// The vault directory the global options name. When the host has
-/// plaintext views, every committed change refreshes them.
-pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
-    tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
-    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
-        .with_after_commit(crate::cli::view_cmds::refresh_hook(global))
-        .with_state_dir(&global.state_dir_or_default())
-        .with_warnings(warnings());
-    match &global.audit_log {
-        Some(log) => vault.with_audit_log(log),
-        None => vault,
-    }
-}
-
-/// How a writer's warnings reach the admin: always printed (also with
-/// `-q`), since they say a protection did not hold for this change.
-pub fn warnings() -> std::rc::Rc<crate::vault::store::Warn> {
-    std::rc::Rc::new(|message: &str| {
-        crate::cli::output::always(format_args!("runvault: warning: {message}"));
-    })
-}
-
-/// Prints a status line to stderr (stdout carries only data); `-q`
-/// silences it.
-pub use crate::cli::output::note as status;
-
-/// Writes data to stdout.
-pub fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .map_err(|err| {
-            CommandError::with_code(
-                crate::core::exit::OTHER,
-                format!("cannot write to standard output: {err}"),
-            )
-        })
-}
-
-/// Parses a path argument.
-pub fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
-    Ok(KeyPath::parse(text)?)
-}
-
-fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
-    text.map_or(Ok(KeyPath::root()), parse_path)
-}
+use crate::vault::{Credential, InitOutcome, VaultError, export, slots};
 
 /// `runvault init`.
 pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
@@ -331,19 +286,6 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     }
 }
 
-/// Refuses an output file inside the vault directory, which is mounted
-/// into jobs: plaintext must never land there.
-pub(crate) fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
-    if fs::lies_within(fs::parent_dir(output), dir) {
-        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        return Err(VaultError::Usage(format!(
-            "refusing to write plaintext into the vault directory `{}` (it is mounted into jobs)",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// `runvault keygen`.
 pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError> {
     slots::create_key_file(&args.file, &global.dir)?;
@@ -465,5 +407,5 @@ fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
             kdf.into(),
         ]);
     }
-    table.render(crate::cli::output::color(&std::io::stdout()))
+    table.render(crate::cli::output::stdout_color())
 }

@@ -1,59 +1,20 @@
-//! Handlers of `runvault view ...`, and the hook that refreshes every
-//! configured view after a committed change.
+//! Handlers of `runvault view ...`. The hook that refreshes every
+//! configured view after a committed change is part of the vault directory
+//! every handler opens, so it lives in `context`.
+//!
+//! A handler file: it uses the definitions, `input`, `output`, `table` and
+//! `context` below it, and no other handler (see `context` for the order).
 
-use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use crate::cli::args::{GlobalArgs, ViewArgs, ViewCommand};
+use crate::cli::context::vault_dir;
 use crate::cli::input;
+use crate::cli::output::{note as status, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
-use crate::cli::vault_cmds::{status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
-use crate::vault::store::AfterCommit;
 use crate::view::{self, ViewEntry, ViewError};
-
-/// The hook that refreshes each view listed in the views file after a
-/// commit. It does no I/O until a writer asks whether it has work, so
-/// readers (every job's `get` and `exec`) never touch the views file. A
-/// failed refresh is reported loudly on stderr and leaves the committed
-/// vault as it is.
-pub fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
-    let views_file = global.views_file.clone();
-    let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
-    let load = move || -> Vec<ViewEntry> {
-        view::read_views(&views_file).unwrap_or_else(|err| {
-            crate::cli::output::always(format_args!(
-                "runvault: warning: views will not be refreshed: {err}"
-            ));
-            Vec::new()
-        })
-    };
-    let (wanted_views, run_views) = (Rc::clone(&views), views);
-    let vault_dir = global.dir.clone();
-    AfterCommit {
-        wanted: Rc::new(move || !wanted_views.get_or_init(&load).is_empty()),
-        run: Rc::new(move |vault, salt, generation| {
-            for entry in run_views.get().into_iter().flatten() {
-                if let Err(err) = view::refresh(
-                    vault,
-                    salt,
-                    &vault_dir,
-                    generation,
-                    &entry.dir,
-                    entry.allow_disk,
-                ) {
-                    crate::cli::output::always(format_args!(
-                        "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
-                         jobs reading it see an old vault until `runvault view refresh --all` succeeds",
-                        entry.dir.display()
-                    ));
-                }
-            }
-        }),
-    }
-}
 
 /// `runvault view ...`.
 pub fn view(global: &GlobalArgs, args: ViewArgs) -> Result<(), CommandError> {
@@ -220,7 +181,7 @@ fn list(global: &GlobalArgs, json: bool) -> Result<(), CommandError> {
             let dir = row["dir"].as_str().unwrap_or_default();
             table.row([dir.into(), generation.into(), state]);
         }
-        table.render(crate::cli::output::color(&std::io::stdout()))
+        table.render(crate::cli::output::stdout_color())
     };
     write_stdout(text.as_bytes())
 }

@@ -3,8 +3,9 @@
 //! runvault does not own survive byte for byte.
 //!
 //! This module owns the document (global keys, `[[runners]]`, missing
-//! tables, writing); what goes into each runner's `volumes` is
-//! [`volumes`]'s.
+//! tables, `environment` and `volumes`, writing); what a volume string
+//! means, which mounts are right and the array edits are [`volumes`]'s,
+//! the module below this one (it uses nothing of this one).
 //!
 //! [`plan`] is pure: text in, edited text and the list of [`Change`]s out.
 //! [`apply`] reads the file, plans, and writes with
@@ -549,8 +550,69 @@ fn edit_runner(
     let indent = key_indent(docker).or(sibling_indent).unwrap_or_default();
     let volumes = array_entry(docker, "volumes", indent)
         .ok_or_else(|| shape("`docker.volumes` is not an array"))?;
-    volumes::edit_volumes(volumes, label, settings, changes);
+    edit_volumes(volumes, label, settings, changes);
     Ok(())
+}
+
+/// Ensures the wanted volumes in one `volumes` array (see
+/// [`volumes`]'s module doc), recording each change for runner `label`.
+fn edit_volumes(volumes: &mut Array, label: &str, settings: &Settings, changes: &mut Vec<Change>) {
+    let has_target = |volumes: &Array, target: &str| {
+        volumes
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|v| volumes::target_of(v) == target)
+    };
+    let mut additions = Vec::new();
+    if settings.local_config && !has_target(volumes, "/local_config") {
+        additions.push(volumes::LOCAL_CONFIG_VOLUME.to_string());
+    }
+    if settings.agent_cache && !has_target(volumes, "/agent_cache") {
+        additions.push(volumes::AGENT_CACHE_VOLUME.to_string());
+    }
+    for mount in settings.wiring.dir_mounts() {
+        let wanted = mount.volume();
+        let added = volumes::ensure_once(volumes, &wanted, |v| mount.is_touched_by(v)).report(
+            |old| Change::ReplacedVolume {
+                runner: label.to_string(),
+                what: mount.what,
+                old,
+                new: wanted.clone(),
+            },
+            |volume| Change::RemovedVolume {
+                runner: label.to_string(),
+                what: mount.what,
+                volume,
+            },
+            changes,
+        );
+        if added {
+            // After the manual procedure's volumes, below.
+            additions.push(wanted);
+        }
+    }
+    for mount in settings.wiring.absent_mounts() {
+        let before: Vec<String> = volumes
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        volumes.retain(|item| item.as_str().is_none_or(|v| !mount.is_touched_by(v)));
+        for volume in before.into_iter().filter(|v| mount.is_touched_by(v)) {
+            changes.push(Change::RemovedVolume {
+                runner: label.to_string(),
+                what: mount.what,
+                volume,
+            });
+        }
+    }
+    for volume in additions {
+        volumes::push_like_last(volumes, &volume);
+        changes.push(Change::AddedVolume {
+            runner: label.to_string(),
+            volume,
+        });
+    }
 }
 
 /// Ensures our `environment` entries in one runner: each variable of

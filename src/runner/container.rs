@@ -8,6 +8,7 @@
 //! is reported and left alone unless `--recreate` is given.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -359,12 +360,13 @@ pub async fn force_remove(engine: &Engine, name: &str) -> Result<(), Error> {
 
 /// Streams a container's log to `sink` (stdout and stderr chunks as they
 /// come): the last `tail` lines (all if `None`), then new ones if `follow`.
+/// A sink that breaks (its reader went away) ends the stream there.
 pub async fn logs(
     engine: &Engine,
     name: &str,
     follow: bool,
     tail: Option<usize>,
-    mut sink: impl FnMut(LogOutput),
+    mut sink: impl FnMut(LogOutput) -> ControlFlow<()>,
 ) -> Result<(), Error> {
     if inspect(engine, name).await?.is_none() {
         return Err(Error::NoContainer {
@@ -382,7 +384,10 @@ pub async fn logs(
         .call("GET /containers/{id}/logs", name)
         .logs(name, Some(options));
     while let Some(chunk) = stream.next().await {
-        sink(chunk.map_err(|err| engine.error(format!("read the log of `{name}`"), err))?);
+        let chunk = chunk.map_err(|err| engine.error(format!("read the log of `{name}`"), err))?;
+        if sink(chunk).is_break() {
+            break;
+        }
     }
     Ok(())
 }
@@ -399,6 +404,7 @@ pub async fn log_tail(
     let mut text = Vec::new();
     logs(engine, name, false, Some(lines), |chunk| {
         text.extend_from_slice(&chunk.into_bytes());
+        ControlFlow::Continue(())
     })
     .await?;
     Ok(mask(String::from_utf8_lossy(&text).trim_end(), secrets))

@@ -225,6 +225,7 @@ async fn run_to_end(engine: &Engine, name: &str, token: &Token) -> Result<String
     let mut log = Vec::new();
     container::logs(engine, name, false, None, |chunk| {
         log.extend_from_slice(&chunk.into_bytes());
+        std::ops::ControlFlow::Continue(())
     })
     .await?;
     Ok(container::mask(&String::from_utf8_lossy(&log), &secrets))

@@ -1,5 +1,10 @@
 //! The `volumes` of one `[runners.docker]`: Docker `-v` strings, which of
-//! them mount the directories jobs need, and the edit `configure` makes.
+//! them mount the directories jobs need, and the array edits (replace in
+//! place, append like the last item) that `configure` makes with them.
+//!
+//! Below [`config`](crate::runner::config), which owns the document, the
+//! settings and the list of changes, and decides each runner's edit from
+//! these pieces; this module uses nothing of it.
 //!
 //! Jobs need three directories, each mounted **whole and read-only** (a
 //! [`DirMount`]): the secrets directory at `/secrets`, the machine key's
@@ -14,7 +19,6 @@
 use toml_edit::{Array, Value};
 
 use crate::core::layout::SECRETS_TARGET;
-use crate::runner::config::{Change, Settings};
 
 /// The manual procedure's local configuration mount.
 pub const LOCAL_CONFIG_VOLUME: &str = "/app:/local_config:rw";
@@ -64,6 +68,12 @@ impl DirMount {
     /// The volume string: `SOURCE:TARGET:ro`.
     pub fn volume(&self) -> String {
         format!("{}:{}:ro", self.source, self.target)
+    }
+
+    /// Whether the volume string mounts this directory, a part of it, or
+    /// something at or under its target: what `configure` replaces.
+    pub fn is_touched_by(&self, volume: &str) -> bool {
+        self.touches(&Volume::parse(volume))
     }
 
     /// Whether a volume mounts this directory, a part of it, or something
@@ -185,6 +195,11 @@ impl<'a> Volume<'a> {
     }
 }
 
+/// Where a volume string mounts, without a trailing `/`.
+pub fn target_of(volume: &str) -> &str {
+    Volume::parse(volume).target.trim_end_matches('/')
+}
+
 /// Whether `path` is `dir` or inside it (plain string comparison on
 /// normalised `/`-separated paths, as Docker compares bind sources).
 fn within(path: &str, dir: &str) -> bool {
@@ -194,78 +209,6 @@ fn within(path: &str, dir: &str) -> bool {
         || path
             .strip_prefix(dir)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Ensures the wanted volumes in one `volumes` array (see the module doc),
-/// recording each change for runner `label`.
-pub fn edit_volumes(
-    volumes: &mut Array,
-    label: &str,
-    settings: &Settings,
-    changes: &mut Vec<Change>,
-) {
-    let has_target = |volumes: &Array, target: &str| {
-        volumes
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|v| Volume::parse(v).target.trim_end_matches('/') == target)
-    };
-    let mut additions = Vec::new();
-    if settings.local_config && !has_target(volumes, "/local_config") {
-        additions.push(LOCAL_CONFIG_VOLUME.to_string());
-    }
-    if settings.agent_cache && !has_target(volumes, "/agent_cache") {
-        additions.push(AGENT_CACHE_VOLUME.to_string());
-    }
-    for mount in settings.wiring.dir_mounts() {
-        let wanted = mount.volume();
-        let added = ensure_once(volumes, &wanted, |v| mount.touches(&Volume::parse(v))).report(
-            |old| Change::ReplacedVolume {
-                runner: label.to_string(),
-                what: mount.what,
-                old,
-                new: wanted.clone(),
-            },
-            |volume| Change::RemovedVolume {
-                runner: label.to_string(),
-                what: mount.what,
-                volume,
-            },
-            changes,
-        );
-        if added {
-            // After the manual procedure's volumes, below.
-            additions.push(wanted);
-        }
-    }
-    for mount in settings.wiring.absent_mounts() {
-        let before: Vec<String> = volumes
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect();
-        volumes.retain(|item| {
-            item.as_str()
-                .is_none_or(|v| !mount.touches(&Volume::parse(v)))
-        });
-        for volume in before
-            .into_iter()
-            .filter(|v| mount.touches(&Volume::parse(v)))
-        {
-            changes.push(Change::RemovedVolume {
-                runner: label.to_string(),
-                what: mount.what,
-                volume,
-            });
-        }
-    }
-    for volume in additions {
-        push_like_last(volumes, &volume);
-        changes.push(Change::AddedVolume {
-            runner: label.to_string(),
-            volume,
-        });
-    }
 }
 
 /// What [`ensure_once`] did with the first matching item.
@@ -292,11 +235,11 @@ impl Ensured {
     /// Records the replacement (if any) and the removals as changes, made
     /// by `replaced(old)` and `removed(item)`; returns whether nothing
     /// matched, so the caller must add the wanted string.
-    pub fn report(
+    pub fn report<C>(
         self,
-        replaced: impl FnOnce(String) -> Change,
-        removed: impl Fn(String) -> Change,
-        changes: &mut Vec<Change>,
+        replaced: impl FnOnce(String) -> C,
+        removed: impl Fn(String) -> C,
+        changes: &mut Vec<C>,
     ) -> bool {
         let added = self.first == First::Added;
         if let First::Replaced(old) = self.first {

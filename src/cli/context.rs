@@ -1,0 +1,163 @@
+//! What every command handler takes from the global options: the vault
+//! directory (with its warnings and the hook that refreshes the plaintext
+//! views), parsed vault paths, the output-file guard, the runner wiring
+//! and the async runtime of the runner commands.
+//!
+//! The order inside `cli/`, each file using only those before it:
+//! `kdf_args` ← `runner_args` ← `args` (clap definitions); `output`,
+//! `table` and `input`; this module; the handlers (`vault_cmds`,
+//! `view_cmds`, `jobs_cmds`, `rotation_cmds`, `doctor_cmds`,
+//! `runner_cmds`), which never use one another; `mod.rs`, which
+//! dispatches to them.
+
+use std::cell::OnceCell;
+use std::future::Future;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::cli::args::GlobalArgs;
+use crate::cli::runner_args::{JobsArgs, JobsChoice};
+use crate::core::exit::{self, CommandError};
+use crate::core::fs;
+use crate::runner::config::{JobWiring, JobsMode};
+use crate::runner::{Error, mount_source};
+use crate::vault::store::AfterCommit;
+use crate::vault::{KeyPath, VaultDir, VaultError};
+use crate::view::{self, ViewEntry};
+
+/// The vault directory the global options name. When the host has
+/// plaintext views, every committed change refreshes them.
+pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
+    tracing::debug!(dir = %global.dir.display(), views_file = %global.views_file.display(), "vault directory");
+    let vault = VaultDir::new(&global.dir, Duration::from_secs(global.wait))
+        .with_after_commit(refresh_hook(global))
+        .with_state_dir(&global.state_dir_or_default())
+        .with_warnings(warnings());
+    match &global.audit_log {
+        Some(log) => vault.with_audit_log(log),
+        None => vault,
+    }
+}
+
+/// How a writer's warnings reach the admin: always printed (also with
+/// `-q`), since they say a protection did not hold for this change.
+pub fn warnings() -> Rc<crate::vault::store::Warn> {
+    Rc::new(|message: &str| {
+        crate::cli::output::always(format_args!("runvault: warning: {message}"));
+    })
+}
+
+/// The hook that refreshes each view listed in the views file after a
+/// commit. It does no I/O until a writer asks whether it has work, so
+/// readers (every job's `get` and `exec`) never touch the views file. A
+/// failed refresh is reported loudly on stderr and leaves the committed
+/// vault as it is.
+fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
+    let views_file = global.views_file.clone();
+    let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
+    let load = move || -> Vec<ViewEntry> {
+        view::read_views(&views_file).unwrap_or_else(|err| {
+            crate::cli::output::always(format_args!(
+                "runvault: warning: views will not be refreshed: {err}"
+            ));
+            Vec::new()
+        })
+    };
+    let (wanted_views, run_views) = (Rc::clone(&views), views);
+    let vault_dir = global.dir.clone();
+    AfterCommit {
+        wanted: Rc::new(move || !wanted_views.get_or_init(&load).is_empty()),
+        run: Rc::new(move |vault, salt, generation| {
+            for entry in run_views.get().into_iter().flatten() {
+                if let Err(err) = view::refresh(
+                    vault,
+                    salt,
+                    &vault_dir,
+                    generation,
+                    &entry.dir,
+                    entry.allow_disk,
+                ) {
+                    crate::cli::output::always(format_args!(
+                        "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
+                         jobs reading it see an old vault until `runvault view refresh --all` succeeds",
+                        entry.dir.display()
+                    ));
+                }
+            }
+        }),
+    }
+}
+
+/// Parses a path argument.
+pub fn parse_path(text: &str) -> Result<KeyPath, VaultError> {
+    Ok(KeyPath::parse(text)?)
+}
+
+/// Parses an optional prefix argument; none is the whole vault.
+pub fn parse_prefix(text: Option<&str>) -> Result<KeyPath, VaultError> {
+    text.map_or(Ok(KeyPath::root()), parse_path)
+}
+
+/// Refuses an output file inside the vault directory, which is mounted
+/// into jobs: plaintext must never land there.
+pub fn refuse_plaintext_in_vault_dir(output: &Path, dir: &Path) -> Result<(), VaultError> {
+    if fs::lies_within(fs::parent_dir(output), dir) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        return Err(VaultError::Usage(format!(
+            "refusing to write plaintext into the vault directory `{}` (it is mounted into jobs)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a runner operation on a fresh current-thread runtime. tokio is
+/// used only through here, so the vault commands never start one.
+pub fn block_on<T>(operation: impl Future<Output = Result<T, Error>>) -> Result<T, CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CommandError::with_code(
+                exit::OTHER,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })?;
+    Ok(runtime.block_on(operation)?)
+}
+
+/// The job wiring the options name: `--dir`, `--key-file` (or its
+/// default), `--bin-dir` and `--jobs`/`--view`, made absolute and checked
+/// not to overlap.
+pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<JobWiring, Error> {
+    let mode = match (jobs.jobs, &jobs.view) {
+        (JobsChoice::Encrypted, _) => JobsMode::Encrypted,
+        (JobsChoice::PlaintextView, Some(view)) => {
+            JobsMode::PlaintextView(mount_source(view, "--view")?)
+        }
+        (JobsChoice::PlaintextView, None) => {
+            return Err(Error::Usage(
+                "--jobs plaintext-view needs --view DIR".into(),
+            ));
+        }
+    };
+    let wiring = JobWiring {
+        secrets_dir: mount_source(&global.dir, "--dir")?,
+        key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
+        bin_dir: mount_source(bin_dir, "--bin-dir")?,
+        mode,
+    };
+    wiring.validate()?;
+    Ok(wiring)
+}
+
+/// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many
+/// KDF runs the command made (tests/kdf_runs.rs proves it is one). Called at
+/// the end of every command, and by `exec` before the process is replaced.
+pub fn report_kdf_runs() {
+    if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {
+        let runs = crate::vault::slots::kdf_runs();
+        crate::cli::output::always(format_args!("runvault: debug: kdf runs: {runs}"));
+    }
+}
