@@ -50,3 +50,4 @@ pub use path::KeyPath;
 pub use slots::Credential;
 pub use store::{InitOutcome, VaultDir};
 pub use unlocked::{RekeyPlan, RekeyReport, UnlockedVault, VersionInfo};
+pub use value::Plain;
