@@ -1,8 +1,8 @@
 //! Process hardening applied before any secret is read: no core dumps
 //! (`RLIMIT_CORE` 0) and not dumpable (`PR_SET_DUMPABLE` 0), so a crash or a
 //! same-user debugger cannot copy keys, passphrases or values out of memory.
-//! Uses rustix's safe wrappers (runvault's only `unsafe` code is its
-//! allocator, `core::large_pages`).
+//! Uses rustix's safe wrappers: the library forbids `unsafe` code (the
+//! only `unsafe` in runvault is the binary's allocator, `src/large_pages.rs`).
 
 use std::sync::OnceLock;
 

@@ -1,6 +1,6 @@
 //! What the vault and the runner share: exit codes, the atomic file
 //! writers, the writers' lock, permission checks, secret types, progress
-//! reporting, process hardening, the default host layout and the binary's allocator.
+//! reporting, process hardening and the default host layout.
 //!
 //! Nothing here knows the vault format or Docker; both build on it.
 
@@ -8,7 +8,6 @@ pub mod exit;
 pub mod failpoint;
 pub mod fs;
 pub mod harden;
-pub mod large_pages;
 pub mod layout;
 pub mod lock;
 pub mod progress;

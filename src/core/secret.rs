@@ -2,11 +2,35 @@
 //!
 //! None of them implements `Debug` or `Display`, and all of them are wiped
 //! from memory when dropped, so a secret cannot reach a log line, an error
-//! message or a panic message by accident.
+//! message or a panic message by accident. Each type's doc proves the
+//! first half with doctests that must not compile (the same proof stands on
+//! `vault::Credential`, `vault::Plain` and `runner::register::Token`).
 
 use zeroize::{Zeroize, Zeroizing};
 
 /// A 256-bit symmetric key (data key, key-encryption key, subkey, machine key).
+///
+/// No `Debug` and no `Display`, as the module promises. The first example
+/// compiles; the next two are the same code with `{:?}`, then `{}`, and
+/// must not compile, for want of the trait (E0277).
+///
+/// ```
+/// use runvault::core::secret::Key32;
+/// let key = Key32::from_bytes([7; 32]);
+/// let _ = format!("{:p}", &key); // its address, not its bytes
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::Key32;
+/// let key = Key32::from_bytes([7; 32]);
+/// let _ = format!("{:?}", &key);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::Key32;
+/// let key = Key32::from_bytes([7; 32]);
+/// let _ = format!("{}", &key);
+/// ```
 pub struct Key32(Zeroizing<[u8; 32]>);
 
 impl Key32 {
@@ -30,6 +54,28 @@ impl Key32 {
 }
 
 /// Secret bytes of any length: a passphrase or a decrypted value.
+///
+/// No `Debug` and no `Display`, as the module promises. The first example
+/// compiles; the next two are the same code with `{:?}`, then `{}`, and
+/// must not compile, for want of the trait (E0277).
+///
+/// ```
+/// use runvault::core::secret::SecretBytes;
+/// let secret = SecretBytes::new(b"hunter2".to_vec());
+/// let _ = format!("{:p}", &secret); // its address, not its bytes
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::SecretBytes;
+/// let secret = SecretBytes::new(b"hunter2".to_vec());
+/// let _ = format!("{:?}", &secret);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::SecretBytes;
+/// let secret = SecretBytes::new(b"hunter2".to_vec());
+/// let _ = format!("{}", &secret);
+/// ```
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {

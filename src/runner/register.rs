@@ -25,6 +25,31 @@ use crate::runner::error::Error;
 const RUNNER_TOKEN_PREFIX: &str = "glrt-";
 
 /// A registration or runner authentication token; never printed.
+///
+/// No `Debug` and no `Display`. The first example compiles; the next two
+/// are the same code with `{:?}`, then `{}`, and must not compile, for want
+/// of the trait (E0277).
+///
+/// ```
+/// use runvault::core::secret::SecretBytes;
+/// use runvault::runner::register::Token;
+/// let token = Token::new(SecretBytes::new(b"glrt-example".to_vec())).unwrap();
+/// let _ = format!("{:p}", &token); // its address, not its bytes
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::SecretBytes;
+/// use runvault::runner::register::Token;
+/// let token = Token::new(SecretBytes::new(b"glrt-example".to_vec())).unwrap();
+/// let _ = format!("{:?}", &token);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::SecretBytes;
+/// use runvault::runner::register::Token;
+/// let token = Token::new(SecretBytes::new(b"glrt-example".to_vec())).unwrap();
+/// let _ = format!("{}", &token);
+/// ```
 pub struct Token(SecretBytes);
 
 impl Token {

@@ -2,7 +2,7 @@
 //! prefix, in the formats admins and jobs read: YAML in the hand-made
 //! vault's shape, JSON, or an env file.
 //!
-//! One walker ([`Exporter`]) takes a tree's nodes in order, keeps those at,
+//! One walker (`Exporter`) takes a tree's nodes in order, keeps those at,
 //! under or on the way to the prefix, decrypts only the values under it,
 //! and hands them to the format's renderer. Two sources feed it:
 //!

@@ -6,7 +6,7 @@
 //! - [`value`]: plaintext scalars with their YAML type.
 //! - [`crypto`]: AES-256-GCM, Argon2id, HKDF, HMAC.
 //! - [`salt`], [`slots`]: `vault.salt` and the key slots.
-//! - [`canonical`], [`format`]: the file layout, its fast reader and the MAC.
+//! - [`canonical`], [`format`](mod@format): the file layout, its fast reader and the MAC.
 //! - [`unlocked`]: operations on an opened vault.
 //! - [`export`]: every value under a prefix, decrypted and rendered.
 //! - [`plaintext`], [`plain_block`]: plaintext YAML read straight into
@@ -50,3 +50,4 @@ pub use path::KeyPath;
 pub use slots::Credential;
 pub use store::{InitOutcome, VaultDir};
 pub use unlocked::{RekeyPlan, RekeyReport, UnlockedVault, VersionInfo};
+pub use value::Plain;

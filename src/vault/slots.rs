@@ -13,7 +13,32 @@ use crate::vault::error::VaultError;
 use crate::vault::format::{Header, Slot, SlotKind, hex, unhex};
 use crate::vault::salt::Salt;
 
-/// A secret that opens (or creates) a slot. No `Debug`.
+/// A secret that opens (or creates) a slot.
+///
+/// No `Debug` and no `Display`: it holds a passphrase or a key. The first
+/// example compiles; the next two are the same code with `{:?}`, then `{}`,
+/// and must not compile, for want of the trait (E0277).
+///
+/// ```
+/// use runvault::core::secret::Key32;
+/// use runvault::vault::Credential;
+/// let credential = Credential::KeyFile(Key32::from_bytes([7; 32]));
+/// let _ = format!("{:p}", &credential); // its address, not its bytes
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::Key32;
+/// use runvault::vault::Credential;
+/// let credential = Credential::KeyFile(Key32::from_bytes([7; 32]));
+/// let _ = format!("{:?}", &credential);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::core::secret::Key32;
+/// use runvault::vault::Credential;
+/// let credential = Credential::KeyFile(Key32::from_bytes([7; 32]));
+/// let _ = format!("{}", &credential);
+/// ```
 pub enum Credential {
     /// A passphrase, with the Argon2id parameters used when creating a slot.
     Passphrase(SecretBytes, KdfParams),

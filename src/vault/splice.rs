@@ -21,8 +21,9 @@
 //! writes, a path through an empty mapping or a list end, a value where the
 //! path goes on, a MAC that does not match) makes it answer `None`, and the
 //! caller falls back to the tree writer with the slot already opened, which
-//! then gives the exact verdict or error. `tests/splice_writer.rs` checks
-//! that both writers produce the same file.
+//! then gives the exact verdict or error. The property test
+//! `the_streaming_writer_writes_what_the_tree_writer_writes` (in
+//! `tests/stream_reader.rs`) checks that both writers produce the same file.
 
 use std::borrow::Cow;
 use std::path::Path;

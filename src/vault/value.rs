@@ -60,7 +60,29 @@ impl ScalarKind {
     }
 }
 
-/// A decrypted scalar. No `Debug`: the bytes are secret.
+/// A decrypted scalar.
+///
+/// No `Debug` and no `Display`: the bytes are secret. The first example
+/// compiles; the next two are the same code with `{:?}`, then `{}`, and
+/// must not compile, for want of the trait (E0277).
+///
+/// ```
+/// use runvault::vault::Plain;
+/// let value = Plain::text(b"hunter2".to_vec());
+/// let _ = format!("{:p}", &value); // its address, not its bytes
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::vault::Plain;
+/// let value = Plain::text(b"hunter2".to_vec());
+/// let _ = format!("{:?}", &value);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use runvault::vault::Plain;
+/// let value = Plain::text(b"hunter2".to_vec());
+/// let _ = format!("{}", &value);
+/// ```
 #[derive(Clone, PartialEq)]
 pub struct Plain {
     /// Its YAML type.

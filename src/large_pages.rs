@@ -15,23 +15,39 @@
 //! keeps freed heap memory in the process); buffers that held secrets are
 //! wiped by their owners before they are freed, as with any allocator.
 //!
-//! This is runvault's one `unsafe` module (the crate otherwise denies
-//! `unsafe_code`): a global allocator cannot be written without it. Each
-//! `unsafe` block states what it relies on.
+//! Why it lives in the binary crate: it is runvault's one piece of
+//! `unsafe` code (a global allocator cannot be written without it), and
+//! keeping it here lets the library, where every secret is handled,
+//! `#![forbid(unsafe_code)]` with no exception. Only `main.rs` declares
+//! this module. Every process of `runvault` runs on it: the integration
+//! tests and the benchmark (`tests/bench/targets.sh`) run that binary. The
+//! library's unit tests run under the system allocator, as they always
+//! did; this module's own tests run as `cargo test --bin runvault`.
+//!
+//! What was reviewed: every `unsafe` block and the `GlobalAlloc` impl
+//! state what they rely on (`SAFETY:`); a block's owner (this allocator or
+//! the system's) is decided by its layout alone, which the caller hands
+//! back unchanged to `dealloc` and `realloc`; the only calls into libc are
+//! `mmap` of a fresh anonymous private mapping, `munmap` of parts of a
+//! mapping made here and no longer used, and `madvise` (advice only). The
+//! tests below cover both sides of the threshold, `alloc_zeroed`, `realloc`
+//! across the threshold both ways and within a mapping, and a refused
+//! mapping. The rest of the binary crate still denies `unsafe_code`
+//! (Cargo.toml `[lints.rust]`); this module alone allows it.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 
 /// Blocks at least this large get their own huge-page mapping.
-pub const LARGE_BLOCK: usize = 1 << 20;
+pub(crate) const LARGE_BLOCK: usize = 1 << 20;
 
 /// The size of a transparent huge page on x86-64 and the alignment and
 /// granularity of the large mappings.
 const HUGE_PAGE: usize = 2 << 20;
 
 /// The allocator: `#[global_allocator]` in `main.rs`.
-pub struct LargePages;
+pub(crate) struct LargePages;
 
 /// Whether a block of `layout` is one of ours (its own mapping) rather
 /// than the system allocator's: decided by size alone, so `dealloc` and
