@@ -154,7 +154,7 @@ fn rotation_reaches_running_jobs_without_restarts_and_single_file_mounts_do_not(
     let began = Instant::now();
 
     // 1. A clean host layout under a temp root, installed by runvault.
-    let mut host = Host::new();
+    let mut host = Host::alone();
     let runner = host.container("e2e");
     let job = host.container("e2e-job");
     let pinned_job = host.container("e2e-pinned");

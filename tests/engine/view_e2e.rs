@@ -58,7 +58,7 @@ fn unmodified_jobs_read_the_plaintext_view_while_credentials_rotate() {
         return;
     }
     busybox_image();
-    let mut host = Host::new();
+    let mut host = Host::alone();
     let runner = host.container("view");
     let job = host.container("view-job");
     let _ram = Tmpfs::mount(&host.path("run"), "size=8m");

@@ -15,10 +15,12 @@
 pub mod images;
 pub mod runner;
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Cheap Argon2id parameters so tests stay fast (one test keeps the defaults).
@@ -196,6 +198,72 @@ pub fn runvault() -> Command {
     cmd
 }
 
+/// Who may hold a [`Host`] now: the tests of a binary share one process,
+/// and a test that times what a job sees must not share the two cores
+/// with the others (see [`Host::alone`]).
+struct Turns {
+    /// Hosts of ordinary tests alive now.
+    hosts: usize,
+    /// Tests waiting to run alone.
+    alone_waiting: usize,
+    /// Whether a test runs alone now.
+    alone_running: bool,
+}
+
+static TURNS: Mutex<Turns> = Mutex::new(Turns {
+    hosts: 0,
+    alone_waiting: 0,
+    alone_running: false,
+});
+static TURN_CHANGED: Condvar = Condvar::new();
+
+thread_local! {
+    /// Hosts this thread (this test) holds: a second one never waits.
+    static HOSTS_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Waits for this test's turn to hold a host (see [`Host::alone`]).
+fn enter(alone: bool) {
+    let mut turns = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
+    let wait = |turns| {
+        TURN_CHANGED
+            .wait(turns)
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    if alone {
+        assert_eq!(
+            HOSTS_HERE.get(),
+            0,
+            "Host::alone must be the test's first host"
+        );
+        turns.alone_waiting += 1;
+        while turns.alone_running || turns.hosts > 0 {
+            turns = wait(turns);
+        }
+        turns.alone_waiting -= 1;
+        turns.alone_running = true;
+    } else {
+        let nested = HOSTS_HERE.get() > 0;
+        while !nested && (turns.alone_running || turns.alone_waiting > 0) {
+            turns = wait(turns);
+        }
+        turns.hosts += 1;
+    }
+    HOSTS_HERE.set(HOSTS_HERE.get() + 1);
+}
+
+/// Ends what [`enter`] began.
+fn leave(alone: bool) {
+    let mut turns = TURNS.lock().unwrap_or_else(PoisonError::into_inner);
+    if alone {
+        turns.alone_running = false;
+    } else {
+        turns.hosts -= 1;
+    }
+    HOSTS_HERE.set(HOSTS_HERE.get() - 1);
+    TURN_CHANGED.notify_all();
+}
+
 /// A temp host: `root/secrets` as the vault dir, a passphrase file, the
 /// machine key's place, and the runner's directories (see [`runner`]).
 /// Containers it names are removed when it drops.
@@ -203,15 +271,30 @@ pub struct Host {
     /// The temp directory everything of this host lives under.
     pub root: tempfile::TempDir,
     containers: Vec<String>,
+    alone: bool,
 }
 
 impl Host {
     /// A new empty host layout with a 0600 passphrase file.
     pub fn new() -> Host {
+        Host::enter(false)
+    }
+
+    /// [`Host::new`] for a test that must run alone because it times what a
+    /// job sees (rotation within a second): it waits until no other test
+    /// holds a host, and others wait while it runs. It must be the test's
+    /// first host; the test's further hosts do not wait.
+    pub fn alone() -> Host {
+        Host::enter(true)
+    }
+
+    fn enter(alone: bool) -> Host {
         let root = tempfile::tempdir().expect("temp dir");
+        enter(alone);
         let host = Host {
             root,
             containers: Vec::new(),
+            alone,
         };
         write_private(&host.pass_file(), format!("{PASSPHRASE}\n").as_bytes());
         host
@@ -385,6 +468,7 @@ impl Drop for Host {
             runner::remove_container(name);
             runner::remove_container(&format!("{name}-runvault-register"));
         }
+        leave(self.alone);
     }
 }
 
