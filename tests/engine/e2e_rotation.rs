@@ -16,7 +16,7 @@
 //!
 //! Runs under `CI=true` (`.ci/run` starts dockerd); elsewhere it is skipped
 //! with a message when no engine answers. The static binary is built once
-//! per target directory (shared with `tests/jobs_static.rs`).
+//! per target directory (shared with `tests/engine/jobs_static.rs`).
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //!   (`.ci/run` builds it with `docs/packaging/build-deb.sh` before
 //!   `cargo test` and sets it); otherwise this test runs that script itself
 //!   (a static release build the first time, shared with
-//!   tests/jobs_static.rs, then seconds).
+//!   tests/engine/jobs_static.rs, then seconds).
 //! - `lintian` must report no error, and every warning it reports must be
 //!   one that docs/packaging.md explains.
 //! - The package's files, modes and version are exactly the ones listed
@@ -252,7 +252,7 @@ impl Drop for Debian {
     }
 }
 
-/// The README's quick start, as tests/docs.rs runs it: the installed
+/// The README's quick start, as tests/host/docs.rs runs it: the installed
 /// `runvault` instead of a fresh `cargo build`.
 fn quick_start() -> String {
     let readme =

@@ -121,9 +121,9 @@ fn rm_is_recoverable_until_purged() {
     );
 }
 
-/// Found by `tests/stream_reader.rs`: removing the last key of a mapping
-/// that is a list item removed the item but left the later items sealed
-/// under their old indices, so they no longer decrypted.
+/// Found by `tests/properties/stream_reader.rs`: removing the last key of a
+/// mapping that is a list item removed the item but left the later items
+/// sealed under their old indices, so they no longer decrypted.
 #[test]
 fn rm_of_the_last_key_in_a_list_item_shifts_the_list_and_keeps_it_readable() {
     let host = key_host();

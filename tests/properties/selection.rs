@@ -1,7 +1,7 @@
 //! A comparable rendering of what the readers selected (test data only,
-//! never real secrets), shared by `tests/stream_reader.rs` and the fuzz
-//! target `vault_reader_differential` (tests/fuzz), so both compare the
-//! streaming and tree readers the same way.
+//! never real secrets), shared by `tests/properties/stream_reader.rs` and
+//! the fuzz target `vault_reader_differential` (tests/fuzz), so both
+//! compare the streaming and tree readers the same way.
 
 use runvault::core::exit::ExitStatus;
 use runvault::vault::path::Segment;
