@@ -1101,20 +1101,6 @@ fn concurrent_writers_are_serialised_and_lose_nothing() {
     );
 }
 
-/// Every file of the vault directory and of the state directory, with its
-/// bytes and mode (to prove a refused command changed nothing).
-fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>, u32)> {
-    let mut files = Vec::new();
-    for dir in [host.dir(), host.state_dir()] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            files.push((path.clone(), std::fs::read(&path).unwrap(), mode(&path)));
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
     let host = Host::new();
@@ -1144,7 +1130,7 @@ fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
     assert_eq!((get.code, get.stderr.as_str()), (5, replaced.as_str()));
     assert!(get.stdout.is_empty());
 
-    let before = snapshot(&host);
+    let before = host.snapshot();
     let mut init = vec!["init"];
     init.extend(CHEAP_KDF);
     let refused = host.run(&init);
@@ -1152,7 +1138,7 @@ fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
         (refused.code, refused.stderr.as_str()),
         (5, replaced.as_str())
     );
-    assert_eq!(snapshot(&host), before, "a refused init changes nothing");
+    assert_eq!(host.snapshot(), before, "a refused init changes nothing");
 
     init.push("--force");
     let forced = host.run(&init).ok();

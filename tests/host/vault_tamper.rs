@@ -637,20 +637,6 @@ fn a_salt_too_short_for_argon2id_with_a_matching_header_is_refused_not_a_panic()
     }
 }
 
-/// Every file of the vault directory and of the state directory, with its
-/// bytes (to prove a refused command changed nothing).
-fn snapshot(host: &Host) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    for dir in [host.dir(), host.state_dir()] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            files.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    files.sort();
-    files
-}
-
 /// The mark file's name for the host's vault (`<vault_id>-<dir hash>.mark`).
 fn mark_name(host: &Host) -> String {
     let name = mark_file(host)
@@ -723,7 +709,7 @@ fn a_whole_older_vault_put_back_is_reported_refused_and_can_be_accepted() {
     assert_eq!(doctor_status(&doctor, "vault.rollback"), "fail");
     assert_eq!(doctor_status(&doctor, "vault.verify"), "ok");
 
-    let before = snapshot(&host);
+    let before = host.snapshot();
     let pass = host.pass_file();
     let pass = pass.to_str().unwrap();
     for args in [
@@ -736,7 +722,7 @@ fn a_whole_older_vault_put_back_is_reported_refused_and_can_be_accepted() {
         assert_eq!(run.code, 5, "{args:?}: {}", run.stderr);
         assert_eq!(run.stderr, rolled_back_message(&host, 3, 5), "{args:?}");
     }
-    assert_eq!(snapshot(&host), before, "a refused writer changes nothing");
+    assert_eq!(host.snapshot(), before, "a refused writer changes nothing");
     // Readers never consult the mark: they stay write-free and as fast.
     assert_eq!(host.get("DB.PASS"), b"old-password");
 

@@ -446,6 +446,21 @@ impl Host {
         names
     }
 
+    /// Every file of the vault directory and of the state directory, with
+    /// its bytes and mode, sorted (to prove a refused command changed
+    /// nothing).
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>, u32)> {
+        let mut files = Vec::new();
+        for dir in [self.dir(), self.state_dir()] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                files.push((path.clone(), std::fs::read(&path).unwrap(), mode(&path)));
+            }
+        }
+        files.sort();
+        files
+    }
+
     /// A container name unique to this test and process, removed (with its
     /// registration helper) when the host drops.
     pub fn container(&mut self, test: &str) -> String {
