@@ -10,7 +10,9 @@
 //! [`support`] for what that asks of a test).
 
 // `pub` because `tests/engine.rs` includes the same harness and each binary
-// uses part of it; an item neither uses is deleted, not allowed.
+// uses only part of it, which would warn as dead code. An item neither
+// uses is deleted, not allowed: with `mod support;` in both roots, an item
+// that warns in both builds is unused.
 pub mod support;
 
 mod host {
