@@ -1,6 +1,6 @@
-//! The machinery of `tests/host/docs.rs`: extract the shell blocks of a Markdown
-//! page, split them into commands, rewrite host paths into a temp layout,
-//! run them in one shell session per page and check what they did.
+//! The machinery of `tests/host/docs.rs`: extract the shell blocks of a
+//! Markdown page, split them into commands, rewrite host paths into a temp
+//! layout, run them in one shell session per page and check what they did.
 //!
 //! The conventions a page follows (the annotations, `# exit N`, console
 //! blocks, the rewrite rules) are described in `tests/host/docs.rs`.
