@@ -4,6 +4,6 @@
 //! next to their source file, and are replayed first.
 
 mod properties {
-    pub mod selection;
+    mod selection;
     mod stream_reader;
 }
