@@ -5,7 +5,7 @@
 #                            docs/admin-guide.md install on hosts and mount
 #                            into jobs (`--target` keeps RUSTFLAGS off build
 #                            scripts and proc macros; its own target
-#                            directory, shared with tests/jobs_static.rs)
+#                            directory, shared with tests/engine/jobs_static.rs)
 #   build_runvault dynamic   `cargo build --release`, as the README quick start
 #
 # Prints the binary's absolute path. CARGO_TARGET_DIR is honoured.

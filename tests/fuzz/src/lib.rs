@@ -7,7 +7,7 @@ use runvault::vault::Credential;
 use runvault::vault::format::{EncryptedVault, unhex};
 use runvault::vault::fuzzing::read_fast;
 
-#[path = "../../common/selection.rs"]
+#[path = "../../properties/selection.rs"]
 pub mod selection;
 
 /// The fixture's `vault.salt`.
