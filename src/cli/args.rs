@@ -117,7 +117,7 @@ impl GlobalArgs {
 /// invoked (every job's `get` and `exec` pays for the tree). With it, a
 /// doc comment on a subcommand's payload (an `Args` struct, a nested
 /// `Subcommand` enum, a flattened struct) would replace the about line the
-/// variant gives, so those carry plain `//` comments; tests/help.rs checks
+/// variant gives, so those carry plain `//` comments; tests/host/help.rs checks
 /// every command's help against its parent's list.
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]

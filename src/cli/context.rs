@@ -153,7 +153,7 @@ pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<Jo
 }
 
 /// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many
-/// KDF runs the command made (tests/kdf_runs.rs proves it is one). Called at
+/// KDF runs the command made (tests/host/kdf_runs.rs proves it is one). Called at
 /// the end of every command, and by `exec` before the process is replaced.
 pub fn report_kdf_runs() {
     if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {

@@ -14,7 +14,7 @@
 //!   not refreshed) and errors always print.
 //! - Diagnostics go to stderr through `tracing`: none by default, `-v`
 //!   info, `-vv` debug, `-vvv` trace. Only runvault's own events are shown,
-//!   and no event carries a secret (see `tests/verbosity.rs`).
+//!   and no event carries a secret (see `tests/host/verbosity.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
