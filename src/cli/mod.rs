@@ -128,7 +128,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
 /// the end of every command, and by `exec` before the process is replaced.
 pub(crate) fn report_kdf_runs() {
     if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {
-        let runs = crate::vault::slots::kdf_runs();
+        let runs = crate::vault::kdf_runs();
         let _ = writeln!(std::io::stderr(), "runvault: debug: kdf runs: {runs}");
     }
 }

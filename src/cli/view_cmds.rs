@@ -11,7 +11,7 @@ use crate::cli::table::{Cell, Table, Tone};
 use crate::cli::vault_cmds::{status, vault_dir, write_stdout};
 use crate::core::exit::CommandError;
 use crate::core::fs::{self, WriteMode};
-use crate::vault::store::AfterCommit;
+use crate::vault::AfterCommit;
 use crate::view::{self, ViewEntry, ViewError};
 
 /// The hook that refreshes each view listed in the views file after a
@@ -149,7 +149,6 @@ pub fn view(global: &GlobalArgs, args: ViewArgs) -> Result<(), CommandError> {
             fs::create_dir_with_mode(&unit_dir, 0o755)?;
             let mode = WriteMode {
                 new_file_mode: 0o644,
-                refuse_open_target: false,
                 keep_mode_mask: 0o7777,
             };
             fs::write_atomic(&path, unit.as_bytes(), mode)?;

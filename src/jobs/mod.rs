@@ -2,7 +2,7 @@
 //! a job, without plaintext on disk and without writing anything to the
 //! (read-only) vault directory.
 //!
-//! - [`reference`]: the reference syntax and its scanner.
+//! - [`reference`](mod@reference): the reference syntax and its scanner.
 //! - [`resolve`]: reads every referenced value with one vault open.
 //! - [`exec`]: `runvault exec`, which resolves the environment and replaces
 //!   itself with the job's command.

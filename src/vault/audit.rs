@@ -31,7 +31,7 @@ pub struct AuditChange {
 
 fn hmac_hex<S: serde::Serializer>(hmac: &Option<[u8; 32]>, out: S) -> Result<S::Ok, S::Error> {
     match hmac {
-        Some(bytes) => out.serialize_str(&crate::vault::format::hex(bytes)),
+        Some(bytes) => out.serialize_str(&crate::core::hex::hex(bytes)),
         None => out.serialize_none(),
     }
 }
@@ -68,7 +68,7 @@ pub fn append(
     record: &AuditRecord,
 ) -> Result<(), FsError> {
     let line = AuditLine {
-        time: crate::vault::slots::now_rfc3339(),
+        time: crate::vault::keys::slots::now_rfc3339(),
         event,
         command,
         uid: Some(crate::core::harden::current_uid()),

@@ -16,7 +16,6 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 
 use crate::vault::tree::Tree;
-use crate::vault::value::quote_json_string;
 
 /// Deepest nesting either reader accepts.
 pub const MAX_DEPTH: usize = 64;
@@ -53,6 +52,31 @@ fn all_sealed_bytes(bytes: &[u8]) -> bool {
         None => bytes.iter().all(|&b| is_sealed_byte(b)),
         Some(last) => blocks.iter().all(block_ok) && block_ok(last),
     }
+}
+
+/// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
+pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
 }
 
 /// Keys that YAML 1.1 tools would read as something other than a string.

@@ -29,16 +29,19 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::core::secret::SecretBytes;
+use crate::vault::canonical::quote_json_string;
 use crate::vault::canonical::{self, Visitor};
 use crate::vault::crypto::{Subkeys, ValueCipher};
+use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
+use crate::vault::keys::seal::open_sealed_text;
+use crate::vault::keys::slots::Credential;
 use crate::vault::path::{KeyPath, Segment};
-use crate::vault::slots::Credential;
-use crate::vault::store::VaultDir;
-use crate::vault::stream::{open_then, verify_body, walk_secrets};
+use crate::vault::stream::select::verify_body;
+use crate::vault::stream::{open_then, walk_secrets};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{UnlockedVault, open_sealed_text};
-use crate::vault::value::{Plain, ScalarKind, quote_json_string};
+use crate::vault::unlocked::UnlockedVault;
+use crate::vault::value::{Plain, ScalarKind};
 
 /// The formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +57,7 @@ pub enum Format {
 /// Decrypts what is at or under `prefix` in the vault in `dir` (one KDF
 /// run) and renders it in `format`; see the module doc. No lock, no write.
 pub fn export(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     prefix: &KeyPath,
     format: Format,

@@ -106,6 +106,19 @@ impl KeyPath {
         self.segments.push(segment);
     }
 
+    /// Appends the segments of `relative`, a path inside the subtree at
+    /// this one (the one way a prefix and a relative path are joined).
+    pub fn append(&mut self, relative: &KeyPath) {
+        self.segments.extend(relative.segments.iter().cloned());
+    }
+
+    /// This path joined with `relative`, a path inside the subtree at it.
+    pub fn join(&self, relative: &KeyPath) -> KeyPath {
+        let mut path = self.clone();
+        path.append(relative);
+        path
+    }
+
     /// Removes the last segment.
     pub fn pop(&mut self) -> Option<Segment> {
         self.segments.pop()

@@ -44,7 +44,7 @@ use crate::vault::value::{
 
 /// Reads plaintext YAML into values, with the errors of an import: not
 /// YAML, sealed values in it, or values runvault cannot store. A file in
-/// block style is read by the linear reader ([`plain_block`]); anything it
+/// block style is read by the linear reader (`plain_block`); anything it
 /// is not sure of, by serde_yaml ([`read_general`]). A value over
 /// [`value::MAX_VALUE_BYTES`] is refused.
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
@@ -332,10 +332,24 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 }
 
+/// Converts plaintext YAML to values, refusing what looks like encrypted
+/// runvault values (storing ciphertext as a value would hide the mistake).
+pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
+    if contains_sealed_value(&doc) {
+        return Err(sealed_values(file));
+    }
+    let plain = |source| VaultError::Plain {
+        file: file.to_path_buf(),
+        source,
+    };
+    let tree = value::tree_from_yaml(doc).map_err(plain)?;
+    value::check_value_sizes(&tree).map_err(plain)?;
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::store::plain_tree;
 
     /// Both ways of reading plaintext: the document then the conversion
     /// (adoption), and this module (import).

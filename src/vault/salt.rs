@@ -7,8 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::core::hex::hex;
 use crate::vault::crypto::random_bytes;
-use crate::vault::format::hex;
 
 /// Fewer bytes of entropy than this make a salt weak (the hand-made
 /// `echo $RANDOM | md5sum | head -c 20` salt has 20 hex characters, 10 bytes).

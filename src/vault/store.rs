@@ -7,37 +7,24 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::failpoint;
 use crate::core::fs::{self, FsError, Limit, WriteMode};
 use crate::core::lock::WriteLock;
 use crate::core::progress::{NoProgress, Progress};
 use crate::vault::audit::{self, AuditRecord};
 use crate::vault::crypto::KdfOverride;
+use crate::vault::dir::{ReadOnlyDir, Warn};
 use crate::vault::error::VaultError;
-use crate::vault::format::Header;
-use crate::vault::format::{self, EncryptedVault, FormatError, VaultFile};
-use crate::vault::mark::Marks;
+use crate::vault::format::{self, EncryptedVault, FormatError, Header, VaultFile};
+use crate::vault::keys::rotation::{RekeyPlan, RekeyReport};
+use crate::vault::keys::slots::{self, Credential, Opened};
 use crate::vault::path::KeyPath;
-use crate::vault::rekey;
-use crate::vault::salt::{MIN_SALT_BYTES, Salt};
-use crate::vault::slots::{self, Credential, Opened};
-use crate::vault::splice::{self, SetEdit};
-use crate::vault::tree::Tree;
-use crate::vault::unlocked::{RekeyPlan, RekeyReport, UnlockedVault, now};
-use crate::vault::value::{self, Plain};
-
-/// File name of the vault.
-pub const VAULT_FILE: &str = "vault.yml";
-/// File name of the salt.
-pub const SALT_FILE: &str = "vault.salt";
-/// The next salt, staged by `rekey --new-salt` (see docs/format.md).
-pub const SALT_NEXT_FILE: &str = "vault.salt.next";
-/// File name of the audit log (in the vault directory unless configured).
-pub const AUDIT_FILE: &str = "audit.log";
-
-/// How often a reader re-reads when `vault.salt` and `vault.yml` do not
-/// match (a writer may be replacing both), and how long it waits between.
-const CONSISTENT_READ_ATTEMPTS: u32 = 20;
-const CONSISTENT_READ_PAUSE: Duration = Duration::from_millis(10);
+use crate::vault::plaintext::plain_tree;
+use crate::vault::salt::Salt;
+use crate::vault::stream::rekey;
+use crate::vault::stream::splice::{self, SetEdit};
+use crate::vault::unlocked::{UnlockedVault, now};
+use crate::vault::value::Plain;
 
 /// What `init` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,16 +63,6 @@ pub struct RekeyOptions {
     pub keep: Option<u32>,
 }
 
-/// Test-only crash points (debug builds only): `RUNVAULT_FAILPOINT=NAME`
-/// makes the process abort at that step, as a power cut would.
-fn failpoint(name: &str) {
-    if cfg!(debug_assertions)
-        && std::env::var("RUNVAULT_FAILPOINT").is_ok_and(|wanted| wanted == name)
-    {
-        std::process::abort();
-    }
-}
-
 /// Called after every committed change with the changed vault (still
 /// unlocked), its salt and the committed generation: how plaintext views
 /// are refreshed with the data key the command already holds.
@@ -107,30 +84,34 @@ impl std::fmt::Debug for AfterCommit {
     }
 }
 
-/// Where a writer reports what does not stop its commit but must not go
-/// unnoticed (the high-water mark not read or not recorded).
-pub type Warn = dyn Fn(&str);
-
-/// A vault directory.
+/// A vault directory, for writers: the read-only directory
+/// ([`ReadOnlyDir`], whose methods it has through `Deref`) with the
+/// writers' lock, the commit protocol and the after-commit hook. The only
+/// type in the crate that writes the vault.
 #[derive(Clone)]
 pub struct VaultDir {
-    dir: PathBuf,
+    read: ReadOnlyDir,
     lock_wait: Duration,
-    audit_log: PathBuf,
     after_commit: Option<AfterCommit>,
-    marks: Marks,
-    warn: Option<std::rc::Rc<Warn>>,
 }
 
 impl std::fmt::Debug for VaultDir {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultDir")
-            .field("dir", &self.dir)
+            .field("read", &self.read)
             .field("lock_wait", &self.lock_wait)
-            .field("audit_log", &self.audit_log)
             .field("after_commit", &self.after_commit)
-            .field("marks", &self.marks)
             .finish_non_exhaustive()
+    }
+}
+
+/// A writer can do everything a reader can: `&VaultDir` is taken where a
+/// `&ReadOnlyDir` is asked for.
+impl std::ops::Deref for VaultDir {
+    type Target = ReadOnlyDir;
+
+    fn deref(&self) -> &ReadOnlyDir {
+        &self.read
     }
 }
 
@@ -147,75 +128,37 @@ impl VaultDir {
     /// The vault in `dir`; writers wait up to `lock_wait` for the lock.
     pub fn new(dir: &Path, lock_wait: Duration) -> VaultDir {
         VaultDir {
-            dir: dir.to_path_buf(),
+            read: ReadOnlyDir::new(dir),
             lock_wait,
-            audit_log: dir.join(AUDIT_FILE),
             after_commit: None,
-            marks: Marks::new(Path::new(crate::core::layout::DEFAULT_STATE_DIR)),
-            warn: None,
         }
     }
 
     /// The same vault with its high-water marks kept in `state_dir`
     /// instead of `/var/lib/runvault`.
     pub fn with_state_dir(mut self, state_dir: &Path) -> VaultDir {
-        self.marks = Marks::new(state_dir);
+        self.read = self.read.with_state_dir(state_dir);
         self
     }
 
     /// The same vault, reporting through `warn` what a writer cannot do
     /// but commits anyway (without it, only a diagnostic is logged).
     pub fn with_warnings(mut self, warn: std::rc::Rc<Warn>) -> VaultDir {
-        self.warn = Some(warn);
+        self.read = self.read.with_warnings(warn);
         self
     }
 
-    /// The high-water marks of this host.
-    pub fn marks(&self) -> &Marks {
-        &self.marks
-    }
-
-    /// The audit log's path.
-    pub fn audit_log(&self) -> &Path {
-        &self.audit_log
-    }
-
-    fn warn(&self, message: &str) {
-        tracing::warn!("{message}");
-        if let Some(warn) = &self.warn {
-            warn(message);
-        }
-    }
-
-    /// Refuses to build on a vault older than the generation this host
-    /// committed last (a whole older file put back). A mark that cannot be
-    /// read (a state directory the caller may not read) is reported and
-    /// the change goes on unchecked; a mark that is not one is an error.
-    fn check_mark(&self, vault_id: &[u8; 16], generation: u64) -> Result<(), VaultError> {
-        match self.marks.read(vault_id, &self.dir) {
-            Ok(Some(mark)) if mark.generation > generation => Err(VaultError::RolledBack {
-                path: self.vault_path(),
-                generation,
-                mark: mark.generation,
-                mark_path: self.marks.path(vault_id, &self.dir),
-            }),
-            Ok(_) => Ok(()),
-            Err(VaultError::Fs(err)) => {
-                self.warn(&format!(
-                    "the rollback high-water mark cannot be read: {err}; this change is not checked \
-                     against a rollback (give a readable --state-dir)"
-                ));
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
+    /// The same vault with the audit log at `path` instead of `DIR/audit.log`.
+    pub fn with_audit_log(mut self, path: &Path) -> VaultDir {
+        self.read = self.read.with_audit_log(path);
+        self
     }
 
     /// Raises the high-water mark to a generation whose commit is durable.
     /// A mark that cannot be written leaves the commit as it is (it is
     /// safe) and is reported: rollback goes unnoticed until it is written.
     fn raise_mark(&self, vault_id: &[u8; 16], generation: u64) {
-        if let Err(err) = self.marks.record(vault_id, &self.dir, generation) {
+        if let Err(err) = self.marks().record(vault_id, self.dir(), generation) {
             self.warn(&format!(
                 "the change is committed, but the rollback high-water mark was not recorded: {err}; \
                  a rollback of this vault is not detected until a change records it \
@@ -237,14 +180,14 @@ impl VaultDir {
         let (unlocked, _) = self.open(credential)?;
         let count = unlocked.verify_all()?;
         let header = unlocked.header();
-        let previous = self
-            .marks
-            .read(&header.vault_id, &self.dir)
-            .or_else(|err| match err {
-                // An unreadable mark is exactly what this command replaces.
-                VaultError::BadMark { .. } => Ok(None),
-                err => Err(err),
-            })?;
+        let previous =
+            self.marks()
+                .read(&header.vault_id, self.dir())
+                .or_else(|err| match err {
+                    // An unreadable mark is exactly what this command replaces.
+                    VaultError::BadMark { .. } => Ok(None),
+                    err => Err(err),
+                })?;
         let generation = header.generation;
         let record = AuditRecord {
             changes: Vec::new(),
@@ -257,44 +200,15 @@ impl VaultDir {
         };
         let before = previous.as_ref().map_or(generation, |m| m.generation);
         audit::append(
-            &self.audit_log,
+            self.audit_log(),
             "verify --accept-rollback",
             "accept-rollback",
             (before, generation),
             &record,
         )?;
-        self.marks.record(&header.vault_id, &self.dir, generation)?;
+        self.marks()
+            .record(&header.vault_id, self.dir(), generation)?;
         Ok((unlocked, count, previous.map(|m| m.generation)))
-    }
-
-    /// `verify`'s rollback check of an opened vault: `Err` if it is older
-    /// than its mark; otherwise the mark (if this host recorded one).
-    /// A mark that cannot be read (a state directory the caller may not
-    /// read) is reported as a warning, as writers do, and not checked.
-    pub fn check_rollback(&self, header: &Header) -> Result<Option<u64>, VaultError> {
-        match self.marks.read(&header.vault_id, &self.dir) {
-            Ok(Some(mark)) if mark.generation > header.generation => Err(VaultError::RolledBack {
-                path: self.vault_path(),
-                generation: header.generation,
-                mark: mark.generation,
-                mark_path: self.marks.path(&header.vault_id, &self.dir),
-            }),
-            Ok(mark) => Ok(mark.map(|m| m.generation)),
-            Err(VaultError::Fs(err)) => {
-                self.warn(&format!(
-                    "the rollback high-water mark cannot be read: {err}; the vault was not checked \
-                     against a rollback (give a readable --state-dir)"
-                ));
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// The same vault with the audit log at `path` instead of `DIR/audit.log`.
-    pub fn with_audit_log(mut self, path: &Path) -> VaultDir {
-        self.audit_log = path.to_path_buf();
-        self
     }
 
     /// The same vault, calling `hook` after every committed change.
@@ -315,152 +229,6 @@ impl VaultDir {
         }
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// `DIR/vault.yml`.
-    pub fn vault_path(&self) -> PathBuf {
-        self.dir.join(VAULT_FILE)
-    }
-
-    /// `DIR/vault.salt`.
-    pub fn salt_path(&self) -> PathBuf {
-        self.dir.join(SALT_FILE)
-    }
-
-    /// `DIR/vault.salt.next`.
-    pub fn salt_next_path(&self) -> PathBuf {
-        self.dir.join(SALT_NEXT_FILE)
-    }
-
-    /// Reads a consistent (`vault.yml`, `vault.salt`) pair without locking or
-    /// writing anything. A pair whose salt id does not match is re-read, since
-    /// a writer may be between its two renames.
-    pub fn load(&self) -> Result<(EncryptedVault, Salt), VaultError> {
-        let vault_path = self.vault_path();
-        let loaded = self.load_with(|bytes| {
-            let vault = parse_vault(&bytes, &vault_path)?;
-            let salt_id = vault.header.salt_id;
-            Ok(Some((vault, salt_id)))
-        })?;
-        Ok(loaded.expect("the parser above always understands"))
-    }
-
-    /// [`VaultDir::load`] with another parser: `parse` turns the bytes of
-    /// `vault.yml` into a `T` and the salt id its header names, or `None` if
-    /// it does not understand them (then `Ok(None)` is returned at once).
-    pub fn load_with<T>(
-        &self,
-        parse: impl Fn(Vec<u8>) -> Result<Option<(T, [u8; 16])>, VaultError>,
-    ) -> Result<Option<(T, Salt)>, VaultError> {
-        let (vault_path, salt_path) = (self.vault_path(), self.salt_path());
-        for attempt in 0..CONSISTENT_READ_ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(CONSISTENT_READ_PAUSE);
-            }
-            let Some(bytes) = fs::read_optional(&vault_path, Limit::VAULT_FILE)? else {
-                return Err(VaultError::NoVault {
-                    dir: self.dir.clone(),
-                });
-            };
-            let parsed = match parse(bytes) {
-                Err(VaultError::Plaintext { path }) => return Err(self.plaintext_error(path)),
-                parsed => parsed?,
-            };
-            let Some((parsed, salt_id)) = parsed else {
-                return Ok(None);
-            };
-            // A rekey with a new salt may be between its renames: the
-            // staged next salt is the one that matches then.
-            for candidate in [&salt_path, &self.salt_next_path()] {
-                if let Some(salt) =
-                    fs::read_optional(candidate, Limit::SALT_FILE)?.map(Salt::from_file_bytes)
-                    && salt.id() == salt_id
-                {
-                    // Argon2id needs 8 bytes: a shorter salt that matches
-                    // the header was planted with a header to match it.
-                    if salt.as_bytes().len() < MIN_SALT_BYTES {
-                        return Err(VaultError::ShortSalt {
-                            path: candidate.clone(),
-                            len: salt.as_bytes().len(),
-                        });
-                    }
-                    return Ok(Some((parsed, salt)));
-                }
-            }
-        }
-        match fs::read_optional(&salt_path, Limit::SALT_FILE)? {
-            None => Err(VaultError::SaltMissing { path: salt_path }),
-            Some(_) => Err(VaultError::SaltMismatch { path: salt_path }),
-        }
-    }
-
-    /// The error for a plaintext `vault.yml`: adopt it, unless the directory
-    /// shows that an encrypted vault was here (then it may be planted).
-    /// Only on this error path does a reader look at more than the vault
-    /// and the salt.
-    fn plaintext_error(&self, path: PathBuf) -> VaultError {
-        let evidence = self.prior_vault_evidence();
-        if evidence.is_empty() {
-            VaultError::Plaintext { path }
-        } else {
-            VaultError::Replaced {
-                path,
-                dir: self.dir.clone(),
-                evidence: evidence.join(", "),
-            }
-        }
-    }
-
-    /// What shows that an encrypted vault existed in this directory, for a
-    /// plaintext `vault.yml` found there: a strong `vault.salt` (only
-    /// runvault writes one; the hand-made salt is weak), committed changes
-    /// in the audit log, a high-water mark naming this directory. Empty
-    /// for a hand-made vault that was never adopted.
-    pub fn prior_vault_evidence(&self) -> Vec<String> {
-        let mut evidence = Vec::new();
-        if let Ok(Some(bytes)) = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)
-            && !Salt::from_file_bytes(bytes).is_weak()
-        {
-            evidence.push(format!("a strong salt in `{}`", self.salt_path().display()));
-        }
-        let committed = audit::committed_changes(&self.audit_log);
-        if committed > 0 {
-            evidence.push(format!(
-                "{committed} committed change(s) in `{}`",
-                self.audit_log.display()
-            ));
-        }
-        for mark in self.marks.naming(&self.dir) {
-            evidence.push(format!("the high-water mark `{}`", mark.display()));
-        }
-        evidence
-    }
-
-    /// Opens the vault with a credential (no lock, no write).
-    pub fn open(&self, credential: &Credential) -> Result<(UnlockedVault, Salt), VaultError> {
-        self.open_reusing(credential, None)
-    }
-
-    /// [`VaultDir::open`], reusing a slot already opened for `header` if the
-    /// file still has exactly that header (no second KDF run).
-    pub fn open_reusing(
-        &self,
-        credential: &Credential,
-        opened: Option<(Header, Opened)>,
-    ) -> Result<(UnlockedVault, Salt), VaultError> {
-        let (vault, salt) = self.load()?;
-        let unlocked = match opened {
-            Some((header, opened)) if header == vault.header => {
-                UnlockedVault::from_opened(vault, opened, &self.vault_path())?
-            }
-            _ => UnlockedVault::unlock(vault, &salt, credential, &self.vault_path())?,
-        };
-        Ok((unlocked, salt))
-    }
-
     /// A read-modify-write under the writers' lock: opens and verifies the
     /// vault, runs `change` (which describes itself in the audit record),
     /// appends the audit line, and commits the result atomically. If
@@ -479,7 +247,7 @@ impl VaultDir {
     /// Sets the value at `path` (only if its current version is
     /// `if_version`, when given) and returns its new version: a
     /// [`VaultDir::modify`] that splices the new file from the old one in
-    /// one pass ([`splice`]) when the file is canonical and no view needs
+    /// one pass (`stream::splice`) when the file is canonical and no view needs
     /// the opened vault, and otherwise changes the tree, with the slot the
     /// first attempt opened (one KDF run either way).
     pub fn set(
@@ -534,7 +302,7 @@ impl VaultDir {
     fn require_vault(&self) -> Result<(), VaultError> {
         if !self.vault_path().exists() && !self.salt_path().exists() {
             return Err(VaultError::NoVault {
-                dir: self.dir.clone(),
+                dir: self.dir().to_path_buf(),
             });
         }
         Ok(())
@@ -691,34 +459,51 @@ impl VaultDir {
         }
     }
 
-    /// Checks the high-water mark, appends the audit line, then runs
+    /// The frame of every commit: checks the high-water mark, runs
+    /// `write` (which writes the audit line and the files), and once the
+    /// change is durable raises the mark.
+    fn marked(
+        &self,
+        commit: &Commit<'_>,
+        write: impl FnOnce() -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        self.check_mark(
+            &commit.vault_id,
+            commit.generations.0,
+            "this change is not checked",
+        )?;
+        write()?;
+        failpoint::abort_at("commit-before-mark");
+        self.raise_mark(&commit.vault_id, commit.generations.1);
+        Ok(())
+    }
+
+    /// Within [`VaultDir::marked`]: appends the audit line, then runs
     /// `write`; if it fails, a second line records that the change was
-    /// aborted; once it succeeded (durably), raises the mark.
+    /// aborted.
     fn audited_commit(
         &self,
         commit: &Commit<'_>,
         write: impl FnOnce(&VaultDir) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         let (command, generations) = (commit.command, commit.generations);
-        self.check_mark(&commit.vault_id, generations.0)?;
-        audit::append(
-            &self.audit_log,
-            command,
-            "commit",
-            generations,
-            commit.record,
-        )?;
-        write(self).inspect_err(|_| self.audit_aborted(command, generations))?;
-        failpoint("commit-before-mark");
-        self.raise_mark(&commit.vault_id, generations.1);
-        Ok(())
+        self.marked(commit, || {
+            audit::append(
+                self.audit_log(),
+                command,
+                "commit",
+                generations,
+                commit.record,
+            )?;
+            write(self).inspect_err(|_| self.audit_aborted(command, generations))
+        })
     }
 
     /// Appends the `aborted` line of a commit that failed after its line
     /// was written (best effort: the commit's error is what is reported).
     fn audit_aborted(&self, command: &str, generations: (u64, u64)) {
         let _ = audit::append(
-            &self.audit_log,
+            self.audit_log(),
             command,
             "aborted",
             generations,
@@ -734,23 +519,8 @@ impl VaultDir {
     /// (init's new salt, which the new vault needs, and its new directory's
     /// entry). If the audit line or `first` fails, nothing is renamed; if
     /// anything fails after the line was written, an `aborted` line follows.
-    /// Before anything, the vault is checked against its high-water mark;
-    /// after the durable rename, the mark is raised.
+    /// All within [`VaultDir::marked`].
     fn audited_write(
-        &self,
-        commit: &Commit<'_>,
-        bytes: &[u8],
-        mode: WriteMode,
-        first: Option<&(dyn Fn() -> Result<(), FsError> + Sync)>,
-    ) -> Result<(), VaultError> {
-        self.check_mark(&commit.vault_id, commit.generations.0)?;
-        self.write_with_audit_line(commit, bytes, mode, first)?;
-        failpoint("commit-before-mark");
-        self.raise_mark(&commit.vault_id, commit.generations.1);
-        Ok(())
-    }
-
-    fn write_with_audit_line(
         &self,
         commit: &Commit<'_>,
         bytes: &[u8],
@@ -759,8 +529,8 @@ impl VaultDir {
     ) -> Result<(), VaultError> {
         let (command, generations, record) = (commit.command, commit.generations, commit.record);
         let vault_path = self.vault_path();
-        std::thread::scope(|scope| {
-            let log = &self.audit_log;
+        self.marked(commit, || std::thread::scope(|scope| {
+            let log = self.audit_log();
             let line = move || audit::append(log, command, "commit", generations, record);
             let mut audit = Some(scope.spawn(line));
             let mut first = first.map(|first| scope.spawn(first));
@@ -770,9 +540,7 @@ impl VaultDir {
                     handle.join().expect("the first write does not panic")?;
                 }
                 let handle = audit.take().expect("asked once, before the rename");
-                handle
-                    .join()
-                    .expect("appending the audit line does not panic")
+                line_written(handle)
                     .inspect_err(|_| audit_failed = true)
                     .map(|()| true)
             });
@@ -785,16 +553,14 @@ impl VaultDir {
                 // The file failed before the line was awaited: a failed line
                 // is the error to report, as if it had been written first.
                 (Err(err), Some(handle)) => {
-                    handle
-                        .join()
-                        .expect("appending the audit line does not panic")?;
+                    line_written(handle)?;
                     err
                 }
                 (Err(err), None) => err,
             };
             self.audit_aborted(command, generations);
             Err(failure.into())
-        })
+        }))
     }
 
     /// The two-file commit of a rekey with a new salt. At every instant the
@@ -812,16 +578,16 @@ impl VaultDir {
         salt: &Salt,
     ) -> Result<(), VaultError> {
         fs::write_atomic(&self.salt_next_path(), salt.as_bytes(), WriteMode::PRIVATE)?;
-        failpoint("rekey-after-salt-next");
+        failpoint::abort_at("rekey-after-salt-next");
         self.commit(bytes, generation, WriteMode::PRIVATE)?;
-        failpoint("rekey-after-vault");
+        failpoint::abort_at("rekey-after-vault");
         self.promote_next_salt()
     }
 
     fn promote_next_salt(&self) -> Result<(), VaultError> {
         let (next, salt) = (self.salt_next_path(), self.salt_path());
         std::fs::rename(&next, &salt).map_err(FsError::io("rename over", &salt))?;
-        fs::sync_dir(&self.dir)?;
+        fs::sync_dir(self.dir())?;
         Ok(())
     }
 
@@ -845,7 +611,7 @@ impl VaultDir {
             Some(id) if Some(id) == current_salt_id => {
                 let path = self.salt_next_path();
                 std::fs::remove_file(&path).map_err(FsError::io("remove", &path))?;
-                fs::sync_dir(&self.dir)?;
+                fs::sync_dir(self.dir())?;
                 Ok(())
             }
             // vault.yml unreadable or matching neither salt: touch nothing,
@@ -861,7 +627,7 @@ impl VaultDir {
     }
 
     fn lock(&self) -> Result<WriteLock, VaultError> {
-        let lock = WriteLock::acquire(&self.dir, self.lock_wait)?;
+        let lock = WriteLock::acquire(self.dir(), self.lock_wait)?;
         let targets = [self.vault_path(), self.salt_path(), self.salt_next_path()];
         fs::remove_stray_temps(&targets.each_ref().map(PathBuf::as_path))?;
         self.finish_interrupted_rekey()?;
@@ -874,20 +640,10 @@ impl VaultDir {
         Ok(())
     }
 
-    /// Whether `vault.yml` is already an encrypted vault (no lock taken).
-    pub fn is_encrypted(&self) -> Result<bool, VaultError> {
-        Ok(
-            match fs::read_optional(&self.vault_path(), Limit::VAULT_FILE)? {
-                Some(bytes) => matches!(format::classify(&bytes), Ok(VaultFile::Encrypted(_))),
-                None => false,
-            },
-        )
-    }
-
     /// Creates the vault, or adopts a plaintext `vault.yml` in place.
     /// `credentials` is asked for only once it is known a vault will be made.
     /// A plaintext `vault.yml` in a directory that shows an encrypted vault
-    /// was there ([`VaultDir::prior_vault_evidence`]) is refused, before
+    /// was there ([`ReadOnlyDir::prior_vault_evidence`]) is refused, before
     /// anything is asked or written, unless `force`.
     pub fn init(
         &self,
@@ -906,7 +662,7 @@ impl VaultDir {
                 if !force {
                     return Err(VaultError::Replaced {
                         path: self.vault_path(),
-                        dir: self.dir.clone(),
+                        dir: self.dir().to_path_buf(),
                         evidence,
                     });
                 }
@@ -915,7 +671,7 @@ impl VaultDir {
         }
         let credentials = credentials()?;
         // The new directory's entry is synced beside the other writes below.
-        let new_dir_parent = fs::create_dir_unsynced(&self.dir, 0o700)?;
+        let new_dir_parent = fs::create_dir_unsynced(self.dir(), 0o700)?;
         let _lock = self.lock()?;
         let vault_path = self.vault_path();
         // Re-read under the lock: another init may have finished meanwhile.
@@ -967,7 +723,6 @@ impl VaultDir {
         // A hand-made file may be world-readable; the encrypted one keeps at most group read.
         let mode = WriteMode {
             new_file_mode: 0o600,
-            refuse_open_target: false,
             keep_mode_mask: 0o640,
         };
         let old_salt = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?;
@@ -1027,6 +782,13 @@ impl VaultDir {
     }
 }
 
+/// The audit line's result, once the thread appending it is done.
+fn line_written<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .expect("appending the audit line does not panic")
+}
+
 /// A rekeyed vault to commit.
 struct RekeyCommit<'c> {
     vault_id: [u8; 16],
@@ -1034,43 +796,6 @@ struct RekeyCommit<'c> {
     generations: (u64, u64),
     report: &'c RekeyReport,
     new_salt: Option<&'c Salt>,
-}
-
-/// Parses `vault.yml` bytes into an encrypted vault, with the error a user
-/// needs: plaintext (adopt it), newer format (upgrade) or corrupt (exit 5).
-pub fn parse_vault(bytes: &[u8], vault_path: &Path) -> Result<EncryptedVault, VaultError> {
-    match EncryptedVault::parse(bytes) {
-        Ok((vault, reader)) => {
-            tracing::debug!(path = %vault_path.display(), ?reader, generation = vault.header.generation, "parsed the vault");
-            Ok(vault)
-        }
-        Err(FormatError::NotAVault) => Err(VaultError::Plaintext {
-            path: vault_path.to_path_buf(),
-        }),
-        Err(source @ FormatError::UnsupportedVersion { .. }) => Err(VaultError::Unsupported {
-            path: vault_path.to_path_buf(),
-            source,
-        }),
-        Err(source) => Err(VaultError::Corrupt {
-            path: vault_path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Converts plaintext YAML to values, refusing what looks like encrypted
-/// runvault values (storing ciphertext as a value would hide the mistake).
-pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
-    if format::contains_sealed_value(&doc) {
-        return Err(crate::vault::plaintext::sealed_values(file));
-    }
-    let plain = |source| VaultError::Plain {
-        file: file.to_path_buf(),
-        source,
-    };
-    let tree = value::tree_from_yaml(doc).map_err(plain)?;
-    value::check_value_sizes(&tree).map_err(plain)?;
-    Ok(tree)
 }
 
 /// Opens the plaintext file so it can be overwritten once it is unlinked.
@@ -1095,4 +820,144 @@ fn wipe_unlinked(mut old: std::fs::File, path: &Path) -> Result<bool, VaultError
         .and_then(|()| old.sync_all())
         .map_err(FsError::io("wipe the old plaintext of", path))?;
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretBytes;
+    use crate::vault::crypto::KdfParams;
+    use crate::vault::format::DEFAULT_KEEP;
+
+    fn passphrase() -> Credential {
+        let cheap = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
+    }
+
+    /// A new vault in `TMP/secrets`, its high-water marks in `TMP/state`.
+    fn new_vault() -> (tempfile::TempDir, VaultDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VaultDir::new(&tmp.path().join("secrets"), Duration::from_secs(5))
+            .with_state_dir(&tmp.path().join("state"));
+        let outcome = store.init(DEFAULT_KEEP, false, || Ok(vec![passphrase()]));
+        assert_eq!(outcome.unwrap(), InitOutcome::Created { new_salt: true });
+        (tmp, store)
+    }
+
+    fn set(store: &VaultDir, path: &str, value: &str) -> Result<u32, VaultError> {
+        let value = Plain::text(value.as_bytes().to_vec());
+        store.set(&passphrase(), &KeyPath::parse(path).unwrap(), &value, None)
+    }
+
+    fn read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).unwrap()
+    }
+
+    fn mark(store: &VaultDir) -> Option<u64> {
+        let (vault, _) = store.load().unwrap();
+        let mark = store.marks().read(&vault.header.vault_id, store.dir());
+        mark.unwrap().map(|mark| mark.generation)
+    }
+
+    #[test]
+    fn a_commit_appends_one_commit_line_and_raises_the_mark() {
+        let (_tmp, store) = new_vault();
+        assert_eq!(mark(&store), Some(1));
+        assert_eq!(audit::committed_changes(store.audit_log()), 1);
+        assert_eq!(set(&store, "A.B", "one").unwrap(), 1);
+        assert_eq!(set(&store, "A.B", "two").unwrap(), 2);
+        let (vault, _) = store.load().unwrap();
+        assert_eq!(vault.header.generation, 3);
+        assert_eq!(mark(&store), Some(3));
+        assert_eq!(audit::committed_changes(store.audit_log()), 3);
+    }
+
+    #[test]
+    fn a_commit_on_a_vault_older_than_its_mark_is_refused_and_writes_nothing() {
+        let (_tmp, store) = new_vault();
+        let old = read(&store.vault_path());
+        set(&store, "A", "one").unwrap();
+        std::fs::write(store.vault_path(), &old).unwrap();
+        let log = read(store.audit_log());
+        let err = set(&store, "A", "two").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VaultError::RolledBack {
+                    generation: 1,
+                    mark: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(read(&store.vault_path()), old);
+        assert_eq!(read(store.audit_log()), log);
+        assert_eq!(mark(&store), Some(2));
+    }
+
+    #[test]
+    fn an_audit_line_that_cannot_be_written_leaves_the_vault_and_the_mark() {
+        let (tmp, store) = new_vault();
+        let before = read(&store.vault_path());
+        let store = store.with_audit_log(&tmp.path().join("missing").join("audit.log"));
+        assert!(matches!(set(&store, "A", "one"), Err(VaultError::Fs(_))));
+        assert_eq!(read(&store.vault_path()), before);
+        assert_eq!(mark(&store), Some(1));
+    }
+
+    #[test]
+    fn a_rekey_interrupted_after_the_vault_is_finished_by_the_next_writer() {
+        let (_tmp, store) = new_vault();
+        set(&store, "A", "one").unwrap();
+        let old_salt = read(&store.salt_path());
+        let options = RekeyOptions {
+            new_salt: true,
+            ..RekeyOptions::default()
+        };
+        store.rekey(&[passphrase()], options, &NoProgress).unwrap();
+        let new_salt = read(&store.salt_path());
+        assert_ne!(new_salt, old_salt);
+        // As if stopped between renames 2 and 3 of `commit_with_new_salt`.
+        std::fs::write(store.salt_next_path(), &new_salt).unwrap();
+        std::fs::write(store.salt_path(), &old_salt).unwrap();
+        // A reader matches the vault with the staged salt meanwhile.
+        assert_eq!(store.load().unwrap().1.as_bytes(), new_salt.as_slice());
+        drop(store.lock_writers().unwrap());
+        assert_eq!(read(&store.salt_path()), new_salt);
+        assert!(!store.salt_next_path().exists());
+    }
+
+    #[test]
+    fn a_rekey_interrupted_before_the_vault_is_undone_by_the_next_writer() {
+        let (_tmp, store) = new_vault();
+        let salt = read(&store.salt_path());
+        std::fs::write(store.salt_next_path(), Salt::generate().as_bytes()).unwrap();
+        drop(store.lock_writers().unwrap());
+        assert!(!store.salt_next_path().exists());
+        assert_eq!(read(&store.salt_path()), salt);
+    }
+
+    #[test]
+    fn a_staged_salt_beside_an_unreadable_vault_is_left_alone() {
+        let (_tmp, store) = new_vault();
+        let staged = Salt::generate();
+        std::fs::write(store.salt_next_path(), staged.as_bytes()).unwrap();
+        std::fs::write(store.vault_path(), b"not: [a vault\n").unwrap();
+        drop(store.lock_writers().unwrap());
+        assert_eq!(read(&store.salt_next_path()), staged.as_bytes());
+    }
+
+    #[test]
+    fn taking_the_lock_removes_the_temp_files_of_a_killed_writer() {
+        let (_tmp, store) = new_vault();
+        let stray = store.dir().join(".vault.yml.x1234.rvtmp");
+        std::fs::write(&stray, b"half a vault").unwrap();
+        drop(store.lock_writers().unwrap());
+        assert!(!stray.exists());
+    }
 }

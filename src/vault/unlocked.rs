@@ -14,17 +14,19 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::progress::Progress;
-use crate::core::secret::{Key32, SecretBytes, constant_time_eq};
+use crate::core::secret::{Key32, constant_time_eq};
 use crate::vault::audit::AuditChange;
-use crate::vault::crypto::{KdfOverride, KeyedMac, Subkeys, ValueCipher, random_bytes};
+use crate::vault::crypto::{KeyedMac, Subkeys, ValueCipher, random_bytes};
 use crate::vault::error::VaultError;
-use crate::vault::format::{
-    DEFAULT_KEEP, EncryptedVault, Header, History, Sealed, SealedParts, SlotKind, compute_mac,
+use crate::vault::format::{EncryptedVault, Header, History, Sealed, SlotKind, compute_mac};
+use crate::vault::keys::rotation::{self, RekeyPlan, RekeyReport};
+use crate::vault::keys::seal::{
+    open_audit_key, open_sealed, seal_at, seal_audit_key, value_hmac, value_hmac_bytes,
 };
+use crate::vault::keys::slots::{self, Credential};
+use crate::vault::keys::versions::{keep_replaced, next_version, prune, retire_value};
 use crate::vault::path::{KeyPath, Segment};
-use crate::vault::rekey;
 use crate::vault::salt::Salt;
-use crate::vault::slots::{self, Credential};
 use crate::vault::tree::Tree;
 use crate::vault::value::Plain;
 
@@ -48,36 +50,6 @@ pub struct VersionInfo {
     pub deleted: bool,
     /// Whether this is the path's current value.
     pub current: bool,
-}
-
-/// What `rekey` is asked to do.
-pub struct RekeyPlan<'a> {
-    /// Every secret the admin gave; each slot must be opened by one of them.
-    pub credentials: &'a [Credential],
-    /// A new salt (`--new-salt`): every kept slot is re-derived with it.
-    pub new_salt: Option<&'a Salt>,
-    /// New Argon2id parameters for the passphrase slots (unset ones stay
-    /// as each slot has them).
-    pub kdf: KdfOverride,
-    /// Remove the slots no given secret opens instead of refusing.
-    pub drop_others: bool,
-    /// A new number of versions to keep.
-    pub keep: Option<u32>,
-    /// Which of `credentials` opened the vault (its slot's key is reused).
-    pub unlocked_by: Option<usize>,
-    /// Told of each value and stored version re-encrypted.
-    pub progress: &'a dyn Progress,
-}
-
-/// What `rekey` did to the slots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RekeyReport {
-    /// Slots re-wrapped under the new data key.
-    pub kept: Vec<u32>,
-    /// Slots removed because no given secret opened them.
-    pub dropped: Vec<u32>,
-    /// Values and stored versions re-encrypted.
-    pub reencrypted: usize,
 }
 
 impl UnlockedVault {
@@ -202,10 +174,7 @@ impl UnlockedVault {
         let base_len = prefix.segments().len();
         let decrypted = subtree.try_map(&mut |relative, sealed| {
             full_path.truncate(base_len);
-            relative
-                .segments()
-                .iter()
-                .for_each(|s| full_path.push(s.clone()));
+            full_path.append(relative);
             self.open_value(&full_path, sealed)
         })?;
         let mut root = Tree::empty_map();
@@ -469,12 +438,7 @@ impl UnlockedVault {
             .expect("an ancestor of a node");
         let mut removed_leaves = Vec::new();
         node.for_each_leaf(&mut |relative, sealed| {
-            let mut full = target.clone();
-            relative
-                .segments()
-                .iter()
-                .for_each(|s| full.push(s.clone()));
-            removed_leaves.push((full, sealed.clone()));
+            removed_leaves.push((target.join(relative), sealed.clone()));
         });
         // Later items of a list shift down by one: their values are bound to
         // their index, so they are re-sealed under the new paths.
@@ -535,17 +499,11 @@ impl UnlockedVault {
                     return;
                 }
                 let mut old_path = parent.child(Segment::Index(offset));
-                relative
-                    .segments()
-                    .iter()
-                    .for_each(|s| old_path.push(s.clone()));
+                old_path.append(relative);
                 let mut new_segments = old_path.clone();
                 new_segments.truncate(depth);
                 new_segments.push(Segment::Index(offset - 1));
-                relative
-                    .segments()
-                    .iter()
-                    .for_each(|s| new_segments.push(s.clone()));
+                new_segments.append(relative);
                 let (version, time) = sealed.version_and_time().unwrap_or((1, 0));
                 match self.open_value(&old_path, sealed) {
                     Ok(value) => out.push(ShiftedLeaf {
@@ -657,7 +615,7 @@ impl UnlockedVault {
         old_salt: &Salt,
         plan: &RekeyPlan<'_>,
     ) -> Result<(UnlockedVault, RekeyReport), VaultError> {
-        let keys = rekey::new_keys(
+        let keys = rotation::new_keys(
             &self.vault.header,
             self.unlocked_with.as_ref().map(|(id, kek)| (*id, kek)),
             &self.subkeys.enc,
@@ -670,7 +628,7 @@ impl UnlockedVault {
             .sum();
         plan.progress
             .begin((self.vault.secrets.leaf_count() + stored) as u64);
-        let mut resealer = rekey::Resealer {
+        let mut resealer = rotation::Resealer {
             old: &self.subkeys.enc,
             new: &keys.subkeys.enc,
             vault_id: &self.vault.header.vault_id,
@@ -797,201 +755,6 @@ fn seal_with(subkeys: &Subkeys, mut vault: EncryptedVault) -> EncryptedVault {
     vault
 }
 
-/// Associated data of a value: binds it to the vault, its version, its
-/// time and its path.
-fn value_aad(vault_id: &[u8; 16], path: &KeyPath, version: u32, time: u64) -> Vec<u8> {
-    const DOMAIN: &[u8] = b"runvault/v1/value";
-    let mut aad = Vec::with_capacity(DOMAIN.len() + 16 + 4 + 8 + path.encoded_len());
-    aad.extend_from_slice(DOMAIN);
-    aad.extend_from_slice(vault_id);
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(&time.to_be_bytes());
-    path.encode(&mut aad);
-    aad
-}
-
-/// Seals `value` as version `version` of `path`, set at `time`, in the
-/// vault `vault_id` under the value key `enc` (a fresh random nonce).
-pub fn seal_at(
-    enc: &ValueCipher,
-    vault_id: &[u8; 16],
-    path: &KeyPath,
-    value: &Plain,
-    version: u32,
-    time: u64,
-) -> Sealed {
-    let blob = enc.seal_parts(
-        &value_aad(vault_id, path, version, time),
-        &value.tagged_parts(),
-    );
-    Sealed::new(version, time, &blob)
-}
-
-/// The highest version the path `key` ever had: the larger of its current
-/// version `current` (0 without a value) and its newest stored one.
-pub fn last_version(history: &History, key: &str, current: u32) -> u32 {
-    let stored = history
-        .get(key)
-        .and_then(|versions| versions.last())
-        .and_then(Sealed::version_and_time)
-        .map_or(0, |(version, _)| version);
-    stored.max(current)
-}
-
-/// Drops the oldest stored versions of the path `key` beyond `keep`, the
-/// current value counting towards it when `has_current`; a path left with
-/// no stored version leaves the history.
-pub fn prune(history: &mut History, key: &str, keep: u32, has_current: bool) {
-    let room = keep.max(1) as usize - usize::from(has_current);
-    if let Some(versions) = history.get_mut(key) {
-        let excess = versions.len().saturating_sub(room);
-        versions.drain(..excess);
-        if versions.is_empty() {
-            history.shift_remove(key);
-        }
-    }
-}
-
-/// The version a new value at `path` gets, whose current value is
-/// `previous`, and the path's text when the history is involved: a path
-/// with no value before, in a vault with no history (an import into a new
-/// vault), needs neither the text nor a look-up.
-fn next_version(
-    history: &History,
-    path: &KeyPath,
-    previous: Option<&Sealed>,
-) -> (u32, Option<String>) {
-    let current = previous
-        .and_then(Sealed::version_and_time)
-        .map_or(0, |(version, _)| version);
-    let key = (previous.is_some() || !history.is_empty()).then(|| path.to_string());
-    let version = key
-        .as_deref()
-        .map_or(current, |key| last_version(history, key, current))
-        .saturating_add(1);
-    (version, key)
-}
-
-/// Once a new value is in place at the path `key`: the value it replaced
-/// becomes a stored version, and the path keeps at most `keep` versions,
-/// the new one counting (a path set again after `rm` may already hold
-/// `keep`).
-fn keep_replaced(history: &mut History, keep: u32, key: Option<&str>, previous: Option<Sealed>) {
-    let Some(key) = key else { return };
-    if let Some(previous) = previous {
-        history.entry(key.to_string()).or_default().push(previous);
-    }
-    prune(history, key, keep, true);
-}
-
-/// The value `sealed` at the path `key` is removed: it becomes a stored
-/// version followed by a removal marker, one version after the newest the
-/// path had (`current` is its version now: a list item may have shifted
-/// into the index), and the path keeps at most `keep` versions.
-fn retire_value(
-    history: &mut History,
-    keep: u32,
-    key: &str,
-    sealed: &Sealed,
-    current: u32,
-    time: u64,
-) {
-    let has_current = current > 0;
-    history
-        .entry(key.to_string())
-        .or_default()
-        .push(sealed.clone());
-    prune(history, key, keep, has_current);
-    let version = last_version(history, key, current).saturating_add(1);
-    history
-        .entry(key.to_string())
-        .or_default()
-        .push(Sealed::tombstone(version, time));
-    prune(history, key, keep, has_current);
-}
-
-/// The audit HMAC of `value` at `path` under the audit key (see
-/// [`UnlockedVault::audit_hmac`]), in hex.
-pub fn value_hmac(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> String {
-    crate::vault::format::hex(&value_hmac_bytes(audit_key, path, value))
-}
-
-/// [`value_hmac`] as bytes (how audit entries keep it until written).
-pub fn value_hmac_bytes(audit_key: &KeyedMac, path: &KeyPath, value: &Plain) -> [u8; 32] {
-    let mut mac = audit_key.start();
-    let mut encoded = Vec::new();
-    path.encode(&mut encoded);
-    mac.bytes(b"runvault/v1/audit-value");
-    mac.bytes(&encoded);
-    // The tagged plaintext as one length-prefixed field.
-    let parts = value.tagged_parts();
-    mac.u64(parts.iter().map(|part| part.len() as u64).sum());
-    parts.iter().for_each(|part| mac.raw(part));
-    mac.finish()
-}
-
-/// Opens the sealed audit key of the vault `header` under the value key
-/// `enc`; a failure is reported as tampering in `vault_path`.
-pub fn open_audit_key(
-    enc: &ValueCipher,
-    header: &Header,
-    vault_path: &Path,
-) -> Result<Key32, VaultError> {
-    let corrupt = || VaultError::ValueTampered {
-        key: "runvault.audit_key".into(),
-        path: vault_path.to_path_buf(),
-    };
-    let parts = header.audit_key.parts().ok_or_else(corrupt)?;
-    let bytes = enc
-        .open(&audit_key_aad(&header.vault_id), &parts.blob)
-        .ok_or_else(corrupt)?;
-    let key: [u8; 32] = bytes.expose().try_into().map_err(|_| corrupt())?;
-    Ok(Key32::from_bytes(key))
-}
-
-/// Decrypts the value sealed at `path` in the vault `vault_id` under the
-/// value key `enc`; any mismatch (key, path, version, bytes) is reported as
-/// tampering with the value at `path` in `vault_path`.
-pub fn open_sealed(
-    enc: &ValueCipher,
-    vault_id: &[u8; 16],
-    path: &KeyPath,
-    sealed: &Sealed,
-    vault_path: &Path,
-) -> Result<Plain, VaultError> {
-    open_sealed_text(enc, vault_id, path, &sealed.0, vault_path)
-}
-
-/// [`open_sealed`] on the text of a sealed value as the file has it.
-pub fn open_sealed_text(
-    enc: &ValueCipher,
-    vault_id: &[u8; 16],
-    path: &KeyPath,
-    text: &str,
-    vault_path: &Path,
-) -> Result<Plain, VaultError> {
-    open_sealed_versioned(enc, vault_id, path, text, vault_path).map(|(plain, _, _)| plain)
-}
-
-/// [`open_sealed_text`], with the value's version and time.
-pub fn open_sealed_versioned(
-    enc: &ValueCipher,
-    vault_id: &[u8; 16],
-    path: &KeyPath,
-    text: &str,
-    vault_path: &Path,
-) -> Result<(Plain, u32, u64), VaultError> {
-    let tampered = || VaultError::ValueTampered {
-        key: path.to_string(),
-        path: vault_path.to_path_buf(),
-    };
-    let parts = SealedParts::parse(text).ok_or_else(tampered)?;
-    let aad = value_aad(vault_id, path, parts.version, parts.time);
-    let tagged = enc.open_owned(&aad, parts.blob).ok_or_else(tampered)?;
-    let plain = Plain::from_tagged(tagged).ok_or_else(tampered)?;
-    Ok((plain, parts.version, parts.time))
-}
-
 /// A merge of plaintext into the secrets tree ([`UnlockedVault::merge`]):
 /// walks both trees together, so each value costs one look-up in its
 /// mapping, not a walk from the root.
@@ -1106,10 +869,7 @@ impl Merger<'_> {
             item.for_each_leaf(&mut |relative, sealed| {
                 let mut path = at.clone();
                 path.push(Segment::Index(index));
-                relative
-                    .segments()
-                    .iter()
-                    .for_each(|segment| path.push(segment.clone()));
+                path.append(relative);
                 let key = path.to_string();
                 retire_value(self.history, self.keep, &key, sealed, 0, self.time);
             });
@@ -1126,21 +886,6 @@ struct ShiftedLeaf {
     time: u64,
 }
 
-fn audit_key_aad(vault_id: &[u8; 16]) -> Vec<u8> {
-    let mut aad = b"runvault/v1/audit-key".to_vec();
-    aad.extend_from_slice(vault_id);
-    aad
-}
-
-pub(crate) fn seal_audit_key(subkeys: &Subkeys, vault_id: &[u8; 16], audit_key: &Key32) -> Sealed {
-    let bytes = SecretBytes::new(audit_key.expose().to_vec());
-    Sealed::new(
-        0,
-        0,
-        &subkeys.enc.seal(&audit_key_aad(vault_id), bytes.expose()),
-    )
-}
-
 fn kind_conflict(at: &KeyPath, expected: &'static str, found: &'static str) -> VaultError {
     VaultError::Place(crate::vault::tree::PlaceError::KindMismatch {
         at: at.to_string(),
@@ -1155,11 +900,6 @@ pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The default number of versions kept, for callers that create vaults.
-pub const fn default_keep() -> u32 {
-    DEFAULT_KEEP
 }
 
 /// The usage error for a change that would put the file over the per-file
@@ -1179,6 +919,7 @@ mod tests {
     use crate::core::secret::SecretBytes;
     use crate::vault::canonical;
     use crate::vault::crypto::KdfParams;
+    use crate::vault::format::DEFAULT_KEEP;
     use crate::vault::format::{Reader, raw_from_general};
     use crate::vault::value::ScalarKind;
     use proptest::prelude::*;

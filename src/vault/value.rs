@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::Zeroize;
 
 use crate::core::secret::SecretBytes;
+use crate::vault::canonical::quote_json_string;
 use crate::vault::path::{KeyPath, Segment, validate_key};
 use crate::vault::tree::Tree;
 
@@ -170,31 +171,6 @@ impl Plain {
     fn text_unchecked(&self) -> &str {
         std::str::from_utf8(self.bytes.expose()).unwrap_or_default()
     }
-}
-
-/// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
-pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
-                }
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 /// Parses plaintext YAML (an import file or a hand-made vault).

@@ -6,11 +6,12 @@
 use std::path::Path;
 
 use crate::core::fs::{FsError, Limit, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::hex::{hex, unhex};
 use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::crypto::{self, KdfParams};
 use crate::vault::error::VaultError;
-use crate::vault::format::{Header, Slot, SlotKind, hex, unhex};
+use crate::vault::format::{Header, Slot, SlotKind};
 use crate::vault::salt::Salt;
 
 /// A secret that opens (or creates) a slot. No `Debug`.
