@@ -396,6 +396,93 @@ pub trait Visitor<'t> {
     fn end_list(&mut self, list: Self::List) -> Self::Node;
 }
 
+/// A [`Visitor`] that builds nothing, for the streaming passes (as
+/// ripgrep's `Sink`): the steps of the path, the scalars and the empty
+/// collections are required; the rest do nothing unless a pass needs them.
+/// Every such type is a `Visitor` with unit nodes.
+pub(crate) trait StreamVisitor<'t> {
+    /// As [`Visitor::SEALED_ONLY`].
+    const SEALED_ONLY: bool = false;
+    /// As [`Visitor::begin_map`].
+    fn begin_map(&mut self) -> Result<(), &'static str> {
+        Ok(())
+    }
+    /// As [`Visitor::begin_list`].
+    fn begin_list(&mut self) -> Result<(), &'static str> {
+        Ok(())
+    }
+    /// As [`Visitor::enter_key`].
+    #[allow(clippy::ptr_arg)]
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str>;
+    /// As [`Visitor::enter_item`].
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str>;
+    /// As [`Visitor::leave`].
+    fn leave(&mut self);
+    /// As [`Visitor::scalar`].
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str>;
+    /// As [`Visitor::empty_map`].
+    fn empty_map(&mut self) -> Result<(), &'static str>;
+    /// As [`Visitor::empty_list`].
+    fn empty_list(&mut self) -> Result<(), &'static str>;
+    /// As [`Visitor::end_map`].
+    fn end_map(&mut self) {}
+    /// As [`Visitor::end_list`].
+    fn end_list(&mut self) {}
+}
+
+impl<'t, V: StreamVisitor<'t>> Visitor<'t> for V {
+    type Node = ();
+    type Map = ();
+    type List = ();
+    const SEALED_ONLY: bool = V::SEALED_ONLY;
+
+    fn begin_map(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::begin_map(self)
+    }
+
+    fn begin_list(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::begin_list(self)
+    }
+
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str> {
+        StreamVisitor::enter_key(self, key)
+    }
+
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str> {
+        StreamVisitor::enter_item(self, index)
+    }
+
+    fn leave(&mut self) {
+        StreamVisitor::leave(self);
+    }
+
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
+        StreamVisitor::scalar(self, text)
+    }
+
+    fn empty_map(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::empty_map(self)
+    }
+
+    fn empty_list(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::empty_list(self)
+    }
+
+    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn end_map(&mut self, (): ()) {
+        StreamVisitor::end_map(self);
+    }
+
+    fn list_item(&mut self, (): &mut (), (): ()) {}
+
+    fn end_list(&mut self, (): ()) {
+        StreamVisitor::end_list(self);
+    }
+}
+
 /// Builds a tree whose leaves are made by `F` from each scalar (`Err`
 /// refuses the scalar). [`TreeBuilder::raw`] keeps the scalar strings.
 pub struct TreeBuilder<F>(pub F);

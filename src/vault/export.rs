@@ -30,7 +30,7 @@ use std::path::Path;
 
 use crate::core::secret::SecretBytes;
 use crate::vault::canonical::quote_json_string;
-use crate::vault::canonical::{self, Visitor};
+use crate::vault::canonical::{self, StreamVisitor};
 use crate::vault::crypto::{Subkeys, ValueCipher};
 use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
@@ -178,10 +178,7 @@ struct StreamedValues<'e, 'k> {
     failure: Option<VaultError>,
 }
 
-impl<'t> Visitor<'t> for StreamedValues<'_, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
+impl<'t> StreamVisitor<'t> for StreamedValues<'_, '_> {
     const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
@@ -229,17 +226,11 @@ impl<'t> Visitor<'t> for StreamedValues<'_, '_> {
         Ok(())
     }
 
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {
+    fn end_map(&mut self) {
         self.exporter.end_map();
     }
 
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {
+    fn end_list(&mut self) {
         self.exporter.end_list();
     }
 }
@@ -567,10 +558,7 @@ mod tests {
     use super::*;
 
     fn text(value: &str) -> Plain {
-        Plain {
-            kind: ScalarKind::Str,
-            bytes: SecretBytes::new(value.as_bytes().to_vec()),
-        }
+        Plain::text(value.as_bytes().to_vec())
     }
 
     fn sample() -> Tree<Plain> {

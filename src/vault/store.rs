@@ -825,18 +825,8 @@ fn wipe_unlinked(mut old: std::fs::File, path: &Path) -> Result<bool, VaultError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::secret::SecretBytes;
-    use crate::vault::crypto::KdfParams;
     use crate::vault::format::DEFAULT_KEEP;
-
-    fn passphrase() -> Credential {
-        let cheap = KdfParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        };
-        Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
-    }
+    use crate::vault::keys::slots::test_passphrase as passphrase;
 
     /// A new vault in `TMP/secrets`, its high-water marks in `TMP/state`.
     fn new_vault() -> (tempfile::TempDir, VaultDir) {

@@ -355,3 +355,14 @@ fn kind_key(kind: &SlotKind) -> Vec<u32> {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+/// A passphrase with the cheapest Argon2id parameters, for the unit
+/// tests of the modules that open vaults.
+#[cfg(test)]
+pub(crate) fn test_passphrase() -> Credential {
+    let cheap = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
+}

@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 
-use crate::vault::canonical::{self, Lines, Visitor};
+use crate::vault::canonical::{self, Lines, StreamVisitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
 use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
@@ -183,10 +183,7 @@ impl SecretsRewriter<'_> {
     }
 }
 
-impl<'t> Visitor<'t> for SecretsRewriter<'_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
+impl<'t> StreamVisitor<'t> for SecretsRewriter<'_> {
     const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
@@ -245,14 +242,4 @@ impl<'t> Visitor<'t> for SecretsRewriter<'_> {
         self.empty_here(b"[]", b'L');
         Ok(())
     }
-
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {}
-
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {}
 }

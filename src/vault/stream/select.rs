@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::vault::canonical::{Lines, Visitor};
+use crate::vault::canonical::{Lines, StreamVisitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
 use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
@@ -367,10 +367,7 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
     }
 }
 
-impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
+impl<'t> StreamVisitor<'t> for SecretsVisitor<'t, '_> {
     const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
@@ -429,14 +426,4 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
         self.empty_here("list", b'L');
         Ok(())
     }
-
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {}
-
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {}
 }

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use crate::vault::audit::AuditChange;
-use crate::vault::canonical::{self, Lines, Visitor};
+use crate::vault::canonical::{self, Lines, StreamVisitor};
 use crate::vault::crypto::{KeyedMac, MacWriter, Subkeys};
 use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
@@ -374,11 +374,7 @@ impl<'t, 'e> Splicer<'t, 'e> {
     }
 }
 
-impl<'t> Visitor<'t> for Splicer<'t, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
-
+impl<'t> StreamVisitor<'t> for Splicer<'t, '_> {
     fn begin_map(&mut self) -> Result<(), &'static str> {
         match self.on_target() {
             Some(true) => Err("the path is a mapping"),
@@ -460,11 +456,7 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
         self.empty_here(b'L')
     }
 
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {
+    fn end_map(&mut self) {
         let depth = self.depth();
         if self.on_target() == Some(false) && !self.entered[depth] {
             self.insert_here();
@@ -473,8 +465,4 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
             }
         }
     }
-
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {}
 }

@@ -349,28 +349,14 @@ pub(crate) fn now() -> u64 {
 mod tests {
     use super::*;
     use crate::core::progress::NoProgress;
-    use crate::core::secret::SecretBytes;
     use crate::vault::canonical;
-    use crate::vault::crypto::KdfParams;
     use crate::vault::format::DEFAULT_KEEP;
     use crate::vault::format::{Reader, raw_from_general};
-    use crate::vault::value::ScalarKind;
+    use crate::vault::keys::slots::test_passphrase as passphrase;
     use proptest::prelude::*;
 
-    fn passphrase() -> Credential {
-        let cheap = KdfParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        };
-        Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
-    }
-
     fn text(value: &str) -> Plain {
-        Plain {
-            kind: ScalarKind::Str,
-            bytes: SecretBytes::new(value.as_bytes().to_vec()),
-        }
+        Plain::text(value.as_bytes().to_vec())
     }
 
     #[test]
