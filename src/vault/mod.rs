@@ -3,8 +3,9 @@
 //!
 //! The modules are private; the names below are what the rest of the
 //! crate may use. Anything else may change without a look outside
-//! `vault/`. docs/architecture.md draws the layers and says which module
-//! owns what; in short, each layer uses only the ones above it:
+//! `vault/`. `docs/architecture.md` draws the layers, says which module
+//! owns what and names the invariants that tie the streaming paths to the
+//! tree paths; in short, each layer uses only the ones above it:
 //!
 //! 1. primitives: `path`, `tree`, `value`, `canonical` (the YAML layout),
 //!    `crypto`, `salt`, `error`;
