@@ -60,7 +60,7 @@ struct AuditLine<'a> {
 }
 
 /// Appends one line for a change about to be committed.
-pub fn append(
+pub(super) fn append(
     log: &Path,
     command: &str,
     event: &str,
@@ -133,7 +133,7 @@ pub fn append(
 /// (0 for a missing or unreadable log): evidence that a vault was here. Read
 /// only on rare paths (a plaintext `vault.yml`), never by a reader that
 /// opens a vault.
-pub fn committed_changes(log: &Path) -> usize {
+pub(super) fn committed_changes(log: &Path) -> usize {
     use std::io::BufRead;
     let Ok(file) = crate::core::fs::open_nofollow(log) else {
         return 0;

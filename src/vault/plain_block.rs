@@ -67,7 +67,7 @@ const SPECIAL_WORDS: &[&str] = &[
 
 /// Whether serde_yaml can only read the plain scalar `text` as the string
 /// `text` (see the module doc).
-pub fn is_plain_string(text: &str) -> bool {
+pub(super) fn is_plain_string(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.first().is_some_and(u8::is_ascii_alphabetic)
         && bytes[1..].iter().all(|&b| {

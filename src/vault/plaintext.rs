@@ -46,7 +46,7 @@ use crate::vault::value::{
 /// YAML, sealed values in it, or values runvault cannot store. A file in
 /// block style is read by the linear reader (`plain_block`); anything it
 /// is not sure of, by serde_yaml ([`read_general`]). A value over
-/// [`value::MAX_VALUE_BYTES`] is refused.
+/// `value::MAX_VALUE_BYTES` (4 MiB) is refused.
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
     let tree = if value::refuse_standard_binary_tag(bytes).is_ok()
         && let Some(tree) = plain_block::read(bytes)
@@ -98,7 +98,7 @@ pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError
 
 /// The error for a plaintext file that holds sealed values: ciphertext
 /// that lost its vault, which must never be stored as a value.
-pub fn sealed_values(file: &Path) -> VaultError {
+pub(super) fn sealed_values(file: &Path) -> VaultError {
     VaultError::Usage(format!(
         "`{}` holds encrypted runvault values; import plaintext YAML \
          (`runvault export` of the other vault), not a vault file",
@@ -334,7 +334,7 @@ impl<'de> Visitor<'de> for Node<'_> {
 
 /// Converts plaintext YAML to values, refusing what looks like encrypted
 /// runvault values (storing ciphertext as a value would hide the mistake).
-pub fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
+pub(super) fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
     if contains_sealed_value(&doc) {
         return Err(sealed_values(file));
     }

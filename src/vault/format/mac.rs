@@ -28,7 +28,7 @@ pub fn compute_mac(
 
 /// The header part of the MAC: every header field but `mac`, in a fixed
 /// order, after the domain string.
-pub fn mac_header(mac: &mut MacWriter, header: &Header) {
+pub(crate) fn mac_header(mac: &mut MacWriter, header: &Header) {
     mac.bytes(b"runvault/v1/file-mac");
     mac.u64(FORMAT_VERSION);
     mac.bytes(&header.vault_id);
@@ -52,7 +52,7 @@ pub fn mac_header(mac: &mut MacWriter, header: &Header) {
 
 /// The history part of the MAC, in file order: per path `H`, the encoded
 /// path and the number of versions, then each version's text; then `E`.
-pub fn mac_history(mac: &mut MacWriter, history: &History) {
+pub(crate) fn mac_history(mac: &mut MacWriter, history: &History) {
     let mut encoded = Vec::new();
     for (path, versions) in history {
         encoded.clear();
@@ -117,7 +117,7 @@ fn mac_tree(mac: &mut MacWriter, root: &Tree<Sealed>) {
 /// copy of this bookkeeping every streaming pass (the reader, `set`'s
 /// splice, `rekey`) uses with [`TreeMac::item_at`].
 #[derive(Debug)]
-pub struct EncodedPath {
+pub(crate) struct EncodedPath {
     encoded: Vec<u8>,
     /// Where each segment starts in `encoded`.
     marks: Vec<usize>,
@@ -125,7 +125,7 @@ pub struct EncodedPath {
 
 impl EncodedPath {
     /// The root.
-    pub fn new() -> EncodedPath {
+    pub(crate) fn new() -> EncodedPath {
         EncodedPath {
             encoded: Vec::with_capacity(256),
             marks: Vec::new(),
@@ -133,29 +133,29 @@ impl EncodedPath {
     }
 
     /// The number of segments.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.marks.len()
     }
 
     /// The encoded segments.
-    pub fn encoded(&self) -> &[u8] {
+    pub(crate) fn encoded(&self) -> &[u8] {
         &self.encoded
     }
 
     /// One step down, to the key `key`.
-    pub fn push_key(&mut self, key: &str) {
+    pub(crate) fn push_key(&mut self, key: &str) {
         self.marks.push(self.encoded.len());
         encode_key(key, &mut self.encoded);
     }
 
     /// One step down, to the list item `index`.
-    pub fn push_index(&mut self, index: usize) {
+    pub(crate) fn push_index(&mut self, index: usize) {
         self.marks.push(self.encoded.len());
         encode_index(index, &mut self.encoded);
     }
 
     /// One step up.
-    pub fn pop(&mut self) {
+    pub(crate) fn pop(&mut self) {
         let mark = self.marks.pop().expect("leave after enter");
         self.encoded.truncate(mark);
     }
@@ -171,7 +171,7 @@ impl Default for EncodedPath {
 /// time in file order; the tree walk and the streaming reader
 /// (`vault::stream`) both use it, so they MAC the same bytes.
 #[derive(Debug, Default)]
-pub struct TreeMac {
+pub(crate) struct TreeMac {
     items: u64,
 }
 
@@ -179,7 +179,7 @@ impl TreeMac {
     /// One item: `marker` (`V` value, `M` empty mapping, `L` empty list),
     /// the path as its segment count and its encoded segments (as
     /// [`KeyPath::encode`] writes them), and for a value its sealed text.
-    pub fn item(
+    pub(crate) fn item(
         &mut self,
         mac: &mut MacWriter,
         marker: u8,
@@ -199,7 +199,7 @@ impl TreeMac {
     }
 
     /// [`TreeMac::item`] at the current path of a streaming pass.
-    pub fn item_at(
+    pub(crate) fn item_at(
         &mut self,
         mac: &mut MacWriter,
         marker: u8,
@@ -210,7 +210,7 @@ impl TreeMac {
     }
 
     /// Ends the tree part: `E` and the number of items.
-    pub fn finish(self, mac: &mut MacWriter) {
+    pub(crate) fn finish(self, mac: &mut MacWriter) {
         mac.raw(b"E");
         mac.u64(self.items);
     }

@@ -19,22 +19,22 @@ mod mac;
 mod read;
 mod write;
 
-pub use mac::{EncodedPath, TreeMac, compute_mac, mac_header, mac_history};
-pub use read::{
-    classify, contains_sealed_value, header_from_raw, interpret_history, raw_from_general,
-    read_header, read_history, section,
+pub use mac::compute_mac;
+pub(crate) use mac::{EncodedPath, TreeMac, mac_header, mac_history};
+pub use read::{classify, raw_from_general};
+pub(crate) use read::{
+    classify_general, contains_sealed_value, read_canonical, read_header, read_history, section,
 };
-pub(crate) use read::{classify_general, read_canonical};
-pub use write::{emit_header, emit_history};
+pub(crate) use write::{emit_header, emit_history};
 
 /// The format version this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+pub(super) const FORMAT_VERSION: u64 = 1;
 /// The top-level key of the header block.
-pub const HEADER_KEY: &str = "runvault";
+pub(super) const HEADER_KEY: &str = "runvault";
 /// The top-level key of the secrets tree.
-pub const SECRETS_KEY: &str = "secrets";
+pub(super) const SECRETS_KEY: &str = "secrets";
 /// The top-level key of the stored old versions.
-pub const HISTORY_KEY: &str = "history";
+pub(super) const HISTORY_KEY: &str = "history";
 /// Versions kept per path unless `--keep` says otherwise.
 pub const DEFAULT_KEEP: u32 = 10;
 
@@ -205,7 +205,7 @@ pub struct EncryptedVault {
 
 /// Old versions of each path, oldest first. An entry is a sealed value or a
 /// deletion marker (a sealed text with an empty payload).
-pub type History = indexmap::IndexMap<String, Vec<Sealed>>;
+pub(super) type History = indexmap::IndexMap<String, Vec<Sealed>>;
 
 /// What a `vault.yml` turned out to hold.
 pub enum VaultFile {

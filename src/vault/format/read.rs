@@ -69,7 +69,10 @@ pub(crate) fn read_canonical(bytes: &[u8]) -> Option<EncryptedVault> {
 
 /// Reads the top-level line `NAME:` (`None`) or `NAME: TEXT` (`Some(TEXT)`)
 /// of a canonical file.
-pub fn section<'t>(lines: &mut Lines<'t>, name: &str) -> Result<Option<&'t str>, NotCanonical> {
+pub(crate) fn section<'t>(
+    lines: &mut Lines<'t>,
+    name: &str,
+) -> Result<Option<&'t str>, NotCanonical> {
     let not_it = |line: usize| NotCanonical {
         line,
         reason: "not the expected section",
@@ -88,7 +91,7 @@ pub fn section<'t>(lines: &mut Lines<'t>, name: &str) -> Result<Option<&'t str>,
 
 /// Reads `runvault:` and its block from a canonical file; `None` if it is
 /// not the canonical header or not a valid one.
-pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
+pub(crate) fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
     let inline = section(lines, HEADER_KEY).ok()?;
     if inline.is_some() {
         return None;
@@ -101,7 +104,7 @@ pub fn read_header(lines: &mut Lines<'_>) -> Option<Header> {
 /// file, as the tree reader does: `None` if it is not canonical or not
 /// followed by the end of the file. The one copy every reader and
 /// streaming pass uses.
-pub fn read_history(lines: &mut Lines<'_>) -> Option<History> {
+pub(crate) fn read_history(lines: &mut Lines<'_>) -> Option<History> {
     let number = lines.peek().ok()??.number;
     let inline = section(lines, HISTORY_KEY).ok()?;
     let raw = canonical::node(lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
@@ -135,7 +138,7 @@ pub(crate) fn classify_general(bytes: &[u8]) -> Result<VaultFile, FormatError> {
 
 /// Whether a plaintext document holds a string that looks like a sealed
 /// value: ciphertext that lost its header, never to be taken as plaintext.
-pub fn contains_sealed_value(doc: &serde_yaml::Value) -> bool {
+pub(crate) fn contains_sealed_value(doc: &serde_yaml::Value) -> bool {
     use serde_yaml::Value;
     match doc {
         Value::String(text) => text.starts_with("rv1:"),
@@ -233,7 +236,7 @@ fn check_format(fields: &mut indexmap::IndexMap<String, Tree<String>>) -> Result
 
 /// The header block as the tree reader found it, checked as [`EncryptedVault::parse`]
 /// checks it (the streaming reader reads the header with this).
-pub fn header_from_raw(raw: Tree<String>) -> Result<Header, FormatError> {
+pub(super) fn header_from_raw(raw: Tree<String>) -> Result<Header, FormatError> {
     let Tree::Map(mut fields) = raw else {
         return Err(missing(HEADER_KEY));
     };
@@ -324,7 +327,7 @@ fn into_sealed(raw: Tree<String>) -> Result<Tree<Sealed>, Vec<Segment>> {
 }
 
 /// The history section as the tree reader found it, checked for shape.
-pub fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
+pub(super) fn interpret_history(raw: Tree<String>) -> Result<History, FormatError> {
     let Tree::Map(paths) = raw else {
         return Err(malformed(HISTORY_KEY));
     };

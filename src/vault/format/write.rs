@@ -37,7 +37,7 @@ fn sealed_text(sealed: &Sealed, out: &mut Vec<u8>) {
 
 /// Writes the preamble and the `runvault:` header block of the canonical
 /// layout (everything before `secrets:`).
-pub fn emit_header(h: &Header, out: &mut Vec<u8>) {
+pub(crate) fn emit_header(h: &Header, out: &mut Vec<u8>) {
     out.extend_from_slice(PREAMBLE.as_bytes());
     let line = |out: &mut Vec<u8>, text: String| {
         out.extend_from_slice(text.as_bytes());
@@ -72,7 +72,7 @@ pub fn emit_header(h: &Header, out: &mut Vec<u8>) {
 }
 
 /// Writes the `history:` section of the canonical layout (the end of the file).
-pub fn emit_history(history: &History, out: &mut Vec<u8>) {
+pub(crate) fn emit_history(history: &History, out: &mut Vec<u8>) {
     out.extend_from_slice(HISTORY_KEY.as_bytes());
     out.push(b':');
     if history.is_empty() {

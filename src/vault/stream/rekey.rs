@@ -50,7 +50,7 @@ pub struct Rekeyed {
 
 /// What the tree writer needs when the streaming writer hands the work
 /// over: the header it read and the slot it opened, if it got that far.
-pub type Fallback = Option<(Header, OpenedBy)>;
+pub(crate) type Fallback = Option<(Header, OpenedBy)>;
 
 /// Rekeys the vault in `dir` in one streaming pass (see the module doc);
 /// `Err` hands the work to the tree writer. `plan.unlocked_by` is ignored:
