@@ -7,12 +7,12 @@
 //! owns what and names the invariants that tie the streaming paths to the
 //! tree paths; in short, each layer uses only the ones above it:
 //!
-//! 1. primitives: `path`, `tree`, `value`, `canonical` (the YAML layout),
-//!    `crypto`, `salt`, `error`;
-//! 2. the file: `format` (model, `read`, `write`, `mac`);
+//! 1. primitives: `path`, `tree`, `canonical` (the YAML layout), `value`,
+//!    `yaml_error`, `crypto`, `salt`;
+//! 2. the file: `format` (model, `read`, `write`, `mac`), then `error`;
 //! 3. keys and history: `keys` (`slots`, `seal`, `versions`, `rotation`),
 //!    `audit`, `mark`; the plaintext readers of `import` (`plaintext`,
-//!    `plain_block`, `yaml_error`);
+//!    with its block reader);
 //! 4. the opened vault: `unlocked`;
 //! 5. the directory, read-only: `dir` ([`ReadOnlyDir`]);
 //! 6. the streaming passes: `stream` (`select`, `splice`, `rekey`);
@@ -34,7 +34,6 @@ mod format;
 mod keys;
 mod mark;
 mod path;
-mod plain_block;
 mod plaintext;
 mod read;
 mod salt;

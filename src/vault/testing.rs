@@ -42,7 +42,7 @@ pub mod path {
 
 /// The linear block-style reader of plaintext YAML.
 pub mod plain_block {
-    pub use crate::vault::plain_block::read;
+    pub use crate::vault::plaintext::block::read;
 }
 
 /// The plaintext YAML readers of `import`.

@@ -1,7 +1,7 @@
 //! Plaintext YAML (an `import` file) read straight into a tree of values.
 //!
 //! A file in block style (what `export` writes, and what admins write by
-//! hand) is read by the linear reader of [`plain_block`], which takes only
+//! hand) is read by the linear reader of [`block`], which takes only
 //! what it is sure to read as serde_yaml does; every other file, or one it
 //! is not sure of, by serde_yaml as follows.
 //!
@@ -36,20 +36,21 @@ use serde_yaml::value::{Tag, TaggedValue};
 use crate::vault::error::VaultError;
 use crate::vault::format::contains_sealed_value;
 use crate::vault::path::{KeyPath, Segment};
-use crate::vault::plain_block;
 use crate::vault::tree::Tree;
 use crate::vault::value::{
     self, Plain, PlainError, check_depth, leaf_from_yaml, string_key, yaml_kind,
 };
 
+pub(super) mod block;
+
 /// Reads plaintext YAML into values, with the errors of an import: not
 /// YAML, sealed values in it, or values runvault cannot store. A file in
-/// block style is read by the linear reader (`plain_block`); anything it
+/// block style is read by the linear reader (`block`); anything it
 /// is not sure of, by serde_yaml ([`read_general`]). A value over
 /// `value::MAX_VALUE_BYTES` (4 MiB) is refused.
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
     let tree = if value::refuse_standard_binary_tag(bytes).is_ok()
-        && let Some(tree) = plain_block::read(bytes)
+        && let Some(tree) = block::read(bytes)
     {
         tracing::debug!(file = %file.display(), "read the plaintext with the block reader");
         tree
