@@ -73,8 +73,9 @@ impl ReadOnlyDir {
         self
     }
 
-    /// The same vault, reporting through `warn` what a writer cannot do
-    /// but commits anyway (without it, only a diagnostic is logged).
+    /// The same vault, reporting through `warn` what does not stop a
+    /// reader or writer but must be seen (a high-water mark that cannot be
+    /// read or recorded); without it, only a diagnostic is logged.
     pub fn with_warnings(mut self, warn: std::rc::Rc<Warn>) -> ReadOnlyDir {
         self.warn = Some(warn);
         self
@@ -116,6 +117,7 @@ impl ReadOnlyDir {
         &self.audit_log
     }
 
+    /// Reports `message` (see [`ReadOnlyDir::with_warnings`]).
     pub(crate) fn warn(&self, message: &str) {
         tracing::warn!("{message}");
         if let Some(warn) = &self.warn {

@@ -1,6 +1,11 @@
-//! The vault directory on disk: `vault.yml`, `vault.salt` and the writers'
-//! lock. Readers take no lock and write nothing; writers lock, verify the
-//! vault, change it in memory and commit it with one atomic rename.
+//! The writer of the vault directory ([`VaultDir`]), the only code that
+//! changes `vault.yml`, `vault.salt`, the audit log and the high-water
+//! mark: writers take the lock, verify the vault, change it (through a
+//! streaming pass of `stream` when it can, else in the tree of an opened
+//! vault) and commit it with one atomic rename inside one frame
+//! ([`VaultDir::marked`]: mark checked, audit line, rename, mark raised).
+//! Readers use the read-only directory it wraps (`dir`), which takes no
+//! lock and writes nothing.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
