@@ -22,7 +22,7 @@ use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::runner::config::{JobWiring, JobsMode};
 use crate::runner::{Error, mount_source};
-use crate::vault::store::AfterCommit;
+use crate::vault::AfterCommit;
 use crate::vault::{KeyPath, VaultDir, VaultError};
 use crate::view::{self, ViewEntry};
 
@@ -42,7 +42,7 @@ pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
 
 /// How a writer's warnings reach the admin: always printed (also with
 /// `-q`), since they say a protection did not hold for this change.
-pub fn warnings() -> Rc<crate::vault::store::Warn> {
+pub fn warnings() -> Rc<crate::vault::Warn> {
     Rc::new(|message: &str| {
         crate::cli::output::always(format_args!("runvault: warning: {message}"));
     })
@@ -157,7 +157,7 @@ pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<Jo
 /// the end of every command, and by `exec` before the process is replaced.
 pub fn report_kdf_runs() {
     if cfg!(debug_assertions) && std::env::var_os("RUNVAULT_DEBUG_KDF_RUNS").is_some() {
-        let runs = crate::vault::slots::kdf_runs();
+        let runs = crate::vault::kdf_runs();
         crate::cli::output::always(format_args!("runvault: debug: kdf runs: {runs}"));
     }
 }

@@ -10,8 +10,7 @@ use crate::cli::kdf_args::KdfArgs;
 use crate::core::fs::{Bounded, Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;
-use crate::vault::crypto::{KdfOverride, KdfParams};
-use crate::vault::slots::{Credential, read_key_file};
+use crate::vault::{Credential, KdfOverride, KdfParams, read_key_file};
 
 /// The credential that opens the vault: the key file when given, else the
 /// passphrase (file, else prompt).

@@ -10,9 +10,7 @@ use crate::cli::input;
 use crate::cli::output::{Bar, note as status, stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::CommandError;
-use crate::vault::slots::{Credential, read_key_file};
-use crate::vault::store::RekeyOptions;
-use crate::vault::value::Plain;
+use crate::vault::{Credential, Plain, RekeyOptions, read_key_file};
 
 /// `runvault history`.
 pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandError> {
@@ -131,7 +129,7 @@ pub fn audit_hmac(global: &GlobalArgs, args: &AuditHmacArgs) -> Result<(), Comma
         Some(bytes) => {
             let kind = vault
                 .get(&path)
-                .map_or(crate::vault::value::ScalarKind::Str, |v| v.kind);
+                .map_or(crate::vault::ScalarKind::Str, |v| v.kind);
             Plain { kind, bytes }
         }
         None => vault.get(&path)?,

@@ -235,6 +235,6 @@ pub struct InstallArgs {
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
     /// Versions kept per path in the vault (when created).
-    #[arg(long, default_value_t = crate::vault::format::DEFAULT_KEEP, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = crate::vault::DEFAULT_KEEP, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep: u32,
 }

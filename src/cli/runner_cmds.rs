@@ -267,7 +267,7 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
 }
 
 async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Result<(), Error> {
-    input::kdf_params(&args.kdf, crate::vault::crypto::KdfParams::DEFAULT)?;
+    input::kdf_params(&args.kdf, crate::vault::KdfParams::DEFAULT)?;
     let settings = settings(global, &args.configure)?;
     let request = register_request(target, &args.register);
     let spec = spec(target, args.debug);

@@ -16,10 +16,10 @@ use crate::cli::output::{note as status, write_stdout};
 use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs;
-use crate::vault::crypto::KdfParams;
-use crate::vault::format::SlotKind;
-use crate::vault::value::{ScalarKind, typed_from_input};
-use crate::vault::{Credential, InitOutcome, VaultError, export, slots};
+use crate::vault::{
+    Credential, ExportFormat as Rendered, InitOutcome, KdfParams, ScalarKind, SlotKind, VaultError,
+    create_key_file, read_key_file, typed_from_input,
+};
 
 /// `runvault init`.
 pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
@@ -143,7 +143,7 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
 pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let value = crate::vault::read::read_one(&vault_dir(global), &credential, &path)?;
+    let value = crate::vault::read_one(&vault_dir(global), &credential, &path)?;
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
         out.push(b'\n');
@@ -165,12 +165,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<(), CommandError> {
         })?;
     let mut paths = Vec::new();
     subtree.for_each_leaf(&mut |relative, _| {
-        let mut full = prefix.clone();
-        relative
-            .segments()
-            .iter()
-            .for_each(|s| full.push(s.clone()));
-        paths.push(full.to_string());
+        paths.push(prefix.join(relative).to_string());
     });
     let text = if args.json {
         let mut json = serde_json::to_string(&paths).expect("strings serialize");
@@ -242,7 +237,7 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError
     } else {
         crate::core::secret::SecretBytes::new(fs::read_nofollow(&args.file, fs::Limit::IMPORT)?)
     };
-    let tree = crate::vault::plaintext::read_plain_yaml(bytes.expose(), &args.file)?;
+    let tree = crate::vault::read_plain_yaml(bytes.expose(), &args.file)?;
     drop(bytes);
     let credential = input::unlock_credential(global)?;
     let progress = crate::cli::output::Bar::new("importing");
@@ -268,11 +263,11 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     }
     let credential = input::unlock_credential(global)?;
     let format = match args.format {
-        ExportFormat::Yaml => export::Format::Yaml,
-        ExportFormat::Json => export::Format::Json,
-        ExportFormat::Env => export::Format::Env,
+        ExportFormat::Yaml => Rendered::Yaml,
+        ExportFormat::Json => Rendered::Json,
+        ExportFormat::Env => Rendered::Env,
     };
-    let rendered = export::export(&vault_dir(global), &credential, &prefix, format)?;
+    let rendered = crate::vault::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
         Some(output) => {
             fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
@@ -288,7 +283,7 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
 
 /// `runvault keygen`.
 pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError> {
-    slots::create_key_file(&args.file, &global.dir)?;
+    create_key_file(&args.file, &global.dir)?;
     status(format_args!(
         "wrote a new 256-bit key to `{}` (mode 0400)",
         args.file.display()
@@ -313,7 +308,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                 } => {
                     input::new_passphrase(new_passphrase_file.as_deref(), kdf, KdfParams::DEFAULT)?
                 }
-                KeyAddKind::Keyfile { file } => Credential::KeyFile(slots::read_key_file(file)?),
+                KeyAddKind::Keyfile { file } => Credential::KeyFile(read_key_file(file)?),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
                 let id = unlocked.add_slot(&new_credential, salt)?;
@@ -373,7 +368,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
     }
 }
 
-fn render_slots(header: &crate::vault::format::Header, json: bool) -> String {
+fn render_slots(header: &crate::vault::Header, json: bool) -> String {
     let rows: Vec<serde_json::Value> = header
         .slots
         .iter()

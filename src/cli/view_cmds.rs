@@ -110,7 +110,6 @@ pub fn view(global: &GlobalArgs, args: ViewArgs) -> Result<(), CommandError> {
             fs::create_dir_with_mode(&unit_dir, 0o755)?;
             let mode = WriteMode {
                 new_file_mode: 0o644,
-                refuse_open_target: false,
                 keep_mode_mask: 0o7777,
             };
             fs::write_atomic(&path, unit.as_bytes(), mode)?;

@@ -377,9 +377,6 @@ pub fn read_private(path: &Path, limit: Limit) -> Result<Vec<u8>, FsError> {
 pub struct WriteMode {
     /// Mode of a file that does not exist yet (an existing file keeps its own).
     pub new_file_mode: u32,
-    /// Refuse to replace an existing file readable by group or others
-    /// (for plaintext the user asked for, e.g. `export -o`).
-    pub refuse_open_target: bool,
     /// Bits of an existing file's mode that are kept (`0o7777` keeps all).
     pub keep_mode_mask: u32,
 }
@@ -388,7 +385,6 @@ impl WriteMode {
     /// A private file: 0600 when new; an existing file keeps owner and mode.
     pub const PRIVATE: WriteMode = WriteMode {
         new_file_mode: 0o600,
-        refuse_open_target: false,
         keep_mode_mask: 0o7777,
     };
 }
@@ -425,16 +421,6 @@ pub fn write_atomic_unless_changed(
         Err(err) if err.kind() == io::ErrorKind::NotFound => None,
         Err(err) => return Err(FsError::io("inspect", target)(err)),
     };
-    if let Some(meta) = &existing {
-        let current = meta.mode() & 0o7777;
-        if mode.refuse_open_target && current & 0o077 != 0 {
-            return Err(FsError::ExistingTooOpen {
-                path: target.to_path_buf(),
-                mode: current,
-            });
-        }
-    }
-
     let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -8,6 +8,7 @@ pub mod exit;
 pub mod failpoint;
 pub mod fs;
 pub mod harden;
+pub mod hex;
 pub mod layout;
 pub mod lock;
 pub mod progress;

@@ -5,7 +5,7 @@
 //! design card keeps to `Cargo.toml`, `src`, `tests`, `fixtures` and `docs`.
 //! Every `proptest!` block in `src/` takes its configuration from here, so a
 //! failure is saved beside the file that holds the test
-//! (`src/vault/unlocked.rs` → `src/vault/unlocked.proptest-regressions`), as
+//! (`src/vault/unlocked/mod.rs` → `src/vault/unlocked/mod.proptest-regressions`), as
 //! the integration tests' seeds already are beside theirs in `tests/`, and
 //! replayed before any new case. `.ci/run` fails if anything else appears
 //! at the top level.
@@ -32,15 +32,19 @@ pub(crate) fn with_cases(cases: u32) -> Config {
 mod tests {
     use super::*;
 
-    /// The seed saved for `vault/unlocked.rs` is where [`config`] looks, so
+    /// The seed saved for `vault/unlocked/mod.rs` is where [`config`] looks, so
     /// that property test replays it before any new case.
     #[test]
     fn unlocked_seed_is_found_beside_its_source() {
         let persistence = config().failure_persistence.expect("persistence is set");
         let seeds = persistence.load_persisted_failures2(Some(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/src/vault/unlocked.rs"
+            "/src/vault/unlocked/mod.rs"
         )));
-        assert_eq!(seeds.len(), 1, "the saved seed of unlocked.rs is read back");
+        assert_eq!(
+            seeds.len(),
+            1,
+            "the saved seed of unlocked/mod.rs is read back"
+        );
     }
 }

@@ -6,15 +6,14 @@ use std::path::Path;
 
 use crate::core::fs::{self, Limit};
 use crate::doctor::Finding;
-use crate::vault::VaultDir;
-use crate::vault::format::{self, Header, VaultFile};
-use crate::vault::salt::Salt;
-use crate::vault::slots::Credential;
-use crate::vault::store::{SALT_FILE, SALT_NEXT_FILE, VAULT_FILE};
+use crate::vault::{
+    Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE, VaultFile,
+    classify,
+};
 
 /// Checks the secrets directory `dir`; `credential` (when the admin gave
 /// one) lets it verify the MAC and every value.
-pub fn check_secrets(vault: &VaultDir, credential: Option<&Credential>) -> Vec<Finding> {
+pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Vec<Finding> {
     let dir = vault.dir();
     let mut findings = Vec::new();
     let meta = match std::fs::symlink_metadata(dir) {
@@ -177,7 +176,7 @@ fn salt_strength(path: &Path) -> Finding {
     }
 }
 
-fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -> Vec<Finding> {
+fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Vec<Finding> {
     let path = vault.vault_path();
     let bytes = match fs::read_optional(&path, Limit::any("file")) {
         Ok(Some(bytes)) => bytes,
@@ -196,7 +195,7 @@ fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -
             )];
         }
     };
-    let header = match format::classify(&bytes) {
+    let header = match classify(&bytes) {
         Ok(VaultFile::Plaintext(_)) => return plaintext(vault),
         Err(err) => {
             return vec![Finding::fail(
@@ -212,7 +211,7 @@ fn encryption_and_integrity(vault: &VaultDir, credential: Option<&Credential>) -
 
 /// A plaintext `vault.yml`: adopt it, unless the directory shows that an
 /// encrypted vault was here, in which case it may have been planted.
-fn plaintext(vault: &VaultDir) -> Vec<Finding> {
+fn plaintext(vault: &ReadOnlyDir) -> Vec<Finding> {
     let (path, dir) = (vault.vault_path(), vault.dir().display());
     let evidence = vault.prior_vault_evidence();
     let encrypted = Finding::fail(
@@ -251,7 +250,7 @@ fn plaintext(vault: &VaultDir) -> Vec<Finding> {
 
 /// The vault's generation against this host's high-water mark (from the
 /// header as the file says it; `vault.verify` authenticates it).
-fn rollback(vault: &VaultDir, header: &Header) -> Finding {
+fn rollback(vault: &ReadOnlyDir, header: &Header) -> Finding {
     let (path, marks) = (vault.vault_path(), vault.marks());
     let mark_path = marks.path(&header.vault_id, vault.dir());
     match marks.read(&header.vault_id, vault.dir()) {
@@ -300,7 +299,7 @@ fn rollback(vault: &VaultDir, header: &Header) -> Finding {
     }
 }
 
-fn integrity(vault: &VaultDir, credential: Option<&Credential>) -> Finding {
+fn integrity(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Finding {
     let path = vault.vault_path();
     let Some(credential) = credential else {
         return Finding::warn(

@@ -3,14 +3,14 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use crate::core::hex::hex;
 use crate::doctor::Finding;
 use crate::doctor::host::owner_check;
-use crate::vault::VaultDir;
-use crate::vault::format::hex;
+use crate::vault::ReadOnlyDir;
 use crate::view::{self, ViewEntry};
 
 /// Checks each view in `views` against the vault.
-pub fn check_views(vault: &VaultDir, views: &[ViewEntry]) -> Vec<Finding> {
+pub fn check_views(vault: &ReadOnlyDir, views: &[ViewEntry]) -> Vec<Finding> {
     if views.is_empty() {
         return vec![Finding::ok("views", "no plaintext views are configured")];
     }

@@ -33,7 +33,7 @@ use crate::jobs::ci;
 use crate::jobs::error::JobsError;
 use crate::jobs::reference;
 use crate::jobs::resolve::{self, Place, Source, Target};
-use crate::vault::{Credential, KeyPath, VaultDir, VaultError};
+use crate::vault::{Credential, KeyPath, ReadOnlyDir, VaultError};
 
 /// What `exec` was asked to do (validated arguments).
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub struct PreparedEnv {
 /// Resolves `environment` (the variables runvault was started with) and
 /// the exports, reading the vault at most once.
 pub fn prepare(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: impl FnOnce() -> Result<Credential, VaultError>,
     environment: Vec<(OsString, OsString)>,
     request: &ExecRequest,

@@ -10,13 +10,13 @@ use crate::core::fs::{self, Limit};
 use crate::core::secret::SecretBytes;
 use crate::jobs::error::JobsError;
 use crate::jobs::resolve::{self, Place, Source, Target};
-use crate::vault::{Credential, VaultDir, VaultError};
+use crate::vault::{Credential, ReadOnlyDir, VaultError};
 
 /// Resolves `template`. With `output`, writes it there (0600, atomic; a
 /// file others can read is refused) and returns `None`; else returns the
 /// text for standard output.
 pub fn render(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: impl FnOnce() -> Result<Credential, VaultError>,
     template: &Path,
     output: Option<&Path>,

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use crate::core::secret::SecretBytes;
 use crate::jobs::error::JobsError;
 use crate::jobs::reference::{self, Piece, Scanned};
-use crate::vault::read::{self, Lookup, Selected, Wanted};
-use crate::vault::value::Plain;
-use crate::vault::{Credential, KeyPath, VaultDir, VaultError};
+use crate::vault::{
+    Credential, KeyPath, Lookup, Plain, ReadOnlyDir, Selected, VaultError, Wanted, read_selected,
+};
 
 /// Where a text to resolve came from, for messages.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ pub struct Resolved {
 /// vault once, and only if there is anything to read (so a job without
 /// references needs no key). `credential` is asked for only then.
 pub fn resolve(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: impl FnOnce() -> Result<Credential, VaultError>,
     sources: &[Source],
     exports: &[KeyPath],
@@ -155,7 +155,7 @@ pub fn resolve(
             .collect(),
         subtrees: exports.to_vec(),
     };
-    let mut selected = read::read_selected(dir, &credential()?, &wanted)?;
+    let mut selected = read_selected(dir, &credential()?, &wanted)?;
     let texts = sources
         .iter()
         .map(|source| source.substitute(&selected, target))

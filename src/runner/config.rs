@@ -694,7 +694,6 @@ pub fn diff(old: &str, new: &str, path: &Path) -> String {
 /// file is 0600 and an existing one keeps only its owner's bits.
 const CONFIG_MODE: WriteMode = WriteMode {
     new_file_mode: 0o600,
-    refuse_open_target: false,
     keep_mode_mask: 0o600,
 };
 

@@ -18,8 +18,7 @@ use crate::runner::container::{self, Spec, StartOutcome};
 use crate::runner::engine::Engine;
 use crate::runner::error::Error;
 use crate::runner::register::{self, Request, Token};
-use crate::vault::slots::{create_key_file, read_key_file};
-use crate::vault::{Credential, InitOutcome, VaultDir, VaultError};
+use crate::vault::{Credential, InitOutcome, VaultDir, VaultError, create_key_file, read_key_file};
 
 /// One finished step, reported as it completes.
 pub enum Step {

@@ -31,7 +31,7 @@ pub struct AuditChange {
 
 fn hmac_hex<S: serde::Serializer>(hmac: &Option<[u8; 32]>, out: S) -> Result<S::Ok, S::Error> {
     match hmac {
-        Some(bytes) => out.serialize_str(&crate::vault::format::hex(bytes)),
+        Some(bytes) => out.serialize_str(&crate::core::hex::hex(bytes)),
         None => out.serialize_none(),
     }
 }
@@ -60,7 +60,7 @@ struct AuditLine<'a> {
 }
 
 /// Appends one line for a change about to be committed.
-pub fn append(
+pub(super) fn append(
     log: &Path,
     command: &str,
     event: &str,
@@ -68,7 +68,7 @@ pub fn append(
     record: &AuditRecord,
 ) -> Result<(), FsError> {
     let line = AuditLine {
-        time: crate::vault::slots::now_rfc3339(),
+        time: crate::vault::keys::slots::now_rfc3339(),
         event,
         command,
         uid: Some(crate::core::harden::current_uid()),
@@ -133,7 +133,7 @@ pub fn append(
 /// (0 for a missing or unreadable log): evidence that a vault was here. Read
 /// only on rare paths (a plaintext `vault.yml`), never by a reader that
 /// opens a vault.
-pub fn committed_changes(log: &Path) -> usize {
+pub(super) fn committed_changes(log: &Path) -> usize {
     use std::io::BufRead;
     let Ok(file) = crate::core::fs::open_nofollow(log) else {
         return 0;

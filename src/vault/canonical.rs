@@ -16,10 +16,9 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 
 use crate::vault::tree::Tree;
-use crate::vault::value::quote_json_string;
 
 /// Deepest nesting either reader accepts.
-pub const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Longest line either reader accepts, and the longest line of YAML that
 /// serde_yaml is given ([`prescan_yaml`]): 16 MiB. The longest line
@@ -28,7 +27,7 @@ pub const MAX_DEPTH: usize = 64;
 ///
 /// [`prescan_yaml`]: crate::vault::value::prescan_yaml
 /// [`MAX_VALUE_BYTES`]: crate::vault::value::MAX_VALUE_BYTES
-pub const MAX_LINE_BYTES: usize = 16 << 20;
+pub(super) const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// Whether a plain sealed scalar may hold `b`: `[A-Za-z0-9:+/=-]`. Written
 /// with comparisons and `|`, not a table or `||`, so that
@@ -55,11 +54,36 @@ fn all_sealed_bytes(bytes: &[u8]) -> bool {
     }
 }
 
+/// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
+pub(super) fn quote_json_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
 /// Keys that YAML 1.1 tools would read as something other than a string.
 const YAML_KEYWORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
 
 /// Writes `key` plain when that is unambiguous, else double-quoted.
-pub fn emit_key(key: &str, out: &mut Vec<u8>) {
+pub(super) fn emit_key(key: &str, out: &mut Vec<u8>) {
     if is_plain_key(key) {
         out.extend_from_slice(key.as_bytes());
     } else {
@@ -68,7 +92,7 @@ pub fn emit_key(key: &str, out: &mut Vec<u8>) {
 }
 
 /// Whether [`emit_key`] writes `key` plain (unquoted).
-pub fn is_plain_key(key: &str) -> bool {
+pub(super) fn is_plain_key(key: &str) -> bool {
     // Bytes, not chars: every byte of a non-ASCII char fails the test.
     key.bytes().all(is_plain_key_byte) && is_plain_key_of_key_bytes(key)
 }
@@ -103,7 +127,7 @@ fn is_plain_key_of_key_bytes(key: &str) -> bool {
 /// Writes a tree as block YAML at `indent` spaces, each leaf rendered by
 /// `leaf` (which writes one scalar, no newline). The caller has written the
 /// key (or `-`) that owns the tree, without a trailing newline.
-pub fn emit_tree<L>(
+pub(super) fn emit_tree<L>(
     tree: &Tree<L>,
     indent: usize,
     out: &mut Vec<u8>,
@@ -149,27 +173,27 @@ fn emit_node<L>(
 // container at `level` are indented by `2 * level` spaces.
 
 /// A non-empty block mapping or list starts at `level`.
-pub fn emit_open(level: usize, out: &mut Vec<u8>) {
+pub(super) fn emit_open(level: usize, out: &mut Vec<u8>) {
     if level > 0 {
         out.push(b'\n');
     }
 }
 
 /// The next entry, `key`, of the mapping at `level` (its value follows).
-pub fn emit_entry_key(level: usize, key: &str, out: &mut Vec<u8>) {
+pub(super) fn emit_entry_key(level: usize, key: &str, out: &mut Vec<u8>) {
     out.resize(out.len() + 2 * level, b' ');
     emit_key(key, out);
     out.push(b':');
 }
 
 /// The next item of the list at `level` (its value follows).
-pub fn emit_entry_item(level: usize, out: &mut Vec<u8>) {
+pub(super) fn emit_entry_item(level: usize, out: &mut Vec<u8>) {
     out.resize(out.len() + 2 * level, b' ');
     out.push(b'-');
 }
 
 /// An empty mapping or list (`flow`: `{}` or `[]`) at `level`.
-pub fn emit_empty(level: usize, flow: &[u8], out: &mut Vec<u8>) {
+pub(super) fn emit_empty(level: usize, flow: &[u8], out: &mut Vec<u8>) {
     if level > 0 {
         out.push(b' ');
     }
@@ -188,7 +212,7 @@ pub struct NotCanonical {
 
 /// One content line: its number, its indentation and the text after it.
 #[derive(Debug, Clone, Copy)]
-pub struct Line<'t> {
+pub(super) struct Line<'t> {
     /// 1-based line number.
     pub number: usize,
     /// Number of leading spaces.
@@ -202,7 +226,7 @@ pub struct Line<'t> {
 /// Each line is checked (indentation, no tab, no trailing space) when it is
 /// first read.
 #[derive(Clone)]
-pub struct Lines<'t> {
+pub(super) struct Lines<'t> {
     text: &'t str,
     /// Byte offset of the next line not yet peeked.
     offset: usize,
@@ -217,7 +241,7 @@ pub struct Lines<'t> {
 impl<'t> Lines<'t> {
     /// Checks the whole text (UTF-8, final newline) and skips the comment
     /// lines at the top.
-    pub fn new(text: &'t [u8]) -> Result<Lines<'t>, NotCanonical> {
+    pub(super) fn new(text: &'t [u8]) -> Result<Lines<'t>, NotCanonical> {
         let text = std::str::from_utf8(text).map_err(|_| NotCanonical {
             line: 0,
             reason: "not UTF-8",
@@ -259,7 +283,7 @@ impl<'t> Lines<'t> {
     }
 
     /// The next line without consuming it; `None` at the end.
-    pub fn peek(&mut self) -> Result<Option<Line<'t>>, NotCanonical> {
+    pub(super) fn peek(&mut self) -> Result<Option<Line<'t>>, NotCanonical> {
         if let Some((line, _)) = self.peeked {
             return Ok(Some(line));
         }
@@ -290,22 +314,17 @@ impl<'t> Lines<'t> {
     }
 
     /// The whole text (every line's body is a slice of it).
-    pub fn text(&self) -> &'t str {
+    pub(super) fn text(&self) -> &'t str {
         self.text
     }
 
     /// The size of the text in bytes.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.text.len()
     }
 
-    /// Whether the text is empty.
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
     /// Consumes the line [`Lines::peek`] returned.
-    pub fn advance(&mut self) {
+    pub(super) fn advance(&mut self) {
         let (_, next) = self.peeked.take().expect("advance after peek");
         self.offset = next;
     }
@@ -315,7 +334,7 @@ impl<'t> Lines<'t> {
 /// the grammar; a visitor only decides what the nodes become, so the tree
 /// reader ([`parse`]) and the streaming reader (`vault::stream`) cannot
 /// disagree on what a file says. An `Err` (a reason) stops the walk.
-pub trait Visitor<'t> {
+pub(super) trait Visitor<'t> {
     /// What a node becomes.
     type Node;
     /// A mapping being read.
@@ -372,16 +391,103 @@ pub trait Visitor<'t> {
     fn end_list(&mut self, list: Self::List) -> Self::Node;
 }
 
+/// A [`Visitor`] that builds nothing, for the streaming passes (as
+/// ripgrep's `Sink`): the steps of the path, the scalars and the empty
+/// collections are required; the rest do nothing unless a pass needs them.
+/// Every such type is a `Visitor` with unit nodes.
+pub(crate) trait StreamVisitor<'t> {
+    /// As [`Visitor::SEALED_ONLY`].
+    const SEALED_ONLY: bool = false;
+    /// As [`Visitor::begin_map`].
+    fn begin_map(&mut self) -> Result<(), &'static str> {
+        Ok(())
+    }
+    /// As [`Visitor::begin_list`].
+    fn begin_list(&mut self) -> Result<(), &'static str> {
+        Ok(())
+    }
+    /// As [`Visitor::enter_key`].
+    #[allow(clippy::ptr_arg)]
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str>;
+    /// As [`Visitor::enter_item`].
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str>;
+    /// As [`Visitor::leave`].
+    fn leave(&mut self);
+    /// As [`Visitor::scalar`].
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str>;
+    /// As [`Visitor::empty_map`].
+    fn empty_map(&mut self) -> Result<(), &'static str>;
+    /// As [`Visitor::empty_list`].
+    fn empty_list(&mut self) -> Result<(), &'static str>;
+    /// As [`Visitor::end_map`].
+    fn end_map(&mut self) {}
+    /// As [`Visitor::end_list`].
+    fn end_list(&mut self) {}
+}
+
+impl<'t, V: StreamVisitor<'t>> Visitor<'t> for V {
+    type Node = ();
+    type Map = ();
+    type List = ();
+    const SEALED_ONLY: bool = V::SEALED_ONLY;
+
+    fn begin_map(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::begin_map(self)
+    }
+
+    fn begin_list(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::begin_list(self)
+    }
+
+    fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str> {
+        StreamVisitor::enter_key(self, key)
+    }
+
+    fn enter_item(&mut self, index: usize) -> Result<(), &'static str> {
+        StreamVisitor::enter_item(self, index)
+    }
+
+    fn leave(&mut self) {
+        StreamVisitor::leave(self);
+    }
+
+    fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
+        StreamVisitor::scalar(self, text)
+    }
+
+    fn empty_map(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::empty_map(self)
+    }
+
+    fn empty_list(&mut self) -> Result<(), &'static str> {
+        StreamVisitor::empty_list(self)
+    }
+
+    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn end_map(&mut self, (): ()) {
+        StreamVisitor::end_map(self);
+    }
+
+    fn list_item(&mut self, (): &mut (), (): ()) {}
+
+    fn end_list(&mut self, (): ()) {
+        StreamVisitor::end_list(self);
+    }
+}
+
 /// Builds a tree whose leaves are made by `F` from each scalar (`Err`
 /// refuses the scalar). [`TreeBuilder::raw`] keeps the scalar strings.
-pub struct TreeBuilder<F>(pub F);
+pub(super) struct TreeBuilder<F>(pub F);
 
 /// The leaf maker of [`TreeBuilder::raw`].
-pub type RawLeaf = fn(Cow<'_, str>) -> Result<String, &'static str>;
+pub(super) type RawLeaf = fn(Cow<'_, str>) -> Result<String, &'static str>;
 
 impl TreeBuilder<RawLeaf> {
     /// A builder of raw scalar strings.
-    pub fn raw() -> TreeBuilder<RawLeaf> {
+    pub(super) fn raw() -> TreeBuilder<RawLeaf> {
         TreeBuilder(|text| Ok(text.into_owned()))
     }
 }
@@ -459,7 +565,7 @@ pub fn parse(text: &[u8]) -> Result<Tree<String>, NotCanonical> {
 
 /// Reads the block mapping or list whose first line is the next line, at
 /// `indent` spaces, reporting it to `visitor`.
-pub fn block<'t, V: Visitor<'t>>(
+pub(super) fn block<'t, V: Visitor<'t>>(
     lines: &mut Lines<'t>,
     indent: usize,
     visitor: &mut V,
@@ -523,7 +629,7 @@ pub fn block<'t, V: Visitor<'t>>(
 
 /// The node after a key or `-` on line `number`: inline text, or a nested
 /// block (`None`).
-pub fn node<'t, V: Visitor<'t>>(
+pub(super) fn node<'t, V: Visitor<'t>>(
     lines: &mut Lines<'t>,
     indent: usize,
     number: usize,
@@ -546,7 +652,7 @@ pub fn node<'t, V: Visitor<'t>>(
 }
 
 /// Splits a mapping line's body into its key and the text after the `:`.
-pub fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
+pub(super) fn split_key(body: &str) -> Option<(Cow<'_, str>, &str)> {
     if body.starts_with('"') {
         let (key, rest) = quoted(body)?;
         Some((key, rest.strip_prefix(':')?))
@@ -594,7 +700,7 @@ fn sealed_scalar(text: &str) -> Result<Cow<'_, str>, &'static str> {
 /// a mapping key; removal markers end in `:-`). Every reader takes only
 /// these as sealed values, so whatever a reader takes, the writer writes
 /// back in the canonical layout.
-pub fn is_sealed_text(text: &str) -> bool {
+pub(super) fn is_sealed_text(text: &str) -> bool {
     text.starts_with("rv1:") && !text.ends_with(':') && all_sealed_bytes(text.as_bytes())
 }
 
@@ -611,7 +717,7 @@ fn breaks_yaml(c: char) -> bool {
 
 /// A JSON-style double-quoted string that is the whole of `text`, with
 /// only the escapes the writer uses; `None` for anything else.
-pub fn quoted_scalar(text: &str) -> Option<Cow<'_, str>> {
+pub(super) fn quoted_scalar(text: &str) -> Option<Cow<'_, str>> {
     let (value, rest) = quoted(text)?;
     rest.is_empty().then_some(value)
 }

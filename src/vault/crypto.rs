@@ -15,19 +15,19 @@ use zeroize::Zeroizing;
 use crate::core::secret::{Key32, SecretBytes};
 
 /// Length of an AES-GCM nonce.
-pub const NONCE_LEN: usize = 12;
+pub(super) const NONCE_LEN: usize = 12;
 /// Length of an AES-GCM tag.
-pub const TAG_LEN: usize = 16;
+pub(super) const TAG_LEN: usize = 16;
 
 /// Encrypts `plaintext` under `key` with a fresh random nonce, binding `aad`.
 /// Returns `nonce || ciphertext || tag`.
-pub fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub(super) fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     ValueCipher::new(key).seal(aad, plaintext)
 }
 
 /// Decrypts `nonce || ciphertext || tag`; `None` if the key, `aad` or the
 /// bytes do not match.
-pub fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
+pub(super) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
     ValueCipher::new(key).open(aad, sealed)
 }
 
@@ -266,7 +266,7 @@ pub fn argon2id(passphrase: &SecretBytes, salt: &[u8], params: KdfParams) -> Key
 }
 
 /// HKDF-SHA256 expansion of `ikm` into a 256-bit key for `info`.
-pub fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Key32 {
+pub(super) fn hkdf(ikm: &[u8], salt: &[u8], info: &[u8]) -> Key32 {
     let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
     let mut out = Zeroizing::new([0u8; 32]);
     hk.expand(info, out.as_mut())
@@ -299,16 +299,16 @@ impl Subkeys {
 /// An HMAC-SHA256 key made ready once for many short MACs (the audit HMAC
 /// of every value of an import): each MAC starts from a copy of the keyed
 /// state and hashes its fields as they come, with no buffer.
-pub struct KeyedMac(Hmac<Sha256>);
+pub(super) struct KeyedMac(Hmac<Sha256>);
 
 impl KeyedMac {
     /// The keyed state for `key`.
-    pub fn new(key: &Key32) -> KeyedMac {
+    pub(super) fn new(key: &Key32) -> KeyedMac {
         KeyedMac(hmac_for(key))
     }
 
     /// A MAC under this key, to feed and finish.
-    pub fn start(&self) -> MacWriter {
+    pub(super) fn start(&self) -> MacWriter {
         MacWriter {
             hasher: Hasher::Inline(self.0.clone()),
             buffer: Zeroizing::new(Vec::new()),
@@ -317,7 +317,7 @@ impl KeyedMac {
 }
 
 /// An incremental HMAC-SHA256 over length-prefixed fields.
-pub struct MacWriter {
+pub(super) struct MacWriter {
     hasher: Hasher,
     /// Small fields are gathered here and hashed in large runs: a vault MAC
     /// is made of hundreds of thousands of short fields, and hashing them
@@ -351,7 +351,7 @@ const MAC_CHUNKS_IN_FLIGHT: usize = 2;
 
 impl MacWriter {
     /// Starts a MAC under `key`.
-    pub fn new(key: &Key32) -> MacWriter {
+    pub(super) fn new(key: &Key32) -> MacWriter {
         MacWriter {
             hasher: Hasher::Inline(hmac_for(key)),
             buffer: Zeroizing::new(Vec::with_capacity(MAC_BUFFER)),
@@ -362,7 +362,7 @@ impl MacWriter {
     /// caller goes on producing input (the streaming reader parses while
     /// the MAC of what it parsed is computed). For public input only (file
     /// MACs over ciphertext): the chunks handed over are not wiped.
-    pub fn new_parallel(key: &Key32) -> MacWriter {
+    pub(super) fn new_parallel(key: &Key32) -> MacWriter {
         let mut hmac = hmac_for(key);
         let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(MAC_CHUNKS_IN_FLIGHT);
         let (hashed, spare) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -386,7 +386,7 @@ impl MacWriter {
     }
 
     /// Adds raw bytes (the caller provides the framing).
-    pub fn raw(&mut self, bytes: &[u8]) {
+    pub(super) fn raw(&mut self, bytes: &[u8]) {
         if self.buffer.capacity() == 0 {
             // Unbuffered ([`KeyedMac::start`]): a few short fields.
             self.hash(bytes);
@@ -431,13 +431,13 @@ impl MacWriter {
     }
 
     /// Adds a length-prefixed byte string.
-    pub fn bytes(&mut self, bytes: &[u8]) {
+    pub(super) fn bytes(&mut self, bytes: &[u8]) {
         self.raw(&(bytes.len() as u64).to_be_bytes());
         self.raw(bytes);
     }
 
     /// Adds a u64.
-    pub fn u64(&mut self, value: u64) {
+    pub(super) fn u64(&mut self, value: u64) {
         self.raw(&value.to_be_bytes());
     }
 
@@ -454,12 +454,12 @@ impl MacWriter {
     }
 
     /// The tag.
-    pub fn finish(self) -> [u8; 32] {
+    pub(super) fn finish(self) -> [u8; 32] {
         self.into_hmac().finalize().into_bytes().into()
     }
 
     /// Compares with an expected tag in constant time.
-    pub fn verify(self, expected: &[u8]) -> bool {
+    pub(super) fn verify(self, expected: &[u8]) -> bool {
         self.into_hmac().verify_slice(expected).is_ok()
     }
 }
@@ -469,7 +469,7 @@ fn hmac_for(key: &Key32) -> Hmac<Sha256> {
 }
 
 /// Fills a buffer from the operating system's RNG.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut out);
     out

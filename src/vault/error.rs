@@ -212,7 +212,7 @@ pub enum VaultError {
     BadYaml {
         /// The file.
         file: PathBuf,
-        /// What is wrong, where (from [`crate::vault::yaml_error::describe`]:
+        /// What is wrong, where (from `yaml_error::describe`:
         /// line, column and path, never a value).
         message: String,
     },

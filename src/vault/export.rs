@@ -29,16 +29,19 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::core::secret::SecretBytes;
-use crate::vault::canonical::{self, Visitor};
+use crate::vault::canonical::quote_json_string;
+use crate::vault::canonical::{self, StreamVisitor};
 use crate::vault::crypto::{Subkeys, ValueCipher};
+use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
+use crate::vault::keys::seal::open_sealed_text;
+use crate::vault::keys::slots::Credential;
 use crate::vault::path::{KeyPath, Segment};
-use crate::vault::slots::Credential;
-use crate::vault::store::VaultDir;
-use crate::vault::stream::{open_then, verify_body, walk_secrets};
+use crate::vault::stream::select::verify_body;
+use crate::vault::stream::{open_then, walk_secrets};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{UnlockedVault, open_sealed_text};
-use crate::vault::value::{Plain, ScalarKind, quote_json_string};
+use crate::vault::unlocked::UnlockedVault;
+use crate::vault::value::{Plain, ScalarKind};
 
 /// The formats of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +57,7 @@ pub enum Format {
 /// Decrypts what is at or under `prefix` in the vault in `dir` (one KDF
 /// run) and renders it in `format`; see the module doc. No lock, no write.
 pub fn export(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     prefix: &KeyPath,
     format: Format,
@@ -175,10 +178,7 @@ struct StreamedValues<'e, 'k> {
     failure: Option<VaultError>,
 }
 
-impl<'t> Visitor<'t> for StreamedValues<'_, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
+impl<'t> StreamVisitor<'t> for StreamedValues<'_, '_> {
     const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
@@ -226,17 +226,11 @@ impl<'t> Visitor<'t> for StreamedValues<'_, '_> {
         Ok(())
     }
 
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {
+    fn end_map(&mut self) {
         self.exporter.end_map();
     }
 
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {
+    fn end_list(&mut self) {
         self.exporter.end_list();
     }
 }
@@ -564,10 +558,7 @@ mod tests {
     use super::*;
 
     fn text(value: &str) -> Plain {
-        Plain {
-            kind: ScalarKind::Str,
-            bytes: SecretBytes::new(value.as_bytes().to_vec()),
-        }
+        Plain::text(value.as_bytes().to_vec())
     }
 
     fn sample() -> Tree<Plain> {

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::core::fs::{self, FsError, Limit, WriteMode};
+use crate::core::hex::hex;
 use crate::vault::error::VaultError;
-use crate::vault::format::hex;
 
 /// A mark is one short JSON line; anything larger is not a runvault mark.
 const MARK_FILE: Limit = Limit::of("high-water mark", 4 * 1024);

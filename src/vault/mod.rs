@@ -1,53 +1,68 @@
 //! The vault: `vault.yml` with readable keys and encrypted values, unlocked
 //! through key slots and authenticated as a whole.
 //!
-//! - [`path`]: dotted key paths and their binary encoding.
-//! - [`tree`]: the ordered tree shape every view of the vault shares.
-//! - [`value`]: plaintext scalars with their YAML type.
-//! - [`crypto`]: AES-256-GCM, Argon2id, HKDF, HMAC.
-//! - [`salt`], [`slots`]: `vault.salt` and the key slots.
-//! - [`canonical`], [`format`](mod@format): the file layout, its fast reader and the MAC.
-//! - [`unlocked`]: operations on an opened vault.
-//! - [`export`]: every value under a prefix, decrypted and rendered.
-//! - [`plaintext`], [`plain_block`]: plaintext YAML read straight into
-//!   values (`import`): the linear block-style reader, else serde_yaml.
-//! - [`yaml_error`]: serde_yaml's errors as messages without a value.
-//! - [`read`]: read-only selection of a few values (`get`, `exec`, `render`).
-//! - [`stream`]: the streaming reader behind it (one pass, no tree).
-//! - [`splice`]: the streaming writer of a one-path change (`set`).
-//! - [`rekey`]: a new data key, every value re-encrypted (tree or stream).
-//! - [`store`]: the directory on disk, locking and atomic commits.
-//! - [`audit`]: the append-only audit log of changes.
-//! - [`mark`]: the rollback high-water mark, outside the directory.
-//! - `fuzzing` (hidden): each file reader on its own, for the fuzz targets.
+//! The modules are private; the names below are what the rest of the
+//! crate may use. Anything else may change without a look outside
+//! `vault/`. `docs/architecture.md` draws the layers, says which module
+//! owns what and names the invariants that tie the streaming paths to the
+//! tree paths; in short, each layer uses only the ones above it:
+//!
+//! 1. primitives: `path`, `tree`, `canonical` (the YAML layout), `value`,
+//!    `yaml_error`, `crypto`, `salt`;
+//! 2. the file: `format` (model, `read`, `write`, `mac`), then `error`;
+//! 3. keys and history: `keys` (`slots`, `seal`, `versions`, `rotation`),
+//!    `audit`, `mark`; the plaintext readers of `import` (`plaintext`,
+//!    with its block reader);
+//! 4. the opened vault: `unlocked`;
+//! 5. the directory, read-only: `dir` ([`ReadOnlyDir`]);
+//! 6. the streaming passes: `stream` (`select`, `splice`, `rekey`);
+//! 7. the dispatchers: `read`, `export` (stream first, tree as fallback);
+//! 8. the writer: `store` ([`VaultDir`]: lock, commit protocol).
+//!
+//! `testing` (hidden) opens the internals to the integration tests, the
+//! benchmark and the fuzz targets, and to nothing in `src/`.
 
-pub mod audit;
-pub mod canonical;
-pub mod crypto;
-pub mod error;
-pub mod export;
-pub mod format;
+#![warn(unreachable_pub)]
+
+mod audit;
+mod canonical;
+mod crypto;
+mod dir;
+mod error;
+mod export;
+mod format;
+mod keys;
+mod mark;
+mod path;
+mod plaintext;
+mod read;
+mod salt;
+mod store;
+mod stream;
 #[doc(hidden)]
-pub mod fuzzing;
-pub mod mark;
-pub mod path;
-pub mod plain_block;
-pub mod plaintext;
-pub mod read;
-pub mod rekey;
-pub mod salt;
-pub mod slots;
-pub mod splice;
-pub mod store;
-pub mod stream;
-pub mod tree;
-pub mod unlocked;
-pub mod value;
-pub mod yaml_error;
+pub mod testing;
+mod tree;
+mod unlocked;
+mod value;
+mod yaml_error;
 
-pub use error::VaultError;
+// The directory: read-only for readers, with the lock and commits for writers.
+pub use dir::{ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
+pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
+// An opened vault and rotation.
+pub use keys::rotation::{RekeyPlan, RekeyReport};
+pub use unlocked::{UnlockedVault, VersionInfo};
+// Secrets, paths and values.
+pub use crypto::{KdfOverride, KdfParams};
+pub use keys::slots::{Credential, create_key_file, kdf_runs, read_key_file};
 pub use path::KeyPath;
-pub use slots::Credential;
-pub use store::{InitOutcome, VaultDir};
-pub use unlocked::{RekeyPlan, RekeyReport, UnlockedVault, VersionInfo};
-pub use value::Plain;
+pub use salt::Salt;
+pub use value::{Plain, ScalarKind, typed_from_input};
+// The file, for the doctor and `key list`.
+pub use format::{DEFAULT_KEEP, Header, SlotKind, VaultFile, classify};
+// Read-only commands: a few values, a whole prefix, an import file.
+pub use export::{Format as ExportFormat, export, render_vault};
+pub use plaintext::read_plain_yaml;
+pub use read::{Lookup, Selected, Wanted, read_one, read_selected};
+// Errors.
+pub use error::VaultError;

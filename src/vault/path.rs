@@ -6,7 +6,7 @@ use std::fmt;
 
 /// Most segments a path may have (the file readers accept a little more
 /// nesting than this, for the `secrets:` and `history:` levels).
-pub const MAX_SEGMENTS: usize = 32;
+pub(super) const MAX_SEGMENTS: usize = 32;
 
 /// What is wrong with a path given on the command line or found in a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +106,19 @@ impl KeyPath {
         self.segments.push(segment);
     }
 
+    /// Appends the segments of `relative`, a path inside the subtree at
+    /// this one (the one way a prefix and a relative path are joined).
+    pub fn append(&mut self, relative: &KeyPath) {
+        self.segments.extend(relative.segments.iter().cloned());
+    }
+
+    /// This path joined with `relative`, a path inside the subtree at it.
+    pub fn join(&self, relative: &KeyPath) -> KeyPath {
+        let mut path = self.clone();
+        path.append(relative);
+        path
+    }
+
     /// Removes the last segment.
     pub fn pop(&mut self) -> Option<Segment> {
         self.segments.pop()
@@ -148,14 +161,14 @@ impl KeyPath {
 
 /// Appends the encoding of one key segment (see [`KeyPath::encode`]), for
 /// readers that build a path's encoding step by step.
-pub fn encode_key(key: &str, out: &mut Vec<u8>) {
+pub(super) fn encode_key(key: &str, out: &mut Vec<u8>) {
     out.push(0x01);
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key.as_bytes());
 }
 
 /// Appends the encoding of one list-index segment (see [`KeyPath::encode`]).
-pub fn encode_index(index: usize, out: &mut Vec<u8>) {
+pub(super) fn encode_index(index: usize, out: &mut Vec<u8>) {
     out.push(0x02);
     out.extend_from_slice(&(index as u64).to_be_bytes());
 }
@@ -203,7 +216,7 @@ impl fmt::Display for KeyPath {
 }
 
 /// Checks one mapping key: non-empty, no `.`, `[`, `]` or control characters.
-pub fn validate_key(key: &str) -> Result<(), String> {
+pub(super) fn validate_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("a key is empty".into());
     }

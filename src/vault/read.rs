@@ -4,64 +4,27 @@
 //! decrypted, each once. Nothing is locked and nothing is written, so it
 //! works on a read-only `/secrets` mount.
 
-use std::collections::HashMap;
-
+use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
 use crate::vault::format::Header;
+use crate::vault::keys::slots::{Credential, Opened};
 use crate::vault::path::KeyPath;
-use crate::vault::slots::Credential;
-use crate::vault::slots::Opened;
-use crate::vault::store::VaultDir;
-use crate::vault::stream::{self, Outcome};
+use crate::vault::stream::select::{self, Outcome};
 use crate::vault::value::Plain;
 
-/// What the caller wants: single values and whole subtrees.
-#[derive(Debug, Clone, Default)]
-pub struct Wanted {
-    /// Paths of single values.
-    pub values: Vec<KeyPath>,
-    /// Prefixes whose every value is wanted (a prefix may be a value itself).
-    pub subtrees: Vec<KeyPath>,
-}
-
-/// What a wanted path turned out to be. No `Debug`: it holds plaintext.
-pub enum Lookup {
-    /// A value, decrypted.
-    Value(Plain),
-    /// Nothing at this path.
-    Missing,
-    /// A mapping or list, not a value (its kind name).
-    Container(&'static str),
-}
-
-/// The decrypted selection. No `Debug`: it holds plaintext.
-#[derive(Default)]
-pub struct Selected {
-    /// One entry per distinct wanted value path.
-    pub values: HashMap<KeyPath, Lookup>,
-    /// One entry per distinct wanted prefix: its values with their full
-    /// paths in file order, or `None` if nothing is at the prefix.
-    pub subtrees: HashMap<KeyPath, Option<Vec<(KeyPath, Plain)>>>,
-}
-
-impl Selected {
-    /// The lookup for a wanted value path (`Missing` if it was not wanted).
-    pub fn value(&self, path: &KeyPath) -> &Lookup {
-        self.values.get(path).unwrap_or(&Lookup::Missing)
-    }
-}
+pub use crate::vault::stream::select::{Lookup, Selected, Wanted};
 
 /// Opens the vault in `dir` once and decrypts what `wanted` names: with
-/// the streaming reader ([`crate::vault::stream`]) when the file is in the
-/// canonical layout runvault writes, else (or when the streaming reader
+/// the streaming reader (`stream::select`) when the file is in the canonical
+/// layout runvault writes, else (or when the streaming reader
 /// does not vouch for the file) with the tree reader, reusing the slot the
 /// streaming reader opened so the KDF runs once.
 pub fn read_selected(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     wanted: &Wanted,
 ) -> Result<Selected, VaultError> {
-    match stream::read(dir, credential, wanted)? {
+    match select::read(dir, credential, wanted)? {
         Outcome::Read(selected) => {
             tracing::debug!("read with the fast streaming reader");
             Ok(selected)
@@ -77,7 +40,7 @@ pub fn read_selected(
 /// streaming reader is tested against). `opened` is a slot already opened
 /// for a header; it is used if the file still has that header.
 pub fn read_selected_tree(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     wanted: &Wanted,
     opened: Option<(Header, Opened)>,
@@ -107,11 +70,7 @@ pub fn read_selected_tree(
                     .leaf_paths()
                     .into_iter()
                     .map(|relative| {
-                        let mut path = prefix.clone();
-                        relative
-                            .segments()
-                            .iter()
-                            .for_each(|s| path.push(s.clone()));
+                        let path = prefix.join(&relative);
                         vault.get(&path).map(|plain| (path, plain))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
@@ -127,7 +86,7 @@ pub fn read_selected_tree(
 ///
 /// [`UnlockedVault::get`]: crate::vault::UnlockedVault::get
 pub fn read_one(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     path: &KeyPath,
 ) -> Result<Plain, VaultError> {

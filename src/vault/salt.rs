@@ -7,17 +7,17 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::core::hex::hex;
 use crate::vault::crypto::random_bytes;
-use crate::vault::format::hex;
 
 /// Fewer bytes of entropy than this make a salt weak (the hand-made
 /// `echo $RANDOM | md5sum | head -c 20` salt has 20 hex characters, 10 bytes).
-pub const MIN_STRENGTH_BYTES: usize = 16;
+pub(super) const MIN_STRENGTH_BYTES: usize = 16;
 
 /// The shortest salt Argon2id takes (RFC 9106); a vault whose salt is
 /// shorter is refused before any key is derived (runvault never writes
 /// one: a weak salt is replaced by `init`).
-pub const MIN_SALT_BYTES: usize = 8;
+pub(super) const MIN_SALT_BYTES: usize = 8;
 
 /// The salt's bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Salt {
         }
     }
 
-    /// Whether the salt is too weak to keep (see [`MIN_STRENGTH_BYTES`]).
+    /// Whether the salt is too weak to keep (under `MIN_STRENGTH_BYTES` bytes of strength).
     pub fn is_weak(&self) -> bool {
         self.strength_bytes() < MIN_STRENGTH_BYTES
     }

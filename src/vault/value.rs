@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::Zeroize;
 
 use crate::core::secret::SecretBytes;
+use crate::vault::canonical::quote_json_string;
 use crate::vault::path::{KeyPath, Segment, validate_key};
 use crate::vault::tree::Tree;
 
@@ -194,31 +195,6 @@ impl Plain {
     }
 }
 
-/// Writes `text` as a double-quoted JSON string (also a valid YAML scalar).
-pub fn quote_json_string(text: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
-                }
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
-}
-
 /// Parses plaintext YAML (an import file or a hand-made vault).
 ///
 /// Binary values are written `!binary BASE64` (a local tag). The standard
@@ -235,13 +211,13 @@ pub fn parse_plain_yaml(bytes: &[u8]) -> Result<serde_yaml::Value, String> {
 
 /// The largest value runvault stores (`set`, `import`, adopting a
 /// hand-made vault): 4 MiB, the limit of a `set --from-file` file.
-pub const MAX_VALUE_BYTES: usize = crate::core::fs::Limit::VALUE.max_bytes as usize;
+pub(super) const MAX_VALUE_BYTES: usize = crate::core::fs::Limit::VALUE.max_bytes as usize;
 
 /// Refuses a value larger than [`MAX_VALUE_BYTES`], so that every line
 /// runvault writes stays under [`canonical::MAX_LINE_BYTES`].
 ///
 /// [`canonical::MAX_LINE_BYTES`]: crate::vault::canonical::MAX_LINE_BYTES
-pub fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
+pub(super) fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
     if bytes.len() > MAX_VALUE_BYTES {
         return Err(PlainError::BadValue {
             at: at.to_string(),
@@ -257,11 +233,11 @@ pub fn check_value_size(bytes: &[u8], at: &KeyPath) -> Result<(), PlainError> {
 /// The longest key a stored value may have, in bytes of its segments
 /// (256 KiB): with the value, its line (and its path's line in
 /// `history:`, quoted) stays under the line limit.
-pub const MAX_KEY_PATH_BYTES: usize = 256 * 1024;
+pub(super) const MAX_KEY_PATH_BYTES: usize = 256 * 1024;
 
 /// Refuses a tree holding a value larger than [`MAX_VALUE_BYTES`] or a
 /// value under a path longer than [`MAX_KEY_PATH_BYTES`].
-pub fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
+pub(super) fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
     let mut result = Ok(());
     tree.for_each_leaf(&mut |at, leaf| {
         if result.is_ok() {
@@ -294,7 +270,7 @@ pub fn check_value_sizes(tree: &Tree<Plain>) -> Result<(), PlainError> {
 ///
 /// [`canonical::MAX_DEPTH`]: crate::vault::canonical::MAX_DEPTH
 /// [`MAX_SEGMENTS`]: crate::vault::path::MAX_SEGMENTS
-pub const PRESCAN_MAX_DEPTH: usize = 128;
+pub(super) const PRESCAN_MAX_DEPTH: usize = 128;
 
 /// Why [`prescan_yaml`] refused a text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -327,7 +303,7 @@ pub enum Prescan {
 /// YAML sees (never less than the flow depth), which is why its limit is
 /// twice what any reader accepts. Quoted scalars, comments and block
 /// scalars (`|`, `>`) are skipped.
-pub fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
+pub(super) fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
     let max_line = crate::vault::canonical::MAX_LINE_BYTES;
     // Indentation of the open block levels, innermost last.
     let mut indents: Vec<usize> = Vec::new();
@@ -430,7 +406,7 @@ pub fn prescan_yaml(bytes: &[u8]) -> Result<(), Prescan> {
 }
 
 /// Refuses the standard `!!binary` tag (see [`parse_plain_yaml`]).
-pub fn refuse_standard_binary_tag(bytes: &[u8]) -> Result<(), String> {
+pub(super) fn refuse_standard_binary_tag(bytes: &[u8]) -> Result<(), String> {
     if memchr::memmem::find(bytes, b"!!binary").is_some() {
         return Err(
             "the `!!binary` tag is not supported; write binary values as `!binary BASE64`".into(),

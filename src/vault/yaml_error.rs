@@ -141,7 +141,7 @@ const FIXED: &[(&str, &str)] = &[
 
 /// A message for `err` that holds no scalar of the document: a category,
 /// the path to it where known, and its line and column.
-pub fn describe(err: &serde_yaml::Error) -> String {
+pub(crate) fn describe(err: &serde_yaml::Error) -> String {
     describe_text(&err.to_string(), err.location())
 }
 

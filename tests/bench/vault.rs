@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use runvault::core::fs::{WriteMode, write_atomic};
 use runvault::core::progress::NoProgress;
 use runvault::core::secret::{Key32, SecretBytes};
-use runvault::vault::crypto::{KdfParams, Subkeys, argon2id};
-use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, compute_mac};
-use runvault::vault::salt::Salt;
-use runvault::vault::tree::Tree;
-use runvault::vault::value::Plain;
-use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir, read, slots, splice};
+use runvault::vault::testing::crypto::{KdfParams, Subkeys, argon2id};
+use runvault::vault::testing::format::{DEFAULT_KEEP, EncryptedVault, compute_mac};
+use runvault::vault::testing::salt::Salt;
+use runvault::vault::testing::tree::Tree;
+use runvault::vault::testing::value::Plain;
+use runvault::vault::testing::{read, slots, splice};
+use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir};
 
 /// Runs `f` repeatedly (at least 3 times, up to `budget`) and returns the
 /// median duration in milliseconds.

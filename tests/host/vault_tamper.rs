@@ -615,8 +615,8 @@ fn a_change_that_would_exceed_the_file_kdf_budget_is_refused_and_nothing_changes
 #[test]
 fn a_salt_too_short_for_argon2id_with_a_matching_header_is_refused_not_a_panic() {
     let salt = b"7 bytes";
-    let id = runvault::vault::format::hex(
-        &runvault::vault::salt::Salt::from_file_bytes(salt.to_vec()).id(),
+    let id = runvault::core::hex::hex(
+        &runvault::vault::testing::salt::Salt::from_file_bytes(salt.to_vec()).id(),
     );
     let text = String::from_utf8(fixture_vault())
         .unwrap()

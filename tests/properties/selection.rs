@@ -4,10 +4,10 @@
 //! compare the streaming and tree readers the same way.
 
 use runvault::core::exit::ExitStatus;
-use runvault::vault::path::Segment;
-use runvault::vault::read::{Lookup, Selected, Wanted};
-use runvault::vault::tree::Tree;
-use runvault::vault::value::Plain;
+use runvault::vault::testing::path::Segment;
+use runvault::vault::testing::read::{Lookup, Selected, Wanted};
+use runvault::vault::testing::tree::Tree;
+use runvault::vault::testing::value::Plain;
 use runvault::vault::{KeyPath, VaultError};
 
 /// A comparable rendering of a selection (test data only, never secrets).

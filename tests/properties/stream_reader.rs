@@ -23,16 +23,17 @@ use proptest::prelude::*;
 use runvault::core::exit::ExitStatus;
 use runvault::core::progress::NoProgress;
 use runvault::core::secret::{Key32, SecretBytes};
-use runvault::vault::crypto::KdfOverride;
-use runvault::vault::format::{DEFAULT_KEEP, EncryptedVault, Reader};
-use runvault::vault::read::{self, Wanted};
-use runvault::vault::salt::Salt;
-use runvault::vault::splice::{self, SetEdit};
-use runvault::vault::stream::{self, Outcome};
-use runvault::vault::tree::Tree;
-use runvault::vault::value::Plain;
+use runvault::vault::testing::crypto::KdfOverride;
+use runvault::vault::testing::format::{DEFAULT_KEEP, EncryptedVault, Reader};
+use runvault::vault::testing::read::{self, Wanted};
+use runvault::vault::testing::salt::Salt;
+use runvault::vault::testing::splice::{self, SetEdit};
+use runvault::vault::testing::stream::{self, Outcome};
+use runvault::vault::testing::tree::Tree;
+use runvault::vault::testing::value::Plain;
+use runvault::vault::testing::{export, rekey};
 use runvault::vault::{Credential, KeyPath, UnlockedVault, VaultDir};
-use runvault::vault::{RekeyPlan, VaultError, export, rekey};
+use runvault::vault::{RekeyPlan, VaultError};
 
 /// A vault directory holding one generated vault, and its machine key.
 struct Fixture {
@@ -294,7 +295,7 @@ fn edit_path(tree: &Tree<String>, pick: usize) -> KeyPath {
 }
 
 /// The audit entry as its line would say it.
-fn audit_json(change: &runvault::vault::audit::AuditChange) -> String {
+fn audit_json(change: &runvault::vault::testing::audit::AuditChange) -> String {
     serde_json::to_string(change).unwrap()
 }
 
@@ -390,7 +391,7 @@ proptest! {
 fn sample() -> (Fixture, Wanted) {
     let texts: Tree<String> =
         serde_yaml::from_str::<serde_yaml::Value>("A: {B: x, C: [y, z]}\nD: w\n")
-            .map(|doc| runvault::vault::format::raw_from_general(&doc, 0).unwrap())
+            .map(|doc| runvault::vault::testing::format::raw_from_general(&doc, 0).unwrap())
             .unwrap();
     let fixture = Fixture::new(&texts, &[(KeyPath::parse("D").unwrap(), "w2".into())]);
     let wanted = Wanted {

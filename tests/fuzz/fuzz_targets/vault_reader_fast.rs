@@ -6,9 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runvault::vault::canonical;
-use runvault::vault::format::EncryptedVault;
-use runvault::vault::fuzzing::read_fast;
+use runvault::vault::testing::canonical;
+use runvault::vault::testing::format::EncryptedVault;
+use runvault::vault::testing::fuzzing::read_fast;
 use runvault_fuzz::assert_writes_back;
 
 fuzz_target!(|data: &[u8]| {

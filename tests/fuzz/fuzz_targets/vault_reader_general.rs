@@ -9,12 +9,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runvault::vault::format::VaultFile;
-use runvault::vault::fuzzing::read_general;
-use runvault::vault::export::render_tree_yaml;
-use runvault::vault::plain_block;
-use runvault::vault::plaintext;
-use runvault::vault::value::{parse_plain_yaml, tree_from_yaml};
+use runvault::vault::testing::format::VaultFile;
+use runvault::vault::testing::fuzzing::read_general;
+use runvault::vault::testing::export::render_tree_yaml;
+use runvault::vault::testing::plain_block;
+use runvault::vault::testing::plaintext;
+use runvault::vault::testing::value::{parse_plain_yaml, tree_from_yaml};
 use runvault_fuzz::assert_writes_back;
 
 fuzz_target!(|data: &[u8]| {

@@ -13,10 +13,12 @@
 use libfuzzer_sys::fuzz_target;
 use runvault::core::exit::ExitStatus;
 use runvault::core::secret::SecretBytes;
-use runvault::vault::crypto::KdfParams;
-use runvault::vault::format::{EncryptedVault, SlotKind, hex};
-use runvault::vault::salt::Salt;
-use runvault::vault::{Credential, KeyPath, VaultDir, read, stream};
+use runvault::vault::testing::crypto::KdfParams;
+use runvault::core::hex::hex;
+use runvault::vault::testing::format::{EncryptedVault, SlotKind};
+use runvault::vault::testing::salt::Salt;
+use runvault::vault::testing::{read, stream};
+use runvault::vault::{Credential, KeyPath, VaultDir};
 use runvault_fuzz::fixture_credential;
 
 /// Most Argon2id work (KiB-passes, all slots) an input may ask for.

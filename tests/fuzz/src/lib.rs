@@ -4,8 +4,9 @@
 
 use runvault::core::secret::Key32;
 use runvault::vault::Credential;
-use runvault::vault::format::{EncryptedVault, unhex};
-use runvault::vault::fuzzing::read_fast;
+use runvault::core::hex::unhex;
+use runvault::vault::testing::format::EncryptedVault;
+use runvault::vault::testing::fuzzing::read_fast;
 
 #[path = "../../properties/selection.rs"]
 pub mod selection;

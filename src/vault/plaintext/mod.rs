@@ -1,7 +1,7 @@
 //! Plaintext YAML (an `import` file) read straight into a tree of values.
 //!
 //! A file in block style (what `export` writes, and what admins write by
-//! hand) is read by the linear reader of [`plain_block`], which takes only
+//! hand) is read by the linear reader of [`block`], which takes only
 //! what it is sure to read as serde_yaml does; every other file, or one it
 //! is not sure of, by serde_yaml as follows.
 //!
@@ -36,20 +36,21 @@ use serde_yaml::value::{Tag, TaggedValue};
 use crate::vault::error::VaultError;
 use crate::vault::format::contains_sealed_value;
 use crate::vault::path::{KeyPath, Segment};
-use crate::vault::plain_block;
 use crate::vault::tree::Tree;
 use crate::vault::value::{
     self, Plain, PlainError, check_depth, leaf_from_yaml, string_key, yaml_kind,
 };
 
+pub(super) mod block;
+
 /// Reads plaintext YAML into values, with the errors of an import: not
 /// YAML, sealed values in it, or values runvault cannot store. A file in
-/// block style is read by the linear reader ([`plain_block`]); anything it
+/// block style is read by the linear reader (`block`); anything it
 /// is not sure of, by serde_yaml ([`read_general`]). A value over
-/// [`value::MAX_VALUE_BYTES`] is refused.
+/// `value::MAX_VALUE_BYTES` (4 MiB) is refused.
 pub fn read_plain_yaml(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError> {
     let tree = if value::refuse_standard_binary_tag(bytes).is_ok()
-        && let Some(tree) = plain_block::read(bytes)
+        && let Some(tree) = block::read(bytes)
     {
         tracing::debug!(file = %file.display(), "read the plaintext with the block reader");
         tree
@@ -98,7 +99,7 @@ pub fn read_general(bytes: &[u8], file: &Path) -> Result<Tree<Plain>, VaultError
 
 /// The error for a plaintext file that holds sealed values: ciphertext
 /// that lost its vault, which must never be stored as a value.
-pub fn sealed_values(file: &Path) -> VaultError {
+pub(super) fn sealed_values(file: &Path) -> VaultError {
     VaultError::Usage(format!(
         "`{}` holds encrypted runvault values; import plaintext YAML \
          (`runvault export` of the other vault), not a vault file",
@@ -332,10 +333,24 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 }
 
+/// Converts plaintext YAML to values, refusing what looks like encrypted
+/// runvault values (storing ciphertext as a value would hide the mistake).
+pub(super) fn plain_tree(doc: serde_yaml::Value, file: &Path) -> Result<Tree<Plain>, VaultError> {
+    if contains_sealed_value(&doc) {
+        return Err(sealed_values(file));
+    }
+    let plain = |source| VaultError::Plain {
+        file: file.to_path_buf(),
+        source,
+    };
+    let tree = value::tree_from_yaml(doc).map_err(plain)?;
+    value::check_value_sizes(&tree).map_err(plain)?;
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::store::plain_tree;
 
     /// Both ways of reading plaintext: the document then the conversion
     /// (adoption), and this module (import).

@@ -67,7 +67,7 @@ const SPECIAL_WORDS: &[&str] = &[
 
 /// Whether serde_yaml can only read the plain scalar `text` as the string
 /// `text` (see the module doc).
-pub fn is_plain_string(text: &str) -> bool {
+pub(super) fn is_plain_string(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.first().is_some_and(u8::is_ascii_alphabetic)
         && bytes[1..].iter().all(|&b| {
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn takes_what_export_and_admins_write_and_reads_it_as_serde_yaml() {
-        let legacy = include_str!("../../fixtures/legacy/vault.yml");
+        let legacy = include_str!("../../../fixtures/legacy/vault.yml");
         let fast = read(legacy.as_bytes()).expect("the hand-made vault reads");
         assert!(general(legacy).is_some_and(|tree| tree == fast));
         let exported = "A:\n  B: \"x\\ny\"\n  C: 8\n  D: 0.75\n  E: true\n  F: null\n  G: !binary AJ+S\n  H:\n    - \"a\"\n    -\n      I: {}\n  J: []\n";

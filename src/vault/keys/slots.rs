@@ -6,11 +6,12 @@
 use std::path::Path;
 
 use crate::core::fs::{FsError, Limit, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::hex::{hex, unhex};
 use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::crypto::{self, KdfParams};
 use crate::vault::error::VaultError;
-use crate::vault::format::{Header, Slot, SlotKind, hex, unhex};
+use crate::vault::format::{Header, Slot, SlotKind};
 use crate::vault::salt::Salt;
 
 /// A secret that opens (or creates) a slot.
@@ -82,7 +83,7 @@ fn bad_key(path: &Path) -> VaultError {
 }
 
 /// The bytes of a new key file: 32 random bytes as 64 hex characters.
-pub fn new_key_file_contents() -> SecretBytes {
+pub(crate) fn new_key_file_contents() -> SecretBytes {
     let key = Key32::random();
     let mut text = hex(key.expose());
     text.push('\n');
@@ -177,7 +178,7 @@ fn slot_aad(vault_id: &[u8; 16], id: u32, kind: &SlotKind) -> Vec<u8> {
 }
 
 /// Creates a slot with id `id` that wraps `data_key` under `credential`.
-pub fn make_slot(
+pub(crate) fn make_slot(
     id: u32,
     credential: &Credential,
     data_key: &Key32,
@@ -193,7 +194,7 @@ pub fn make_slot(
 }
 
 /// A slot wrapping `data_key` under an already-derived key-encryption key.
-pub fn wrap(
+pub(crate) fn wrap(
     id: u32,
     kind: SlotKind,
     created: String,
@@ -212,7 +213,7 @@ pub fn wrap(
 
 /// The key-encryption key `credential` yields for a slot of `kind`, or
 /// `None` if the credential is of another kind.
-pub fn kek_for(
+pub(crate) fn kek_for(
     credential: &Credential,
     kind: &SlotKind,
     salt: &Salt,
@@ -222,7 +223,7 @@ pub fn kek_for(
 }
 
 /// Whether `kek` unwraps `slot`.
-pub fn opens(slot: &Slot, kek: &Key32, vault_id: &[u8; 16]) -> bool {
+pub(crate) fn opens(slot: &Slot, kek: &Key32, vault_id: &[u8; 16]) -> bool {
     crypto::open(kek, &slot_aad(vault_id, slot.id, &slot.kind), &slot.wrapped).is_some()
 }
 
@@ -240,7 +241,7 @@ pub struct Opened {
 /// [`unlock`] with the first of `credentials` that opens a slot (`rekey`
 /// takes several); returns the slot and which credential opened it. If
 /// none does, the first error is reported.
-pub fn unlock_any(
+pub(crate) fn unlock_any(
     header: &Header,
     credentials: &[Credential],
     salt: &Salt,
@@ -336,14 +337,16 @@ pub fn unlock(
 
 /// Most key slots a vault file may have (LUKS2 has 32 too). Checked
 /// before any KDF runs, with [`KdfParams::MAX_FILE_WORK`].
-pub const MAX_SLOTS: usize = 32;
+pub(crate) const MAX_SLOTS: usize = 32;
 
 /// Checks a file's slots (or the slots a change would leave) against the
 /// per-file bounds: at most [`MAX_SLOTS`] slots, and the memory x passes
 /// of their distinct passphrase parameter sets (each runs once when a
 /// wrong passphrase is tried) at most [`KdfParams::MAX_FILE_WORK`].
 /// Each slot's own parameters are checked by [`KdfParams::check`].
-pub fn check_file_budget<'a>(kinds: impl Iterator<Item = &'a SlotKind>) -> Result<(), String> {
+pub(crate) fn check_file_budget<'a>(
+    kinds: impl Iterator<Item = &'a SlotKind>,
+) -> Result<(), String> {
     let mut count = 0;
     let mut distinct: Vec<KdfParams> = Vec::new();
     for kind in kinds {
@@ -376,6 +379,17 @@ fn kind_key(kind: &SlotKind) -> Vec<u32> {
 }
 
 /// The current time as RFC 3339 UTC with second precision.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+/// A passphrase with the cheapest Argon2id parameters, for the unit
+/// tests of the modules that open vaults.
+#[cfg(test)]
+pub(crate) fn test_passphrase() -> Credential {
+    let cheap = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    Credential::Passphrase(SecretBytes::new(b"pw".to_vec()), cheap)
 }

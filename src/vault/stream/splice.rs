@@ -21,24 +21,25 @@
 //! writes, a path through an empty mapping or a list end, a value where the
 //! path goes on, a MAC that does not match) makes it answer `None`, and the
 //! caller falls back to the tree writer with the slot already opened, which
-//! then gives the exact verdict or error. The property test
-//! `the_streaming_writer_writes_what_the_tree_writer_writes` (in
-//! `tests/stream_reader.rs`) checks that both writers produce the same file.
+//! then gives the exact verdict or error.
+//! `the_streaming_writer_writes_what_the_tree_writer_writes` in
+//! `tests/properties/stream_reader.rs` checks that both writers produce the same file.
 
 use std::borrow::Cow;
 use std::path::Path;
 
 use crate::vault::audit::AuditChange;
-use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
+use crate::vault::canonical::{self, Lines, StreamVisitor};
 use crate::vault::crypto::{KeyedMac, MacWriter, Subkeys};
+use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
-use crate::vault::format::{self, HISTORY_KEY, Header, History, SECRETS_KEY, Sealed, TreeMac};
-use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
-use crate::vault::slots::{Credential, Opened};
-use crate::vault::store::VaultDir;
+use crate::vault::format::{self, EncodedPath, Header, History, SECRETS_KEY, Sealed, TreeMac};
+use crate::vault::keys::seal::{open_audit_key, seal_at, value_hmac_bytes};
+use crate::vault::keys::slots::{Credential, Opened};
+use crate::vault::keys::versions::{last_version, prune};
+use crate::vault::path::{KeyPath, Segment, encode_key};
 use crate::vault::stream::{file_mac, open_then};
 use crate::vault::tree::Tree;
-use crate::vault::unlocked::{last_version, open_audit_key, prune, seal_at, value_hmac_bytes};
 use crate::vault::value::Plain;
 
 /// A new value for one path.
@@ -72,7 +73,7 @@ pub struct Spliced {
 /// carries the opened slot when the tree writer must do it instead (see the
 /// module doc). Call it under the writers' lock.
 pub fn set(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     edit: &SetEdit<'_>,
 ) -> Result<Result<Spliced, Option<(Header, Opened)>>, VaultError> {
@@ -100,7 +101,8 @@ fn splice_set(
     else {
         return Ok(None);
     };
-    let Some(mut history) = read_history(&text.as_bytes()[history_at..]) else {
+    let tail = Lines::new(&text.as_bytes()[history_at..]).ok();
+    let Some(mut history) = tail.and_then(|mut lines| format::read_history(&mut lines)) else {
         return Ok(None);
     };
     let Some(secrets_line) = lines.peek().ok().flatten() else {
@@ -187,17 +189,6 @@ fn splice_set(
     }))
 }
 
-/// Reads the history section (from `history:` to the end of the file) as
-/// the tree reader does; `None` if it is not canonical.
-fn read_history(tail: &[u8]) -> Option<History> {
-    let mut lines = Lines::new(tail).ok()?;
-    let number = lines.peek().ok()??.number;
-    let inline = format::section(&mut lines, HISTORY_KEY).ok()?;
-    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
-    let history = format::interpret_history(raw).ok()?;
-    matches!(lines.peek(), Ok(None)).then_some(history)
-}
-
 /// What the new sealed value is made from.
 struct NewValue<'e> {
     edit: &'e SetEdit<'e>,
@@ -246,9 +237,8 @@ struct Splicer<'t, 'e> {
     /// The old file's MAC and the new file's.
     macs: [MacWriter; 2],
     items: [TreeMac; 2],
-    /// The current path's encoded segments, and where each segment starts.
-    encoded: Vec<u8>,
-    marks: Vec<usize>,
+    /// The current path, encoded for the MAC items.
+    path: EncodedPath,
     /// For each depth, whether the current path is a prefix of the target.
     on_target: Vec<bool>,
     /// For each depth on the target, whether the target's next segment was
@@ -274,8 +264,7 @@ impl<'t, 'e> Splicer<'t, 'e> {
             new_value,
             macs,
             items: [TreeMac::default(), TreeMac::default()],
-            encoded: Vec::with_capacity(256),
-            marks: Vec::new(),
+            path: EncodedPath::new(),
             on_target: vec![true],
             entered: vec![false; target.len() + 1],
             last_line_end: None,
@@ -285,7 +274,7 @@ impl<'t, 'e> Splicer<'t, 'e> {
     }
 
     fn depth(&self) -> usize {
-        self.marks.len()
+        self.path.depth()
     }
 
     /// Whether the current path is the target (`Some(true)`) or a proper
@@ -308,14 +297,14 @@ impl<'t, 'e> Splicer<'t, 'e> {
 
     /// One item, the same in both MACs.
     fn item(&mut self, marker: u8, text: Option<&str>) {
-        let depth = self.depth();
         for (mac, items) in self.macs.iter_mut().zip(&mut self.items) {
-            items.item(mac, marker, depth, &self.encoded, text);
+            items.item_at(mac, marker, &self.path, text);
         }
     }
 
-    /// Goes one step down; `is_next` tells whether the step is the
-    /// target's next segment.
+    /// Goes one step down (the caller then pushes the segment on the
+    /// path); `is_next` tells whether the step is the target's next
+    /// segment.
     fn descend(&mut self, is_next: impl FnOnce(Option<&Segment>) -> bool) {
         let depth = self.depth();
         let on = self.on_target[depth] && is_next(self.target.get(depth));
@@ -323,7 +312,6 @@ impl<'t, 'e> Splicer<'t, 'e> {
             self.entered[depth] = true;
         }
         self.on_target.push(on);
-        self.marks.push(self.encoded.len());
     }
 
     /// `{}` (`M`) or `[]` (`L`) at the current path: one item in both MACs.
@@ -355,7 +343,7 @@ impl<'t, 'e> Splicer<'t, 'e> {
             return;
         };
         let (sealed, version) = self.new_value.seal(0);
-        let mut encoded = self.encoded.clone();
+        let mut encoded = self.path.encoded().to_vec();
         keys.iter().for_each(|key| encode_key(key, &mut encoded));
         self.items[1].item(
             &mut self.macs[1],
@@ -386,11 +374,7 @@ impl<'t, 'e> Splicer<'t, 'e> {
     }
 }
 
-impl<'t> Visitor<'t> for Splicer<'t, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
-
+impl<'t> StreamVisitor<'t> for Splicer<'t, '_> {
     fn begin_map(&mut self) -> Result<(), &'static str> {
         match self.on_target() {
             Some(true) => Err("the path is a mapping"),
@@ -414,19 +398,18 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
             return Err("a key quoted otherwise than runvault writes it");
         }
         self.descend(|next| matches!(next, Some(Segment::Key(want)) if want == text));
-        encode_key(text, &mut self.encoded);
+        self.path.push_key(text);
         Ok(())
     }
 
     fn enter_item(&mut self, index: usize) -> Result<(), &'static str> {
         self.descend(|next| next == Some(&Segment::Index(index)));
-        encode_index(index, &mut self.encoded);
+        self.path.push_index(index);
         Ok(())
     }
 
     fn leave(&mut self) {
-        let mark = self.marks.pop().expect("leave after enter");
-        self.encoded.truncate(mark);
+        self.path.pop();
         self.on_target.pop();
     }
 
@@ -448,11 +431,10 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
                     .version_and_time()
                     .map_or(0, |(version, _)| version);
                 let (sealed, version) = self.new_value.seal(current);
-                let depth = self.depth();
                 let [old_mac, new_mac] = &mut self.macs;
                 let [old_items, new_items] = &mut self.items;
-                old_items.item(old_mac, b'V', depth, &self.encoded, Some(text));
-                new_items.item(new_mac, b'V', depth, &self.encoded, Some(&sealed.0));
+                old_items.item_at(old_mac, b'V', &self.path, Some(text));
+                new_items.item_at(new_mac, b'V', &self.path, Some(&sealed.0));
                 self.change = Some(Change {
                     start,
                     end,
@@ -474,11 +456,7 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
         self.empty_here(b'L')
     }
 
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {
+    fn end_map(&mut self) {
         let depth = self.depth();
         if self.on_target() == Some(false) && !self.entered[depth] {
             self.insert_here();
@@ -487,8 +465,4 @@ impl<'t> Visitor<'t> for Splicer<'t, '_> {
             }
         }
     }
-
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {}
 }

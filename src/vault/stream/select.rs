@@ -24,19 +24,52 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::core::secret::Key32;
-use crate::vault::canonical::{self, Lines, TreeBuilder, Visitor};
+use crate::vault::canonical::{Lines, StreamVisitor};
 use crate::vault::crypto::{MacWriter, Subkeys};
+use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
-use crate::vault::format::{
-    self, EncryptedVault, HISTORY_KEY, Header, History, SECRETS_KEY, Sealed, TreeMac, read_header,
-};
-use crate::vault::path::{KeyPath, Segment, encode_index, encode_key};
-use crate::vault::read::{Lookup, Selected, Wanted};
-use crate::vault::salt::Salt;
-use crate::vault::slots::{self, Credential, Opened};
-use crate::vault::store::VaultDir;
-use crate::vault::unlocked::open_sealed;
+use crate::vault::format::{self, EncodedPath, Header, History, Sealed, TreeMac};
+use crate::vault::keys::seal::open_sealed;
+use crate::vault::keys::slots::{Credential, Opened};
+use crate::vault::path::{KeyPath, Segment};
+use crate::vault::stream::{file_mac, open_then, walk_secrets};
+use crate::vault::value::Plain;
+
+/// What the caller wants: single values and whole subtrees.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    /// Paths of single values.
+    pub values: Vec<KeyPath>,
+    /// Prefixes whose every value is wanted (a prefix may be a value itself).
+    pub subtrees: Vec<KeyPath>,
+}
+
+/// What a wanted path turned out to be. No `Debug`: it holds plaintext.
+pub enum Lookup {
+    /// A value, decrypted.
+    Value(Plain),
+    /// Nothing at this path.
+    Missing,
+    /// A mapping or list, not a value (its kind name).
+    Container(&'static str),
+}
+
+/// The decrypted selection. No `Debug`: it holds plaintext.
+#[derive(Default)]
+pub struct Selected {
+    /// One entry per distinct wanted value path.
+    pub values: HashMap<KeyPath, Lookup>,
+    /// One entry per distinct wanted prefix: its values with their full
+    /// paths in file order, or `None` if nothing is at the prefix.
+    pub subtrees: HashMap<KeyPath, Option<Vec<(KeyPath, Plain)>>>,
+}
+
+impl Selected {
+    /// The lookup for a wanted value path (`Missing` if it was not wanted).
+    pub fn value(&self, path: &KeyPath) -> &Lookup {
+        self.values.get(path).unwrap_or(&Lookup::Missing)
+    }
+}
 
 /// What the streaming reader made of the vault.
 pub enum Outcome {
@@ -49,7 +82,7 @@ pub enum Outcome {
 
 /// Reads the vault in `dir` with one streaming pass; see the module doc.
 pub fn read(
-    dir: &VaultDir,
+    dir: &ReadOnlyDir,
     credential: &Credential,
     wanted: &Wanted,
 ) -> Result<Outcome, VaultError> {
@@ -65,85 +98,6 @@ pub fn read(
     Ok(match read {
         Ok(selected) => Outcome::Read(selected),
         Err(opened) => Outcome::Fallback(opened),
-    })
-}
-
-/// The start every streaming pass shares (this reader, `export`, and the
-/// writers in `vault::splice` and `vault::rekey`): reads `vault.yml` and
-/// its matching salt, reads the header of a canonical file and opens a key
-/// slot (the one KDF run), then hands the lines after the header to
-/// `body`. `Err` when the file is not canonical or `body` answers `None`:
-/// then the tree reader decides, with the header and slot opened here if
-/// it got that far. A secret that opens no slot is reported only if the
-/// tree reader would take the file, so both give the same verdict.
-pub(crate) fn open_then<R>(
-    dir: &VaultDir,
-    credential: &Credential,
-    body: impl FnOnce(Lines<'_>, &Header, &Opened) -> Result<Option<R>, VaultError>,
-) -> Result<Result<R, Option<(Header, Opened)>>, VaultError> {
-    let opened = open_then_any(
-        dir,
-        std::slice::from_ref(credential),
-        |lines, header, opened, _| body(lines, header, &opened.slot),
-    )?;
-    Ok(opened.map_err(|fallback| fallback.map(|(header, opened)| (header, opened.slot))))
-}
-
-/// A key slot opened by one of several credentials. No `Debug`: it holds
-/// keys.
-pub struct OpenedBy {
-    /// The slot.
-    pub slot: Opened,
-    /// Which credential opened it.
-    pub credential: usize,
-}
-
-/// [`open_then`] with several credentials: the first that opens a slot is
-/// used, as the tree writer of `rekey` does, and `body` also gets the salt
-/// that matches the file; if none opens one, the first error is reported.
-pub(crate) fn open_then_any<R>(
-    dir: &VaultDir,
-    credentials: &[Credential],
-    body: impl FnOnce(Lines<'_>, &Header, &OpenedBy, &Salt) -> Result<Option<R>, VaultError>,
-) -> Result<Result<R, Option<(Header, OpenedBy)>>, VaultError> {
-    let vault_path = dir.vault_path();
-    let loaded = dir.load_with(|bytes| {
-        Ok(leading_header(&bytes).map(|header| {
-            let salt_id = header.salt_id;
-            (bytes, salt_id)
-        }))
-    });
-    let (bytes, salt) = match loaded {
-        Ok(Some(loaded)) => loaded,
-        // The tree reader parses the whole file before it looks for the
-        // salt: if it would refuse the file, its verdict comes first.
-        Ok(None) | Err(VaultError::SaltMissing { .. } | VaultError::SaltMismatch { .. }) => {
-            return Ok(Err(None));
-        }
-        Err(err) => return Err(err),
-    };
-    // The header was read from the lines before `secrets:`; the whole file
-    // must also pass the line checks, and give the same header.
-    let Ok(mut lines) = Lines::new(&bytes) else {
-        return Ok(Err(None));
-    };
-    let Some(header) = read_header(&mut lines) else {
-        return Ok(Err(None));
-    };
-    let opened = match slots::unlock_any(&header, credentials, &salt, &vault_path) {
-        Ok((slot, credential)) => OpenedBy { slot, credential },
-        // The tree reader parses the whole file before it tries a key; if
-        // it would refuse the file, its verdict comes first.
-        Err(err) => {
-            return match EncryptedVault::parse(&bytes) {
-                Ok(_) => Err(err),
-                Err(_) => Ok(Err(None)),
-            };
-        }
-    };
-    Ok(match body(lines, &header, &opened, &salt)? {
-        Some(result) => Ok(result),
-        None => Err(Some((header, opened))),
     })
 }
 
@@ -190,27 +144,6 @@ fn select(
     Ok(selected)
 }
 
-/// The header as this reader first reads it, to find the salt: from the
-/// lines before `secrets:` only; `None` if they are not a canonical header.
-pub fn leading_header(bytes: &[u8]) -> Option<Header> {
-    let header_end = memchr::memmem::find(bytes, b"\nsecrets:").map_or(0, |at| at + 1);
-    let mut lines = Lines::new(&bytes[..header_end]).ok()?;
-    read_header(&mut lines)
-}
-
-/// Above this file size the MAC is computed on a second thread.
-const PARALLEL_MAC_BYTES: usize = 256 * 1024;
-
-/// A file MAC under `key` for a file of `len` bytes: a large file is hashed
-/// on the second core while it is parsed.
-pub(crate) fn file_mac(key: &Key32, len: usize) -> MacWriter {
-    if len > PARALLEL_MAC_BYTES {
-        MacWriter::new_parallel(key)
-    } else {
-        MacWriter::new(key)
-    }
-}
-
 /// What the pass found for each want.
 struct Found<'t> {
     /// The kind of node at each want's path, if any.
@@ -233,9 +166,9 @@ fn stream_body<'t>(
     let mut mac = file_mac(&subkeys.mac, lines.len());
     format::mac_header(&mut mac, header);
     let mut visitor = SecretsVisitor::new(wants, mac);
-    let number = lines.peek().ok()??.number;
-    let inline = format::section(&mut lines, SECRETS_KEY).ok()?;
-    canonical::node(&mut lines, 0, number, inline, &mut visitor).ok()?;
+    if !walk_secrets(&mut lines, &mut visitor, |_| None).ok()? {
+        return None;
+    }
     if visitor.root_kind != Some("mapping") {
         return None;
     }
@@ -247,14 +180,8 @@ fn stream_body<'t>(
         ..
     } = visitor;
     items.finish(&mut mac);
-    let number = lines.peek().ok()??.number;
-    let inline = format::section(&mut lines, HISTORY_KEY).ok()?;
-    let raw = canonical::node(&mut lines, 0, number, inline, &mut TreeBuilder::raw()).ok()?;
-    let history = format::interpret_history(raw).ok()?;
+    let history = format::read_history(&mut lines)?;
     format::mac_history(&mut mac, &history);
-    if !matches!(lines.peek(), Ok(None)) {
-        return None;
-    }
     mac.verify(&header.mac).then_some((found, values, history))
 }
 
@@ -277,29 +204,6 @@ pub(crate) fn verify_body(lines: Lines<'_>, header: &Header, subkeys: &Subkeys) 
         .filter(|version| !version.is_tombstone())
         .count() as u64;
     Some(Counts { values, stored })
-}
-
-/// Walks the `secrets:` section that `lines` is at with `visitor` (a
-/// streaming pass after the first: export, rekey), whose walk stops at an
-/// error it keeps and `failure` takes back: that error, or `Ok(false)` if
-/// the lines are not the canonical section (the tree reader decides then),
-/// or `Ok(true)` once walked.
-pub(crate) fn walk_secrets<'t, V: Visitor<'t>>(
-    lines: &mut Lines<'t>,
-    visitor: &mut V,
-    failure: impl FnOnce(&mut V) -> Option<VaultError>,
-) -> Result<bool, VaultError> {
-    let Some(number) = lines.peek().ok().flatten().map(|line| line.number) else {
-        return Ok(false);
-    };
-    let Ok(inline) = format::section(lines, SECRETS_KEY) else {
-        return Ok(false);
-    };
-    let walked = canonical::node(lines, 0, number, inline, visitor);
-    match failure(visitor) {
-        Some(err) => Err(err),
-        None => Ok(walked.is_ok()),
-    }
 }
 
 /// One wanted path.
@@ -359,9 +263,8 @@ struct SecretsVisitor<'t, 'w> {
     mac: MacWriter,
     items: TreeMac,
     wants: &'w Wants<'w>,
-    /// The current path's encoded segments, and where each segment starts.
-    encoded: Vec<u8>,
-    marks: Vec<usize>,
+    /// The current path, encoded for the MAC items.
+    path: EncodedPath,
     steps: Vec<Step<'t>>,
     /// For each depth, the wants whose path agrees with the current path so
     /// far (subtree wants stay once inside their subtree).
@@ -379,8 +282,7 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
             mac,
             items: TreeMac::default(),
             wants,
-            encoded: Vec::with_capacity(256),
-            marks: Vec::new(),
+            path: EncodedPath::new(),
             steps: Vec::new(),
             candidates: vec![(0..count).collect()],
             root_kind: None,
@@ -394,13 +296,12 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
     }
 
     fn depth(&self) -> usize {
-        self.marks.len()
+        self.path.depth()
     }
 
     /// Goes one step down to `segment` and narrows the candidates.
     fn descend(&mut self, segment: Step<'_>) {
         let depth = self.depth();
-        self.marks.push(self.encoded.len());
         if self.candidates.len() <= depth + 1 {
             self.candidates.push(Vec::new());
         }
@@ -430,8 +331,8 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
             _ => next.extend(parent.iter().copied().filter(|&index| matches(index))),
         }
         match segment {
-            Step::Key(key) => encode_key(&key, &mut self.encoded),
-            Step::Index(index) => encode_index(index, &mut self.encoded),
+            Step::Key(key) => self.path.push_key(&key),
+            Step::Index(index) => self.path.push_index(index),
         }
     }
 
@@ -451,9 +352,7 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
     /// An empty mapping or list at the current path: one MAC item.
     fn empty_here(&mut self, kind: &'static str, marker: u8) {
         self.node_here(kind);
-        let depth = self.depth();
-        self.items
-            .item(&mut self.mac, marker, depth, &self.encoded, None);
+        self.items.item_at(&mut self.mac, marker, &self.path, None);
     }
 
     fn current_path(&self) -> KeyPath {
@@ -468,10 +367,7 @@ impl<'t, 'w> SecretsVisitor<'t, 'w> {
     }
 }
 
-impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
-    type Node = ();
-    type Map = ();
-    type List = ();
+impl<'t> StreamVisitor<'t> for SecretsVisitor<'t, '_> {
     const SEALED_ONLY: bool = true;
 
     fn begin_map(&mut self) -> Result<(), &'static str> {
@@ -497,8 +393,7 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
     }
 
     fn leave(&mut self) {
-        let mark = self.marks.pop().expect("leave after enter");
-        self.encoded.truncate(mark);
+        self.path.pop();
         self.steps.pop();
     }
 
@@ -507,7 +402,7 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
         self.values += 1;
         let depth = self.depth();
         self.items
-            .item(&mut self.mac, b'V', depth, &self.encoded, Some(&text));
+            .item_at(&mut self.mac, b'V', &self.path, Some(&text));
         for position in 0..self.candidates[depth].len() {
             let index = self.candidates[depth][position];
             let want = &self.wants.list[index];
@@ -531,14 +426,4 @@ impl<'t> Visitor<'t> for SecretsVisitor<'t, '_> {
         self.empty_here("list", b'L');
         Ok(())
     }
-
-    fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn end_map(&mut self, (): ()) {}
-
-    fn list_item(&mut self, (): &mut (), (): ()) {}
-
-    fn end_list(&mut self, (): ()) {}
 }

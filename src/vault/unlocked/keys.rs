@@ -1,0 +1,173 @@
+//! The key slots of an opened vault (`key add`, `key passwd`, `key
+//! remove`) and its rotation under a new data key (`rekey`, the tree
+//! writer; see [`crate::vault::keys::rotation`]).
+
+use crate::vault::error::VaultError;
+use crate::vault::format::{EncryptedVault, SlotKind};
+use crate::vault::keys::rotation::{self, RekeyPlan, RekeyReport};
+use crate::vault::keys::slots::{self, Credential};
+use crate::vault::salt::Salt;
+use crate::vault::unlocked::UnlockedVault;
+
+impl UnlockedVault {
+    /// Adds a slot for `credential`; returns its id. Refused (before the
+    /// KDF runs) if the file would be over the per-file slot bounds.
+    pub fn add_slot(&mut self, credential: &Credential, salt: &Salt) -> Result<u32, VaultError> {
+        let kind = match credential {
+            Credential::Passphrase(_, params) => SlotKind::Passphrase(*params),
+            Credential::KeyFile(_) => SlotKind::KeyFile,
+        };
+        let kinds = self.vault.header.slots.iter().map(|s| &s.kind);
+        slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
+        let id = self
+            .vault
+            .header
+            .slots
+            .iter()
+            .map(|s| s.id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let slot = slots::make_slot(
+            id,
+            credential,
+            &self.data_key,
+            salt,
+            &self.vault.header.vault_id,
+        );
+        self.vault.header.slots.push(slot);
+        Ok(id)
+    }
+
+    /// Re-wraps passphrase slot `id` under a new passphrase (no value changes).
+    pub fn change_passphrase(
+        &mut self,
+        id: u32,
+        credential: &Credential,
+        salt: &Salt,
+    ) -> Result<(), VaultError> {
+        let index = self.slot_index(id)?;
+        let slot = &self.vault.header.slots[index];
+        if !matches!(slot.kind, SlotKind::Passphrase(_)) {
+            return Err(VaultError::NotPassphraseSlot {
+                id,
+                kind: slot.kind.name(),
+            });
+        }
+        if let Credential::Passphrase(_, params) = credential {
+            let kind = SlotKind::Passphrase(*params);
+            let kinds = (self.vault.header.slots.iter().enumerate())
+                .map(|(i, s)| if i == index { &kind } else { &s.kind });
+            slots::check_file_budget(kinds).map_err(over_budget)?;
+        }
+        let slot = &self.vault.header.slots[index];
+        let created = slot.created.clone();
+        let mut replacement = slots::make_slot(
+            id,
+            credential,
+            &self.data_key,
+            salt,
+            &self.vault.header.vault_id,
+        );
+        replacement.created = created;
+        self.vault.header.slots[index] = replacement;
+        Ok(())
+    }
+
+    /// Removes slot `id`, refusing to remove the last one.
+    pub fn remove_slot(&mut self, id: u32) -> Result<(), VaultError> {
+        let index = self.slot_index(id)?;
+        if self.vault.header.slots.len() == 1 {
+            return Err(VaultError::LastSlot { id });
+        }
+        self.vault.header.slots.remove(index);
+        Ok(())
+    }
+
+    fn slot_index(&self, id: u32) -> Result<usize, VaultError> {
+        self.vault
+            .header
+            .slots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(VaultError::NoSuchSlot { id })
+    }
+
+    /// A copy of this vault under a new random data key: every value and
+    /// stored version re-encrypted, every kept slot re-wrapped (re-derived
+    /// with the new salt and parameters where asked). Each slot must be
+    /// opened by one of the given secrets, or be dropped with `drop_others`:
+    /// re-wrapping a slot needs its key-encryption key.
+    pub fn rekey(
+        &self,
+        old_salt: &Salt,
+        plan: &RekeyPlan<'_>,
+    ) -> Result<(UnlockedVault, RekeyReport), VaultError> {
+        let keys = rotation::new_keys(
+            &self.vault.header,
+            self.unlocked_with.as_ref().map(|(id, kek)| (*id, kek)),
+            &self.subkeys.enc,
+            &self.vault_path,
+            old_salt,
+            plan,
+        )?;
+        let stored: usize = (self.vault.history.values())
+            .map(|versions| versions.iter().filter(|v| !v.is_tombstone()).count())
+            .sum();
+        plan.progress
+            .begin((self.vault.secrets.leaf_count() + stored) as u64);
+        let mut resealer = rotation::Resealer {
+            old: &self.subkeys.enc,
+            new: &keys.subkeys.enc,
+            vault_id: &self.vault.header.vault_id,
+            vault_path: &self.vault_path,
+            progress: plan.progress,
+            count: 0,
+        };
+        let secrets = self
+            .vault
+            .secrets
+            .try_map(&mut |path, sealed| resealer.value(path, &sealed.0))?;
+        let history = resealer.history(&self.vault.history)?;
+        let reencrypted = resealer.count;
+        let mut next = UnlockedVault {
+            vault: EncryptedVault {
+                header: keys.header,
+                secrets,
+                history,
+            },
+            data_key: keys.data_key,
+            subkeys: keys.subkeys,
+            unlocked_with: None,
+            vault_path: self.vault_path.clone(),
+        };
+        if plan.keep.is_some() {
+            next.prune_all();
+        }
+        Ok((
+            next,
+            RekeyReport {
+                kept: keys.kept,
+                dropped: keys.dropped,
+                reencrypted,
+            },
+        ))
+    }
+
+    fn prune_all(&mut self) {
+        let paths: Vec<String> = self.vault.history.keys().cloned().collect();
+        for key in paths {
+            self.prune(&key);
+        }
+    }
+}
+
+/// The usage error for a change that would put the file over the per-file
+/// slot bounds ([`slots::check_file_budget`]).
+#[allow(clippy::needless_pass_by_value)] // used as `.map_err(over_budget)`
+fn over_budget(reason: String) -> VaultError {
+    VaultError::Usage(format!(
+        "refusing a change that would leave the vault with {reason}; remove a key slot \
+         (`runvault key remove`) or use the default Argon2id parameters"
+    ))
+}
