@@ -14,8 +14,8 @@ use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs;
 use crate::vault::{
-    Credential, ExportFormat as Rendered, InitOutcome, KdfParams, KeyPath, ScalarKind, SlotKind,
-    VaultDir, VaultError, create_key_file, read_key_file, typed_from_input,
+    Credential, InitOutcome, KdfParams, KeyPath, RenderFormat, ScalarKind, SlotKind, VaultDir,
+    VaultError, create_key_file, read_key_file, typed_from_input,
 };
 
 /// The vault directory the global options name. When the host has
@@ -308,9 +308,9 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     }
     let credential = input::unlock_credential(global)?;
     let format = match args.format {
-        ExportFormat::Yaml => Rendered::Yaml,
-        ExportFormat::Json => Rendered::Json,
-        ExportFormat::Env => Rendered::Env,
+        ExportFormat::Yaml => RenderFormat::Yaml,
+        ExportFormat::Json => RenderFormat::Json,
+        ExportFormat::Env => RenderFormat::Env,
     };
     let rendered = crate::vault::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
