@@ -17,7 +17,7 @@ use crate::cli::table::Table;
 use crate::core::exit::CommandError;
 use crate::core::fs;
 use crate::vault::{
-    Credential, ExportFormat as Rendered, InitOutcome, KdfParams, ScalarKind, SlotKind, VaultError,
+    Credential, InitOutcome, KdfParams, RenderFormat, ScalarKind, SlotKind, VaultError,
     create_key_file, read_key_file, typed_from_input,
 };
 
@@ -263,9 +263,9 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     }
     let credential = input::unlock_credential(global)?;
     let format = match args.format {
-        ExportFormat::Yaml => Rendered::Yaml,
-        ExportFormat::Json => Rendered::Json,
-        ExportFormat::Env => Rendered::Env,
+        ExportFormat::Yaml => RenderFormat::Yaml,
+        ExportFormat::Json => RenderFormat::Json,
+        ExportFormat::Env => RenderFormat::Env,
     };
     let rendered = crate::vault::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {

@@ -431,48 +431,60 @@ impl<'t, V: StreamVisitor<'t>> Visitor<'t> for V {
     type List = ();
     const SEALED_ONLY: bool = V::SEALED_ONLY;
 
+    #[inline(always)]
     fn begin_map(&mut self) -> Result<(), &'static str> {
         StreamVisitor::begin_map(self)
     }
 
+    #[inline(always)]
     fn begin_list(&mut self) -> Result<(), &'static str> {
         StreamVisitor::begin_list(self)
     }
 
+    #[inline(always)]
     fn enter_key(&mut self, key: &Cow<'t, str>) -> Result<(), &'static str> {
         StreamVisitor::enter_key(self, key)
     }
 
+    #[inline(always)]
     fn enter_item(&mut self, index: usize) -> Result<(), &'static str> {
         StreamVisitor::enter_item(self, index)
     }
 
+    #[inline(always)]
     fn leave(&mut self) {
         StreamVisitor::leave(self);
     }
 
+    #[inline(always)]
     fn scalar(&mut self, text: Cow<'t, str>) -> Result<(), &'static str> {
         StreamVisitor::scalar(self, text)
     }
 
+    #[inline(always)]
     fn empty_map(&mut self) -> Result<(), &'static str> {
         StreamVisitor::empty_map(self)
     }
 
+    #[inline(always)]
     fn empty_list(&mut self) -> Result<(), &'static str> {
         StreamVisitor::empty_list(self)
     }
 
+    #[inline(always)]
     fn map_entry(&mut self, (): &mut (), _: Cow<'t, str>, (): ()) -> Result<(), &'static str> {
         Ok(())
     }
 
+    #[inline(always)]
     fn end_map(&mut self, (): ()) {
         StreamVisitor::end_map(self);
     }
 
+    #[inline(always)]
     fn list_item(&mut self, (): &mut (), (): ()) {}
 
+    #[inline(always)]
     fn end_list(&mut self, (): ()) {
         StreamVisitor::end_list(self);
     }

@@ -36,7 +36,27 @@ const CONSISTENT_READ_PAUSE: Duration = Duration::from_millis(10);
 /// unnoticed (the high-water mark not read or not recorded).
 pub type Warn = dyn Fn(&str);
 
-/// A vault directory, read-only.
+/// A vault directory, read-only: the type `jobs`, `doctor` and the
+/// streaming passes hold. A writer's method is not there, so this does not
+/// compile:
+///
+/// ```compile_fail
+/// use runvault::vault::{Credential, KeyPath, Plain, ReadOnlyDir};
+///
+/// fn change(dir: &ReadOnlyDir, who: &Credential, at: &KeyPath, value: &Plain) {
+///     let _ = dir.set(who, at, value, None);
+/// }
+/// ```
+///
+/// while the same function on the writer does:
+///
+/// ```
+/// use runvault::vault::{Credential, KeyPath, Plain, VaultDir};
+///
+/// fn change(dir: &VaultDir, who: &Credential, at: &KeyPath, value: &Plain) {
+///     let _ = dir.set(who, at, value, None);
+/// }
+/// ```
 #[derive(Clone)]
 pub struct ReadOnlyDir {
     dir: PathBuf,

@@ -104,8 +104,12 @@ impl Marks {
 
     /// Records that generation `generation` of `vault_id` was committed in
     /// `secrets_dir`: creates the state directory (0700) if needed, then
-    /// replaces the mark file atomically and durably (0600).
-    pub fn record(
+    /// replaces the mark file atomically and durably (0600). Only the
+    /// writer (`store`) records: visible inside the vault only, so a
+    /// holder of a [`ReadOnlyDir`] outside it cannot.
+    ///
+    /// [`ReadOnlyDir`]: crate::vault::ReadOnlyDir
+    pub(super) fn record(
         &self,
         vault_id: &[u8; 16],
         secrets_dir: &Path,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::core::exit::{self, ExitStatus};
 use crate::core::fs::{self, FsError, Limit, Owned, WriteMode};
 use crate::core::hex::hex;
-use crate::vault::{ExportFormat, KeyPath, Salt, UnlockedVault, VaultError, render_vault};
+use crate::vault::{KeyPath, RenderFormat, Salt, UnlockedVault, VaultError, render_vault};
 
 /// The host's list of views unless `--views-file` says otherwise.
 pub const DEFAULT_VIEWS_FILE: &str = "/etc/runvault/views";
@@ -133,7 +133,7 @@ pub fn refresh(
     fs::create_dir_with_mode(dir, 0o700)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(FsError::io("set the mode of", dir))?;
-    let plaintext = render_vault(vault, &KeyPath::root(), ExportFormat::Yaml)?;
+    let plaintext = render_vault(vault, &KeyPath::root(), RenderFormat::Yaml)?;
     fs::write_owned(&dir.join("vault.salt"), salt.as_bytes(), Owned::VIEW_FILE)?;
     fs::write_owned(&dir.join("vault.yml"), plaintext.expose(), Owned::VIEW_FILE)?;
     let marker = Marker {

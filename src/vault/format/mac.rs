@@ -133,28 +133,33 @@ impl EncodedPath {
     }
 
     /// The number of segments.
+    #[inline]
     pub(crate) fn depth(&self) -> usize {
         self.marks.len()
     }
 
     /// The encoded segments.
+    #[inline]
     pub(crate) fn encoded(&self) -> &[u8] {
         &self.encoded
     }
 
     /// One step down, to the key `key`.
+    #[inline]
     pub(crate) fn push_key(&mut self, key: &str) {
         self.marks.push(self.encoded.len());
         encode_key(key, &mut self.encoded);
     }
 
     /// One step down, to the list item `index`.
+    #[inline]
     pub(crate) fn push_index(&mut self, index: usize) {
         self.marks.push(self.encoded.len());
         encode_index(index, &mut self.encoded);
     }
 
     /// One step up.
+    #[inline]
     pub(crate) fn pop(&mut self) {
         let mark = self.marks.pop().expect("leave after enter");
         self.encoded.truncate(mark);
@@ -199,6 +204,7 @@ impl TreeMac {
     }
 
     /// [`TreeMac::item`] at the current path of a streaming pass.
+    #[inline]
     pub(crate) fn item_at(
         &mut self,
         mac: &mut MacWriter,
