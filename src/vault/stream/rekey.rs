@@ -20,7 +20,7 @@
 //!
 //! The streaming writer hands back the slot it opened when it cannot do the
 //! work, so the tree writer does it without a second KDF run.
-//! `tests/stream_reader.rs` checks that both write the same vault.
+//! `tests/properties/stream_reader.rs` checks that both write the same vault.
 //!
 //! [`UnlockedVault::rekey`]: crate::vault::UnlockedVault::rekey
 

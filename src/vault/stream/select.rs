@@ -17,7 +17,7 @@
 //! opened slot, so the tree reader gives the verdict without a second KDF
 //! run. It does not check for repeated keys: the writer never produces
 //! them, so a file that has one cannot carry a valid MAC, and a MAC
-//! failure goes to the tree reader anyway. `tests/stream_reader.rs` and the
+//! failure goes to the tree reader anyway. `tests/properties/stream_reader.rs` and the
 //! property test below check that both readers agree.
 
 use std::borrow::Cow;
