@@ -175,6 +175,12 @@ impl FsError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+
+    /// Whether the error says this user may not read (or search) the path:
+    /// the file may well exist.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+    }
 }
 
 impl ExitStatus for FsError {

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::core::fs::{self, Limit};
-use crate::doctor::Finding;
+use crate::doctor::{Finding, not_checked};
 use crate::vault::{
     Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE, VaultFile,
     classify,
@@ -18,6 +18,10 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
     let mut findings = Vec::new();
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            findings.push(not_checked("secrets.dir", dir));
+            return findings;
+        }
         Err(err) => {
             findings.push(Finding::fail(
                 "secrets.dir",
@@ -86,15 +90,21 @@ fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
         VAULT_FILE => ("vault.file.owner", "vault.file.mode"),
         _ => ("salt.file.owner", "salt.file.mode"),
     };
-    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-        return vec![Finding::fail(
-            mode_id,
-            format!("`{}` is missing", path.display()),
-            format!(
-                "create the vault with `runvault init --dir {}`",
-                dir.display()
-            ),
-        )];
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return vec![not_checked(owner_id, &path), not_checked(mode_id, &path)];
+        }
+        Err(_) => {
+            return vec![Finding::fail(
+                mode_id,
+                format!("`{}` is missing", path.display()),
+                format!(
+                    "create the vault with `runvault init --dir {}`",
+                    dir.display()
+                ),
+            )];
+        }
     };
     if meta.file_type().is_symlink() {
         return vec![Finding::fail(
@@ -119,7 +129,13 @@ fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
 }
 
 fn stray_files(dir: &Path) -> Finding {
-    let mut stray: Vec<String> = std::fs::read_dir(dir)
+    let entries = match std::fs::read_dir(dir) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return not_checked("secrets.stray", dir);
+        }
+        entries => entries,
+    };
+    let mut stray: Vec<String> = entries
         .into_iter()
         .flatten()
         .flatten()
@@ -168,6 +184,7 @@ fn salt_strength(path: &Path) -> Finding {
             format!("`{}` is missing", path.display()),
             "restore it from a backup",
         ),
+        Err(err) if err.is_permission_denied() => not_checked("salt.strength", path),
         Err(err) => Finding::fail(
             "salt.strength",
             err.to_string(),
@@ -186,6 +203,9 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
                 format!("`{}` is missing", path.display()),
                 format!("run `runvault init --dir {}`", vault.dir().display()),
             )];
+        }
+        Err(err) if err.is_permission_denied() => {
+            return vec![not_checked("vault.encrypted", &path)];
         }
         Err(err) => {
             return vec![Finding::fail(
@@ -333,18 +353,24 @@ fn integrity(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Finding {
 /// Checks the machine key file: present, 0400 or 0600, owned by root,
 /// outside the secrets directory.
 pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
-    let Ok(meta) = std::fs::symlink_metadata(key_file) else {
-        return vec![Finding::warn(
-            "keyfile.exists",
-            format!(
-                "`{}` does not exist: jobs cannot unlock the vault without a person",
-                key_file.display()
-            ),
-            format!(
-                "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
-                key_file.display()
-            ),
-        )];
+    let meta = match std::fs::symlink_metadata(key_file) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return vec![not_checked("keyfile.exists", key_file)];
+        }
+        Err(_) => {
+            return vec![Finding::warn(
+                "keyfile.exists",
+                format!(
+                    "`{}` does not exist: jobs cannot unlock the vault without a person",
+                    key_file.display()
+                ),
+                format!(
+                    "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
+                    key_file.display()
+                ),
+            )];
+        }
     };
     let mut findings = vec![Finding::ok(
         "keyfile.exists",

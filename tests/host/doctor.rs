@@ -273,3 +273,84 @@ fn a_view_not_owned_by_root_fails() {
         );
     }
 }
+
+/// A host laid out for root, as a user who may not read its files: the
+/// vault directory 0700 root, the key file's and the views file's
+/// directories 0700 root (the Debian package's `/etc/runvault`).
+fn doctor_as_nobody(host: &Host, extra: &[&str]) -> crate::support::Run {
+    std::fs::set_permissions(host.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let etc = host.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    chmod(&etc, 0o700);
+    crate::support::write_private(&etc.join("views"), b"/run/runvault-test-view\n");
+    let mut cmd = host.command();
+    cmd.env("RUNVAULT_VIEWS_FILE", etc.join("views"))
+        .arg("--key-file")
+        .arg(host.key_file())
+        .arg("doctor")
+        .args(extra);
+    crate::support::as_nobody(&cmd).run()
+}
+
+#[test]
+fn doctor_as_a_user_other_than_root_says_what_it_could_not_check() {
+    if !crate::support::require_root(
+        "doctor_as_a_user_other_than_root_says_what_it_could_not_check",
+    ) {
+        return;
+    }
+    let host = healthy();
+    chmod(&host.path("keys"), 0o700);
+    let run = doctor_as_nobody(&host, &["--json"]).ok();
+    assert_eq!(run.stderr, "");
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let first = &report["findings"][0];
+    assert_eq!(first["check"], "doctor.user", "{report}");
+    assert_eq!(first["status"], "warn");
+    assert_eq!(
+        first["message"],
+        "not running as root (uid 65534): 9 check(s) could not be made: \
+         vault.file.owner, vault.file.mode, salt.file.owner, salt.file.mode, secrets.stray, \
+         salt.strength, vault.encrypted, keyfile.exists, views"
+    );
+    assert_eq!(
+        findings(&report, "keyfile.exists"),
+        vec![(
+            "warn".into(),
+            format!(
+                "`{}` cannot be read by uid 65534 (permission denied): not checked",
+                host.key_file().display()
+            ),
+            "run `runvault doctor` as root to check it".into()
+        )]
+    );
+    assert_eq!(status_of(&report, "secrets.dir.mode"), "ok", "{report}");
+    let text = doctor_as_nobody_again(&host);
+    for wrong in [
+        "missing",
+        "does not exist",
+        "runvault init",
+        "keygen",
+        "create",
+    ] {
+        assert!(!text.contains(wrong), "{wrong}: {text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "warn vault.file.mode              `{}` cannot be read by uid 65534 (permission denied): \
+             not checked (hint: run `runvault doctor` as root to check it)",
+            host.vault_file().display()
+        )),
+        "{text}"
+    );
+}
+
+/// The text report of [`doctor_as_nobody`] on a host already prepared.
+fn doctor_as_nobody_again(host: &Host) -> String {
+    let mut cmd = host.command();
+    cmd.env("RUNVAULT_VIEWS_FILE", host.path("etc/views"))
+        .arg("--key-file")
+        .arg(host.key_file())
+        .arg("doctor");
+    crate::support::as_nobody(&cmd).run().ok().out()
+}
