@@ -84,7 +84,10 @@ where
     use clap::{CommandFactory, FromArgMatches};
     let mut command = std::mem::ManuallyDrop::new(Cli::command());
     let matches = command.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+    cli.global.views_file_given =
+        matches.value_source("views_file") != Some(clap::parser::ValueSource::DefaultValue);
+    Ok(cli)
 }
 
 /// Writes clap's `--help` or `--version` text, styled as clap styles it
