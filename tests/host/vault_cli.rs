@@ -934,6 +934,38 @@ fn missing_vault_says_how_to_create_one() {
     assert!(!host.dir().exists(), "a read creates nothing");
 }
 
+/// A `--dir` typo with no secret given: the missing vault is reported
+/// (exit 1) before any passphrase is asked for, so also without a
+/// terminal, where asking would end in exit 2.
+#[test]
+fn a_missing_vault_is_reported_before_the_passphrase_is_asked() {
+    let host = Host::new();
+    host.init();
+    let typo = host.path("secret");
+    for args in [
+        &["get", "A"][..],
+        &["set", "A", "--generate"],
+        &["list"],
+        &["rekey"],
+    ] {
+        let run = host
+            .bare_command()
+            .arg("--dir")
+            .arg(&typo)
+            .args(args)
+            .fails(1);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "runvault: error: no vault in `{0}`: `vault.yml` does not exist; create one with `runvault init --dir {0}`\n",
+                typo.display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert!(!typo.exists(), "nothing created");
+}
+
 #[test]
 fn default_kdf_parameters_are_rfc_9106_second_recommendation() {
     let host = Host::new();
