@@ -3,7 +3,8 @@
 //!
 //! Files use only those listed before them: the clap definitions
 //! (`kdf_args`, `runner_args`, `args`); what is printed and read
-//! (`output`, with the one stdout writer; `table`; `input`); what every
+//! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
+//! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
 //! file per group of commands, none using another; this module, which
 //! parses and dispatches.
@@ -18,6 +19,7 @@ mod output;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
+mod suggest;
 mod table;
 mod vault_cmds;
 mod view_cmds;

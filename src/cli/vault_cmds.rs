@@ -13,12 +13,13 @@ use crate::cli::args::{
 use crate::cli::context::{parse_path, parse_prefix, refuse_plaintext_in_vault_dir, vault_dir};
 use crate::cli::input::{self, ValueSource};
 use crate::cli::output::{note as status, write_stdout};
+use crate::cli::suggest;
 use crate::cli::table::Table;
-use crate::core::exit::CommandError;
+use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::vault::{
-    Credential, ExportFormat as Rendered, InitOutcome, KdfParams, ScalarKind, SlotKind, VaultError,
-    create_key_file, read_key_file, typed_from_input,
+    Credential, ExportFormat as Rendered, InitOutcome, KdfParams, ScalarKind, SlotKind, VaultDir,
+    VaultError, create_key_file, read_key_file, typed_from_input,
 };
 
 /// `runvault init`.
@@ -143,13 +144,42 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
 pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let value = crate::vault::read_one(&vault_dir(global), &credential, &path)?;
+    let vault = vault_dir(global);
+    let value = match crate::vault::read_one(&vault, &credential, &path) {
+        Err(err @ VaultError::NotFound { .. }) => return Err(not_found(err, &vault)),
+        value => value?,
+    };
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
         out.push(b'\n');
     }
     let out = crate::core::secret::SecretBytes::new(out);
     write_stdout(out.expose())
+}
+
+/// `get`'s "not found", with the closest existing paths when some are
+/// near (their names are readable without a secret; no value is read).
+/// Only on this error path is the file read a second time.
+fn not_found(err: VaultError, vault: &VaultDir) -> CommandError {
+    let (VaultError::NotFound { key }, Ok((encrypted, _))) = (&err, vault.load()) else {
+        return err.into();
+    };
+    let mut paths = Vec::new();
+    encrypted
+        .secrets
+        .for_each_leaf(&mut |path, _| paths.push(path.to_string()));
+    let near = suggest::closest_paths(key, &paths);
+    if near.is_empty() {
+        return err.into();
+    }
+    let near: Vec<String> = near.iter().map(|path| format!("`{path}`")).collect();
+    CommandError::with_code(
+        exit::NOT_FOUND,
+        format!(
+            "{err}; did you mean {}? (every path: `runvault list`)",
+            near.join(" or ")
+        ),
+    )
 }
 
 /// `runvault list`.

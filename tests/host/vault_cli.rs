@@ -366,6 +366,46 @@ fn rm_removes_values_and_prunes_empty_parents() {
 }
 
 #[test]
+fn get_of_a_missing_path_suggests_the_closest_paths_and_no_value() {
+    let host = Host::new();
+    host.init();
+    for (path, value) in [
+        ("SNOWFLAKE.TRANSFORM.USERNAME", "transformer-9d1e"),
+        ("SNOWFLAKE.TRANSFORM.PASSWORD", "pw-5c2a77"),
+        ("SNOWFLAKE.LOAD.PASSWORD", "pw-0b3f41"),
+    ] {
+        host.set(path, value.as_bytes());
+    }
+    for (wanted, near) in [
+        (
+            "SNOWFLAKE.TRANSFORM.PASWORD",
+            "`SNOWFLAKE.TRANSFORM.PASSWORD`",
+        ),
+        ("snowflake.load.password", "`SNOWFLAKE.LOAD.PASSWORD`"),
+        (
+            "SNOWFLAKE.TRANSFORM.USER_NAME",
+            "`SNOWFLAKE.TRANSFORM.USERNAME`",
+        ),
+    ] {
+        let run = host.run(&["get", wanted]).fails(3);
+        assert_eq!(run.stdout, b"");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "runvault: error: path `{wanted}` not found in the vault; did you mean {near}? \
+                 (every path: `runvault list`)\n"
+            )
+        );
+    }
+    // Nothing near: the plain message.
+    let run = host.run(&["get", "AWS.KEY"]).fails(3);
+    assert_eq!(
+        run.stderr,
+        "runvault: error: path `AWS.KEY` not found in the vault\n"
+    );
+}
+
+#[test]
 fn bad_paths_are_usage_errors_and_change_nothing() {
     let host = Host::new();
     host.init();
