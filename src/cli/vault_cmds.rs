@@ -300,6 +300,7 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     let rendered = crate::vault::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
         Some(output) => {
+            fs::create_private_parents(output)?;
             fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
             status(format_args!(
                 "wrote plaintext to `{}` (mode 0600)",

@@ -634,7 +634,8 @@ t=$(mktemp -d)
 mount -t tmpfs tmpfs "$t"
 mkdir "$t/upper" "$t/work"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/upper,workdir=$t/work" /etc
-mkdir -m 700 /etc/runvault
+mkdir -p /etc/runvault
+chmod 700 /etc/runvault
 printf '%s' "$views" > /etc/runvault/views
 chmod 600 /etc/runvault/views
 set +e
