@@ -161,11 +161,7 @@ fn salt_strength(path: &Path) -> Finding {
             if salt.is_weak() {
                 Finding::fail(
                     "salt.strength",
-                    format!(
-                        "`{}` holds about {} bytes of entropy (hand-made?)",
-                        path.display(),
-                        salt.strength_bytes()
-                    ),
+                    weak_salt_message(path, &salt),
                     "run `runvault rekey --new-salt` (or `runvault init` on a plaintext vault) to replace it",
                 )
             } else {
@@ -190,6 +186,26 @@ fn salt_strength(path: &Path) -> Finding {
             err.to_string(),
             "fix the file's permissions",
         ),
+    }
+}
+
+/// What a weak salt is: the manual procedure's 20 hex characters (`echo
+/// $RANDOM | md5sum | head -c 20`) look random but take at most 32 768
+/// values, about 15 bits; counting its characters would claim 10 bytes.
+fn weak_salt_message(path: &Path, salt: &Salt) -> String {
+    let text = salt.as_bytes().trim_ascii();
+    if text.len() == 20 && text.iter().all(u8::is_ascii_hexdigit) {
+        format!(
+            "`{}` looks hand-made (20 hex characters, as `echo $RANDOM | md5sum | head -c 20` \
+             makes): about 15 bits of entropy",
+            path.display()
+        )
+    } else {
+        format!(
+            "`{}` holds at most {} bytes of entropy, too few for a salt",
+            path.display(),
+            salt.strength_bytes()
+        )
     }
 }
 

@@ -92,7 +92,15 @@ fn a_plaintext_vault_and_weak_salt_fail_with_the_adopt_hint() {
         "adopt it in place with `runvault init --dir {}`",
         host.dir().display()
     )));
-    assert!(run.out().contains("FAIL salt.strength"), "{}", run.out());
+    assert!(
+        run.out().contains(&format!(
+            "FAIL salt.strength                `{}` looks hand-made (20 hex characters, as \
+             `echo $RANDOM | md5sum | head -c 20` makes): about 15 bits of entropy",
+            host.salt_file().display()
+        )),
+        "{}",
+        run.out()
+    );
     assert!(!run.out().contains("Tr@nsf0rm"), "no value printed");
 }
 
