@@ -42,6 +42,11 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
         ));
         return findings;
     }
+    // Every check has its line, ok ones too: scripts match on the ids.
+    findings.push(Finding::ok(
+        "secrets.dir",
+        format!("`{}` is a directory", dir.display()),
+    ));
     findings.push(owner_check("secrets.dir.owner", dir, meta.uid()));
     let mode = meta.mode() & 0o7777;
     findings.push(if secrets_dir_mode_ok(mode) {
@@ -242,7 +247,14 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
         }
         Ok(VaultFile::Encrypted(encrypted)) => encrypted.header,
     };
-    vec![integrity(vault, credential), rollback(vault, &header)]
+    vec![
+        Finding::ok(
+            "vault.encrypted",
+            format!("`{}` is an encrypted runvault vault", path.display()),
+        ),
+        integrity(vault, credential),
+        rollback(vault, &header),
+    ]
 }
 
 /// A plaintext `vault.yml`: adopt it, unless the directory shows that an

@@ -30,7 +30,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("15 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("17 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );
@@ -38,6 +38,54 @@ fn a_healthy_host_passes_every_check() {
     let (code, report) = doctor(&host);
     assert_eq!(code, 0);
     assert_eq!(report["fail"], 0);
+}
+
+/// Every host check the docs name has its line on a healthy host, ok
+/// ones included, in the documented order, so scripts can match on ids.
+#[test]
+fn a_healthy_host_reports_every_host_check_by_id() {
+    let host = healthy();
+    let (_, report) = doctor(&host);
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "secrets.dir",
+            "secrets.dir.owner",
+            "secrets.dir.mode",
+            "vault.file.owner",
+            "vault.file.mode",
+            "salt.file.owner",
+            "salt.file.mode",
+            "secrets.stray",
+            "salt.strength",
+            "vault.encrypted",
+            "vault.verify",
+            "vault.rollback",
+            "keyfile.exists",
+            "keyfile.owner",
+            "keyfile.mode",
+            "keyfile.location",
+            "views",
+            "runner.skipped",
+        ]
+    );
+    assert_eq!(
+        findings(&report, "vault.encrypted"),
+        vec![(
+            "ok".into(),
+            format!(
+                "`{}` is an encrypted runvault vault",
+                host.vault_file().display()
+            ),
+            String::new()
+        )]
+    );
 }
 
 #[test]
