@@ -242,6 +242,36 @@ fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     );
 }
 
+/// A hand-made `vault.yml` others could read (0644) is 0600 once adopted;
+/// one closed to others keeps the group read the admin gave it (0640).
+#[test]
+fn adoption_of_a_world_readable_vault_leaves_it_0600() {
+    for (before, after) in [
+        (0o644, 0o600),
+        (0o604, 0o600),
+        (0o640, 0o640),
+        (0o600, 0o600),
+    ] {
+        let host = Host::new();
+        std::fs::create_dir_all(host.dir()).unwrap();
+        std::fs::write(host.vault_file(), "A: b\n").unwrap();
+        std::fs::set_permissions(
+            host.vault_file(),
+            std::os::unix::fs::PermissionsExt::from_mode(before),
+        )
+        .unwrap();
+        let mut args = vec!["init"];
+        args.extend(CHEAP_KDF);
+        host.run(&args).ok();
+        assert_eq!(
+            crate::support::mode(&host.vault_file()),
+            after,
+            "{before:o}"
+        );
+        assert_eq!(host.get("A"), b"b");
+    }
+}
+
 #[test]
 fn adopt_the_hand_made_empty_vault() {
     let host = Host::new();
