@@ -71,6 +71,16 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
         }
     }
     warn_if_open_dir(vault.dir());
+    // A copy of the plaintext kept beside it (`vault.yml.bak`) would hand
+    // every job the credentials the vault now encrypts.
+    for copy in crate::doctor::host::plaintext_copies(vault.dir()).unwrap_or_default() {
+        crate::cli::output::always(format_args!(
+            "runvault: warning: `{0}` is a plaintext vault in `{1}`, which every job gets \
+             mounted; delete it (`shred -u {0}`) and rotate the credentials it holds",
+            copy.display(),
+            vault.dir().display()
+        ));
+    }
     Ok(())
 }
 

@@ -65,6 +65,7 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
         findings.extend(file_checks(dir, name));
     }
     findings.push(stray_files(dir));
+    findings.push(plaintext_copies_check(dir));
     findings.push(salt_strength(&dir.join(SALT_FILE)));
     findings.extend(encryption_and_integrity(vault, credential));
     findings
@@ -156,6 +157,80 @@ fn stray_files(dir: &Path) -> Finding {
             format!("left by an interrupted write: {}", stray.join(", ")),
             "run any writing command (e.g. `runvault set`): it finishes or removes them under the lock",
         )
+    }
+}
+
+/// The files of `dir` besides runvault's own that hold a plaintext vault:
+/// YAML with at least one key and no runvault header (`vault.yml.bak`, a
+/// copy taken before adoption). The directory is mounted into every job,
+/// so each one hands every job the credentials it holds. Files larger
+/// than a vault may be, links and anything not a regular file are passed
+/// over. `Err` when the directory cannot be listed.
+pub fn plaintext_copies(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = [
+            VAULT_FILE,
+            SALT_FILE,
+            SALT_NEXT_FILE,
+            "audit.log",
+            ".runvault.lock",
+        ];
+        if ours.contains(&name.as_str()) || fs::is_temp_file_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(Some(bytes)) = fs::read_optional(&path, Limit::VAULT_FILE) else {
+            continue;
+        };
+        if let Ok(VaultFile::Plaintext(serde_yaml::Value::Mapping(map))) = classify(&bytes)
+            && !map.is_empty()
+        {
+            copies.push(path);
+        }
+    }
+    copies.sort();
+    Ok(copies)
+}
+
+/// `secrets.plaintext`: no plaintext vault lies beside the vault.
+fn plaintext_copies_check(dir: &Path) -> Finding {
+    match plaintext_copies(dir) {
+        Ok(copies) if copies.is_empty() => Finding::ok(
+            "secrets.plaintext",
+            format!("no plaintext vault copy in `{}`", dir.display()),
+        ),
+        Ok(copies) => {
+            let names: Vec<String> = copies
+                .iter()
+                .map(|path| format!("`{}`", path.display()))
+                .collect();
+            Finding::fail(
+                "secrets.plaintext",
+                format!(
+                    "{} in `{}` is a plaintext vault: every job gets this directory mounted",
+                    names.join(", "),
+                    dir.display()
+                ),
+                format!(
+                    "delete it (`shred -u {}`) and rotate the credentials it holds",
+                    copies
+                        .iter()
+                        .map(|path| path.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            not_checked("secrets.plaintext", dir)
+        }
+        Err(err) => Finding::fail(
+            "secrets.plaintext",
+            format!("`{}` cannot be listed: {err}", dir.display()),
+            "fix the directory's permissions",
+        ),
     }
 }
 

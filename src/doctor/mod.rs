@@ -27,6 +27,7 @@ pub const CHECK_IDS: &[&str] = &[
     "salt.file.owner",
     "salt.file.mode",
     "secrets.stray",
+    "secrets.plaintext",
     "salt.strength",
     "vault.encrypted",
     "vault.replaced",

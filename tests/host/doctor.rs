@@ -30,7 +30,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("17 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("18 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );
@@ -63,6 +63,7 @@ fn a_healthy_host_reports_every_host_check_by_id() {
             "salt.file.owner",
             "salt.file.mode",
             "secrets.stray",
+            "secrets.plaintext",
             "salt.strength",
             "vault.encrypted",
             "vault.verify",
@@ -365,9 +366,9 @@ fn doctor_as_a_user_other_than_root_says_what_it_could_not_check() {
     assert_eq!(first["status"], "warn");
     assert_eq!(
         first["message"],
-        "not running as root (uid 65534): 9 check(s) could not be made: \
+        "not running as root (uid 65534): 10 check(s) could not be made: \
          vault.file.owner, vault.file.mode, salt.file.owner, salt.file.mode, secrets.stray, \
-         salt.strength, vault.encrypted, keyfile.exists, views"
+         secrets.plaintext, salt.strength, vault.encrypted, keyfile.exists, views"
     );
     assert_eq!(
         findings(&report, "keyfile.exists"),
@@ -409,4 +410,45 @@ fn doctor_as_nobody_again(host: &Host) -> String {
         .arg(host.key_file())
         .arg("doctor");
     crate::support::as_nobody(&cmd).run().ok().out()
+}
+
+/// A plaintext copy left in the secrets directory (which every job gets)
+/// fails `secrets.plaintext`; an encrypted backup copy does not.
+#[test]
+fn a_plaintext_copy_in_the_secrets_directory_fails() {
+    let host = healthy();
+    std::fs::copy(host.vault_file(), host.dir().join("vault.yml.enc-backup")).unwrap();
+    let (code, report) = doctor(&host);
+    assert_eq!(code, 0);
+    assert_eq!(
+        findings(&report, "secrets.plaintext"),
+        vec![(
+            "ok".into(),
+            format!("no plaintext vault copy in `{}`", host.dir().display()),
+            String::new()
+        )]
+    );
+    let copy = host.dir().join("vault.yml.bak");
+    std::fs::copy(fixtures().join("legacy/vault.yml"), &copy).unwrap();
+    let (code, report) = doctor(&host);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&report, "secrets.plaintext"),
+        vec![(
+            "fail".into(),
+            format!(
+                "`{}` in `{}` is a plaintext vault: every job gets this directory mounted",
+                copy.display(),
+                host.dir().display()
+            ),
+            format!(
+                "delete it (`shred -u {}`) and rotate the credentials it holds",
+                copy.display()
+            )
+        )]
+    );
+    assert!(
+        !report.to_string().contains("Tr@nsf0rm"),
+        "no value printed"
+    );
 }

@@ -272,6 +272,37 @@ fn adoption_of_a_world_readable_vault_leaves_it_0600() {
     }
 }
 
+/// `init` adopting a hand-made vault warns about the plaintext copy the
+/// admin kept beside it: every job gets that directory.
+#[test]
+fn init_warns_about_a_plaintext_copy_in_the_secrets_directory() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::set_permissions(
+        host.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let legacy = fixtures().join("legacy/vault.yml");
+    std::fs::copy(&legacy, host.vault_file()).unwrap();
+    let copy = host.dir().join("vault.yml.bak");
+    std::fs::copy(&legacy, &copy).unwrap();
+    let mut args = vec!["init"];
+    args.extend(CHEAP_KDF);
+    let run = host.run(&args).ok();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "adopted `{vault}`: encrypted 19 value(s) in place with a new 32-byte salt in vault.salt\n\
+             runvault: warning: `{copy}` is a plaintext vault in `{dir}`, which every job gets \
+             mounted; delete it (`shred -u {copy}`) and rotate the credentials it holds\n",
+            vault = host.vault_file().display(),
+            copy = copy.display(),
+            dir = host.dir().display()
+        )
+    );
+}
+
 #[test]
 fn adopt_the_hand_made_empty_vault() {
     let host = Host::new();
