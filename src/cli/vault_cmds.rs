@@ -334,6 +334,21 @@ pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError
 
 /// `runvault key ...`.
 pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
+    // `key add`'s new secret, when it comes from a file, is read first: a
+    // refused file is reported before the current passphrase is asked for.
+    let new_from_file = match &args.command {
+        KeyCommand::Add {
+            kind: KeyAddKind::Keyfile { file },
+        } => Some(Credential::KeyFile(read_key_file(file)?)),
+        KeyCommand::Add {
+            kind:
+                KeyAddKind::Passphrase {
+                    new_passphrase_file: Some(file),
+                    kdf,
+                },
+        } => Some(input::new_passphrase(Some(file), kdf, KdfParams::DEFAULT)?),
+        _ => None,
+    };
     let credential = input::unlock_credential(global)?;
     let vault = vault_dir(global);
     match args.command {
@@ -342,14 +357,12 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             write_stdout(render_slots(unlocked.header(), json).as_bytes())
         }
         KeyCommand::Add { kind } => {
-            let new_credential = match &kind {
-                KeyAddKind::Passphrase {
-                    new_passphrase_file,
-                    kdf,
-                } => {
-                    input::new_passphrase(new_passphrase_file.as_deref(), kdf, KdfParams::DEFAULT)?
+            let new_credential = match (new_from_file, &kind) {
+                (Some(credential), _) => credential,
+                (None, KeyAddKind::Passphrase { kdf, .. }) => {
+                    input::new_passphrase(None, kdf, KdfParams::DEFAULT)?
                 }
-                KeyAddKind::Keyfile { file } => Credential::KeyFile(read_key_file(file)?),
+                (None, KeyAddKind::Keyfile { file }) => Credential::KeyFile(read_key_file(file)?),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
                 let id = unlocked.add_slot(&new_credential, salt)?;

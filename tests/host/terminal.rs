@@ -216,8 +216,9 @@ fn runner_start_spins_only_on_a_terminal() {
 }
 
 /// Inputs are checked before the passphrase is asked for: on a terminal, a
-/// missing vault (a `--dir` typo) and a refused `--also-passphrase-file`
-/// (open to others) are reported without a prompt ever being shown.
+/// missing vault (a `--dir` typo), a refused `rekey --also-passphrase-file`
+/// and a refused `key add passphrase --new-passphrase-file` (open to
+/// others) are reported without a prompt ever being shown.
 #[test]
 fn refused_inputs_are_reported_before_the_passphrase_prompt() {
     let host = Host::new();
@@ -245,6 +246,22 @@ fn refused_inputs_are_reported_before_the_passphrase_prompt() {
                 host.dir().display().to_string(),
                 "rekey".into(),
                 "--also-passphrase-file".into(),
+                open.display().to_string(),
+            ],
+            format!(
+                "runvault: error: passphrase file `{0}` is accessible by group or others (mode 0644); \
+                 run `chmod 600 {0}` first\n",
+                open.display()
+            ),
+        ),
+        (
+            vec![
+                "--dir".to_string(),
+                host.dir().display().to_string(),
+                "key".into(),
+                "add".into(),
+                "passphrase".into(),
+                "--new-passphrase-file".into(),
                 open.display().to_string(),
             ],
             format!(
