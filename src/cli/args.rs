@@ -83,6 +83,10 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub views_file: PathBuf,
+    /// Whether `--views-file` or `RUNVAULT_VIEWS_FILE` named the views file
+    /// (set after parsing; false for the built-in default).
+    #[arg(skip)]
+    pub views_file_given: bool,
     /// Seconds a writer waits for another writer's lock before exiting 6.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,

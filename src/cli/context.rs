@@ -56,11 +56,16 @@ pub fn warnings() -> Rc<crate::vault::Warn> {
 fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
     let views_file = global.views_file.clone();
     let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
+    let (given, dir) = (global.views_file_given, global.dir.clone());
     let load = move || -> Vec<ViewEntry> {
         view::read_views(&views_file).unwrap_or_else(|err| {
-            crate::cli::output::always(format_args!(
-                "runvault: warning: views will not be refreshed: {err}"
-            ));
+            if views_not_ours(&err, given, &dir) {
+                tracing::debug!(views_file = %views_file.display(), "the host's views file is not readable by this user, whose own vault it cannot list: {err}");
+            } else {
+                crate::cli::output::always(format_args!(
+                    "runvault: warning: views will not be refreshed: {err}"
+                ));
+            }
             Vec::new()
         })
     };
@@ -87,6 +92,23 @@ fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
             }
         }),
     }
+}
+
+/// Whether a views file that could not be read is, quietly, none of this
+/// vault's business: a user other than root (the quick start) changing a
+/// vault directory of their own, while the host's views file, the built-in
+/// default `/etc/runvault/views` (not named by `--views-file` or
+/// `RUNVAULT_VIEWS_FILE`), is root's and closed to them. Root's views
+/// list views of root's vault, which this user cannot change. Any other
+/// failure (a views file that was named, root running, a vault this user
+/// does not own, a bad line) still warns: a view would go stale.
+fn views_not_ours(err: &view::ViewError, given: bool, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let uid = crate::core::harden::current_uid();
+    matches!(err, view::ViewError::Fs(err) if err.is_permission_denied())
+        && !given
+        && uid != 0
+        && std::fs::metadata(dir).is_ok_and(|meta| meta.uid() == uid)
 }
 
 /// Parses a path argument.

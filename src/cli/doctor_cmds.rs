@@ -26,10 +26,15 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
         &global.key_file_or_default(),
         &global.dir,
     ));
-    findings.extend(views::check_views(
-        &vault,
-        &crate::view::read_views(&global.views_file)?,
-    ));
+    findings.extend(match crate::view::read_views(&global.views_file) {
+        Ok(entries) => views::check_views(&vault, &entries),
+        // A views file this user may not read (a non-root user on a host
+        // laid out for root): reported, not an error before the report.
+        Err(crate::view::ViewError::Fs(err)) if err.is_permission_denied() => {
+            vec![doctor::not_checked("views", &global.views_file)]
+        }
+        Err(err) => return Err(err.into()),
+    });
     if args.runner.name.is_some() {
         let target = args.runner.target()?;
         let wiring = wiring(global, &args.bin_dir, &args.jobs)?;
@@ -44,6 +49,9 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
             "no runner name: config.toml and the runner container were not checked",
             "pass --name NAME (and --config-dir DIR unless it is /srv/dataops-runner-NAME/config)",
         ));
+    }
+    if let Some(user) = doctor::user_finding(&findings) {
+        findings.insert(0, user);
     }
     let report = if args.json {
         doctor::render_json(&findings)

@@ -10,7 +10,7 @@ use crate::cli::kdf_args::KdfArgs;
 use crate::core::fs::{Bounded, Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;
-use crate::vault::{Credential, KdfOverride, KdfParams, read_key_file};
+use crate::vault::{Credential, KdfOverride, KdfParams, SALT_FILE, VAULT_FILE, read_key_file};
 
 /// The credential that opens the vault: the key file when given, else the
 /// passphrase (file, else prompt).
@@ -20,12 +20,32 @@ pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> 
     }
     let passphrase = match &global.passphrase_file {
         Some(file) => read_passphrase_file(file)?,
-        None => prompt_once(
-            &format!("Passphrase for {}: ", global.dir.display()),
-            "passphrase",
-        )?,
+        None => {
+            require_vault(&global.dir)?;
+            prompt_once(
+                &format!("Passphrase for {}: ", global.dir.display()),
+                "passphrase",
+            )?
+        }
     };
     Ok(Credential::Passphrase(passphrase, KdfParams::DEFAULT))
+}
+
+/// Refuses a directory with no vault before the passphrase is asked for
+/// (a `--dir` typo is reported at once, exit 1, with or without a
+/// terminal), as the writers do: neither `vault.yml` nor `vault.salt` is
+/// there. Two `stat`s; the command reads the files later as it always did.
+fn require_vault(dir: &Path) -> Result<(), VaultError> {
+    let absent = |name: &str| {
+        std::fs::symlink_metadata(dir.join(name))
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+    };
+    if absent(VAULT_FILE) && absent(SALT_FILE) {
+        return Err(VaultError::NoVault {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Every secret the global options name (key file and passphrase), in that

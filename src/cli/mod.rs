@@ -3,7 +3,8 @@
 //!
 //! Files use only those listed before them: the clap definitions
 //! (`kdf_args`, `runner_args`, `args`); what is printed and read
-//! (`output`, with the one stdout writer; `table`; `input`); what every
+//! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
+//! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
 //! file per group of commands, none using another; this module, which
 //! parses and dispatches.
@@ -18,6 +19,7 @@ mod output;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
+mod suggest;
 mod table;
 mod vault_cmds;
 mod view_cmds;
@@ -84,7 +86,10 @@ where
     use clap::{CommandFactory, FromArgMatches};
     let mut command = std::mem::ManuallyDrop::new(Cli::command());
     let matches = command.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+    cli.global.views_file_given =
+        matches.value_source("views_file") != Some(clap::parser::ValueSource::DefaultValue);
+    Ok(cli)
 }
 
 /// Writes clap's `--help` or `--version` text, styled as clap styles it

@@ -72,13 +72,17 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<(), CommandE
 /// `runvault rekey`.
 pub fn rekey(global: &GlobalArgs, args: &RekeyArgs) -> Result<(), CommandError> {
     let kdf = input::kdf_override(&args.kdf);
-    let mut credentials = input::all_credentials(global)?;
+    // The extra secrets' files first: a file refused (its mode, its owner)
+    // is reported before the passphrase is asked for or a KDF runs.
+    let mut also = Vec::new();
     for file in &args.also_key_file {
-        credentials.push(Credential::KeyFile(read_key_file(file)?));
+        also.push(Credential::KeyFile(read_key_file(file)?));
     }
     for file in &args.also_passphrase_file {
-        credentials.push(input::passphrase_from_file(file)?);
+        also.push(input::passphrase_from_file(file)?);
     }
+    let mut credentials = input::all_credentials(global)?;
+    credentials.extend(also);
     let options = RekeyOptions {
         new_salt: args.new_salt,
         kdf,

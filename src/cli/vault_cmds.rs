@@ -13,11 +13,12 @@ use crate::cli::args::{
 use crate::cli::context::{parse_path, parse_prefix, refuse_plaintext_in_vault_dir, vault_dir};
 use crate::cli::input::{self, ValueSource};
 use crate::cli::output::{note as status, write_stdout};
+use crate::cli::suggest;
 use crate::cli::table::Table;
-use crate::core::exit::CommandError;
+use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::vault::{
-    Credential, InitOutcome, KdfParams, RenderFormat, ScalarKind, SlotKind, VaultError,
+    Credential, InitOutcome, KdfParams, RenderFormat, ScalarKind, SlotKind, VaultDir, VaultError,
     create_key_file, read_key_file, typed_from_input,
 };
 
@@ -70,6 +71,16 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
         }
     }
     warn_if_open_dir(vault.dir());
+    // A copy of the plaintext kept beside it (`vault.yml.bak`) would hand
+    // every job the credentials the vault now encrypts.
+    for copy in crate::doctor::host::plaintext_copies(vault.dir()).unwrap_or_default() {
+        crate::cli::output::always(format_args!(
+            "runvault: warning: `{0}` is a plaintext vault in `{1}`, which every job gets \
+             mounted; delete it (`shred -u {0}`) and rotate the credentials it holds",
+            copy.display(),
+            vault.dir().display()
+        ));
+    }
     Ok(())
 }
 
@@ -143,13 +154,42 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
 pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
-    let value = crate::vault::read_one(&vault_dir(global), &credential, &path)?;
+    let vault = vault_dir(global);
+    let value = match crate::vault::read_one(&vault, &credential, &path) {
+        Err(err @ VaultError::NotFound { .. }) => return Err(not_found(err, &vault)),
+        value => value?,
+    };
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
         out.push(b'\n');
     }
     let out = crate::core::secret::SecretBytes::new(out);
     write_stdout(out.expose())
+}
+
+/// `get`'s "not found", with the closest existing paths when some are
+/// near (their names are readable without a secret; no value is read).
+/// Only on this error path is the file read a second time.
+fn not_found(err: VaultError, vault: &VaultDir) -> CommandError {
+    let (VaultError::NotFound { key }, Ok((encrypted, _))) = (&err, vault.load()) else {
+        return err.into();
+    };
+    let mut paths = Vec::new();
+    encrypted
+        .secrets
+        .for_each_leaf(&mut |path, _| paths.push(path.to_string()));
+    let near = suggest::closest_paths(key, &paths);
+    if near.is_empty() {
+        return err.into();
+    }
+    let near: Vec<String> = near.iter().map(|path| format!("`{path}`")).collect();
+    CommandError::with_code(
+        exit::NOT_FOUND,
+        format!(
+            "{err}; did you mean {}? (every path: `runvault list`)",
+            near.join(" or ")
+        ),
+    )
 }
 
 /// `runvault list`.
@@ -270,6 +310,7 @@ pub fn export(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CommandError
     let rendered = crate::vault::export(&vault_dir(global), &credential, &prefix, format)?;
     match &args.output {
         Some(output) => {
+            fs::create_private_parents(output)?;
             fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
             status(format_args!(
                 "wrote plaintext to `{}` (mode 0600)",
@@ -293,6 +334,21 @@ pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError
 
 /// `runvault key ...`.
 pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
+    // `key add`'s new secret, when it comes from a file, is read first: a
+    // refused file is reported before the current passphrase is asked for.
+    let new_from_file = match &args.command {
+        KeyCommand::Add {
+            kind: KeyAddKind::Keyfile { file },
+        } => Some(Credential::KeyFile(read_key_file(file)?)),
+        KeyCommand::Add {
+            kind:
+                KeyAddKind::Passphrase {
+                    new_passphrase_file: Some(file),
+                    kdf,
+                },
+        } => Some(input::new_passphrase(Some(file), kdf, KdfParams::DEFAULT)?),
+        _ => None,
+    };
     let credential = input::unlock_credential(global)?;
     let vault = vault_dir(global);
     match args.command {
@@ -301,14 +357,12 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             write_stdout(render_slots(unlocked.header(), json).as_bytes())
         }
         KeyCommand::Add { kind } => {
-            let new_credential = match &kind {
-                KeyAddKind::Passphrase {
-                    new_passphrase_file,
-                    kdf,
-                } => {
-                    input::new_passphrase(new_passphrase_file.as_deref(), kdf, KdfParams::DEFAULT)?
+            let new_credential = match (new_from_file, &kind) {
+                (Some(credential), _) => credential,
+                (None, KeyAddKind::Passphrase { kdf, .. }) => {
+                    input::new_passphrase(None, kdf, KdfParams::DEFAULT)?
                 }
-                KeyAddKind::Keyfile { file } => Credential::KeyFile(read_key_file(file)?),
+                (None, KeyAddKind::Keyfile { file }) => Credential::KeyFile(read_key_file(file)?),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
                 let id = unlocked.add_slot(&new_credential, salt)?;

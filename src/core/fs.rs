@@ -175,6 +175,12 @@ impl FsError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+
+    /// Whether the error says this user may not read (or search) the path:
+    /// the file may well exist.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, FsError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+    }
 }
 
 impl ExitStatus for FsError {
@@ -570,7 +576,9 @@ pub fn write_owned(target: &Path, contents: &[u8], kind: Owned) -> Result<(), Fs
                     source,
                 }
             }
-            _ => FsError::io("create an unnamed temp file in", dir)(source),
+            // Named by the target, never by a temp file: the user named
+            // the file, the temp file is ours.
+            _ => FsError::io("write", target)(source),
         }
     })?;
     let mut file = File::from(fd);
@@ -686,6 +694,32 @@ pub fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<(), FsError> {
         Some(parent) => sync_dir(&parent),
         None => Ok(()),
     }
+}
+
+/// Creates the missing parent directories of `target`, a file the user
+/// asked for (`render -o ~/.dbt/profiles.yml`), each 0700 and owned by the
+/// user running runvault, as `mkdir -p -m 700` would. A path with a `..`
+/// is not extended: where it leads would change as directories appear, so
+/// a missing parent there is a plain error naming the directory.
+pub fn create_private_parents(target: &Path) -> Result<(), FsError> {
+    let parent = parent_dir(target);
+    if parent.exists() {
+        return Ok(());
+    }
+    if parent
+        .components()
+        .any(|part| part == std::path::Component::ParentDir)
+    {
+        return Err(FsError::Io {
+            action: "create the missing directory",
+            path: parent.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                "the path has a `..` (create the directory first)",
+            ),
+        });
+    }
+    create_dir_with_mode(parent, 0o700)
 }
 
 /// [`create_dir_with_mode`] without the sync of the parent directory:

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::core::fs::{self, Limit};
-use crate::doctor::Finding;
+use crate::doctor::{Finding, not_checked};
 use crate::vault::{
     Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE, VaultFile,
     classify,
@@ -18,6 +18,10 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
     let mut findings = Vec::new();
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            findings.push(not_checked("secrets.dir", dir));
+            return findings;
+        }
         Err(err) => {
             findings.push(Finding::fail(
                 "secrets.dir",
@@ -38,6 +42,11 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
         ));
         return findings;
     }
+    // Every check has its line, ok ones too: scripts match on the ids.
+    findings.push(Finding::ok(
+        "secrets.dir",
+        format!("`{}` is a directory", dir.display()),
+    ));
     findings.push(owner_check("secrets.dir.owner", dir, meta.uid()));
     let mode = meta.mode() & 0o7777;
     findings.push(if secrets_dir_mode_ok(mode) {
@@ -56,6 +65,7 @@ pub fn check_secrets(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Ve
         findings.extend(file_checks(dir, name));
     }
     findings.push(stray_files(dir));
+    findings.push(plaintext_copies_check(dir));
     findings.push(salt_strength(&dir.join(SALT_FILE)));
     findings.extend(encryption_and_integrity(vault, credential));
     findings
@@ -86,15 +96,21 @@ fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
         VAULT_FILE => ("vault.file.owner", "vault.file.mode"),
         _ => ("salt.file.owner", "salt.file.mode"),
     };
-    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-        return vec![Finding::fail(
-            mode_id,
-            format!("`{}` is missing", path.display()),
-            format!(
-                "create the vault with `runvault init --dir {}`",
-                dir.display()
-            ),
-        )];
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return vec![not_checked(owner_id, &path), not_checked(mode_id, &path)];
+        }
+        Err(_) => {
+            return vec![Finding::fail(
+                mode_id,
+                format!("`{}` is missing", path.display()),
+                format!(
+                    "create the vault with `runvault init --dir {}`",
+                    dir.display()
+                ),
+            )];
+        }
     };
     if meta.file_type().is_symlink() {
         return vec![Finding::fail(
@@ -119,7 +135,13 @@ fn file_checks(dir: &Path, name: &str) -> Vec<Finding> {
 }
 
 fn stray_files(dir: &Path) -> Finding {
-    let mut stray: Vec<String> = std::fs::read_dir(dir)
+    let entries = match std::fs::read_dir(dir) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return not_checked("secrets.stray", dir);
+        }
+        entries => entries,
+    };
+    let mut stray: Vec<String> = entries
         .into_iter()
         .flatten()
         .flatten()
@@ -138,6 +160,80 @@ fn stray_files(dir: &Path) -> Finding {
     }
 }
 
+/// The files of `dir` besides runvault's own that hold a plaintext vault:
+/// YAML with at least one key and no runvault header (`vault.yml.bak`, a
+/// copy taken before adoption). The directory is mounted into every job,
+/// so each one hands every job the credentials it holds. Files larger
+/// than a vault may be, links and anything not a regular file are passed
+/// over. `Err` when the directory cannot be listed.
+pub fn plaintext_copies(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = [
+            VAULT_FILE,
+            SALT_FILE,
+            SALT_NEXT_FILE,
+            "audit.log",
+            ".runvault.lock",
+        ];
+        if ours.contains(&name.as_str()) || fs::is_temp_file_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(Some(bytes)) = fs::read_optional(&path, Limit::VAULT_FILE) else {
+            continue;
+        };
+        if let Ok(VaultFile::Plaintext(serde_yaml::Value::Mapping(map))) = classify(&bytes)
+            && !map.is_empty()
+        {
+            copies.push(path);
+        }
+    }
+    copies.sort();
+    Ok(copies)
+}
+
+/// `secrets.plaintext`: no plaintext vault lies beside the vault.
+fn plaintext_copies_check(dir: &Path) -> Finding {
+    match plaintext_copies(dir) {
+        Ok(copies) if copies.is_empty() => Finding::ok(
+            "secrets.plaintext",
+            format!("no plaintext vault copy in `{}`", dir.display()),
+        ),
+        Ok(copies) => {
+            let names: Vec<String> = copies
+                .iter()
+                .map(|path| format!("`{}`", path.display()))
+                .collect();
+            Finding::fail(
+                "secrets.plaintext",
+                format!(
+                    "{} in `{}` is a plaintext vault: every job gets this directory mounted",
+                    names.join(", "),
+                    dir.display()
+                ),
+                format!(
+                    "delete it (`shred -u {}`) and rotate the credentials it holds",
+                    copies
+                        .iter()
+                        .map(|path| path.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            not_checked("secrets.plaintext", dir)
+        }
+        Err(err) => Finding::fail(
+            "secrets.plaintext",
+            format!("`{}` cannot be listed: {err}", dir.display()),
+            "fix the directory's permissions",
+        ),
+    }
+}
+
 fn salt_strength(path: &Path) -> Finding {
     match fs::read_optional(path, Limit::any("file")) {
         Ok(Some(bytes)) => {
@@ -145,11 +241,7 @@ fn salt_strength(path: &Path) -> Finding {
             if salt.is_weak() {
                 Finding::fail(
                     "salt.strength",
-                    format!(
-                        "`{}` holds about {} bytes of entropy (hand-made?)",
-                        path.display(),
-                        salt.strength_bytes()
-                    ),
+                    weak_salt_message(path, &salt),
                     "run `runvault rekey --new-salt` (or `runvault init` on a plaintext vault) to replace it",
                 )
             } else {
@@ -168,11 +260,32 @@ fn salt_strength(path: &Path) -> Finding {
             format!("`{}` is missing", path.display()),
             "restore it from a backup",
         ),
+        Err(err) if err.is_permission_denied() => not_checked("salt.strength", path),
         Err(err) => Finding::fail(
             "salt.strength",
             err.to_string(),
             "fix the file's permissions",
         ),
+    }
+}
+
+/// What a weak salt is: the manual procedure's 20 hex characters (`echo
+/// $RANDOM | md5sum | head -c 20`) look random but take at most 32 768
+/// values, about 15 bits; counting its characters would claim 10 bytes.
+fn weak_salt_message(path: &Path, salt: &Salt) -> String {
+    let text = salt.as_bytes().trim_ascii();
+    if text.len() == 20 && text.iter().all(u8::is_ascii_hexdigit) {
+        format!(
+            "`{}` looks hand-made (20 hex characters, as `echo $RANDOM | md5sum | head -c 20` \
+             makes): about 15 bits of entropy",
+            path.display()
+        )
+    } else {
+        format!(
+            "`{}` holds at most {} bytes of entropy, too few for a salt",
+            path.display(),
+            salt.strength_bytes()
+        )
     }
 }
 
@@ -186,6 +299,9 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
                 format!("`{}` is missing", path.display()),
                 format!("run `runvault init --dir {}`", vault.dir().display()),
             )];
+        }
+        Err(err) if err.is_permission_denied() => {
+            return vec![not_checked("vault.encrypted", &path)];
         }
         Err(err) => {
             return vec![Finding::fail(
@@ -206,7 +322,14 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
         }
         Ok(VaultFile::Encrypted(encrypted)) => encrypted.header,
     };
-    vec![integrity(vault, credential), rollback(vault, &header)]
+    vec![
+        Finding::ok(
+            "vault.encrypted",
+            format!("`{}` is an encrypted runvault vault", path.display()),
+        ),
+        integrity(vault, credential),
+        rollback(vault, &header),
+    ]
 }
 
 /// A plaintext `vault.yml`: adopt it, unless the directory shows that an
@@ -333,18 +456,24 @@ fn integrity(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Finding {
 /// Checks the machine key file: present, 0400 or 0600, owned by root,
 /// outside the secrets directory.
 pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
-    let Ok(meta) = std::fs::symlink_metadata(key_file) else {
-        return vec![Finding::warn(
-            "keyfile.exists",
-            format!(
-                "`{}` does not exist: jobs cannot unlock the vault without a person",
-                key_file.display()
-            ),
-            format!(
-                "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
-                key_file.display()
-            ),
-        )];
+    let meta = match std::fs::symlink_metadata(key_file) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return vec![not_checked("keyfile.exists", key_file)];
+        }
+        Err(_) => {
+            return vec![Finding::warn(
+                "keyfile.exists",
+                format!(
+                    "`{}` does not exist: jobs cannot unlock the vault without a person",
+                    key_file.display()
+                ),
+                format!(
+                    "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
+                    key_file.display()
+                ),
+            )];
+        }
     };
     let mut findings = vec![Finding::ok(
         "keyfile.exists",

@@ -11,11 +11,14 @@ pub mod host;
 pub mod runner;
 pub mod views;
 
+use std::path::Path;
+
 /// Every check id a [`Finding`] can carry, in report order. The ids are
 /// stable: docs/troubleshooting.md explains each one (a test checks that it
 /// lists all of these), and a finding with an id missing here panics in
 /// debug builds, so the tests catch a new check that is not documented.
 pub const CHECK_IDS: &[&str] = &[
+    "doctor.user",
     "secrets.dir",
     "secrets.dir.owner",
     "secrets.dir.mode",
@@ -24,6 +27,7 @@ pub const CHECK_IDS: &[&str] = &[
     "salt.file.owner",
     "salt.file.mode",
     "secrets.stray",
+    "secrets.plaintext",
     "salt.strength",
     "vault.encrypted",
     "vault.replaced",
@@ -81,6 +85,10 @@ pub struct Finding {
     /// What to do about it, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The check could not be made: this user may not read what it looks
+    /// at (see [`not_checked`]).
+    #[serde(skip)]
+    pub not_checked: bool,
 }
 
 impl Finding {
@@ -117,8 +125,63 @@ impl Finding {
             status,
             message,
             hint,
+            not_checked: false,
         }
     }
+}
+
+/// The finding of a check this user could not make: the path exists, or
+/// may, but this user may not read or search it (doctor run by a user other
+/// than root on a host laid out for root). A warning, never "missing", and
+/// never a hint to create what may exist.
+pub fn not_checked(check: &'static str, path: &Path) -> Finding {
+    let uid = crate::core::harden::current_uid();
+    let mut finding = Finding::warn(
+        check,
+        format!(
+            "`{}` cannot be read by uid {uid} (permission denied): not checked",
+            path.display()
+        ),
+        if uid == 0 {
+            "see why root may not read it (a network filesystem that squashes root?)".to_owned()
+        } else {
+            "run `runvault doctor` as root to check it".to_owned()
+        },
+    );
+    finding.not_checked = true;
+    finding
+}
+
+/// `doctor.user`, the report's first line when doctor does not run as
+/// root: that it does not, and which checks it could therefore not make.
+/// None when running as root.
+pub fn user_finding(findings: &[Finding]) -> Option<Finding> {
+    let uid = crate::core::harden::current_uid();
+    if uid == 0 {
+        return None;
+    }
+    let mut skipped: Vec<&str> = Vec::new();
+    for finding in findings.iter().filter(|f| f.not_checked) {
+        if !skipped.contains(&finding.check) {
+            skipped.push(finding.check);
+        }
+    }
+    Some(if skipped.is_empty() {
+        Finding::ok(
+            "doctor.user",
+            format!("not running as root (uid {uid}); every file checked could be read"),
+        )
+    } else {
+        Finding::warn(
+            "doctor.user",
+            format!(
+                "not running as root (uid {uid}): {} check(s) could not be made: {}",
+                skipped.len(),
+                skipped.join(", ")
+            ),
+            "run `runvault doctor` as root (with the same options) to make them",
+        )
+    })
 }
 
 /// Whether any finding failed.

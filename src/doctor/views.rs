@@ -4,8 +4,8 @@
 use std::os::unix::fs::MetadataExt;
 
 use crate::core::hex::hex;
-use crate::doctor::Finding;
 use crate::doctor::host::owner_check;
+use crate::doctor::{Finding, not_checked};
 use crate::vault::ReadOnlyDir;
 use crate::view::{self, ViewEntry};
 
@@ -20,6 +20,13 @@ pub fn check_views(vault: &ReadOnlyDir, views: &[ViewEntry]) -> Vec<Finding> {
         let dir = entry.dir.display();
         let refresh_hint = "run `runvault view refresh --all` (with the key file)";
         let Some(marker) = view::read_marker(&entry.dir) else {
+            let marker = entry.dir.join(view::MARKER_FILE);
+            if crate::core::fs::read_optional(&marker, crate::core::fs::Limit::any("view marker"))
+                .is_err_and(|err| err.is_permission_denied())
+            {
+                findings.push(not_checked("view.current", &marker));
+                continue;
+            }
             findings.push(Finding::fail(
                 "view.current",
                 format!("view `{dir}` is missing"),

@@ -1,6 +1,7 @@
 //! `runvault render TEMPLATE [-o OUT]`: replaces every `DATAOPS_VAULT(PATH)`
 //! in a text file (a `profiles.yml`, a `.netrc`) and writes the result to
-//! standard output, or to OUT created 0600 atomically. Every reference is
+//! standard output, or to OUT created 0600 atomically (its missing parent
+//! directories created 0700, `mkdir -p` style). Every reference is
 //! resolved before anything is written, so an unknown path (exit 3) leaves
 //! no output at all.
 
@@ -36,6 +37,7 @@ pub fn render(
     };
     match output {
         Some(output) => {
+            fs::create_private_parents(output)?;
             fs::write_owned(output, rendered.expose(), fs::Owned::PLAINTEXT)?;
             Ok(None)
         }

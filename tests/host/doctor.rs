@@ -30,7 +30,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("15 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("18 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );
@@ -38,6 +38,55 @@ fn a_healthy_host_passes_every_check() {
     let (code, report) = doctor(&host);
     assert_eq!(code, 0);
     assert_eq!(report["fail"], 0);
+}
+
+/// Every host check the docs name has its line on a healthy host, ok
+/// ones included, in the documented order, so scripts can match on ids.
+#[test]
+fn a_healthy_host_reports_every_host_check_by_id() {
+    let host = healthy();
+    let (_, report) = doctor(&host);
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "secrets.dir",
+            "secrets.dir.owner",
+            "secrets.dir.mode",
+            "vault.file.owner",
+            "vault.file.mode",
+            "salt.file.owner",
+            "salt.file.mode",
+            "secrets.stray",
+            "secrets.plaintext",
+            "salt.strength",
+            "vault.encrypted",
+            "vault.verify",
+            "vault.rollback",
+            "keyfile.exists",
+            "keyfile.owner",
+            "keyfile.mode",
+            "keyfile.location",
+            "views",
+            "runner.skipped",
+        ]
+    );
+    assert_eq!(
+        findings(&report, "vault.encrypted"),
+        vec![(
+            "ok".into(),
+            format!(
+                "`{}` is an encrypted runvault vault",
+                host.vault_file().display()
+            ),
+            String::new()
+        )]
+    );
 }
 
 #[test]
@@ -92,7 +141,15 @@ fn a_plaintext_vault_and_weak_salt_fail_with_the_adopt_hint() {
         "adopt it in place with `runvault init --dir {}`",
         host.dir().display()
     )));
-    assert!(run.out().contains("FAIL salt.strength"), "{}", run.out());
+    assert!(
+        run.out().contains(&format!(
+            "FAIL salt.strength                `{}` looks hand-made (20 hex characters, as \
+             `echo $RANDOM | md5sum | head -c 20` makes): about 15 bits of entropy",
+            host.salt_file().display()
+        )),
+        "{}",
+        run.out()
+    );
     assert!(!run.out().contains("Tr@nsf0rm"), "no value printed");
 }
 
@@ -272,4 +329,126 @@ fn a_view_not_owned_by_root_fails() {
             "the mode alone looks fine"
         );
     }
+}
+
+/// A host laid out for root, as a user who may not read its files: the
+/// vault directory 0700 root, the key file's and the views file's
+/// directories 0700 root (the Debian package's `/etc/runvault`).
+fn doctor_as_nobody(host: &Host, extra: &[&str]) -> crate::support::Run {
+    std::fs::set_permissions(host.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let etc = host.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    chmod(&etc, 0o700);
+    crate::support::write_private(&etc.join("views"), b"/run/runvault-test-view\n");
+    let mut cmd = host.command();
+    cmd.env("RUNVAULT_VIEWS_FILE", etc.join("views"))
+        .arg("--key-file")
+        .arg(host.key_file())
+        .arg("doctor")
+        .args(extra);
+    crate::support::as_nobody(&cmd).run()
+}
+
+#[test]
+fn doctor_as_a_user_other_than_root_says_what_it_could_not_check() {
+    if !crate::support::require_root(
+        "doctor_as_a_user_other_than_root_says_what_it_could_not_check",
+    ) {
+        return;
+    }
+    let host = healthy();
+    chmod(&host.path("keys"), 0o700);
+    let run = doctor_as_nobody(&host, &["--json"]).ok();
+    assert_eq!(run.stderr, "");
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let first = &report["findings"][0];
+    assert_eq!(first["check"], "doctor.user", "{report}");
+    assert_eq!(first["status"], "warn");
+    assert_eq!(
+        first["message"],
+        "not running as root (uid 65534): 10 check(s) could not be made: \
+         vault.file.owner, vault.file.mode, salt.file.owner, salt.file.mode, secrets.stray, \
+         secrets.plaintext, salt.strength, vault.encrypted, keyfile.exists, views"
+    );
+    assert_eq!(
+        findings(&report, "keyfile.exists"),
+        vec![(
+            "warn".into(),
+            format!(
+                "`{}` cannot be read by uid 65534 (permission denied): not checked",
+                host.key_file().display()
+            ),
+            "run `runvault doctor` as root to check it".into()
+        )]
+    );
+    assert_eq!(status_of(&report, "secrets.dir.mode"), "ok", "{report}");
+    let text = doctor_as_nobody_again(&host);
+    for wrong in [
+        "missing",
+        "does not exist",
+        "runvault init",
+        "keygen",
+        "create",
+    ] {
+        assert!(!text.contains(wrong), "{wrong}: {text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "warn vault.file.mode              `{}` cannot be read by uid 65534 (permission denied): \
+             not checked (hint: run `runvault doctor` as root to check it)",
+            host.vault_file().display()
+        )),
+        "{text}"
+    );
+}
+
+/// The text report of [`doctor_as_nobody`] on a host already prepared.
+fn doctor_as_nobody_again(host: &Host) -> String {
+    let mut cmd = host.command();
+    cmd.env("RUNVAULT_VIEWS_FILE", host.path("etc/views"))
+        .arg("--key-file")
+        .arg(host.key_file())
+        .arg("doctor");
+    crate::support::as_nobody(&cmd).run().ok().out()
+}
+
+/// A plaintext copy left in the secrets directory (which every job gets)
+/// fails `secrets.plaintext`; an encrypted backup copy does not.
+#[test]
+fn a_plaintext_copy_in_the_secrets_directory_fails() {
+    let host = healthy();
+    std::fs::copy(host.vault_file(), host.dir().join("vault.yml.enc-backup")).unwrap();
+    let (code, report) = doctor(&host);
+    assert_eq!(code, 0);
+    assert_eq!(
+        findings(&report, "secrets.plaintext"),
+        vec![(
+            "ok".into(),
+            format!("no plaintext vault copy in `{}`", host.dir().display()),
+            String::new()
+        )]
+    );
+    let copy = host.dir().join("vault.yml.bak");
+    std::fs::copy(fixtures().join("legacy/vault.yml"), &copy).unwrap();
+    let (code, report) = doctor(&host);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&report, "secrets.plaintext"),
+        vec![(
+            "fail".into(),
+            format!(
+                "`{}` in `{}` is a plaintext vault: every job gets this directory mounted",
+                copy.display(),
+                host.dir().display()
+            ),
+            format!(
+                "delete it (`shred -u {}`) and rotate the credentials it holds",
+                copy.display()
+            )
+        )]
+    );
+    assert!(
+        !report.to_string().contains("Tr@nsf0rm"),
+        "no value printed"
+    );
 }

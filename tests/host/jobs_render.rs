@@ -145,3 +145,39 @@ fn an_output_file_another_user_made_in_advance_is_refused_untouched() {
     assert_eq!(run.stderr, owned_by_other_user_error("output file", &out));
     assert_eq!(ownership(&out), (65534, 0o600, Vec::new()));
 }
+
+/// `render -o ~/.dbt/profiles.yml` (docs/jobs.md) with no `~/.dbt` yet:
+/// the missing directories are made 0700 and the user's, the file 0600;
+/// through a `..` a missing directory is a plain error naming it, never a
+/// temp file's name, and nothing is written.
+#[test]
+fn render_creates_the_missing_parent_directories_private() {
+    let host = job_host();
+    let tpl = template(&host, TEMPLATE);
+    let home = host.path("home");
+    let out = home.join(".dbt/profiles.yml");
+    let run = render_to(&host, &tpl, &out).ok();
+    assert_eq!(
+        run.stderr,
+        format!("wrote `{}` (mode 0600)\n", out.display())
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), RENDERED);
+    assert_eq!(mode(&out), 0o600);
+    for dir in [home.join(".dbt"), home.clone()] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        assert_eq!(ownership(&dir).0, ownership(host.root.path()).0);
+    }
+
+    let through_parent = host.path("missing/../elsewhere/profiles.yml");
+    let run = render_to(&host, &tpl, &through_parent).fails(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: cannot create the missing directory `{}`: the path has a `..` \
+             (create the directory first)\n",
+            host.path("missing/../elsewhere").display()
+        )
+    );
+    assert!(!host.path("missing").exists() && !host.path("elsewhere").exists());
+    assert!(!run.stderr.contains("temp"), "{}", run.stderr);
+}

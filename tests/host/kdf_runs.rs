@@ -110,3 +110,38 @@ fn the_counter_sees_a_second_run() {
         run.stderr
     );
 }
+
+/// A secret's file runvault refuses (open to others) is refused before
+/// any KDF run: `rekey --also-passphrase-file` reads 0, whether the first
+/// secret is a passphrase file (its KDF would run first) or a key file.
+#[test]
+fn a_refused_passphrase_file_costs_no_kdf_run() {
+    let host = Host::new();
+    host.init_with_key_and_passphrase();
+    let open = host.path("open-passphrase");
+    std::fs::write(&open, "another passphrase\n").unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let before = host.vault_bytes();
+    for first in [
+        ["--passphrase-file", host.pass_file().to_str().unwrap()],
+        ["--key-file", host.key_file().to_str().unwrap()],
+    ] {
+        let run = host
+            .command()
+            .env("RUNVAULT_DEBUG_KDF_RUNS", "1")
+            .args(first)
+            .args(["rekey", "--also-passphrase-file"])
+            .arg(&open)
+            .fails(1);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "runvault: error: passphrase file `{0}` is accessible by group or others (mode 0644); \
+                 run `chmod 600 {0}` first\n\
+                 runvault: debug: kdf runs: 0\n",
+                open.display()
+            )
+        );
+    }
+    assert_eq!(host.vault_bytes(), before);
+}

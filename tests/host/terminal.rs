@@ -214,3 +214,71 @@ fn runner_start_spins_only_on_a_terminal() {
         .ok();
     assert_eq!(piped.stderr, format!("container `{name}`: started\n"));
 }
+
+/// Inputs are checked before the passphrase is asked for: on a terminal, a
+/// missing vault (a `--dir` typo), a refused `rekey --also-passphrase-file`
+/// and a refused `key add passphrase --new-passphrase-file` (open to
+/// others) are reported without a prompt ever being shown.
+#[test]
+fn refused_inputs_are_reported_before_the_passphrase_prompt() {
+    let host = Host::new();
+    host.init();
+    let open = host.path("open-passphrase");
+    std::fs::write(&open, "another passphrase\n").unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let typo = host.path("secret");
+    let runs = [
+        (
+            vec![
+                "--dir".to_string(),
+                typo.display().to_string(),
+                "get".into(),
+                "A".into(),
+            ],
+            format!(
+                "runvault: error: no vault in `{0}`: `vault.yml` does not exist; create one with `runvault init --dir {0}`\n",
+                typo.display()
+            ),
+        ),
+        (
+            vec![
+                "--dir".to_string(),
+                host.dir().display().to_string(),
+                "rekey".into(),
+                "--also-passphrase-file".into(),
+                open.display().to_string(),
+            ],
+            format!(
+                "runvault: error: passphrase file `{0}` is accessible by group or others (mode 0644); \
+                 run `chmod 600 {0}` first\n",
+                open.display()
+            ),
+        ),
+        (
+            vec![
+                "--dir".to_string(),
+                host.dir().display().to_string(),
+                "key".into(),
+                "add".into(),
+                "passphrase".into(),
+                "--new-passphrase-file".into(),
+                open.display().to_string(),
+            ],
+            format!(
+                "runvault: error: passphrase file `{0}` is accessible by group or others (mode 0644); \
+                 run `chmod 600 {0}` first\n",
+                open.display()
+            ),
+        ),
+    ];
+    for (args, error) in runs {
+        let shown = on_pty(
+            &args,
+            &[(
+                "RUNVAULT_STATE_DIR",
+                &host.state_dir().display().to_string(),
+            )],
+        );
+        assert_eq!(shown, error, "{args:?}");
+    }
+}

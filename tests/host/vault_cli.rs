@@ -242,6 +242,67 @@ fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
     );
 }
 
+/// A hand-made `vault.yml` others could read (0644) is 0600 once adopted;
+/// one closed to others keeps the group read the admin gave it (0640).
+#[test]
+fn adoption_of_a_world_readable_vault_leaves_it_0600() {
+    for (before, after) in [
+        (0o644, 0o600),
+        (0o604, 0o600),
+        (0o640, 0o640),
+        (0o600, 0o600),
+    ] {
+        let host = Host::new();
+        std::fs::create_dir_all(host.dir()).unwrap();
+        std::fs::write(host.vault_file(), "A: b\n").unwrap();
+        std::fs::set_permissions(
+            host.vault_file(),
+            std::os::unix::fs::PermissionsExt::from_mode(before),
+        )
+        .unwrap();
+        let mut args = vec!["init"];
+        args.extend(CHEAP_KDF);
+        host.run(&args).ok();
+        assert_eq!(
+            crate::support::mode(&host.vault_file()),
+            after,
+            "{before:o}"
+        );
+        assert_eq!(host.get("A"), b"b");
+    }
+}
+
+/// `init` adopting a hand-made vault warns about the plaintext copy the
+/// admin kept beside it: every job gets that directory.
+#[test]
+fn init_warns_about_a_plaintext_copy_in_the_secrets_directory() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::set_permissions(
+        host.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let legacy = fixtures().join("legacy/vault.yml");
+    std::fs::copy(&legacy, host.vault_file()).unwrap();
+    let copy = host.dir().join("vault.yml.bak");
+    std::fs::copy(&legacy, &copy).unwrap();
+    let mut args = vec!["init"];
+    args.extend(CHEAP_KDF);
+    let run = host.run(&args).ok();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "adopted `{vault}`: encrypted 19 value(s) in place with a new 32-byte salt in vault.salt\n\
+             runvault: warning: `{copy}` is a plaintext vault in `{dir}`, which every job gets \
+             mounted; delete it (`shred -u {copy}`) and rotate the credentials it holds\n",
+            vault = host.vault_file().display(),
+            copy = copy.display(),
+            dir = host.dir().display()
+        )
+    );
+}
+
 #[test]
 fn adopt_the_hand_made_empty_vault() {
     let host = Host::new();
@@ -363,6 +424,46 @@ fn rm_removes_values_and_prunes_empty_parents() {
     );
     let missing = host.run(&["rm", "NOPE"]);
     assert_eq!(missing.code, 3);
+}
+
+#[test]
+fn get_of_a_missing_path_suggests_the_closest_paths_and_no_value() {
+    let host = Host::new();
+    host.init();
+    for (path, value) in [
+        ("SNOWFLAKE.TRANSFORM.USERNAME", "transformer-9d1e"),
+        ("SNOWFLAKE.TRANSFORM.PASSWORD", "pw-5c2a77"),
+        ("SNOWFLAKE.LOAD.PASSWORD", "pw-0b3f41"),
+    ] {
+        host.set(path, value.as_bytes());
+    }
+    for (wanted, near) in [
+        (
+            "SNOWFLAKE.TRANSFORM.PASWORD",
+            "`SNOWFLAKE.TRANSFORM.PASSWORD`",
+        ),
+        ("snowflake.load.password", "`SNOWFLAKE.LOAD.PASSWORD`"),
+        (
+            "SNOWFLAKE.TRANSFORM.USER_NAME",
+            "`SNOWFLAKE.TRANSFORM.USERNAME`",
+        ),
+    ] {
+        let run = host.run(&["get", wanted]).fails(3);
+        assert_eq!(run.stdout, b"");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "runvault: error: path `{wanted}` not found in the vault; did you mean {near}? \
+                 (every path: `runvault list`)\n"
+            )
+        );
+    }
+    // Nothing near: the plain message.
+    let run = host.run(&["get", "AWS.KEY"]).fails(3);
+    assert_eq!(
+        run.stderr,
+        "runvault: error: path `AWS.KEY` not found in the vault\n"
+    );
 }
 
 #[test]
@@ -932,6 +1033,38 @@ fn missing_vault_says_how_to_create_one() {
         )
     );
     assert!(!host.dir().exists(), "a read creates nothing");
+}
+
+/// A `--dir` typo with no secret given: the missing vault is reported
+/// (exit 1) before any passphrase is asked for, so also without a
+/// terminal, where asking would end in exit 2.
+#[test]
+fn a_missing_vault_is_reported_before_the_passphrase_is_asked() {
+    let host = Host::new();
+    host.init();
+    let typo = host.path("secret");
+    for args in [
+        &["get", "A"][..],
+        &["set", "A", "--generate"],
+        &["list"],
+        &["rekey"],
+    ] {
+        let run = host
+            .bare_command()
+            .arg("--dir")
+            .arg(&typo)
+            .args(args)
+            .fails(1);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "runvault: error: no vault in `{0}`: `vault.yml` does not exist; create one with `runvault init --dir {0}`\n",
+                typo.display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert!(!typo.exists(), "nothing created");
 }
 
 #[test]

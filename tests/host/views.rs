@@ -363,3 +363,55 @@ fn a_view_directory_or_file_another_user_owns_is_refused_untouched() {
     let (uid, mode, _) = ownership(&planted);
     assert_eq!((uid, mode), (0, 0o600));
 }
+
+/// `set` on `host` (all of it owned by `nobody`) as `nobody`, on a host
+/// whose `/etc/runvault/views` is root's and closed to it; `views_option`
+/// names the views file explicitly when given.
+fn set_as_nobody_beside_root_views(host: &Host, views_option: &[&str]) -> crate::support::Run {
+    let mut cmd = host.command();
+    cmd.env_remove("RUNVAULT_VIEWS_FILE")
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .args(views_option)
+        .args(["set", "QUICK.START", "--generate"]);
+    crate::support::as_nobody_beside_etc_runvault(&cmd, "/dev/shm/root-view\n").run()
+}
+
+#[test]
+fn a_user_vault_beside_roots_unreadable_views_file_changes_without_a_warning() {
+    if !require_root("a_user_vault_beside_roots_unreadable_views_file_changes_without_a_warning") {
+        return;
+    }
+    let host = Host::new();
+    host.init();
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(host.root.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    // The default views file, closed to this user, is none of its vault's
+    // business: not a word (a debug line with -vv).
+    let note = "set `QUICK.START` (version 1) (generated; read it with `runvault get`)\n";
+    let run = set_as_nobody_beside_root_views(&host, &[]).ok();
+    assert_eq!(run.stderr, note);
+    let run = set_as_nobody_beside_root_views(&host, &["-vv"]).ok();
+    assert!(
+        run.stderr.contains(
+            "the host's views file is not readable by this user, whose own vault it cannot list"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+
+    // Named explicitly, the same file warns: the admin asked for its views.
+    let run = set_as_nobody_beside_root_views(&host, &["--views-file", "/etc/runvault/views"]).ok();
+    assert_eq!(
+        run.stderr,
+        "runvault: warning: views will not be refreshed: cannot open `/etc/runvault/views`: \
+         Permission denied (os error 13)\n\
+         set `QUICK.START` (version 3) (generated; read it with `runvault get`)\n"
+    );
+}

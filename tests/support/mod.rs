@@ -608,6 +608,70 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// `setpriv` arguments that run what follows as user `nobody`.
+pub const AS_NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+
+/// `cmd` (its program, arguments and environment) run as user `nobody`
+/// (root only: see [`require_root`]).
+pub fn as_nobody(cmd: &Command) -> Command {
+    let mut wrapped = Command::new("setpriv");
+    wrapped
+        .args(AS_NOBODY)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    copy_env(cmd, &mut wrapped);
+    wrapped
+}
+
+/// [`as_nobody`] on a host laid out as the Debian package leaves it:
+/// `/etc/runvault` 0700 root, holding a views file (0600, `views`) that
+/// `nobody` may not read. Only `cmd` sees that `/etc`: it runs in a mount
+/// namespace of its own, where `/etc` is overlaid in RAM (root only).
+pub fn as_nobody_beside_etc_runvault(cmd: &Command, views: &str) -> Command {
+    const SCRIPT: &str = r#"set -e
+views=$1; shift
+t=$(mktemp -d)
+mount -t tmpfs tmpfs "$t"
+mkdir "$t/upper" "$t/work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/upper,workdir=$t/work" /etc
+mkdir -p /etc/runvault
+chmod 700 /etc/runvault
+printf '%s' "$views" > /etc/runvault/views
+chmod 600 /etc/runvault/views
+set +e
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
+rc=$?
+umount /etc && umount "$t" && rmdir "$t"
+exit $rc
+"#;
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+            views,
+        ])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    copy_env(cmd, &mut wrapped);
+    wrapped
+}
+
+/// Gives `to` the environment changes made on `from`.
+fn copy_env(from: &Command, to: &mut Command) {
+    for (key, value) in from.get_envs() {
+        match value {
+            Some(value) => to.env(key, value),
+            None => to.env_remove(key),
+        };
+    }
+}
+
 /// A tmpfs mounted at `dir` with mount `options`, unmounted on drop
 /// (root only: see [`require_root`]).
 pub struct Tmpfs(PathBuf);

@@ -122,10 +122,14 @@ impl VaultDir {
             None => 0,
         };
         let sealed = unlocked.into_sealed();
-        // A hand-made file may be world-readable; the encrypted one keeps at most group read.
+        // A hand-made file open to others had no chosen mode: the encrypted
+        // one is 0600. One closed to others keeps at most group read (a
+        // group of job runners the admin chose).
+        let closed_to_others = std::fs::symlink_metadata(&vault_path)
+            .is_ok_and(|meta| std::os::unix::fs::MetadataExt::mode(&meta) & 0o007 == 0);
         let mode = WriteMode {
             new_file_mode: 0o600,
-            keep_mode_mask: 0o640,
+            keep_mode_mask: if closed_to_others { 0o640 } else { 0o600 },
         };
         let old_salt = fs::read_optional(&self.salt_path(), Limit::SALT_FILE)?;
         // The salt, the audit line and the vault's temp file are written
