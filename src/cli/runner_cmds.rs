@@ -104,6 +104,7 @@ fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
+        earlier_bin_dirs: Vec::new(),
     })
 }
 

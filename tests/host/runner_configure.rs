@@ -2,6 +2,7 @@
 //! that need no engine (usage, engine unreachable), run as a user would.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::support::{Host, Runs, runvault};
 
@@ -422,4 +423,79 @@ fn configure_tightens_a_config_toml_others_can_read_and_says_so() {
     assert_eq!(std::fs::read(&config).unwrap(), bytes);
     let done = host.runner("configure", "my-runner", &[]).ok();
     assert_eq!(done.stderr, format!("`{path}`: unchanged\n"));
+}
+
+/// `runner configure` on `host`'s config with this secrets directory, key
+/// file and binary directory.
+fn configure_with(host: &Host, dir: &Path, key_file: &Path, bin_dir: &Path) -> crate::support::Run {
+    host.bare_command()
+        .args(["runner", "configure", "--name", "my-runner", "--config-dir"])
+        .arg(host.config_dir())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--key-file")
+        .arg(key_file)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .ok()
+}
+
+#[test]
+fn moved_directories_replace_their_mounts_and_never_pile_up() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    // The binary directory holds the binary, as `runner install` leaves it.
+    std::fs::create_dir_all(host.bin_dir()).unwrap();
+    std::fs::write(host.bin_dir().join("runvault"), b"#!/bin/sh\n").unwrap();
+    host.runner("configure", "my-runner", &[]).ok();
+
+    let (dir, keys, bin) = (host.path("srv"), host.path("etc-rv"), host.path("lib-rv"));
+    let key_file = keys.join("machine.key");
+    let done = configure_with(&host, &dir, &key_file, &bin);
+    let (old_keys, old_bin) = (host.path("keys"), host.bin_dir());
+    assert_eq!(
+        done.stderr,
+        format!(
+            "runner `my-runner`: replaced environment `RUNVAULT_KEY_FILE={old_key}` with \
+             `RUNVAULT_KEY_FILE={key}`\n\
+             runner `my-runner`: replaced volume `{old_dir}:/secrets:ro` with `{dir}:/secrets:ro` \
+             (the secrets directory is now `{dir}`)\n\
+             runner `my-runner`: replaced volume `{old_keys}:{old_keys}:ro` with \
+             `{keys}:{keys}:ro` (the key directory is now `{keys}`)\n\
+             runner `my-runner`: replaced volume `{old_bin}:{old_bin}:ro` with \
+             `{bin}:{bin}:ro` (the binary directory is now `{bin}`)\n\
+             updated `{path}`\n",
+            old_key = host.key_file().display(),
+            key = key_file.display(),
+            old_dir = host.dir().display(),
+            dir = dir.display(),
+            old_keys = old_keys.display(),
+            keys = keys.display(),
+            old_bin = old_bin.display(),
+            bin = bin.display(),
+            path = host.config_toml().display(),
+        )
+    );
+    let text = std::fs::read_to_string(host.config_toml()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "    volumes = [\"/cache\", {WANTED}, \"{dir}:/secrets:ro\", \"{keys}:{keys}:ro\", \
+             \"{bin}:{bin}:ro\"]\n",
+            dir = dir.display(),
+            keys = keys.display(),
+            bin = bin.display(),
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "  environment = [\"RUNVAULT_DIR=/secrets\", \"RUNVAULT_KEY_FILE={}\"]\n",
+        key_file.display()
+    )));
+
+    let again = configure_with(&host, &dir, &key_file, &bin);
+    assert_eq!(
+        again.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    assert_eq!(std::fs::read_to_string(host.config_toml()).unwrap(), text);
 }
