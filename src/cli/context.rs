@@ -12,7 +12,7 @@
 
 use std::cell::OnceCell;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::cli::args::GlobalArgs;
 use crate::cli::runner_args::{JobsArgs, JobsChoice};
 use crate::core::exit::{self, CommandError};
 use crate::core::fs;
+use crate::core::host_file::{self, HostFile, RunnerEntry};
 use crate::runner::config::{JobWiring, JobsMode};
 use crate::runner::{Error, mount_source};
 use crate::vault::AfterCommit;
@@ -150,6 +151,90 @@ pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<Jo
     };
     wiring.validate()?;
     Ok(wiring)
+}
+
+/// A path made absolute against the working directory, as the layout file
+/// keeps it.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What a command records in the host's layout file from the global
+/// options: with `all` (`runner install`) the vault directory and the key
+/// file in effect, else only those given; the views file and the state
+/// directory when given.
+pub fn layout_update(global: &GlobalArgs, all: bool) -> HostFile {
+    let given = |id: &str| all || global.layout.given(id);
+    HostFile {
+        secrets_dir: given("dir").then(|| absolute(&global.dir)),
+        key_file: given("key_file").then(|| absolute(&global.key_file_or_default())),
+        views_file: global
+            .layout
+            .given("views_file")
+            .then(|| absolute(&global.views_file)),
+        state_dir: global
+            .layout
+            .given("state_dir")
+            .then(|| global.state_dir.as_deref().map(absolute))
+            .flatten(),
+        ..HostFile::default()
+    }
+}
+
+/// [`layout_update`] plus what the runner commands were given (with
+/// `all`, everything in effect): the binary directory, what jobs read,
+/// and the runner's config directory and image under its name.
+pub fn runner_layout_update(
+    global: &GlobalArgs,
+    all: bool,
+    bin_dir: &Path,
+    jobs: &JobsArgs,
+    runner: (&str, &Path, &str),
+) -> HostFile {
+    let given = |id: &str| all || global.layout.given(id);
+    let mut update = layout_update(global, all);
+    update.bin_dir = given("bin_dir").then(|| absolute(bin_dir));
+    if given("jobs") || global.layout.given("view") {
+        update.jobs = Some(
+            match jobs.jobs {
+                JobsChoice::Encrypted => "encrypted",
+                JobsChoice::PlaintextView => "plaintext-view",
+            }
+            .to_string(),
+        );
+        update.view = jobs.view.as_deref().map(absolute);
+    }
+    let (name, config_dir, image) = runner;
+    let entry = RunnerEntry {
+        config_dir: given("config_dir").then(|| absolute(config_dir)),
+        image: given("image").then(|| image.to_string()),
+    };
+    if entry != RunnerEntry::default() {
+        update.runners.insert(name.to_string(), entry);
+    }
+    update
+}
+
+/// Writes `update` into the host's layout file (nothing when it is
+/// empty). A user other than root records only in a file `--config` or
+/// `RUNVAULT_CONFIG` names: the system's file is root's. A failure is a
+/// warning: the command's own work is done.
+pub fn remember(global: &GlobalArgs, update: &HostFile) {
+    let file = &global.layout.file;
+    if *update == HostFile::default() {
+        return;
+    }
+    if !global.layout.named && !rustix::process::geteuid().is_root() {
+        tracing::debug!(file = %file.display(), "not root: the layout is not recorded");
+        return;
+    }
+    match host_file::record(file, update) {
+        Ok(true) => tracing::info!(file = %file.display(), "recorded the host's layout"),
+        Ok(false) => {}
+        Err(err) => crate::cli::output::always(format_args!(
+            "runvault: warning: the host's layout was not recorded: {err}"
+        )),
+    }
 }
 
 /// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many

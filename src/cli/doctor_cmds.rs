@@ -21,7 +21,8 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
         _ => Some(input::unlock_credential(global)?),
     };
     let vault = vault_dir(global);
-    let mut findings = host::check_secrets(&vault, credential.as_ref());
+    let mut findings = vec![layout_finding(global)];
+    findings.extend(host::check_secrets(&vault, credential.as_ref()));
     findings.extend(host::check_key_file(
         &global.key_file_or_default(),
         &global.dir,
@@ -60,6 +61,18 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
         return Err(CommandError::with_code(exit::OTHER, where_to_look));
     }
     Ok(())
+}
+
+/// `layout.file`: which layout file gave the defaults (see
+/// `cli::defaults`).
+fn layout_finding(global: &GlobalArgs) -> Finding {
+    let file = global.layout.file.display();
+    let message = if global.layout.read == Some(true) {
+        format!("defaults from the layout file `{file}`")
+    } else {
+        format!("no layout file `{file}`: built-in defaults")
+    };
+    Finding::ok("layout.file", message)
 }
 
 /// The human report: one aligned line per check (status coloured on a

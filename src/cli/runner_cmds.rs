@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::context::{block_on, wiring};
+use crate::cli::context::{block_on, remember, runner_layout_update, wiring};
 use crate::cli::input;
 use crate::cli::output::{self, note as say, write_stdout};
 use crate::cli::runner_args::{
@@ -23,6 +23,7 @@ use crate::cli::runner_args::{
 use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::CommandError;
 use crate::core::fs::{Limit, read_private};
+use crate::core::host_file::HostFile;
 use crate::core::secret::SecretBytes;
 use crate::runner::config::{self, Settings};
 use crate::runner::container::{self, Spec};
@@ -104,8 +105,20 @@ fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
-        earlier_bin_dirs: Vec::new(),
+        earlier_bin_dirs: global.layout.bin_dir.iter().cloned().collect(),
     })
+}
+
+/// What `configure` (given options only) and `install` (`all`) record in
+/// the host's layout file.
+fn layout_of(global: &GlobalArgs, target: &Target, opts: &ConfigureOpts, all: bool) -> HostFile {
+    runner_layout_update(
+        global,
+        all,
+        &opts.bin_dir,
+        &opts.jobs,
+        (&target.name, &target.config_dir, &target.image),
+    )
 }
 
 fn spec(target: &Target, debug: bool) -> Spec {
@@ -155,6 +168,9 @@ fn configure(
     let settings = settings(global, &args.opts)?;
     let path = target.config_path();
     let report = config::apply(&path, &settings, args.check)?;
+    if !args.check {
+        remember(global, &layout_of(global, target, &args.opts, false));
+    }
     if report.changes.is_empty() {
         say(format_args!("`{}`: unchanged", path.display()));
         return Ok(());
@@ -326,6 +342,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         }
     })
     .await?;
+    remember(global, &layout_of(global, target, &args.configure, true));
     if changed {
         say(format_args!(
             "runner `{}` is installed and running",

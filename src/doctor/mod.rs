@@ -16,6 +16,7 @@ pub mod views;
 /// lists all of these), and a finding with an id missing here panics in
 /// debug builds, so the tests catch a new check that is not documented.
 pub const CHECK_IDS: &[&str] = &[
+    "layout.file",
     "secrets.dir",
     "secrets.dir.owner",
     "secrets.dir.mode",

@@ -499,3 +499,73 @@ fn moved_directories_replace_their_mounts_and_never_pile_up() {
     );
     assert_eq!(std::fs::read_to_string(host.config_toml()).unwrap(), text);
 }
+
+#[test]
+fn configure_records_the_layout_and_later_commands_need_no_path_flags() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    let (dir, key_file, bin) = (
+        host.path("srv"),
+        host.path("etc-rv/machine.key"),
+        host.path("lib-rv"),
+    );
+    configure_with(&host, &dir, &key_file, &bin);
+    let layout = std::fs::read_to_string(host.layout_file()).unwrap();
+    for line in [
+        format!("secrets_dir = \"{}\"\n", dir.display()),
+        format!("key_file = \"{}\"\n", key_file.display()),
+        format!("bin_dir = \"{}\"\n", bin.display()),
+        format!(
+            "[runners.my-runner]\nconfig_dir = \"{}\"\n",
+            host.config_dir().display()
+        ),
+    ] {
+        assert!(layout.contains(&line), "{line} not in:\n{layout}");
+    }
+    assert_eq!(crate::support::mode(&host.layout_file()), 0o644);
+
+    // No path flags: the layout file gives them, the host is as configured.
+    let check = |extra: &[&str], env: &[(&str, &Path)]| {
+        let mut cmd = host.bare_command();
+        cmd.args(["runner", "configure", "--check", "--name", "my-runner"])
+            .args(extra);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        cmd.run()
+    };
+    let unchanged = check(&[], &[]).ok();
+    assert_eq!(
+        unchanged.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    // A flag beats the file, and so does the environment.
+    let other = host.path("other");
+    let flag = check(&["--dir", other.to_str().unwrap()], &[]).fails(1);
+    assert!(
+        flag.stderr
+            .contains(&format!("with `{}:/secrets:ro`", other.display()))
+    );
+    let env = check(&[], &[("RUNVAULT_DIR", &other)]).fails(1);
+    assert!(
+        env.stderr
+            .contains(&format!("with `{}:/secrets:ro`", other.display()))
+    );
+    // --check records nothing.
+    assert_eq!(std::fs::read_to_string(host.layout_file()).unwrap(), layout);
+}
+
+#[test]
+fn a_layout_file_that_is_not_valid_is_an_error_naming_it() {
+    let host = Host::new();
+    std::fs::write(host.layout_file(), "bin_dir = \"relative\"\n").unwrap();
+    let run = host.bare_command().args(["list"]).fails(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: layout file `{}`: `bin_dir` must be an absolute path (a string \
+             starting with `/`); fix or remove that line\n",
+            host.layout_file().display()
+        )
+    );
+}
