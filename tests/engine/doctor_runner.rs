@@ -404,3 +404,75 @@ fn a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails() {
         )
     );
 }
+
+#[test]
+fn after_install_on_other_paths_commands_need_only_the_runner_name() {
+    need_engine!("layout_remembered");
+    let mut host = Host::new();
+    let name = installed(&mut host, "layout");
+    // `install` recorded the host's layout: every path is the test's own,
+    // none the default.
+    let layout = std::fs::read_to_string(host.layout_file()).unwrap();
+    for line in [
+        format!("secrets_dir = \"{}\"\n", host.dir().display()),
+        format!("key_file = \"{}\"\n", host.key_file().display()),
+        format!("bin_dir = \"{}\"\n", host.bin_dir().display()),
+        "jobs = \"encrypted\"\n".to_string(),
+        format!(
+            "[runners.{name}]\nconfig_dir = \"{}\"\nimage = \"{IMAGE}\"\n",
+            host.config_dir().display()
+        ),
+    ] {
+        assert!(layout.contains(&line), "{line} not in:\n{layout}");
+    }
+    let only_name = |args: &[&str]| {
+        let mut cmd = host.bare_command();
+        cmd.args(args).args(["--name", &name]);
+        cmd.run()
+    };
+
+    let status = only_name(&["runner", "status"]).ok();
+    assert!(
+        status.out().contains(&format!(
+            "config:         `{}`: every runner mounts the secrets directory read-only\n",
+            host.config_toml().display()
+        )),
+        "{}",
+        status.describe()
+    );
+    assert_eq!(status.stderr, "");
+
+    let doctor = only_name(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 0, "{}", doctor.describe());
+    let report = json(&doctor);
+    assert_eq!(report["fail"], 0, "{}", doctor.describe());
+    for check in [
+        "layout.file",
+        "secrets.dir.mode",
+        "keyfile.location",
+        "config.secrets_mount",
+        "config.key_mount",
+        "config.bin_mount",
+        "config.environment",
+        "runner.binds",
+        "runner.image",
+    ] {
+        assert_eq!(status_of(&report, check), "ok", "{check}");
+    }
+    assert_eq!(
+        findings(&report, "layout.file")[0].1,
+        format!(
+            "defaults from the layout file `{}`",
+            host.layout_file().display()
+        )
+    );
+
+    let config = std::fs::read(host.config_toml()).unwrap();
+    let check = only_name(&["runner", "configure", "--check"]).ok();
+    assert_eq!(
+        check.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    assert_eq!(std::fs::read(host.config_toml()).unwrap(), config);
+    assert_eq!(std::fs::read_to_string(host.layout_file()).unwrap(), layout);
+}
