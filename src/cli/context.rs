@@ -237,6 +237,74 @@ pub fn remember(global: &GlobalArgs, update: &HostFile) {
     }
 }
 
+/// A word for a shell command line: as it is when it holds only safe
+/// characters, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The one builder of a hint's command line: `runvault runner SUB` with
+/// the options of this command that `SUB` needs and that differ from the
+/// built-in defaults, so the hint does what it says when pasted (a
+/// `--config-dir`, `--image` or `--docker-host` of this runner; with
+/// `wiring`, the `--dir`, `--key-file`, `--bin-dir` and `--jobs`/`--view`
+/// that `configure` and `install` wire into jobs).
+pub fn runner_command(
+    global: &GlobalArgs,
+    target: &crate::runner::Target,
+    sub: &str,
+    wiring: Option<(&Path, &JobsArgs)>,
+) -> String {
+    use crate::core::layout::{DEFAULT_BIN_DIR, DEFAULT_KEY_FILE};
+    let mut words = vec![
+        "runvault".to_string(),
+        "runner".into(),
+        sub.into(),
+        "--name".into(),
+        shell_word(&target.name),
+    ];
+    let mut option = |name: &str, value: &str| {
+        words.push(name.to_string());
+        words.push(shell_word(value));
+    };
+    let default_config_dir = format!("/srv/dataops-runner-{}/config", target.name);
+    if target.config_dir != Path::new(&default_config_dir) {
+        option("--config-dir", &target.config_dir.to_string_lossy());
+    }
+    if target.image != crate::runner::DEFAULT_IMAGE {
+        option("--image", &target.image);
+    }
+    if let Some(host) = &target.docker_host {
+        option("--docker-host", host);
+    }
+    if let Some((bin_dir, jobs)) = wiring {
+        let dir = absolute(&global.dir);
+        if dir != Path::new(crate::core::layout::SECRETS_TARGET) {
+            option("--dir", &dir.to_string_lossy());
+        }
+        let key_file = absolute(&global.key_file_or_default());
+        if key_file != Path::new(DEFAULT_KEY_FILE) {
+            option("--key-file", &key_file.to_string_lossy());
+        }
+        let bin_dir = absolute(bin_dir);
+        if bin_dir != Path::new(DEFAULT_BIN_DIR) {
+            option("--bin-dir", &bin_dir.to_string_lossy());
+        }
+        if jobs.jobs == JobsChoice::PlaintextView {
+            option("--jobs", "plaintext-view");
+            if let Some(view) = &jobs.view {
+                option("--view", &absolute(view).to_string_lossy());
+            }
+        }
+    }
+    words.join(" ")
+}
+
 /// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many
 /// KDF runs the command made (tests/host/kdf_runs.rs proves it is one). Called at
 /// the end of every command, and by `exec` before the process is replaced.

@@ -8,12 +8,13 @@
 //! A handler file: it uses the definitions, `input`, `output`, `table` and
 //! `context` below it, and no other handler (see `context` for the order).
 
+use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::context::{block_on, remember, runner_layout_update, wiring};
+use crate::cli::context::{block_on, remember, runner_command, runner_layout_update, wiring};
 use crate::cli::input;
 use crate::cli::output::{self, note as say, write_stdout};
 use crate::cli::runner_args::{
@@ -37,18 +38,57 @@ use crate::vault::VaultDir;
 /// Runs `runvault runner ...`.
 pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
     let target = args.common.target()?;
+    let hints = |removing: bool| {
+        let target = &target;
+        move |err: Error| pasteable(global, target, removing, err)
+    };
     match args.command {
         RunnerCommand::Configure(args) => configure(global, &target, &args),
         RunnerCommand::Register(args) => block_on(register(&target, args)),
-        RunnerCommand::Start(args) => block_on(start(&target, args)),
-        RunnerCommand::Stop(args) => block_on(stop(&target, args)),
-        RunnerCommand::Restart(args) => block_on(restart(&target, args)),
-        RunnerCommand::Remove => block_on(remove(&target)),
-        RunnerCommand::Logs(args) => block_on(logs(&target, args))?,
+        RunnerCommand::Start(args) => {
+            block_on(async { start(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Stop(args) => {
+            block_on(async { stop(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Restart(args) => {
+            block_on(async { restart(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Remove => block_on(async { remove(&target).await.map_err(hints(true)) }),
+        RunnerCommand::Logs(args) => {
+            block_on(async { logs(&target, args).await.map_err(hints(false)) })?
+        }
         RunnerCommand::Status(args) => {
             write_stdout(block_on(status(global, &target, args))?.as_bytes())
         }
         RunnerCommand::Install(args) => block_on(install(global, &target, args)),
+    }
+}
+
+/// Puts into a runner error's hint the command line that can be pasted
+/// ([`runner_command`]); removing a container that is not there needs no
+/// command (starting one would undo what was asked).
+fn pasteable(global: &GlobalArgs, target: &Target, removing: bool, err: Error) -> Error {
+    match err {
+        Error::NoContainer { name, .. } if removing => Error::NoContainer {
+            name,
+            hint: "nothing to remove".into(),
+        },
+        Error::NoContainer { name, .. } => Error::NoContainer {
+            hint: format!(
+                "create it with `{}`",
+                runner_command(global, target, "start", None)
+            ),
+            name,
+        },
+        Error::NoConfig { path, .. } => Error::NoConfig {
+            hint: format!(
+                "register the runner first with `{}`",
+                runner_command(global, target, "register", None)
+            ),
+            path,
+        },
+        other => other,
     }
 }
 
@@ -167,7 +207,8 @@ fn configure(
 ) -> Result<(), CommandError> {
     let settings = settings(global, &args.opts)?;
     let path = target.config_path();
-    let report = config::apply(&path, &settings, args.check)?;
+    let report = config::apply(&path, &settings, args.check)
+        .map_err(|err| pasteable(global, target, false, err))?;
     if !args.check {
         remember(global, &layout_of(global, target, &args.opts, false));
     }
@@ -182,7 +223,35 @@ fn configure(
         say(format_args!("{change}"));
     }
     if args.check {
-        return Err(Error::CheckFailed { path }.into());
+        let opts = &args.opts;
+        let mut command = runner_command(
+            global,
+            target,
+            "configure",
+            Some((&opts.bin_dir, &opts.jobs)),
+        );
+        // What to set, where it is not the default.
+        for (name, value, default) in [
+            ("--concurrent", opts.concurrent, 8),
+            ("--check-interval", opts.check_interval, 1),
+        ] {
+            if value != default {
+                let _ = write!(command, " {name} {value}");
+            }
+        }
+        for (flag, given) in [
+            ("--no-local-config", opts.no_local_config),
+            ("--no-agent-cache", opts.no_agent_cache),
+        ] {
+            if given {
+                command.push(' ');
+                command.push_str(flag);
+            }
+        }
+        if let Some(runner) = &opts.runner {
+            let _ = write!(command, " --runner {runner}");
+        }
+        return Err(Error::CheckFailed { path, command }.into());
     }
     say(format_args!("updated `{}`", path.display()));
     Ok(())

@@ -807,9 +807,7 @@ fn apply_with(
                 (file, bytes)
             }
             Err(err) if err.is_not_found() => {
-                return Err(Error::NoConfig {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::no_config(path.to_path_buf()));
             }
             Err(err) => return Err(err.into()),
         };

@@ -141,9 +141,43 @@ fn check_prints_the_diff_exits_1_and_writes_nothing() {
             .contains("-    volumes = [\"/cache\"]\n+    volumes = [\"/cache\", ")
     );
     assert!(done.stderr.ends_with(&format!(
-        "runvault: error: `{path}` needs the changes shown above; run `runvault runner configure` to apply them\n"
-    )));
+        "runvault: error: `{path}` needs the changes shown above; run `runvault runner configure \
+         --name my-runner --config-dir {} --dir {} --key-file {} --bin-dir {}` to apply them\n",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display(),
+    )), "{}", done.stderr);
     assert_eq!(std::fs::read(host.config_toml()).unwrap(), before);
+    // The hint, pasted with no layout file to fill in, applies the same
+    // change `--check` showed.
+    assert!(!host.layout_file().exists());
+    let hint = done.stderr.clone();
+    host.paste_hint(&hint).ok();
+    host.runner("configure", "my-runner", &["--check"]).ok();
+    // Options that change what is set are carried too.
+    std::fs::write(host.config_toml(), &before).unwrap();
+    let done = host
+        .runner(
+            "configure",
+            "my-runner",
+            &["--check", "--concurrent", "3", "--no-agent-cache"],
+        )
+        .fails(1);
+    assert!(
+        done.stderr
+            .contains(" --concurrent 3 --no-agent-cache` to apply them\n"),
+        "{}",
+        done.stderr
+    );
+    host.paste_hint(&done.stderr).ok();
+    host.runner(
+        "configure",
+        "my-runner",
+        &["--check", "--concurrent", "3", "--no-agent-cache"],
+    )
+    .ok();
+    std::fs::write(host.config_toml(), &before).unwrap();
 
     host.runner("configure", "my-runner", &[]).ok();
     let done = host.runner("configure", "my-runner", &["--check"]).ok();
@@ -213,7 +247,7 @@ fn invalid_toml_is_reported_with_line_and_column_and_left_untouched() {
 fn missing_config_says_register_first() {
     let host = Host::new();
     let done = host.runner("configure", "x", &[]).fails(1);
-    assert_eq!(done.stderr, host.no_config_error());
+    assert_eq!(done.stderr, host.no_config_error("x", ""));
 }
 
 #[test]
