@@ -4,7 +4,7 @@
 //! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
-use crate::cli::context::{block_on, vault_dir, wiring};
+use crate::cli::context::{block_on, runner_command, vault_dir, wiring};
 use crate::cli::input;
 use crate::cli::output::{stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
@@ -34,10 +34,19 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     if args.runner.name.is_some() {
         let target = args.runner.target()?;
         let wiring = wiring(global, &args.bin_dir, &args.jobs)?;
-        findings.extend(doctor::runner::check_config(&target, &wiring));
+        let commands = doctor::runner::Commands {
+            configure: runner_command(
+                global,
+                &target,
+                "configure",
+                Some((&args.bin_dir, &args.jobs)),
+            ),
+            start: runner_command(global, &target, "start", None),
+        };
+        findings.extend(doctor::runner::check_config(&target, &wiring, &commands));
         findings.extend(doctor::runner::check_bin_dir(&wiring));
         findings.extend(block_on(async {
-            Ok(doctor::runner::check_engine(&target).await)
+            Ok(doctor::runner::check_engine(&target, &commands).await)
         })?);
     } else {
         findings.push(Finding::warn(

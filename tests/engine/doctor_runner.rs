@@ -37,6 +37,24 @@ fn doctor(host: &Host, name: &str, args: &[&str]) -> Run {
     host.vault(&all).run()
 }
 
+/// The `runvault runner SUB` command doctor's hints name for [`doctor`]'s
+/// options (`configure` also gets the job wiring's directories).
+fn hinted(host: &Host, sub: &str, name: &str, image: &str) -> String {
+    let command = format!(
+        "runvault runner {sub} --name {name} --config-dir {} --image {image}",
+        host.config_dir().display()
+    );
+    if sub != "configure" {
+        return command;
+    }
+    format!(
+        "{command} --dir {} --key-file {} --bin-dir {}",
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display()
+    )
+}
+
 fn json(done: &Run) -> serde_json::Value {
     serde_json::from_str(&done.out()).unwrap_or_else(|_| panic!("{}", done.describe()))
 }
@@ -91,9 +109,13 @@ fn a_single_file_vault_mount_fails_and_says_why() {
                  is never seen)"
             ),
             format!(
-                "run `runvault runner configure --name pinned --config-dir {}`: it mounts \
-                 `{dir}:/secrets:ro` and replaces the others",
-                host.config_dir().display()
+                "run `{}`: it mounts `{dir}:/secrets:ro` and replaces the others",
+                hinted(
+                    &host,
+                    "configure",
+                    "pinned",
+                    &format!("{IMAGE} --docker-host unix:///nonexistent.sock")
+                )
             )
         )]
     );
@@ -119,8 +141,9 @@ fn a_single_file_vault_mount_fails_and_says_why() {
         done.stderr,
         "runvault: error: doctor found problems (see the FAIL lines above)\n"
     );
-    // `configure` repairs it, and doctor agrees.
-    host.runner("configure", "pinned", &[]).ok();
+    // The hint, pasted, repairs it, and doctor agrees.
+    let hint = findings(&report, "config.secrets_mount")[0].2.clone();
+    host.paste_hint(&hint).ok();
     let report = json(&doctor(
         &host,
         "pinned",
@@ -301,7 +324,10 @@ fn a_stopped_foreign_or_different_runner_container_fails() {
         (
             "fail".to_string(),
             format!("runs `{IMAGE}`, not `other:tag`"),
-            format!("run `runvault runner start --name {name} --recreate`")
+            format!(
+                "run `{} --recreate`",
+                hinted(&host, "start", &name, "other:tag")
+            )
         )
     );
 
@@ -338,9 +364,14 @@ fn a_stopped_foreign_or_different_runner_container_fails() {
         (
             "fail".to_string(),
             format!("no container named `{name}`"),
-            format!("run `runvault runner start --name {name}`")
+            format!("run `{}`", hinted(&host, "start", &name, IMAGE))
         )
     );
+    // The hint, pasted, starts it again.
+    let hint = findings(&report, "runner.container")[0].2.clone();
+    host.paste_hint(&hint).ok();
+    let report = json(&doctor(&host, &name, &["--json"]));
+    assert_eq!(status_of(&report, "runner.running"), "ok");
 }
 
 #[test]
@@ -396,10 +427,14 @@ fn a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails() {
                 config.display()
             ),
             format!(
-                "run `chmod 600 {0}` (or `runvault runner configure --name my-runner \
-                 --config-dir {1}`, which tightens it)",
+                "run `chmod 600 {}` (or `{}`, which tightens it)",
                 config.display(),
-                host.config_dir().display()
+                hinted(
+                    &host,
+                    "configure",
+                    "my-runner",
+                    &format!("{IMAGE} --docker-host unix:///nonexistent.sock")
+                )
             )
         )
     );
