@@ -18,8 +18,8 @@ use crate::cli::context::{block_on, remember, runner_command, runner_layout_upda
 use crate::cli::input;
 use crate::cli::output::{self, note as say, write_stdout};
 use crate::cli::runner_args::{
-    ConfigureArgs, ConfigureOpts, InstallArgs, LogsArgs, RegisterArgs, RegisterOpts, RunnerArgs,
-    RunnerCommand, StartArgs, StatusArgs, StopArgs,
+    ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
+    RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
 use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::CommandError;
@@ -339,7 +339,14 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     } else {
         let mut table = Table::new(&[15]);
-        for line in report.lines() {
+        let jobs = JobsArgs {
+            jobs: JobsChoice::Encrypted,
+            view: None,
+        };
+        let bin_dir = Path::new(crate::core::layout::DEFAULT_BIN_DIR);
+        let configure = runner_command(global, target, "configure", Some((bin_dir, &jobs)));
+        let register = runner_command(global, target, "register", None);
+        for line in report.lines(&configure, &register) {
             let tone = match line.healthy {
                 None => Tone::Plain,
                 Some(true) => Tone::Good,

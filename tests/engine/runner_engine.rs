@@ -235,6 +235,22 @@ fn start_stop_restart_status_logs_remove() {
     // The fixture config.toml has not been configured yet.
     assert_eq!(status["secrets_mount"]["state"], "missing");
     assert_eq!(status["secrets_mount"]["runners"][0], "my-runner");
+    // The status line's hint carries this command's options; pasted, it
+    // configures the runner (with the default binary directory, as
+    // `status` has no `--bin-dir`).
+    let done = host.runner("status", &name, &[]).ok();
+    let hint = format!(
+        "run `runvault runner configure --name {name} --config-dir {} --dir {} --key-file {}`",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display()
+    );
+    assert!(done.out().contains(&hint), "{}", done.out());
+    let pasted = host.paste_hint(&done.out()).ok();
+    assert!(pasted.stderr.contains(&format!(
+        "added volume `{}:/secrets:ro`",
+        host.dir().display()
+    )));
     host.runner("configure", &name, &[]).ok();
     let done = host.runner("status", &name, &[]).ok();
     assert!(
