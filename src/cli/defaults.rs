@@ -20,6 +20,7 @@ use clap::parser::ValueSource;
 
 use crate::cli::args::{Cli, Command, DoctorArgs, Layout};
 use crate::cli::runner_args::{JobsArgs, JobsChoice, RunnerCommand, RunnerCommon};
+use crate::core::fs::FsError;
 use crate::core::host_file::{self, HostFile, HostFileError};
 
 /// The options (clap ids) the layout file can give a default to.
@@ -82,7 +83,19 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
         cli.global.layout = layout;
         return Ok(());
     }
-    let host = host_file::load(&layout.file)?;
+    let host = match host_file::load(&layout.file) {
+        // The system's file (or its directory, 0700 in the package) is
+        // root's: a user who may not read it, and named no other, gets the
+        // built-in defaults, as before the file existed (the quick start
+        // runs as any user).
+        Err(HostFileError::Fs(FsError::Io { source, .. }))
+            if !layout.named && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            tracing::debug!(file = %layout.file.display(), "the layout file cannot be read: built-in defaults");
+            None
+        }
+        other => other?,
+    };
     let mut layout = Layout {
         read: Some(host.is_some()),
         ..layout
