@@ -88,6 +88,13 @@ fn pasteable(global: &GlobalArgs, target: &Target, removing: bool, err: Error) -
             ),
             path,
         },
+        Error::NoRunners { path, .. } => Error::NoRunners {
+            hint: format!(
+                "register a runner first with `{}`",
+                runner_command(global, target, "register", None)
+            ),
+            path,
+        },
         other => other,
     }
 }

@@ -338,11 +338,9 @@ fn runner_label(runner: &Table, index: usize) -> String {
 /// The `[[runners]]` of a document, or a shape error.
 fn runners<'d>(doc: &'d mut DocumentMut, path: &Path) -> Result<Vec<&'d mut Table>, Error> {
     match doc.get_mut("runners") {
-        None => Err(Error::BadShape {
+        None => Err(Error::NoRunners {
             path: path.to_path_buf(),
-            what: "there is no [[runners]] section; register a runner first with \
-                   `runvault runner register`"
-                .into(),
+            hint: "register a runner first with `runvault runner register`".into(),
         }),
         Some(item) => match item.as_array_of_tables_mut() {
             Some(array) => Ok(array.iter_mut().collect()),

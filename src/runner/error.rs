@@ -167,6 +167,14 @@ pub enum Error {
         /// command line puts in the options it was given).
         hint: String,
     },
+    /// config.toml has no `[[runners]]` (nobody registered a runner yet).
+    #[error("`{path}`: there is no [[runners]] section; {hint}; the file was not changed")]
+    NoRunners {
+        /// The file.
+        path: PathBuf,
+        /// What to do (the command line puts in the options it was given).
+        hint: String,
+    },
     /// `--runner NAME` names no runner.
     #[error("`{path}` has no runner named `{name}` (runners: {known})")]
     NoSuchRunner {

@@ -603,3 +603,23 @@ fn a_layout_file_that_is_not_valid_is_an_error_naming_it() {
         )
     );
 }
+
+#[test]
+fn a_config_without_runners_names_the_register_command_with_its_options() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.config_dir()).unwrap();
+    std::fs::write(host.config_toml(), "concurrent = 1\n").unwrap();
+    let done = host
+        .runner("configure", "x", &["--image", "registry.example/runner:1"])
+        .fails(1);
+    assert_eq!(
+        done.stderr,
+        format!(
+            "runvault: error: `{}`: there is no [[runners]] section; register a runner first \
+             with `runvault runner register --name x --config-dir {} --image \
+             registry.example/runner:1`; the file was not changed\n",
+            host.config_toml().display(),
+            host.config_dir().display()
+        )
+    );
+}
