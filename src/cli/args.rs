@@ -87,6 +87,10 @@ pub struct GlobalArgs {
     /// (set after parsing; false for the built-in default).
     #[arg(skip)]
     pub views_file_given: bool,
+    /// The host's layout file, which gives every option above its default
+    /// [default: /etc/runvault/runvault.toml].
+    #[arg(long, global = true, env = "RUNVAULT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Seconds a writer waits for another writer's lock before exiting 6.
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
@@ -96,13 +100,46 @@ pub struct GlobalArgs {
     /// Print only errors: no notes, warnings or progress (data on stdout still prints).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// What the layout file gave and which options were given (filled
+    /// after parsing, by `cli::defaults`).
+    #[arg(skip)]
+    pub layout: Layout,
+}
+
+/// The host's layout file as the command line resolved it.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The layout file (`--config`, `RUNVAULT_CONFIG`, else the default).
+    pub file: PathBuf,
+    /// Whether `--config` or `RUNVAULT_CONFIG` named it.
+    pub named: bool,
+    /// Whether it was read: `None` when the command did not need it,
+    /// `Some(false)` when it does not exist.
+    pub read: Option<bool>,
+    /// Its `key_file`: the key file's place when `--key-file` is not given.
+    pub key_file: Option<PathBuf>,
+    /// Its `bin_dir`, even where `--bin-dir` overrides it: `configure`
+    /// replaces a mount of that earlier binary directory.
+    pub bin_dir: Option<PathBuf>,
+    /// The options given by flag or environment (clap ids), which the
+    /// file does not override and which commands record in it.
+    pub given: Vec<&'static str>,
+}
+
+impl Layout {
+    /// Whether the option with clap id `id` was given (flag or environment).
+    pub fn given(&self, id: &str) -> bool {
+        self.given.contains(&id)
+    }
 }
 
 impl GlobalArgs {
-    /// The machine key file: `--key-file`, else the default path.
+    /// The machine key file: `--key-file`, else the layout file's, else
+    /// the default path.
     pub fn key_file_or_default(&self) -> PathBuf {
         self.key_file
             .clone()
+            .or_else(|| self.layout.key_file.clone())
             .unwrap_or_else(|| PathBuf::from(crate::core::layout::DEFAULT_KEY_FILE))
     }
 

@@ -12,7 +12,7 @@
 
 use std::cell::OnceCell;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use crate::cli::args::GlobalArgs;
 use crate::cli::runner_args::{JobsArgs, JobsChoice};
 use crate::core::exit::{self, CommandError};
 use crate::core::fs;
+use crate::core::host_file::{self, HostFile, RunnerEntry};
 use crate::runner::config::{JobWiring, JobsMode};
 use crate::runner::{Error, mount_source};
 use crate::vault::AfterCommit;
@@ -172,6 +173,158 @@ pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<Jo
     };
     wiring.validate()?;
     Ok(wiring)
+}
+
+/// A path made absolute against the working directory, as the layout file
+/// keeps it.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What a command records in the host's layout file from the global
+/// options: with `all` (`runner install`) the vault directory and the key
+/// file in effect, else only those given; the views file and the state
+/// directory when given.
+pub fn layout_update(global: &GlobalArgs, all: bool) -> HostFile {
+    let given = |id: &str| all || global.layout.given(id);
+    HostFile {
+        secrets_dir: given("dir").then(|| absolute(&global.dir)),
+        key_file: given("key_file").then(|| absolute(&global.key_file_or_default())),
+        views_file: global
+            .layout
+            .given("views_file")
+            .then(|| absolute(&global.views_file)),
+        state_dir: global
+            .layout
+            .given("state_dir")
+            .then(|| global.state_dir.as_deref().map(absolute))
+            .flatten(),
+        ..HostFile::default()
+    }
+}
+
+/// [`layout_update`] plus what the runner commands were given (with
+/// `all`, everything in effect): the binary directory, what jobs read,
+/// and the runner's config directory and image under its name.
+pub fn runner_layout_update(
+    global: &GlobalArgs,
+    all: bool,
+    bin_dir: &Path,
+    jobs: &JobsArgs,
+    runner: (&str, &Path, &str),
+) -> HostFile {
+    let given = |id: &str| all || global.layout.given(id);
+    let mut update = layout_update(global, all);
+    update.bin_dir = given("bin_dir").then(|| absolute(bin_dir));
+    if given("jobs") || global.layout.given("view") {
+        update.jobs = Some(
+            match jobs.jobs {
+                JobsChoice::Encrypted => "encrypted",
+                JobsChoice::PlaintextView => "plaintext-view",
+            }
+            .to_string(),
+        );
+        update.view = jobs.view.as_deref().map(absolute);
+    }
+    let (name, config_dir, image) = runner;
+    let entry = RunnerEntry {
+        config_dir: given("config_dir").then(|| absolute(config_dir)),
+        image: given("image").then(|| image.to_string()),
+    };
+    if entry != RunnerEntry::default() {
+        update.runners.insert(name.to_string(), entry);
+    }
+    update
+}
+
+/// Writes `update` into the host's layout file (nothing when it is
+/// empty). A user other than root records only in a file `--config` or
+/// `RUNVAULT_CONFIG` names: the system's file is root's. A failure is a
+/// warning: the command's own work is done.
+pub fn remember(global: &GlobalArgs, update: &HostFile) {
+    let file = &global.layout.file;
+    if *update == HostFile::default() {
+        return;
+    }
+    if !global.layout.named && !rustix::process::geteuid().is_root() {
+        tracing::debug!(file = %file.display(), "not root: the layout is not recorded");
+        return;
+    }
+    match host_file::record(file, update) {
+        Ok(true) => tracing::info!(file = %file.display(), "recorded the host's layout"),
+        Ok(false) => {}
+        Err(err) => crate::cli::output::always(format_args!(
+            "runvault: warning: the host's layout was not recorded: {err}"
+        )),
+    }
+}
+
+/// A word for a shell command line: as it is when it holds only safe
+/// characters, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The one builder of a hint's command line: `runvault runner SUB` with
+/// the options of this command that `SUB` needs and that differ from the
+/// built-in defaults, so the hint does what it says when pasted (a
+/// `--config-dir`, `--image` or `--docker-host` of this runner; with
+/// `wiring`, the `--dir`, `--key-file`, `--bin-dir` and `--jobs`/`--view`
+/// that `configure` and `install` wire into jobs).
+pub fn runner_command(
+    global: &GlobalArgs,
+    target: &crate::runner::Target,
+    sub: &str,
+    wiring: Option<(&Path, &JobsArgs)>,
+) -> String {
+    use crate::core::layout::{DEFAULT_BIN_DIR, DEFAULT_KEY_FILE};
+    let mut words = vec![
+        "runvault".to_string(),
+        "runner".into(),
+        sub.into(),
+        "--name".into(),
+        shell_word(&target.name),
+    ];
+    let mut option = |name: &str, value: &str| {
+        words.push(name.to_string());
+        words.push(shell_word(value));
+    };
+    let default_config_dir = format!("/srv/dataops-runner-{}/config", target.name);
+    if target.config_dir != Path::new(&default_config_dir) {
+        option("--config-dir", &target.config_dir.to_string_lossy());
+    }
+    if target.image != crate::runner::DEFAULT_IMAGE {
+        option("--image", &target.image);
+    }
+    if let Some(host) = &target.docker_host {
+        option("--docker-host", host);
+    }
+    if let Some((bin_dir, jobs)) = wiring {
+        let dir = absolute(&global.dir);
+        if dir != Path::new(crate::core::layout::SECRETS_TARGET) {
+            option("--dir", &dir.to_string_lossy());
+        }
+        let key_file = absolute(&global.key_file_or_default());
+        if key_file != Path::new(DEFAULT_KEY_FILE) {
+            option("--key-file", &key_file.to_string_lossy());
+        }
+        let bin_dir = absolute(bin_dir);
+        if bin_dir != Path::new(DEFAULT_BIN_DIR) {
+            option("--bin-dir", &bin_dir.to_string_lossy());
+        }
+        if jobs.jobs == JobsChoice::PlaintextView {
+            option("--jobs", "plaintext-view");
+            if let Some(view) = &jobs.view {
+                option("--view", &absolute(view).to_string_lossy());
+            }
+        }
+    }
+    words.join(" ")
 }
 
 /// Debug builds only, with `RUNVAULT_DEBUG_KDF_RUNS` set: prints how many

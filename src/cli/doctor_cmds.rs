@@ -4,7 +4,7 @@
 //! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
-use crate::cli::context::{block_on, vault_dir, wiring};
+use crate::cli::context::{block_on, runner_command, vault_dir, wiring};
 use crate::cli::input;
 use crate::cli::output::{stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
@@ -21,7 +21,8 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
         _ => Some(input::unlock_credential(global)?),
     };
     let vault = vault_dir(global);
-    let mut findings = host::check_secrets(&vault, credential.as_ref());
+    let mut findings = vec![layout_finding(global)];
+    findings.extend(host::check_secrets(&vault, credential.as_ref()));
     findings.extend(host::check_key_file(
         &global.key_file_or_default(),
         &global.dir,
@@ -38,10 +39,19 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     if args.runner.name.is_some() {
         let target = args.runner.target()?;
         let wiring = wiring(global, &args.bin_dir, &args.jobs)?;
-        findings.extend(doctor::runner::check_config(&target, &wiring));
+        let commands = doctor::runner::Commands {
+            configure: runner_command(
+                global,
+                &target,
+                "configure",
+                Some((&args.bin_dir, &args.jobs)),
+            ),
+            start: runner_command(global, &target, "start", None),
+        };
+        findings.extend(doctor::runner::check_config(&target, &wiring, &commands));
         findings.extend(doctor::runner::check_bin_dir(&wiring));
         findings.extend(block_on(async {
-            Ok(doctor::runner::check_engine(&target).await)
+            Ok(doctor::runner::check_engine(&target, &commands).await)
         })?);
     } else {
         findings.push(Finding::warn(
@@ -68,6 +78,18 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
         return Err(CommandError::with_code(exit::OTHER, where_to_look));
     }
     Ok(())
+}
+
+/// `layout.file`: which layout file gave the defaults (see
+/// `cli::defaults`).
+fn layout_finding(global: &GlobalArgs) -> Finding {
+    let file = global.layout.file.display();
+    let message = if global.layout.read == Some(true) {
+        format!("defaults from the layout file `{file}`")
+    } else {
+        format!("no layout file `{file}`: built-in defaults")
+    };
+    Finding::ok("layout.file", message)
 }
 
 /// The human report: one aligned line per check (status coloured on a

@@ -2,7 +2,8 @@
 //! handed to one handler per command. No crypto and no file I/O of its own.
 //!
 //! Files use only those listed before them: the clap definitions
-//! (`kdf_args`, `runner_args`, `args`); what is printed and read
+//! (`kdf_args`, `runner_args`, `args`); `defaults`, which puts the host's
+//! layout file in place of the built-in defaults; what is printed and read
 //! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
 //! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
@@ -11,6 +12,7 @@
 
 mod args;
 mod context;
+mod defaults;
 mod doctor_cmds;
 mod input;
 mod jobs_cmds;
@@ -45,8 +47,8 @@ where
         ));
         return exit::OTHER;
     }
-    let cli = match parse(args) {
-        Ok(cli) => cli,
+    let (mut cli, given) = match parse(args) {
+        Ok(parsed) => parsed,
         Err(err) if err.use_stderr() => {
             // On stderr, where a failure could not be reported.
             let _unreportable = err.print();
@@ -56,6 +58,9 @@ where
         Err(err) => return finish(output::with_stdout(|out| write_clap(out, &err))),
     };
     output::init(&cli.global);
+    if let Err(err) = defaults::resolve(&mut cli, given) {
+        return finish(Err(err.into()));
+    }
     let code = finish(dispatch(cli));
     context::report_kdf_runs();
     code
@@ -77,8 +82,9 @@ fn finish(result: Result<(), CommandError>) -> u8 {
 /// Parses the arguments. clap's command tree (every subcommand and
 /// option) is built for the parse and then left to the process's exit
 /// instead of being taken apart: its teardown cost as much as the parse,
-/// on every job's `get` and `exec`.
-fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+/// on every job's `get` and `exec`. Also returns the options given by
+/// flag or environment ([`defaults::given`]).
+fn parse<I, T>(args: I) -> Result<(Cli, Vec<&'static str>), clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -89,7 +95,7 @@ where
     let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
     cli.global.views_file_given =
         matches.value_source("views_file") != Some(clap::parser::ValueSource::DefaultValue);
-    Ok(cli)
+    Ok((cli, defaults::given(&command, &matches)))
 }
 
 /// Writes clap's `--help` or `--version` text, styled as clap styles it

@@ -8,21 +8,23 @@
 //! A handler file: it uses the definitions, `input`, `output`, `table` and
 //! `context` below it, and no other handler (see `context` for the order).
 
+use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::context::{block_on, wiring};
+use crate::cli::context::{block_on, remember, runner_command, runner_layout_update, wiring};
 use crate::cli::input;
 use crate::cli::output::{self, note as say, write_stdout};
 use crate::cli::runner_args::{
-    ConfigureArgs, ConfigureOpts, InstallArgs, LogsArgs, RegisterArgs, RegisterOpts, RunnerArgs,
-    RunnerCommand, StartArgs, StatusArgs, StopArgs,
+    ConfigureArgs, ConfigureOpts, InstallArgs, JobsArgs, JobsChoice, LogsArgs, RegisterArgs,
+    RegisterOpts, RunnerArgs, RunnerCommand, StartArgs, StatusArgs, StopArgs,
 };
 use crate::cli::table::{Cell, Table, Tone};
 use crate::core::exit::CommandError;
 use crate::core::fs::{Limit, read_private};
+use crate::core::host_file::HostFile;
 use crate::core::secret::SecretBytes;
 use crate::runner::config::{self, Settings};
 use crate::runner::container::{self, Spec};
@@ -36,18 +38,64 @@ use crate::vault::VaultDir;
 /// Runs `runvault runner ...`.
 pub fn runner(global: &GlobalArgs, args: RunnerArgs) -> Result<(), CommandError> {
     let target = args.common.target()?;
+    let hints = |removing: bool| {
+        let target = &target;
+        move |err: Error| pasteable(global, target, removing, err)
+    };
     match args.command {
         RunnerCommand::Configure(args) => configure(global, &target, &args),
         RunnerCommand::Register(args) => block_on(register(&target, args)),
-        RunnerCommand::Start(args) => block_on(start(&target, args)),
-        RunnerCommand::Stop(args) => block_on(stop(&target, args)),
-        RunnerCommand::Restart(args) => block_on(restart(&target, args)),
-        RunnerCommand::Remove => block_on(remove(&target)),
-        RunnerCommand::Logs(args) => block_on(logs(&target, args))?,
+        RunnerCommand::Start(args) => {
+            block_on(async { start(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Stop(args) => {
+            block_on(async { stop(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Restart(args) => {
+            block_on(async { restart(&target, args).await.map_err(hints(false)) })
+        }
+        RunnerCommand::Remove => block_on(async { remove(&target).await.map_err(hints(true)) }),
+        RunnerCommand::Logs(args) => {
+            block_on(async { logs(&target, args).await.map_err(hints(false)) })?
+        }
         RunnerCommand::Status(args) => {
             write_stdout(block_on(status(global, &target, args))?.as_bytes())
         }
         RunnerCommand::Install(args) => block_on(install(global, &target, args)),
+    }
+}
+
+/// Puts into a runner error's hint the command line that can be pasted
+/// ([`runner_command`]); removing a container that is not there needs no
+/// command (starting one would undo what was asked).
+fn pasteable(global: &GlobalArgs, target: &Target, removing: bool, err: Error) -> Error {
+    match err {
+        Error::NoContainer { name, .. } if removing => Error::NoContainer {
+            name,
+            hint: "nothing to remove".into(),
+        },
+        Error::NoContainer { name, .. } => Error::NoContainer {
+            hint: format!(
+                "create it with `{}`",
+                runner_command(global, target, "start", None)
+            ),
+            name,
+        },
+        Error::NoConfig { path, .. } => Error::NoConfig {
+            hint: format!(
+                "register the runner first with `{}`",
+                runner_command(global, target, "register", None)
+            ),
+            path,
+        },
+        Error::NoRunners { path, .. } => Error::NoRunners {
+            hint: format!(
+                "register a runner first with `{}`",
+                runner_command(global, target, "register", None)
+            ),
+            path,
+        },
+        other => other,
     }
 }
 
@@ -104,7 +152,20 @@ fn settings(global: &GlobalArgs, opts: &ConfigureOpts) -> Result<Settings, Error
         local_config: !opts.no_local_config,
         agent_cache: !opts.no_agent_cache,
         runner: opts.runner.clone(),
+        earlier_bin_dirs: global.layout.bin_dir.iter().cloned().collect(),
     })
+}
+
+/// What `configure` (given options only) and `install` (`all`) record in
+/// the host's layout file.
+fn layout_of(global: &GlobalArgs, target: &Target, opts: &ConfigureOpts, all: bool) -> HostFile {
+    runner_layout_update(
+        global,
+        all,
+        &opts.bin_dir,
+        &opts.jobs,
+        (&target.name, &target.config_dir, &target.image),
+    )
 }
 
 fn spec(target: &Target, debug: bool) -> Spec {
@@ -153,7 +214,11 @@ fn configure(
 ) -> Result<(), CommandError> {
     let settings = settings(global, &args.opts)?;
     let path = target.config_path();
-    let report = config::apply(&path, &settings, args.check)?;
+    let report = config::apply(&path, &settings, args.check)
+        .map_err(|err| pasteable(global, target, false, err))?;
+    if !args.check {
+        remember(global, &layout_of(global, target, &args.opts, false));
+    }
     if report.changes.is_empty() {
         say(format_args!("`{}`: unchanged", path.display()));
         return Ok(());
@@ -165,7 +230,35 @@ fn configure(
         say(format_args!("{change}"));
     }
     if args.check {
-        return Err(Error::CheckFailed { path }.into());
+        let opts = &args.opts;
+        let mut command = runner_command(
+            global,
+            target,
+            "configure",
+            Some((&opts.bin_dir, &opts.jobs)),
+        );
+        // What to set, where it is not the default.
+        for (name, value, default) in [
+            ("--concurrent", opts.concurrent, 8),
+            ("--check-interval", opts.check_interval, 1),
+        ] {
+            if value != default {
+                let _ = write!(command, " {name} {value}");
+            }
+        }
+        for (flag, given) in [
+            ("--no-local-config", opts.no_local_config),
+            ("--no-agent-cache", opts.no_agent_cache),
+        ] {
+            if given {
+                command.push(' ');
+                command.push_str(flag);
+            }
+        }
+        if let Some(runner) = &opts.runner {
+            let _ = write!(command, " --runner {runner}");
+        }
+        return Err(Error::CheckFailed { path, command }.into());
     }
     say(format_args!("updated `{}`", path.display()));
     Ok(())
@@ -253,7 +346,14 @@ async fn status(global: &GlobalArgs, target: &Target, args: StatusArgs) -> Resul
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
     } else {
         let mut table = Table::new(&[15]);
-        for line in report.lines() {
+        let jobs = JobsArgs {
+            jobs: JobsChoice::Encrypted,
+            view: None,
+        };
+        let bin_dir = Path::new(crate::core::layout::DEFAULT_BIN_DIR);
+        let configure = runner_command(global, target, "configure", Some((bin_dir, &jobs)));
+        let register = runner_command(global, target, "register", None);
+        for line in report.lines(&configure, &register) {
             let tone = match line.healthy {
                 None => Tone::Plain,
                 Some(true) => Tone::Good,
@@ -325,6 +425,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         }
     })
     .await?;
+    remember(global, &layout_of(global, target, &args.configure, true));
     if changed {
         say(format_args!(
             "runner `{}` is installed and running",

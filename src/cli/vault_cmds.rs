@@ -10,7 +10,9 @@ use crate::cli::args::{
     ExportArgs, ExportFormat, GetArgs, GlobalArgs, ImportArgs, InitArgs, KeyAddKind, KeyArgs,
     KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType, VerifyArgs,
 };
-use crate::cli::context::{parse_path, parse_prefix, refuse_plaintext_in_vault_dir, vault_dir};
+use crate::cli::context::{
+    layout_update, parse_path, parse_prefix, refuse_plaintext_in_vault_dir, remember, vault_dir,
+};
 use crate::cli::input::{self, ValueSource};
 use crate::cli::output::{note as status, write_stdout};
 use crate::cli::suggest;
@@ -81,6 +83,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
             vault.dir().display()
         ));
     }
+    remember(global, &layout_update(global, false));
     Ok(())
 }
 
@@ -329,6 +332,13 @@ pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError
         "wrote a new 256-bit key to `{}` (mode 0400)",
         args.file.display()
     ));
+    if global.layout.given("file") {
+        let update = crate::core::host_file::HostFile {
+            key_file: Some(std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone())),
+            ..Default::default()
+        };
+        remember(global, &update);
+    }
     Ok(())
 }
 

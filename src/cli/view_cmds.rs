@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::args::{GlobalArgs, ViewArgs, ViewCommand};
-use crate::cli::context::vault_dir;
+use crate::cli::context::{layout_update, remember, vault_dir};
 use crate::cli::input;
 use crate::cli::output::{note as status, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
@@ -55,6 +55,7 @@ pub fn view(global: &GlobalArgs, args: ViewArgs) -> Result<(), CommandError> {
                 dir.display(),
                 global.views_file.display()
             ));
+            remember(global, &layout_update(global, false));
             Ok(())
         }
         ViewCommand::Remove {

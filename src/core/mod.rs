@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod fs;
 pub mod harden;
 pub mod hex;
+pub mod host_file;
 pub mod layout;
 pub mod lock;
 pub mod progress;

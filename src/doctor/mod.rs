@@ -19,6 +19,7 @@ use std::path::Path;
 /// debug builds, so the tests catch a new check that is not documented.
 pub const CHECK_IDS: &[&str] = &[
     "doctor.user",
+    "layout.file",
     "secrets.dir",
     "secrets.dir.owner",
     "secrets.dir.mode",

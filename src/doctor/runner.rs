@@ -25,19 +25,26 @@ const MOUNT_CHECKS: [&str; 3] = [
     "config.bin_mount",
 ];
 
+/// The `runvault runner` command lines doctor's hints name, with the
+/// options doctor was given that they need (the command line builds them,
+/// so that a hint can be pasted as it is).
+#[derive(Debug, Clone)]
+pub struct Commands {
+    /// `runvault runner configure ...`: fixes anything `configure` owns.
+    pub configure: String,
+    /// `runvault runner start ...`.
+    pub start: String,
+}
+
 /// The hint that fixes anything `configure` owns.
-fn configure_hint(target: &Target) -> String {
-    format!(
-        "run `runvault runner configure --name {} --config-dir {}`",
-        target.name,
-        target.config_dir.display()
-    )
+fn configure_hint(commands: &Commands) -> String {
+    format!("run `{}`", commands.configure)
 }
 
 /// Checks `config.toml` of `target` against the wiring jobs need.
-pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
+pub fn check_config(target: &Target, wiring: &JobWiring, commands: &Commands) -> Vec<Finding> {
     let path = target.config_path();
-    let mut findings = access_findings(&path, target);
+    let mut findings = access_findings(&path, commands);
     let overview = match read_overview(&path) {
         Ok(overview) => overview,
         Err(finding) => {
@@ -76,8 +83,12 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
         let key = check.trim_start_matches("config.");
         findings.push(match value {
             Some(n) if n >= 1 => Finding::ok(check, format!("`{key}` is {n}")),
-            Some(n) => Finding::fail(check, format!("`{key}` is {n}"), configure_hint(target)),
-            None => Finding::fail(check, format!("`{key}` is not set"), configure_hint(target)),
+            Some(n) => Finding::fail(check, format!("`{key}` is {n}"), configure_hint(commands)),
+            None => Finding::fail(
+                check,
+                format!("`{key}` is not set"),
+                configure_hint(commands),
+            ),
         });
     }
     for runner in &overview.runners {
@@ -87,14 +98,14 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
                 &runner.name,
                 &mount,
                 &runner.volumes,
-                target,
+                commands,
             ));
         }
         findings.push(environment_finding(
             &runner.name,
             &runner.environment,
             wiring,
-            target,
+            commands,
         ));
     }
     findings
@@ -103,7 +114,7 @@ pub fn check_config(target: &Target, wiring: &JobWiring) -> Vec<Finding> {
 /// `config.owner` and `config.mode`: the file holds the runners' tokens, so
 /// it must be root's and unreadable by group and others. Nothing when it
 /// does not exist (`config.parse` says so).
-fn access_findings(path: &Path, target: &Target) -> Vec<Finding> {
+fn access_findings(path: &Path, commands: &Commands) -> Vec<Finding> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Vec::new();
     };
@@ -123,7 +134,7 @@ fn access_findings(path: &Path, target: &Target) -> Vec<Finding> {
             format!(
                 "run `chmod 600 {}` (or {}, which tightens it)",
                 path.display(),
-                configure_hint(target).trim_start_matches("run ")
+                configure_hint(commands).trim_start_matches("run ")
             ),
         )
     };
@@ -183,7 +194,7 @@ fn mount_finding(
     runner: &str,
     mount: &DirMount,
     volumes: &[String],
-    target: &Target,
+    commands: &Commands,
 ) -> Finding {
     let problems = mount_problems(volumes, mount);
     if problems.is_empty() {
@@ -216,7 +227,7 @@ fn mount_finding(
         format!("runner `{runner}` {}", described.join("; ")),
         format!(
             "{}: it mounts `{}` and replaces the others",
-            configure_hint(target),
+            configure_hint(commands),
             mount.volume()
         ),
     )
@@ -226,7 +237,7 @@ fn environment_finding(
     runner: &str,
     environment: &[String],
     wiring: &JobWiring,
-    target: &Target,
+    commands: &Commands,
 ) -> Finding {
     let wanted: Vec<String> = wiring
         .environment()
@@ -250,13 +261,13 @@ fn environment_finding(
                 "runner `{runner}` does not set {}: jobs must set it themselves",
                 missing.join(" ")
             ),
-            configure_hint(target),
+            configure_hint(commands),
         )
     }
 }
 
 /// Checks the engine and the runner container.
-pub async fn check_engine(target: &Target) -> Vec<Finding> {
+pub async fn check_engine(target: &Target, commands: &Commands) -> Vec<Finding> {
     let engine = match Engine::connect(target.docker_host.as_deref()).await {
         Ok(engine) => engine,
         Err(err) => {
@@ -292,7 +303,7 @@ pub async fn check_engine(target: &Target) -> Vec<Finding> {
             findings.push(Finding::fail(
                 "runner.container",
                 format!("no container named `{name}`"),
-                format!("run `runvault runner start --name {name}`"),
+                format!("run `{}`", commands.start),
             ));
             return findings;
         }
@@ -305,7 +316,7 @@ pub async fn check_engine(target: &Target) -> Vec<Finding> {
             return findings;
         }
     };
-    let recreate = format!("run `runvault runner start --name {name} --recreate`");
+    let recreate = format!("run `{} --recreate`", commands.start);
     findings.push(if container::is_managed(&details) {
         Finding::ok(
             "runner.container",
@@ -336,7 +347,7 @@ pub async fn check_engine(target: &Target) -> Vec<Finding> {
                 state.status.map(|s| s.to_string()).unwrap_or_default(),
                 state.exit_code.unwrap_or_default()
             ),
-            format!("run `runvault runner start --name {name}`"),
+            format!("run `{}`", commands.start),
         )
     });
     let host_config = details.host_config.clone().unwrap_or_default();

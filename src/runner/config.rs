@@ -24,7 +24,7 @@ use std::time::Duration;
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
 use crate::core::fs::{self, FsError, Limit, WriteMode, write_atomic_unless_changed};
-use crate::core::layout::{DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
+use crate::core::layout::{BINARY_NAME, DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
 use crate::runner::volumes::{self, DirMount};
 
@@ -32,6 +32,11 @@ use crate::runner::volumes::{self, DirMount};
 const ATTEMPTS: u32 = 5;
 /// Pause between those attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The key file's directory, in messages and [`DirMount::what`].
+const KEY_DIR: &str = "the key directory";
+/// The binary's directory, in messages and [`DirMount::what`].
+const BIN_DIR: &str = "the binary directory";
 
 /// Where jobs find runvault on this host: what `configure` wires into
 /// every runner and `doctor` checks.
@@ -85,8 +90,8 @@ impl JobWiring {
 
     fn key_and_binary_mounts(&self) -> Vec<DirMount> {
         vec![
-            DirMount::same_path("the key directory", fs::parent_dir(&self.key_file)),
-            DirMount::same_path("the binary directory", &self.bin_dir),
+            DirMount::same_path(KEY_DIR, fs::parent_dir(&self.key_file)),
+            DirMount::same_path(BIN_DIR, &self.bin_dir),
         ]
     }
 
@@ -130,6 +135,11 @@ pub struct Settings {
     pub agent_cache: bool,
     /// Only this runner (by `name`); all runners when `None`.
     pub runner: Option<String>,
+    /// Binary directories of an earlier wiring: a whole mount at one of
+    /// these container paths is replaced by the binary directory's mount.
+    /// [`apply`] adds every same-path read-only mount whose host directory
+    /// holds a `runvault` file.
+    pub earlier_bin_dirs: Vec<PathBuf>,
 }
 
 /// One change [`plan`] made.
@@ -168,6 +178,10 @@ pub enum Change {
         old: String,
         /// The volume string now there.
         new: String,
+        /// The host directory now mounted, when the old volume mounted
+        /// another one whole and read-only there (the directory moved);
+        /// `None` when the old one was mounted wrongly.
+        moved_to: Option<String>,
     },
     /// A second mount of a job directory (or a file in it) was removed.
     RemovedVolume {
@@ -235,6 +249,17 @@ impl fmt::Display for Change {
                 what,
                 old,
                 new,
+                moved_to: Some(dir),
+            } => write!(
+                f,
+                "runner `{runner}`: replaced volume `{old}` with `{new}` ({what} is now `{dir}`)"
+            ),
+            Change::ReplacedVolume {
+                runner,
+                what,
+                old,
+                new,
+                moved_to: None,
             } => write!(
                 f,
                 "runner `{runner}`: replaced volume `{old}` with `{new}` \
@@ -313,11 +338,9 @@ fn runner_label(runner: &Table, index: usize) -> String {
 /// The `[[runners]]` of a document, or a shape error.
 fn runners<'d>(doc: &'d mut DocumentMut, path: &Path) -> Result<Vec<&'d mut Table>, Error> {
     match doc.get_mut("runners") {
-        None => Err(Error::BadShape {
+        None => Err(Error::NoRunners {
             path: path.to_path_buf(),
-            what: "there is no [[runners]] section; register a runner first with \
-                   `runvault runner register`"
-                .into(),
+            hint: "register a runner first with `runvault runner register`".into(),
         }),
         Some(item) => match item.as_array_of_tables_mut() {
             Some(array) => Ok(array.iter_mut().collect()),
@@ -520,6 +543,15 @@ fn edit_runner(
     settings: &Settings,
     changes: &mut Vec<Change>,
 ) -> Result<(), Error> {
+    // Where the earlier wiring had the key directory: the directory of the
+    // `RUNVAULT_KEY_FILE` jobs were given, read before it is replaced.
+    let key_prefix = format!("{KEY_FILE_ENV}=");
+    let earlier_key_dirs: Vec<PathBuf> = strings(runner.get("environment"))
+        .iter()
+        .filter_map(|entry| entry.strip_prefix(&key_prefix))
+        .filter(|file| file.starts_with('/'))
+        .map(|file| fs::parent_dir(Path::new(file)).to_path_buf())
+        .collect();
     edit_environment(runner, label, path, settings, changes)?;
     // A sibling sub-table ([runners.cache]) shows how this file indents.
     let sibling = runner
@@ -550,13 +582,43 @@ fn edit_runner(
     let indent = key_indent(docker).or(sibling_indent).unwrap_or_default();
     let volumes = array_entry(docker, "volumes", indent)
         .ok_or_else(|| shape("`docker.volumes` is not an array"))?;
-    edit_volumes(volumes, label, settings, changes);
+    let recognise = |mount: DirMount| {
+        let earlier = match mount.what {
+            KEY_DIR => earlier_key_dirs.as_slice(),
+            BIN_DIR => settings.earlier_bin_dirs.as_slice(),
+            _ => &[],
+        };
+        earlier
+            .iter()
+            .fold(mount, |mount, dir| mount.also_at(&dir.to_string_lossy()))
+    };
+    let wanted: Vec<DirMount> = settings
+        .wiring
+        .dir_mounts()
+        .into_iter()
+        .map(recognise)
+        .collect();
+    let absent: Vec<DirMount> = settings
+        .wiring
+        .absent_mounts()
+        .into_iter()
+        .map(recognise)
+        .collect();
+    edit_volumes(volumes, label, settings, &wanted, &absent, changes);
     Ok(())
 }
 
 /// Ensures the wanted volumes in one `volumes` array (see
-/// [`volumes`]'s module doc), recording each change for runner `label`.
-fn edit_volumes(volumes: &mut Array, label: &str, settings: &Settings, changes: &mut Vec<Change>) {
+/// [`volumes`]'s module doc): each of `wanted` once, none of `absent`,
+/// recording each change for runner `label`.
+fn edit_volumes(
+    volumes: &mut Array,
+    label: &str,
+    settings: &Settings,
+    wanted_mounts: &[DirMount],
+    absent: &[DirMount],
+    changes: &mut Vec<Change>,
+) {
     let has_target = |volumes: &Array, target: &str| {
         volumes
             .iter()
@@ -570,12 +632,13 @@ fn edit_volumes(volumes: &mut Array, label: &str, settings: &Settings, changes: 
     if settings.agent_cache && !has_target(volumes, "/agent_cache") {
         additions.push(volumes::AGENT_CACHE_VOLUME.to_string());
     }
-    for mount in settings.wiring.dir_mounts() {
+    for mount in wanted_mounts {
         let wanted = mount.volume();
         let added = volumes::ensure_once(volumes, &wanted, |v| mount.is_touched_by(v)).report(
             |old| Change::ReplacedVolume {
                 runner: label.to_string(),
                 what: mount.what,
+                moved_to: mount.moved_from(&old).then(|| mount.source.clone()),
                 old,
                 new: wanted.clone(),
             },
@@ -591,7 +654,7 @@ fn edit_volumes(volumes: &mut Array, label: &str, settings: &Settings, changes: 
             additions.push(wanted);
         }
     }
-    for mount in settings.wiring.absent_mounts() {
+    for mount in absent {
         let before: Vec<String> = volumes
             .iter()
             .filter_map(Value::as_str)
@@ -680,6 +743,27 @@ fn edit_environment(
     Ok(())
 }
 
+/// The host directories that runners of `config.toml` text mount at
+/// their own path, read-only, and that hold a `runvault` file: binary
+/// directories of an earlier wiring (`--bin-dir` moved).
+fn binary_dirs(text: &str, path: &Path) -> Vec<PathBuf> {
+    let Ok(overview) = overview(text, path) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = overview
+        .runners
+        .iter()
+        .flat_map(|runner| &runner.volumes)
+        .filter_map(|volume| volumes::same_path_read_only(volume))
+        .map(PathBuf::from)
+        .filter(|dir| {
+            std::fs::symlink_metadata(dir.join(BINARY_NAME)).is_ok_and(|meta| meta.is_file())
+        })
+        .collect();
+    dirs.dedup();
+    dirs
+}
+
 /// A unified diff of two versions of `path`.
 pub fn diff(old: &str, new: &str, path: &Path) -> String {
     let name = path.display().to_string();
@@ -721,9 +805,7 @@ fn apply_with(
                 (file, bytes)
             }
             Err(err) if err.is_not_found() => {
-                return Err(Error::NoConfig {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::no_config(path.to_path_buf()));
             }
             Err(err) => return Err(err.into()),
         };
@@ -741,7 +823,9 @@ fn apply_with(
             path: path.to_path_buf(),
             what: "the file is not UTF-8 text".into(),
         })?;
-        let edit = plan(text, path, settings)?;
+        let mut settings = settings.clone();
+        settings.earlier_bin_dirs.extend(binary_dirs(text, path));
+        let edit = plan(text, path, &settings)?;
         let mut report = Report {
             diff: if edit.text == text {
                 String::new()
@@ -803,6 +887,7 @@ mod tests {
             local_config: true,
             agent_cache: true,
             runner: None,
+            earlier_bin_dirs: Vec::new(),
         }
     }
 
@@ -946,12 +1031,14 @@ mod tests {
                 what: "the key directory",
                 old: "/etc/runvault/vault.key:/etc/runvault/vault.key:ro".into(),
                 new: "/etc/runvault:/etc/runvault:ro".into(),
+                moved_to: None,
             },
             Change::ReplacedVolume {
                 runner: runner(),
                 what: "the binary directory",
                 old: "/opt/runvault/bin:/opt/runvault/bin:rw".into(),
                 new: "/opt/runvault/bin:/opt/runvault/bin:ro".into(),
+                moved_to: None,
             },
         ] {
             assert!(
@@ -1053,7 +1140,8 @@ mod tests {
             runner: "rw-secrets".into(),
             what: "the secrets directory",
             old: "/secrets:/secrets:rw".into(),
-            new: "/secrets:/secrets:ro".into()
+            new: "/secrets:/secrets:ro".into(),
+            moved_to: None,
         }));
         assert!(out.changes.contains(&Change::RemovedVolume {
             runner: "rw-secrets".into(),

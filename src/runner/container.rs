@@ -185,9 +185,7 @@ fn is_running(details: &ContainerInspectResponse) -> bool {
 /// Our container of that name, or an error if it is absent or not ours.
 async fn ours(engine: &Engine, name: &str) -> Result<ContainerInspectResponse, Error> {
     match inspect(engine, name).await? {
-        None => Err(Error::NoContainer {
-            name: name.to_string(),
-        }),
+        None => Err(Error::no_container(name)),
         Some(details) if !is_managed(&details) => Err(Error::ForeignContainer {
             name: name.to_string(),
         }),
@@ -229,7 +227,7 @@ pub async fn start(engine: &Engine, spec: &Spec, recreate: bool) -> Result<Start
     }
     let config_path = spec.config_dir.join("config.toml");
     if !config_path.exists() {
-        return Err(Error::NoConfig { path: config_path });
+        return Err(Error::no_config(config_path));
     }
     ensure_image(engine, &spec.image).await?;
     let options = CreateContainerOptions {
@@ -269,9 +267,7 @@ async fn wait_running(engine: &Engine, name: &str) -> Result<(), Error> {
     loop {
         let details = inspect(engine, name)
             .await?
-            .ok_or_else(|| Error::NoContainer {
-                name: name.to_string(),
-            })?;
+            .ok_or_else(|| Error::no_container(name))?;
         let state = details.state.clone().unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
         let restarts = details.restart_count.unwrap_or_default();
@@ -369,9 +365,7 @@ pub async fn logs(
     mut sink: impl FnMut(LogOutput) -> ControlFlow<()>,
 ) -> Result<(), Error> {
     if inspect(engine, name).await?.is_none() {
-        return Err(Error::NoContainer {
-            name: name.to_string(),
-        });
+        return Err(Error::no_container(name));
     }
     let options = LogsOptions {
         follow,

@@ -70,10 +70,13 @@ pub enum Error {
         source: bollard::errors::Error,
     },
     /// No container of that name exists.
-    #[error("no container named `{name}`; create it with `runvault runner start --name {name}`")]
+    #[error("no container named `{name}`; {hint}")]
     NoContainer {
         /// The container name.
         name: String,
+        /// What to do ([`Error::no_container`] gives the plain one; the
+        /// command line puts in the options it was given).
+        hint: String,
     },
     /// A container of that name exists but runvault did not create it.
     #[error(
@@ -156,10 +159,21 @@ pub enum Error {
         what: String,
     },
     /// config.toml does not exist yet.
-    #[error("`{path}` does not exist; register the runner first with `runvault runner register`")]
+    #[error("`{path}` does not exist; {hint}")]
     NoConfig {
         /// The file.
         path: PathBuf,
+        /// What to do ([`Error::no_config`] gives the plain one; the
+        /// command line puts in the options it was given).
+        hint: String,
+    },
+    /// config.toml has no `[[runners]]` (nobody registered a runner yet).
+    #[error("`{path}`: there is no [[runners]] section; {hint}; the file was not changed")]
+    NoRunners {
+        /// The file.
+        path: PathBuf,
+        /// What to do (the command line puts in the options it was given).
+        hint: String,
     },
     /// `--runner NAME` names no runner.
     #[error("`{path}` has no runner named `{name}` (runners: {known})")]
@@ -183,13 +197,31 @@ pub enum Error {
         attempts: u32,
     },
     /// `configure --check` found that a change is needed.
-    #[error(
-        "`{path}` needs the changes shown above; run `runvault runner configure` to apply them"
-    )]
+    #[error("`{path}` needs the changes shown above; run `{command}` to apply them")]
     CheckFailed {
         /// The file.
         path: PathBuf,
+        /// The `runvault runner configure` command line that applies them.
+        command: String,
     },
+}
+
+impl Error {
+    /// [`Error::NoContainer`] with the plain hint.
+    pub fn no_container(name: &str) -> Error {
+        Error::NoContainer {
+            name: name.to_string(),
+            hint: format!("create it with `runvault runner start --name {name}`"),
+        }
+    }
+
+    /// [`Error::NoConfig`] with the plain hint.
+    pub fn no_config(path: PathBuf) -> Error {
+        Error::NoConfig {
+            path,
+            hint: "register the runner first with `runvault runner register`".into(),
+        }
+    }
 }
 
 impl ExitStatus for Error {

@@ -172,8 +172,10 @@ pub struct Line {
 
 impl Status {
     /// The human report, one labelled line per fact (the command line
-    /// aligns and colours them).
-    pub fn lines(&self) -> Vec<Line> {
+    /// aligns and colours them). `configure` and `register` are the
+    /// command lines its hints name (the command line builds them with
+    /// the options it was given).
+    pub fn lines(&self, configure: &str, register: &str) -> Vec<Line> {
         let line = |label, value: String, healthy| Line {
             label,
             value,
@@ -237,19 +239,19 @@ impl Status {
                 "config:",
                 format!(
                     "`{config}`: no read-only secrets mount in runner(s) {}; \
-                     run `runvault runner configure`",
+                     run `{configure}`",
                     runners.join(", ")
                 ),
                 Some(false),
             ),
             SecretsMount::NoRunners => line(
                 "config:",
-                format!("`{config}` has no [[runners]]; run `runvault runner register`"),
+                format!("`{config}` has no [[runners]]; run `{register}`"),
                 Some(false),
             ),
             SecretsMount::NoConfig => line(
                 "config:",
-                format!("`{config}` does not exist; run `runvault runner register`"),
+                format!("`{config}` does not exist; run `{register}`"),
                 Some(false),
             ),
         });

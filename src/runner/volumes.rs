@@ -34,6 +34,12 @@ pub struct DirMount {
     pub source: String,
     /// Where jobs see it.
     pub target: String,
+    /// Where an earlier wiring had jobs see it (the key and binary
+    /// directories are seen at their host paths, which move with them): a
+    /// whole mount at exactly one of these container paths is this
+    /// directory's too, so `configure` replaces it instead of adding a
+    /// second mount.
+    pub earlier: Vec<String>,
 }
 
 impl DirMount {
@@ -54,15 +60,23 @@ impl DirMount {
     }
 
     fn new(what: &'static str, source: &std::path::Path, target: &str) -> DirMount {
-        let normal = |p: &str| match p.trim_end_matches('/') {
-            "" => "/".to_string(),
-            trimmed => trimmed.to_string(),
-        };
         DirMount {
             what,
-            source: normal(&source.to_string_lossy()),
-            target: normal(target),
+            source: normal_path(&source.to_string_lossy()),
+            target: normal_path(target),
+            earlier: Vec::new(),
         }
+    }
+
+    /// This mount, also recognising a whole mount at the container path
+    /// `target` (where an earlier wiring put it) as its own.
+    #[must_use]
+    pub fn also_at(mut self, target: &str) -> DirMount {
+        let target = normal_path(target);
+        if target != self.target && !self.earlier.contains(&target) {
+            self.earlier.push(target);
+        }
+        self
     }
 
     /// The volume string: `SOURCE:TARGET:ro`.
@@ -81,6 +95,20 @@ impl DirMount {
     fn touches(&self, volume: &Volume<'_>) -> bool {
         within(volume.target, &self.target)
             || volume.source.is_some_and(|s| within(s, &self.source))
+            || self.earlier.contains(&normal_path(volume.target))
+    }
+
+    /// Whether `volume`, which `configure` replaces with this mount, is a
+    /// whole read-only mount of another directory at this mount's
+    /// container path (or an earlier one): the directory moved, rather
+    /// than being mounted wrongly.
+    pub fn moved_from(&self, volume: &str) -> bool {
+        let volume = Volume::parse(volume);
+        let target = normal_path(volume.target);
+        volume.is_read_only()
+            && volume.source.is_some_and(|s| normal_path(s) != self.source)
+            && (target == self.target || self.earlier.contains(&target))
+            && !self.is_part(&volume)
     }
 
     /// Whether a volume mounts the whole directory at its target.
@@ -101,6 +129,14 @@ impl DirMount {
             || volume
                 .source
                 .is_some_and(|s| strictly_within(s, &self.source))
+    }
+}
+
+/// A path without a trailing `/` (but `/` itself).
+fn normal_path(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_string(),
+        trimmed => trimmed.to_string(),
     }
 }
 
@@ -193,6 +229,15 @@ impl<'a> Volume<'a> {
         self.options
             .is_some_and(|options| options.split(',').any(|o| o == "ro"))
     }
+}
+
+/// The directory a volume string mounts read-only at its own host path
+/// (`D:D:ro`), if it is one.
+pub fn same_path_read_only(volume: &str) -> Option<String> {
+    let volume = Volume::parse(volume);
+    let source = normal_path(volume.source?);
+    (volume.is_read_only() && source.starts_with('/') && source == normal_path(volume.target))
+        .then_some(source)
 }
 
 /// Where a volume string mounts, without a trailing `/`.
@@ -373,6 +418,26 @@ mod tests {
             )[1],
             MountProblem::SingleFile("/etc/runvault/vault.key:/etc/runvault/vault.key:ro".into())
         );
+    }
+
+    #[test]
+    fn an_earlier_container_path_is_recognised_exactly() {
+        let keys = DirMount::same_path("the key directory", Path::new("/etc/runvault"))
+            .also_at("/etc/rv/");
+        assert!(keys.is_touched_by("/etc/rv:/etc/rv:ro"));
+        assert!(keys.moved_from("/etc/rv:/etc/rv:ro"));
+        // Only that container path: other mounts near it are someone else's.
+        assert!(!keys.is_touched_by("/etc/rv/sub:/etc/rv/sub:ro"));
+        assert!(!keys.is_touched_by("/etc:/etc:ro"));
+        // Writable, or a file of the directory: mounted wrongly, not moved.
+        assert!(!keys.moved_from("/etc/runvault:/etc/runvault:rw"));
+        assert!(!keys.moved_from("/etc/runvault/vault.key:/etc/runvault:ro"));
+        assert_eq!(
+            same_path_read_only("/opt/rv/:/opt/rv:ro,z"),
+            Some("/opt/rv".into())
+        );
+        assert_eq!(same_path_read_only("/opt/rv:/opt/rv:rw"), None);
+        assert_eq!(same_path_read_only("/opt/rv:/x:ro"), None);
     }
 
     #[test]

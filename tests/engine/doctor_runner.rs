@@ -37,6 +37,24 @@ fn doctor(host: &Host, name: &str, args: &[&str]) -> Run {
     host.vault(&all).run()
 }
 
+/// The `runvault runner SUB` command doctor's hints name for [`doctor`]'s
+/// options (`configure` also gets the job wiring's directories).
+fn hinted(host: &Host, sub: &str, name: &str, image: &str) -> String {
+    let command = format!(
+        "runvault runner {sub} --name {name} --config-dir {} --image {image}",
+        host.config_dir().display()
+    );
+    if sub != "configure" {
+        return command;
+    }
+    format!(
+        "{command} --dir {} --key-file {} --bin-dir {}",
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display()
+    )
+}
+
 fn json(done: &Run) -> serde_json::Value {
     serde_json::from_str(&done.out()).unwrap_or_else(|_| panic!("{}", done.describe()))
 }
@@ -91,9 +109,13 @@ fn a_single_file_vault_mount_fails_and_says_why() {
                  is never seen)"
             ),
             format!(
-                "run `runvault runner configure --name pinned --config-dir {}`: it mounts \
-                 `{dir}:/secrets:ro` and replaces the others",
-                host.config_dir().display()
+                "run `{}`: it mounts `{dir}:/secrets:ro` and replaces the others",
+                hinted(
+                    &host,
+                    "configure",
+                    "pinned",
+                    &format!("{IMAGE} --docker-host unix:///nonexistent.sock")
+                )
             )
         )]
     );
@@ -119,8 +141,9 @@ fn a_single_file_vault_mount_fails_and_says_why() {
         done.stderr,
         "runvault: error: doctor found problems (see the FAIL lines above)\n"
     );
-    // `configure` repairs it, and doctor agrees.
-    host.runner("configure", "pinned", &[]).ok();
+    // The hint, pasted, repairs it, and doctor agrees.
+    let hint = findings(&report, "config.secrets_mount")[0].2.clone();
+    host.paste_hint(&hint).ok();
     let report = json(&doctor(
         &host,
         "pinned",
@@ -301,7 +324,10 @@ fn a_stopped_foreign_or_different_runner_container_fails() {
         (
             "fail".to_string(),
             format!("runs `{IMAGE}`, not `other:tag`"),
-            format!("run `runvault runner start --name {name} --recreate`")
+            format!(
+                "run `{} --recreate`",
+                hinted(&host, "start", &name, "other:tag")
+            )
         )
     );
 
@@ -338,9 +364,14 @@ fn a_stopped_foreign_or_different_runner_container_fails() {
         (
             "fail".to_string(),
             format!("no container named `{name}`"),
-            format!("run `runvault runner start --name {name}`")
+            format!("run `{}`", hinted(&host, "start", &name, IMAGE))
         )
     );
+    // The hint, pasted, starts it again.
+    let hint = findings(&report, "runner.container")[0].2.clone();
+    host.paste_hint(&hint).ok();
+    let report = json(&doctor(&host, &name, &["--json"]));
+    assert_eq!(status_of(&report, "runner.running"), "ok");
 }
 
 #[test]
@@ -396,11 +427,87 @@ fn a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails() {
                 config.display()
             ),
             format!(
-                "run `chmod 600 {0}` (or `runvault runner configure --name my-runner \
-                 --config-dir {1}`, which tightens it)",
+                "run `chmod 600 {}` (or `{}`, which tightens it)",
                 config.display(),
-                host.config_dir().display()
+                hinted(
+                    &host,
+                    "configure",
+                    "my-runner",
+                    &format!("{IMAGE} --docker-host unix:///nonexistent.sock")
+                )
             )
         )
     );
+}
+
+#[test]
+fn after_install_on_other_paths_commands_need_only_the_runner_name() {
+    need_engine!("layout_remembered");
+    let mut host = Host::new();
+    let name = installed(&mut host, "layout");
+    // `install` recorded the host's layout: every path is the test's own,
+    // none the default.
+    let layout = std::fs::read_to_string(host.layout_file()).unwrap();
+    for line in [
+        format!("secrets_dir = \"{}\"\n", host.dir().display()),
+        format!("key_file = \"{}\"\n", host.key_file().display()),
+        format!("bin_dir = \"{}\"\n", host.bin_dir().display()),
+        "jobs = \"encrypted\"\n".to_string(),
+        format!(
+            "[runners.{name}]\nconfig_dir = \"{}\"\nimage = \"{IMAGE}\"\n",
+            host.config_dir().display()
+        ),
+    ] {
+        assert!(layout.contains(&line), "{line} not in:\n{layout}");
+    }
+    let only_name = |args: &[&str]| {
+        let mut cmd = host.bare_command();
+        cmd.args(args).args(["--name", &name]);
+        cmd.run()
+    };
+
+    let status = only_name(&["runner", "status"]).ok();
+    assert!(
+        status.out().contains(&format!(
+            "config:         `{}`: every runner mounts the secrets directory read-only\n",
+            host.config_toml().display()
+        )),
+        "{}",
+        status.describe()
+    );
+    assert_eq!(status.stderr, "");
+
+    let doctor = only_name(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 0, "{}", doctor.describe());
+    let report = json(&doctor);
+    assert_eq!(report["fail"], 0, "{}", doctor.describe());
+    for check in [
+        "layout.file",
+        "secrets.dir.mode",
+        "keyfile.location",
+        "config.secrets_mount",
+        "config.key_mount",
+        "config.bin_mount",
+        "config.environment",
+        "runner.binds",
+        "runner.image",
+    ] {
+        assert_eq!(status_of(&report, check), "ok", "{check}");
+    }
+    assert_eq!(
+        findings(&report, "layout.file")[0].1,
+        format!(
+            "defaults from the layout file `{}`",
+            host.layout_file().display()
+        )
+    );
+
+    let config = std::fs::read(host.config_toml()).unwrap();
+    let check = only_name(&["runner", "configure", "--check"]).ok();
+    assert_eq!(
+        check.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    assert_eq!(std::fs::read(host.config_toml()).unwrap(), config);
+    assert_eq!(std::fs::read_to_string(host.layout_file()).unwrap(), layout);
 }

@@ -235,6 +235,22 @@ fn start_stop_restart_status_logs_remove() {
     // The fixture config.toml has not been configured yet.
     assert_eq!(status["secrets_mount"]["state"], "missing");
     assert_eq!(status["secrets_mount"]["runners"][0], "my-runner");
+    // The status line's hint carries this command's options; pasted, it
+    // configures the runner (with the default binary directory, as
+    // `status` has no `--bin-dir`).
+    let done = host.runner("status", &name, &[]).ok();
+    let hint = format!(
+        "run `runvault runner configure --name {name} --config-dir {} --dir {} --key-file {}`",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display()
+    );
+    assert!(done.out().contains(&hint), "{}", done.out());
+    let pasted = host.paste_hint(&done.out()).ok();
+    assert!(pasted.stderr.contains(&format!(
+        "added volume `{}:/secrets:ro`",
+        host.dir().display()
+    )));
     host.runner("configure", &name, &[]).ok();
     let done = host.runner("status", &name, &[]).ok();
     assert!(
@@ -302,16 +318,31 @@ fn start_stop_restart_status_logs_remove() {
         done.out()
             .starts_with(&format!("container:      {name} (absent)\n"))
     );
-    for command in ["stop", "restart", "remove", "logs"] {
-        let done = host.runner(command, &name, &[]).fails(1);
+    let done = host.runner("remove", &name, &img).fails(1);
+    assert_eq!(
+        done.stderr,
+        format!("runvault: error: no container named `{name}`; nothing to remove\n")
+    );
+    let mut hint = String::new();
+    for command in ["stop", "restart", "logs"] {
+        let done = host.runner(command, &name, &img).fails(1);
+        hint.clone_from(&done.stderr);
         assert_eq!(
             done.stderr,
             format!(
                 "runvault: error: no container named `{name}`; create it with \
-                 `runvault runner start --name {name}`\n"
+                 `runvault runner start --name {name} --config-dir {} --image {IMAGE}`\n",
+                host.config_dir().display()
             )
         );
     }
+    // The hint, pasted, does what it says.
+    let done = host.paste_hint(&hint).ok();
+    assert_eq!(
+        done.stderr,
+        format!("container `{name}`: created and started\n")
+    );
+    assert_eq!(inspect(&name)["State"]["Running"], true);
 }
 
 #[test]
@@ -577,8 +608,27 @@ fn start_without_config_says_register_first() {
     let mut host = Host::new();
     let name = host.container("noconfig");
     let done = host.runner("start", &name, &["--image", IMAGE]).fails(1);
-    assert_eq!(done.stderr, host.no_config_error());
+    assert_eq!(
+        done.stderr,
+        host.no_config_error(&name, &format!(" --image {IMAGE}"))
+    );
     assert!(!exists(&name));
+    // The hint, pasted (with the token it asks for), registers this runner
+    // where `start` looks for it.
+    let done = host
+        .paste_hint(&done.stderr)
+        .env("REGISTRATION_TOKEN", TOKEN)
+        .ok();
+    assert!(
+        done.stderr.ends_with(&format!(
+            "registered runner `{name}` in `{}`\n",
+            host.config_toml().display()
+        )),
+        "{}",
+        done.stderr
+    );
+    host.runner("start", &name, &["--image", IMAGE]).ok();
+    assert_eq!(inspect(&name)["State"]["Running"], true);
 }
 
 /// Starts a fixture runner in container `short` and `runner logs -f` on it.

@@ -67,6 +67,7 @@
 //! and `--image runvault-fixture-runner:test` (each unless the page gives
 //! it);
 //! `RUNVAULT_DIR=ROOT/secrets`, `RUNVAULT_VIEWS_FILE=ROOT/etc/runvault/views`,
+//! `RUNVAULT_CONFIG=ROOT/etc/runvault/runvault.toml`,
 //! `RUNVAULT_PASSPHRASE_FILE` a 0600 file standing in for the admin typing
 //! the passphrase at the prompt; no `RUNVAULT_KEY_FILE` or
 //! `RUNVAULT_AUDIT_LOG` (pages name the key file; the audit log is

@@ -30,7 +30,16 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("18 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("19 ok, 1 warn, 0 fail\n"),
+        "{}",
+        run.out()
+    );
+    // `keygen FILE` and `init --dir DIR` recorded the layout.
+    assert!(
+        run.out().starts_with(&format!(
+            "ok   layout.file                  defaults from the layout file `{}`\n",
+            host.layout_file().display()
+        )),
         "{}",
         run.out()
     );

@@ -2,6 +2,7 @@
 //! that need no engine (usage, engine unreachable), run as a user would.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::support::{Host, Runs, runvault};
 
@@ -140,9 +141,43 @@ fn check_prints_the_diff_exits_1_and_writes_nothing() {
             .contains("-    volumes = [\"/cache\"]\n+    volumes = [\"/cache\", ")
     );
     assert!(done.stderr.ends_with(&format!(
-        "runvault: error: `{path}` needs the changes shown above; run `runvault runner configure` to apply them\n"
-    )));
+        "runvault: error: `{path}` needs the changes shown above; run `runvault runner configure \
+         --name my-runner --config-dir {} --dir {} --key-file {} --bin-dir {}` to apply them\n",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display(),
+    )), "{}", done.stderr);
     assert_eq!(std::fs::read(host.config_toml()).unwrap(), before);
+    // The hint, pasted with no layout file to fill in, applies the same
+    // change `--check` showed.
+    assert!(!host.layout_file().exists());
+    let hint = done.stderr.clone();
+    host.paste_hint(&hint).ok();
+    host.runner("configure", "my-runner", &["--check"]).ok();
+    // Options that change what is set are carried too.
+    std::fs::write(host.config_toml(), &before).unwrap();
+    let done = host
+        .runner(
+            "configure",
+            "my-runner",
+            &["--check", "--concurrent", "3", "--no-agent-cache"],
+        )
+        .fails(1);
+    assert!(
+        done.stderr
+            .contains(" --concurrent 3 --no-agent-cache` to apply them\n"),
+        "{}",
+        done.stderr
+    );
+    host.paste_hint(&done.stderr).ok();
+    host.runner(
+        "configure",
+        "my-runner",
+        &["--check", "--concurrent", "3", "--no-agent-cache"],
+    )
+    .ok();
+    std::fs::write(host.config_toml(), &before).unwrap();
 
     host.runner("configure", "my-runner", &[]).ok();
     let done = host.runner("configure", "my-runner", &["--check"]).ok();
@@ -212,7 +247,7 @@ fn invalid_toml_is_reported_with_line_and_column_and_left_untouched() {
 fn missing_config_says_register_first() {
     let host = Host::new();
     let done = host.runner("configure", "x", &[]).fails(1);
-    assert_eq!(done.stderr, host.no_config_error());
+    assert_eq!(done.stderr, host.no_config_error("x", ""));
 }
 
 #[test]
@@ -422,4 +457,169 @@ fn configure_tightens_a_config_toml_others_can_read_and_says_so() {
     assert_eq!(std::fs::read(&config).unwrap(), bytes);
     let done = host.runner("configure", "my-runner", &[]).ok();
     assert_eq!(done.stderr, format!("`{path}`: unchanged\n"));
+}
+
+/// `runner configure` on `host`'s config with this secrets directory, key
+/// file and binary directory.
+fn configure_with(host: &Host, dir: &Path, key_file: &Path, bin_dir: &Path) -> crate::support::Run {
+    host.bare_command()
+        .args(["runner", "configure", "--name", "my-runner", "--config-dir"])
+        .arg(host.config_dir())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--key-file")
+        .arg(key_file)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .ok()
+}
+
+#[test]
+fn moved_directories_replace_their_mounts_and_never_pile_up() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    // The binary directory holds the binary, as `runner install` leaves it.
+    std::fs::create_dir_all(host.bin_dir()).unwrap();
+    std::fs::write(host.bin_dir().join("runvault"), b"#!/bin/sh\n").unwrap();
+    host.runner("configure", "my-runner", &[]).ok();
+
+    let (dir, keys, bin) = (host.path("srv"), host.path("etc-rv"), host.path("lib-rv"));
+    let key_file = keys.join("machine.key");
+    let done = configure_with(&host, &dir, &key_file, &bin);
+    let (old_keys, old_bin) = (host.path("keys"), host.bin_dir());
+    assert_eq!(
+        done.stderr,
+        format!(
+            "runner `my-runner`: replaced environment `RUNVAULT_KEY_FILE={old_key}` with \
+             `RUNVAULT_KEY_FILE={key}`\n\
+             runner `my-runner`: replaced volume `{old_dir}:/secrets:ro` with `{dir}:/secrets:ro` \
+             (the secrets directory is now `{dir}`)\n\
+             runner `my-runner`: replaced volume `{old_keys}:{old_keys}:ro` with \
+             `{keys}:{keys}:ro` (the key directory is now `{keys}`)\n\
+             runner `my-runner`: replaced volume `{old_bin}:{old_bin}:ro` with \
+             `{bin}:{bin}:ro` (the binary directory is now `{bin}`)\n\
+             updated `{path}`\n",
+            old_key = host.key_file().display(),
+            key = key_file.display(),
+            old_dir = host.dir().display(),
+            dir = dir.display(),
+            old_keys = old_keys.display(),
+            keys = keys.display(),
+            old_bin = old_bin.display(),
+            bin = bin.display(),
+            path = host.config_toml().display(),
+        )
+    );
+    let text = std::fs::read_to_string(host.config_toml()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "    volumes = [\"/cache\", {WANTED}, \"{dir}:/secrets:ro\", \"{keys}:{keys}:ro\", \
+             \"{bin}:{bin}:ro\"]\n",
+            dir = dir.display(),
+            keys = keys.display(),
+            bin = bin.display(),
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "  environment = [\"RUNVAULT_DIR=/secrets\", \"RUNVAULT_KEY_FILE={}\"]\n",
+        key_file.display()
+    )));
+
+    let again = configure_with(&host, &dir, &key_file, &bin);
+    assert_eq!(
+        again.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    assert_eq!(std::fs::read_to_string(host.config_toml()).unwrap(), text);
+}
+
+#[test]
+fn configure_records_the_layout_and_later_commands_need_no_path_flags() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    let (dir, key_file, bin) = (
+        host.path("srv"),
+        host.path("etc-rv/machine.key"),
+        host.path("lib-rv"),
+    );
+    configure_with(&host, &dir, &key_file, &bin);
+    let layout = std::fs::read_to_string(host.layout_file()).unwrap();
+    for line in [
+        format!("secrets_dir = \"{}\"\n", dir.display()),
+        format!("key_file = \"{}\"\n", key_file.display()),
+        format!("bin_dir = \"{}\"\n", bin.display()),
+        format!(
+            "[runners.my-runner]\nconfig_dir = \"{}\"\n",
+            host.config_dir().display()
+        ),
+    ] {
+        assert!(layout.contains(&line), "{line} not in:\n{layout}");
+    }
+    assert_eq!(crate::support::mode(&host.layout_file()), 0o644);
+
+    // No path flags: the layout file gives them, the host is as configured.
+    let check = |extra: &[&str], env: &[(&str, &Path)]| {
+        let mut cmd = host.bare_command();
+        cmd.args(["runner", "configure", "--check", "--name", "my-runner"])
+            .args(extra);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        cmd.run()
+    };
+    let unchanged = check(&[], &[]).ok();
+    assert_eq!(
+        unchanged.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+    // A flag beats the file, and so does the environment.
+    let other = host.path("other");
+    let flag = check(&["--dir", other.to_str().unwrap()], &[]).fails(1);
+    assert!(
+        flag.stderr
+            .contains(&format!("with `{}:/secrets:ro`", other.display()))
+    );
+    let env = check(&[], &[("RUNVAULT_DIR", &other)]).fails(1);
+    assert!(
+        env.stderr
+            .contains(&format!("with `{}:/secrets:ro`", other.display()))
+    );
+    // --check records nothing.
+    assert_eq!(std::fs::read_to_string(host.layout_file()).unwrap(), layout);
+}
+
+#[test]
+fn a_layout_file_that_is_not_valid_is_an_error_naming_it() {
+    let host = Host::new();
+    std::fs::write(host.layout_file(), "bin_dir = \"relative\"\n").unwrap();
+    let run = host.bare_command().args(["list"]).fails(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: layout file `{}`: `bin_dir` must be an absolute path (a string \
+             starting with `/`); fix or remove that line\n",
+            host.layout_file().display()
+        )
+    );
+}
+
+#[test]
+fn a_config_without_runners_names_the_register_command_with_its_options() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.config_dir()).unwrap();
+    std::fs::write(host.config_toml(), "concurrent = 1\n").unwrap();
+    let done = host
+        .runner("configure", "x", &["--image", "registry.example/runner:1"])
+        .fails(1);
+    assert_eq!(
+        done.stderr,
+        format!(
+            "runvault: error: `{}`: there is no [[runners]] section; register a runner first \
+             with `runvault runner register --name x --config-dir {} --image \
+             registry.example/runner:1`; the file was not changed\n",
+            host.config_toml().display(),
+            host.config_dir().display()
+        )
+    );
 }

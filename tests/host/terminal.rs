@@ -46,6 +46,8 @@ fn host_args(host: &Host, rest: &[&str]) -> Vec<String> {
         host.pass_file().display().to_string(),
         "--state-dir".to_string(),
         host.state_dir().display().to_string(),
+        "--config".to_string(),
+        host.layout_file().display().to_string(),
     ];
     args.extend(rest.iter().map(ToString::to_string));
     args

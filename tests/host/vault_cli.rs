@@ -1106,6 +1106,7 @@ fn on_terminal(host: &Host, args: &str, typed: &[u8]) -> crate::support::Run {
     let mut cmd = std::process::Command::new("script");
     cmd.args(["-qec", &line, "/dev/null"])
         .env("RUNVAULT_STATE_DIR", host.state_dir())
+        .env("RUNVAULT_CONFIG", host.layout_file())
         .env_remove("RUNVAULT_PASSPHRASE_FILE")
         .env_remove("RUNVAULT_KEY_FILE");
     cmd.run_in(typed)

@@ -173,8 +173,8 @@ pub fn wait_within(mut child: Child, limit: Duration) -> Run {
 
 /// The `runvault` binary under test with an environment of its own: none
 /// of the test process's `RUNVAULT_*` variables, nor the runner's
-/// registration variables or `DOCKER_HOST`; a views list and a state
-/// directory that are never the host's real ones.
+/// registration variables or `DOCKER_HOST`; a views list, a state
+/// directory and a layout file that are never the host's real ones.
 pub fn runvault() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runvault"));
     for (var, _) in std::env::vars_os() {
@@ -191,6 +191,7 @@ pub fn runvault() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("RUNVAULT_VIEWS_FILE", "/nonexistent/runvault-test-views")
+        .env("RUNVAULT_CONFIG", "/nonexistent/runvault-test-layout.toml")
         .env(
             "RUNVAULT_STATE_DIR",
             std::env::temp_dir().join("runvault-test-state"),
@@ -350,11 +351,18 @@ impl Host {
         path
     }
 
-    /// [`runvault`] with this host's views list and state directory.
+    /// This host's layout file (`RUNVAULT_CONFIG`).
+    pub fn layout_file(&self) -> PathBuf {
+        self.path("runvault.toml")
+    }
+
+    /// [`runvault`] with this host's views list, state directory and
+    /// layout file.
     pub fn bare_command(&self) -> Command {
         let mut cmd = runvault();
         cmd.env("RUNVAULT_VIEWS_FILE", self.views_file())
-            .env("RUNVAULT_STATE_DIR", self.state_dir());
+            .env("RUNVAULT_STATE_DIR", self.state_dir())
+            .env("RUNVAULT_CONFIG", self.layout_file());
         cmd
     }
 

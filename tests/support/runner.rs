@@ -46,13 +46,31 @@ impl Host {
         )
     }
 
-    /// runvault's stderr when `config.toml` does not exist.
-    pub fn no_config_error(&self) -> String {
+    /// runvault's stderr when `config.toml` does not exist (the runner
+    /// commands of [`Host::runner`] give `--config-dir`, so its hint does).
+    /// `more`: the further options the hint carries (` --image I`).
+    pub fn no_config_error(&self, name: &str, more: &str) -> String {
         format!(
             "runvault: error: `{}` does not exist; register the runner first with \
-             `runvault runner register`\n",
-            self.config_toml().display()
+             `runvault runner register --name {name} --config-dir {}{more}`\n",
+            self.config_toml().display(),
+            self.config_dir().display()
         )
+    }
+
+    /// The last `` `runvault ...` `` command a message names, as the
+    /// admin would paste it: run with this host's environment only (no
+    /// option added).
+    pub fn paste_hint(&self, message: &str) -> Command {
+        let start = message
+            .rfind("`runvault ")
+            .expect("a hint naming a command")
+            + 1;
+        let hint = &message[start..];
+        let hint = &hint[..hint.find('`').expect("the hint's closing backquote")];
+        let mut cmd = self.bare_command();
+        cmd.args(hint.split_whitespace().skip(1));
+        cmd
     }
 
     /// Copies a fixture to `config/config.toml` (mode 0600).

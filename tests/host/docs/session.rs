@@ -553,6 +553,7 @@ pub fn run_page(text: &str, binary: &Path) -> Result<Tally, String> {
         .env("DOCS_TEST_WORK", layout.disk("work"))
         .env("RUNVAULT_DIR", layout.disk("secrets"))
         .env("RUNVAULT_VIEWS_FILE", layout.disk("etc/runvault/views"))
+        .env("RUNVAULT_CONFIG", layout.disk("etc/runvault/runvault.toml"))
         .env("RUNVAULT_STATE_DIR", layout.disk("var/lib/runvault"))
         .env("RUNVAULT_PASSPHRASE_FILE", layout.pass_file())
         .env("NO_COLOR", "1")
