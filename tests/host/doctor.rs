@@ -64,6 +64,7 @@ fn a_healthy_host_reports_every_host_check_by_id() {
     assert_eq!(
         ids,
         [
+            "layout.file",
             "secrets.dir",
             "secrets.dir.owner",
             "secrets.dir.mode",

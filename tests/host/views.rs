@@ -369,7 +369,9 @@ fn a_view_directory_or_file_another_user_owns_is_refused_untouched() {
 /// names the views file explicitly when given.
 fn set_as_nobody_beside_root_views(host: &Host, views_option: &[&str]) -> crate::support::Run {
     let mut cmd = host.command();
+    // Nor a layout file: the host's own default (root's, closed to this user).
     cmd.env_remove("RUNVAULT_VIEWS_FILE")
+        .env_remove("RUNVAULT_CONFIG")
         .arg("--passphrase-file")
         .arg(host.pass_file())
         .args(views_option)

@@ -171,6 +171,28 @@ pub fn wait_within(mut child: Child, limit: Duration) -> Run {
     Run::of(child.wait_with_output().expect("collect output"))
 }
 
+/// A views list and a layout file for one bare command: in this test
+/// process's own scratch directory, new for every command, so that what one
+/// command records (`init` as root records the layout) is never read by
+/// another test and nothing is written outside the temp directory.
+fn bare_host_files() -> (PathBuf, PathBuf) {
+    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = SCRATCH
+        .get_or_init(|| {
+            tempfile::Builder::new()
+                .prefix("runvault-test-bare-")
+                .tempdir()
+                .unwrap()
+        })
+        .path();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (
+        dir.join(format!("views-{n}")),
+        dir.join(format!("layout-{n}.toml")),
+    )
+}
+
 /// The `runvault` binary under test with an environment of its own: none
 /// of the test process's `RUNVAULT_*` variables, nor the runner's
 /// registration variables or `DOCKER_HOST`; a views list, a state
@@ -190,8 +212,9 @@ pub fn runvault() -> Command {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("RUNVAULT_VIEWS_FILE", "/nonexistent/runvault-test-views")
-        .env("RUNVAULT_CONFIG", "/nonexistent/runvault-test-layout.toml")
+    let (views, layout) = bare_host_files();
+    cmd.env("RUNVAULT_VIEWS_FILE", views)
+        .env("RUNVAULT_CONFIG", layout)
         .env(
             "RUNVAULT_STATE_DIR",
             std::env::temp_dir().join("runvault-test-state"),
