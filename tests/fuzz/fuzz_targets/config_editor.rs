@@ -42,6 +42,13 @@ fuzz_target!(|data: &[u8]| {
                 JobsMode::PlaintextView(PathBuf::from("/run/runvault/views/ci"))
             },
         },
+        // The binary directory a layout file remembers from an earlier
+        // install: a second one for the editor to replace, on some inputs.
+        earlier_bin_dirs: if knobs & 16 == 0 {
+            Vec::new()
+        } else {
+            vec![PathBuf::from("/usr/local/lib/runvault")]
+        },
         local_config: knobs & 16 != 0,
         agent_cache: knobs & 32 != 0,
         runner: one_runner
