@@ -18,6 +18,9 @@ cd "$(dirname "$0")/../.."
 NS=("$@")
 ((${#NS[@]})) || NS=(10 1000 10000 100000)
 WORK=${BENCH_DIR:-/tmp/runvault-bench}
+# The layout file `init` records as root (docs/admin-guide.md) stays in the
+# benchmark's directory, never the host's /etc/runvault.
+export RUNVAULT_CONFIG=$WORK/runvault.toml
 mkdir -p "$WORK"
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
