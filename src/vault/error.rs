@@ -35,7 +35,11 @@ pub enum VaultError {
         dir: PathBuf,
     },
     /// `vault.yml` is still the hand-made plaintext file.
-    #[error("`{path}` is a plaintext vault, not encrypted; adopt it with `runvault init`")]
+    #[error(
+        "`{}` is a plaintext vault, not encrypted; adopt it with `runvault init --dir {}`",
+        .path.display(),
+        vault_dir_of(.path).display()
+    )]
     Plaintext {
         /// The file.
         path: PathBuf,
@@ -319,5 +323,13 @@ impl ExitStatus for VaultError {
             | VaultError::NotPassphraseSlot { .. }
             | VaultError::Unrepresentable(_) => exit::OTHER,
         }
+    }
+}
+
+/// The vault directory of a `vault.yml` path, for hints that name it.
+fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
+    match vault_file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
     }
 }

@@ -245,6 +245,40 @@ fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
 /// A hand-made `vault.yml` others could read (0644) is 0600 once adopted;
 /// one closed to others keeps the group read the admin gave it (0640).
 #[test]
+fn the_plaintext_vault_hint_names_its_directory_and_can_be_pasted() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.dir()).unwrap();
+    std::fs::copy(fixtures().join("legacy/vault.yml"), host.vault_file()).unwrap();
+    std::fs::copy(fixtures().join("legacy/vault.salt"), host.salt_file()).unwrap();
+
+    // Run from elsewhere, as an admin would: the hint must name the
+    // directory, or pasting it adopts `/secrets` instead.
+    let failed = host.run(&["get", "SNOWFLAKE.ACCOUNT"]).fails(1);
+    let hint = failed
+        .stderr
+        .split("adopt it with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no hint: {}", failed.stderr))
+        .to_string();
+    assert_eq!(
+        hint,
+        format!("runvault init --dir {}", host.dir().display())
+    );
+
+    // The hint, pasted (with the admin's passphrase), adopts this vault.
+    let mut args: Vec<&str> = hint.split(' ').skip(1).collect();
+    args.extend(CHEAP_KDF);
+    host.bare_command()
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .args(&args)
+        .ok();
+    let got = host.run(&["get", "SNOWFLAKE.ACCOUNT"]).ok();
+    assert_eq!(got.out(), "xy12345.eu-west-1");
+}
+
+#[test]
 fn adoption_of_a_world_readable_vault_leaves_it_0600() {
     for (before, after) in [
         (0o644, 0o600),
