@@ -83,10 +83,6 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub views_file: PathBuf,
-    /// Whether `--views-file` or `RUNVAULT_VIEWS_FILE` named the views file
-    /// (set after parsing; false for the built-in default).
-    #[arg(skip)]
-    pub views_file_given: bool,
     /// The host's layout file, which gives every option above its default
     /// [default: /etc/runvault/runvault.toml].
     #[arg(long, global = true, env = "RUNVAULT_CONFIG", value_name = "FILE")]
@@ -121,6 +117,8 @@ pub struct Layout {
     /// Its `bin_dir`, even where `--bin-dir` overrides it: `configure`
     /// replaces a mount of that earlier binary directory.
     pub bin_dir: Option<PathBuf>,
+    /// Its `views_file`.
+    pub views_file: Option<PathBuf>,
     /// The options given by flag or environment (clap ids), which the
     /// file does not override and which commands record in it.
     pub given: Vec<&'static str>,
@@ -130,6 +128,12 @@ impl Layout {
     /// Whether the option with clap id `id` was given (flag or environment).
     pub fn given(&self, id: &str) -> bool {
         self.given.contains(&id)
+    }
+
+    /// Whether the admin named the views file (flag, environment or this
+    /// file) rather than leaving the built-in default.
+    pub fn views_file_named(&self) -> bool {
+        self.given("views_file") || self.views_file.is_some()
     }
 }
 

@@ -57,7 +57,7 @@ pub fn warnings() -> Rc<crate::vault::Warn> {
 fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
     let views_file = global.views_file.clone();
     let views: Rc<OnceCell<Vec<ViewEntry>>> = Rc::new(OnceCell::new());
-    let (given, dir) = (global.views_file_given, global.dir.clone());
+    let (given, dir) = (global.layout.views_file_named(), global.dir.clone());
     let load = move || -> Vec<ViewEntry> {
         view::read_views(&views_file).unwrap_or_else(|err| {
             if views_not_ours(&err, given, &dir) {

@@ -72,6 +72,7 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
         read: None,
         key_file: None,
         bin_dir: None,
+        views_file: None,
         given,
     };
     let needed = match &cli.command {
@@ -106,6 +107,7 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
     };
     layout.key_file.clone_from(&host.key_file);
     layout.bin_dir.clone_from(&host.bin_dir);
+    layout.views_file.clone_from(&host.views_file);
     let global = &mut cli.global;
     let take = |id: &str, slot: &mut PathBuf, value: &Option<PathBuf>| {
         if let (false, Some(value)) = (layout.given(id), value) {
@@ -114,10 +116,6 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
     };
     take("dir", &mut global.dir, &host.secrets_dir);
     take("views_file", &mut global.views_file, &host.views_file);
-    // A views file the layout names is named by the admin, as a flag is.
-    if !layout.given("views_file") && host.views_file.is_some() {
-        global.views_file_given = true;
-    }
     if !layout.given("state_dir") && host.state_dir.is_some() {
         global.state_dir.clone_from(&host.state_dir);
     }

@@ -92,9 +92,7 @@ where
     use clap::{CommandFactory, FromArgMatches};
     let mut command = std::mem::ManuallyDrop::new(Cli::command());
     let matches = command.try_get_matches_from_mut(args)?;
-    let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
-    cli.global.views_file_given =
-        matches.value_source("views_file") != Some(clap::parser::ValueSource::DefaultValue);
+    let cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
     Ok((cli, defaults::given(&command, &matches)))
 }
 
