@@ -5,10 +5,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::core::fs::{self, Limit};
+use crate::core::lock::LOCK_FILE_NAME;
 use crate::doctor::{Finding, not_checked};
 use crate::vault::{
-    Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE, VaultFile,
-    classify,
+    AUDIT_FILE, Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE,
+    VaultFile, classify,
 };
 
 /// Checks the secrets directory `dir`; `credential` (when the admin gave
@@ -174,8 +175,8 @@ pub fn plaintext_copies(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> 
             VAULT_FILE,
             SALT_FILE,
             SALT_NEXT_FILE,
-            "audit.log",
-            ".runvault.lock",
+            AUDIT_FILE,
+            LOCK_FILE_NAME,
         ];
         if ours.contains(&name.as_str()) || fs::is_temp_file_name(&name) {
             continue;

@@ -25,7 +25,7 @@ pub const SALT_FILE: &str = "vault.salt";
 /// The next salt, staged by `rekey --new-salt` (see docs/format.md).
 pub const SALT_NEXT_FILE: &str = "vault.salt.next";
 /// File name of the audit log (in the vault directory unless configured).
-pub(crate) const AUDIT_FILE: &str = "audit.log";
+pub const AUDIT_FILE: &str = "audit.log";
 
 /// How often a reader re-reads when `vault.salt` and `vault.yml` do not
 /// match (a writer may be replacing both), and how long it waits between.

@@ -47,7 +47,7 @@ mod value;
 mod yaml_error;
 
 // The directory: read-only for readers, with the lock and commits for writers.
-pub use dir::{ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
+pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
 pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};
