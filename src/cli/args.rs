@@ -23,7 +23,8 @@ Exit codes:
   5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
   6  vault busy (the writers' lock was not acquired within --wait)
   7  Docker engine unreachable
-  8  check-and-set conflict (the path has moved on)";
+  8  check-and-set conflict (the path has moved on, or a rotation is pending)
+ 10  rotation hook failed (--apply, --test or --revert; see the message)";
 
 /// `--version`: the release and the vault format it reads and writes.
 const VERSION: &str = concat!(
@@ -195,6 +196,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Restore an old version of PATH as a new version.
     Rollback(RollbackArgs),
+    /// Rotate a credential at its source: stage a new value, apply and test it with hooks, promote it.
+    Rotate(RotateArgs),
     /// Rotate the data key (and with --new-salt the salt): re-encrypt everything.
     Rekey(RekeyArgs),
     /// Print the audit HMAC of PATH's value (or of a value on stdin) to match audit.log.
@@ -438,6 +441,9 @@ pub struct SetArgs {
     /// Store the value as this YAML type.
     #[arg(long = "type", value_enum, default_value_t = ValueType::String)]
     pub value_type: ValueType,
+    /// Rotation policy: the value is due once older than this (e.g. 90d); see `list --due`.
+    #[arg(long, value_name = "DUR")]
+    pub max_age: Option<String>,
 }
 
 // `runvault get`.
@@ -445,6 +451,9 @@ pub struct SetArgs {
 pub struct GetArgs {
     /// Dotted path of a value.
     pub path: String,
+    /// Print the pending value of a rotation instead of the current one.
+    #[arg(long)]
+    pub pending: bool,
 }
 
 // `runvault list`.
@@ -453,6 +462,9 @@ pub struct ListArgs {
     /// Print a JSON array of paths.
     #[arg(long)]
     pub json: bool,
+    /// Only paths with a --max-age policy whose value is older than it (with --json: their ages).
+    #[arg(long)]
+    pub due: bool,
     /// Only paths at or under this prefix.
     pub prefix: Option<String>,
 }
@@ -566,4 +578,41 @@ pub enum KeyAddKind {
         /// The key file (from `runvault keygen`).
         file: PathBuf,
     },
+}
+
+// `runvault rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Dotted path of the value (with --alternate: of the mapping holding USERNAME, PASSWORD and ALTERNATE).
+    pub path: String,
+    /// Shell command that sets the new value at the source (stdin: new value, then old value).
+    #[arg(long, value_name = "CMD", required_unless_present_any = ["resume", "abort"])]
+    pub apply: Option<String>,
+    /// Shell command that checks the new value works (stdin: new value).
+    #[arg(long = "test", value_name = "CMD")]
+    pub test_cmd: Option<String>,
+    /// With --abort: shell command that puts the old value back at the source (stdin: old value, then new value).
+    #[arg(long, value_name = "CMD")]
+    pub revert: Option<String>,
+    /// Generate the new value: a random password of LEN characters (the default, 32).
+    #[arg(long, group = "source", value_name = "LEN", num_args = 0..=1, default_missing_value = "32")]
+    pub generate: Option<usize>,
+    /// Read the new value from standard input (one trailing newline is dropped).
+    #[arg(long, group = "source")]
+    pub stdin: bool,
+    /// How long each hook may run before it is killed.
+    #[arg(long, value_name = "DUR", default_value = "60s")]
+    pub timeout: String,
+    /// Alternating users: rotate the password of PATH.ALTERNATE, then swap it with the current account.
+    #[arg(long)]
+    pub alternate: bool,
+    /// Finish a pending rotation: run --test (if given) and promote.
+    #[arg(long, conflicts_with_all = ["abort", "apply", "source"])]
+    pub resume: bool,
+    /// Drop a pending rotation, after running --revert (if given).
+    #[arg(long, conflicts_with_all = ["apply", "source"])]
+    pub abort: bool,
+    /// Rotation policy: the value is due once older than this (e.g. 90d); see `list --due`.
+    #[arg(long, value_name = "DUR")]
+    pub max_age: Option<String>,
 }

@@ -268,3 +268,16 @@ pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
         }
     }
 }
+
+/// `--timeout`, `--max-age`: `90d`, `30s`, `1h 30m`, in whole seconds, not zero.
+pub fn parse_duration(option: &str, text: &str) -> Result<u64, VaultError> {
+    humantime::parse_duration(text)
+        .ok()
+        .map(|duration| duration.as_secs())
+        .filter(|seconds| *seconds > 0)
+        .ok_or_else(|| {
+            VaultError::Usage(format!(
+                "{option} `{text}` is not a duration of at least one second (e.g. 90s, 10m, 90d)"
+            ))
+        })
+}

@@ -18,6 +18,7 @@ mod input;
 mod jobs_cmds;
 mod kdf_args;
 mod output;
+mod rotate_cmds;
 mod rotation_cmds;
 mod runner_args;
 mod runner_cmds;
@@ -124,6 +125,7 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Render(args) => jobs_cmds::render(&global, &args),
         Command::History(args) => rotation_cmds::history(&global, &args),
         Command::Rollback(args) => rotation_cmds::rollback(&global, &args),
+        Command::Rotate(args) => rotate_cmds::rotate(&global, &args),
         Command::Rekey(args) => rotation_cmds::rekey(&global, &args),
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, &args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, &args),

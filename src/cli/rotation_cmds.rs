@@ -27,6 +27,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandErr
                     "time": rfc3339(v.time),
                     "deleted": v.deleted,
                     "current": v.current,
+                    "pending": v.pending,
                 })
             })
             .collect();
@@ -36,6 +37,8 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<(), CommandErr
         for v in &versions {
             let state = if v.current {
                 Cell::toned("current", Tone::Good)
+            } else if v.pending {
+                Cell::toned("pending", Tone::Warn)
             } else if v.deleted {
                 Cell::toned("deleted", Tone::Warn)
             } else {
@@ -58,6 +61,7 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<(), CommandE
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let (from, to) = vault_dir(global).modify(&credential, "rollback", |vault, _, record| {
+        vault.refuse_pending_under(&path)?;
         let versions = vault.rollback(&path, args.version)?;
         record.changes.push(vault.audit_change(&path, "rollback")?);
         record.detail = Some(format!("restored version {}", versions.0));

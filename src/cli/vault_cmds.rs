@@ -13,15 +13,15 @@ use crate::cli::args::{
 use crate::cli::context::{
     layout_update, parse_path, parse_prefix, refuse_plaintext_in_vault_dir, remember, vault_dir,
 };
-use crate::cli::input::{self, ValueSource};
+use crate::cli::input::{self, ValueSource, parse_duration};
 use crate::cli::output::{note as status, write_stdout};
 use crate::cli::suggest;
 use crate::cli::table::Table;
 use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::vault::{
-    Credential, InitOutcome, KdfParams, RenderFormat, ScalarKind, SlotKind, VaultDir, VaultError,
-    create_key_file, read_key_file, typed_from_input,
+    Credential, InitOutcome, KdfParams, KeyPath, PolicyAge, RenderFormat, ScalarKind, SlotKind,
+    UnlockedVault, VaultDir, VaultError, create_key_file, read_key_file, typed_from_input,
 };
 
 /// `runvault init`.
@@ -143,7 +143,26 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let version = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
+    let max_age = args
+        .max_age
+        .as_deref()
+        .map(|text| parse_duration("--max-age", text))
+        .transpose()?;
+    let version = match max_age {
+        None => vault_dir(global).set(&credential, &path, &value, args.if_version)?,
+        // The value and its policy in one commit, through the tree writer.
+        Some(seconds) => vault_dir(global).modify(&credential, "set", |vault, _, record| {
+            vault.refuse_pending_under(&path)?;
+            let version = match args.if_version {
+                Some(expected) => vault.set_if_version(&path, &value, expected)?,
+                None => vault.set(&path, &value)?,
+            };
+            vault.set_max_age(&path, seconds);
+            record.changes.push(vault.audit_change(&path, "set")?);
+            record.detail = Some(format!("max age {seconds}s"));
+            Ok(version)
+        })?,
+    };
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {
@@ -158,9 +177,14 @@ pub fn get(global: &GlobalArgs, args: &GetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let vault = vault_dir(global);
-    let value = match crate::vault::read_one(&vault, &credential, &path) {
-        Err(err @ VaultError::NotFound { .. }) => return Err(not_found(err, &vault)),
-        value => value?,
+    let value = if args.pending {
+        // Rare, and the pending value sits in the header: the tree reader.
+        vault.open(&credential)?.0.get_pending(&path)?
+    } else {
+        match crate::vault::read_one(&vault, &credential, &path) {
+            Err(err @ VaultError::NotFound { .. }) => return Err(not_found(err, &vault)),
+            value => value?,
+        }
     };
     let mut out = value.bytes.expose().to_vec();
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) && value.kind != ScalarKind::Bytes {
@@ -200,6 +224,9 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<(), CommandError> {
     let prefix = parse_prefix(args.prefix.as_deref())?;
     let credential = input::unlock_credential(global)?;
     let (vault, _) = vault_dir(global).open(&credential)?;
+    if args.due {
+        return list_due(&vault, &prefix, args.json);
+    }
     let subtree = vault
         .secrets()
         .get(&prefix)
@@ -220,11 +247,42 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<(), CommandError> {
     write_stdout(text.as_bytes())
 }
 
+/// `runvault list --due`: the paths under `prefix` older than their
+/// `--max-age` policy; with `--json`, every path with a policy and its age.
+fn list_due(vault: &UnlockedVault, prefix: &KeyPath, json: bool) -> Result<(), CommandError> {
+    let ages: Vec<PolicyAge> = vault
+        .policy_ages()
+        .into_iter()
+        .filter(|age| KeyPath::parse(&age.path).is_ok_and(|path| path.starts_with(prefix)))
+        .collect();
+    let text = if json {
+        let rows: Vec<serde_json::Value> = ages
+            .iter()
+            .map(|age| {
+                serde_json::json!({
+                    "path": age.path,
+                    "max_age_seconds": age.max_age,
+                    "age_seconds": age.age,
+                    "due": age.due(),
+                })
+            })
+            .collect();
+        format!("{}\n", serde_json::Value::Array(rows))
+    } else {
+        ages.iter()
+            .filter(|age| age.due())
+            .map(|age| format!("{}\n", age.path))
+            .collect()
+    };
+    write_stdout(text.as_bytes())
+}
+
 /// `runvault rm`.
 pub fn rm(global: &GlobalArgs, args: &RmArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
     let credential = input::unlock_credential(global)?;
     let removed = vault_dir(global).modify(&credential, "rm", |vault, _, record| {
+        vault.refuse_pending_under(&path)?;
         let removed = vault.remove(&path, args.purge)?;
         let action = if args.purge { "purge" } else { "remove" };
         record.changes.push(vault.audit_change(&path, action)?);

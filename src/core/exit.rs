@@ -21,6 +21,8 @@ pub const BUSY: u8 = 6;
 pub const ENGINE_UNREACHABLE: u8 = 7;
 /// A check-and-set write found that the path has moved on.
 pub const CONFLICT: u8 = 8;
+/// `rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out.
+pub const HOOK_FAILED: u8 = 10;
 /// `exec`: the command exists but could not be run (as `env(1)` does).
 pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
 /// `exec`: the command was not found (as `env(1)` and shells do).

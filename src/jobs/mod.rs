@@ -8,6 +8,7 @@
 //!   itself with the job's command.
 //! - [`ci`]: the variables the CI system sets, which `exec` never resolves.
 //! - [`render`]: `runvault render`, which resolves a text template.
+//! - [`hook`]: the hooks of `runvault rotate`, run with values on stdin only.
 //! - [`error`]: what these can fail with, and the exit codes.
 //!
 //! See docs/jobs.md for how jobs use them.
@@ -15,6 +16,7 @@
 pub mod ci;
 pub mod error;
 pub mod exec;
+pub mod hook;
 pub mod reference;
 pub mod render;
 pub mod resolve;

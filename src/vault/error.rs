@@ -280,6 +280,23 @@ pub enum VaultError {
         /// The slots no secret opened.
         ids: Vec<u32>,
     },
+    /// A rotation is already pending at the path (exit 8).
+    #[error(
+        "`{key}` has a pending rotation (version {version}); finish it with \
+         `runvault rotate {key} --resume` or drop it with `runvault rotate {key} --abort`"
+    )]
+    Pending {
+        /// The key path.
+        key: String,
+        /// The version the pending value would take.
+        version: u32,
+    },
+    /// No rotation is pending at the path (exit 3).
+    #[error("`{key}` has no pending rotation; see `runvault history {key}`")]
+    NoPending {
+        /// The key path.
+        key: String,
+    },
     /// Bad input given by the user (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -297,8 +314,10 @@ impl ExitStatus for VaultError {
             | VaultError::Usage(_)
             | VaultError::NotAValue { .. }
             | VaultError::SlotsNotOpened { .. } => exit::USAGE,
-            VaultError::NotFound { .. } | VaultError::NoSuchVersion { .. } => exit::NOT_FOUND,
-            VaultError::VersionConflict { .. } => exit::CONFLICT,
+            VaultError::NotFound { .. }
+            | VaultError::NoSuchVersion { .. }
+            | VaultError::NoPending { .. } => exit::NOT_FOUND,
+            VaultError::VersionConflict { .. } | VaultError::Pending { .. } => exit::CONFLICT,
             VaultError::WrongSecret { .. } | VaultError::NoSlotOfKind { .. } => exit::WRONG_SECRET,
             VaultError::Corrupt { .. }
             | VaultError::SaltMissing { .. }

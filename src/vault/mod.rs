@@ -51,7 +51,9 @@ pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Wa
 pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};
-pub use unlocked::{UnlockedVault, VersionInfo};
+pub use unlocked::{
+    ALTERNATE_FIELDS, PolicyAge, UnlockedVault, VersionInfo, alternate_paths, policy_ages,
+};
 // Secrets, paths and values.
 pub use crypto::{KdfOverride, KdfParams};
 pub use keys::slots::{Credential, create_key_file, kdf_runs, read_key_file};

@@ -48,6 +48,32 @@ pub(crate) fn mac_header(mac: &mut MacWriter, header: &Header) {
         params.iter().for_each(|&p| mac.u64(u64::from(p)));
         mac.bytes(&slot.wrapped);
     }
+    // Only when present, so older files MAC as before; `P` and `A` are
+    // bytes no tree item starts with, so the message stays unambiguous.
+    let mut encoded = Vec::new();
+    let mut path_item = |mac: &mut MacWriter, path: &str| {
+        encoded.clear();
+        KeyPath::parse(path)
+            .unwrap_or_default()
+            .encode(&mut encoded);
+        mac.bytes(&encoded);
+    };
+    if !header.rotation.pending.is_empty() {
+        mac.raw(b"P");
+        mac.u64(header.rotation.pending.len() as u64);
+        for (path, sealed) in &header.rotation.pending {
+            path_item(mac, path);
+            mac.bytes(sealed.0.as_bytes());
+        }
+    }
+    if !header.rotation.max_age.is_empty() {
+        mac.raw(b"A");
+        mac.u64(header.rotation.max_age.len() as u64);
+        for (path, seconds) in &header.rotation.max_age {
+            path_item(mac, path);
+            mac.u64(*seconds);
+        }
+    }
 }
 
 /// The history part of the MAC, in file order: per path `H`, the encoded

@@ -35,6 +35,10 @@ pub(super) const HEADER_KEY: &str = "runvault";
 pub(super) const SECRETS_KEY: &str = "secrets";
 /// The top-level key of the stored old versions.
 pub(super) const HISTORY_KEY: &str = "history";
+/// The header field of the pending versions (written only when non-empty).
+pub(super) const PENDING_KEY: &str = "pending";
+/// The header field of the rotation policy (written only when non-empty).
+pub(super) const MAX_AGE_KEY: &str = "max_age";
 /// Versions kept per path unless `--keep` says otherwise.
 pub const DEFAULT_KEEP: u32 = 10;
 
@@ -122,6 +126,9 @@ pub struct Header {
     pub audit_key: Sealed,
     /// The key slots.
     pub slots: Vec<Slot>,
+    /// The pending versions and the rotation policy (`rotate`); boxed, as
+    /// most vaults have neither.
+    pub rotation: Box<Rotation>,
     /// HMAC-SHA256 over the header and the tree (see [`compute_mac`]).
     pub mac: [u8; 32],
 }
@@ -207,7 +214,25 @@ pub struct EncryptedVault {
 /// deletion marker (a sealed text with an empty payload).
 pub(super) type History = indexmap::IndexMap<String, Vec<Sealed>>;
 
+/// The header's rotation state, each part written only when non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rotation {
+    /// Pending versions (`rotate`): per path (display form), a value sealed
+    /// at that path as its next version, not yet current. Readers never
+    /// see it as the path's value.
+    pub pending: Pending,
+    /// Rotation policy: per path (display form), the maximum age of its
+    /// current value in seconds (`--max-age`).
+    pub max_age: indexmap::IndexMap<String, u64>,
+}
+
+/// Pending versions per path, in the order they were staged.
+pub(super) type Pending = indexmap::IndexMap<String, Sealed>;
+
 /// What a `vault.yml` turned out to hold.
+// One per file read, moved at once into its variant's use: boxing the vault
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum VaultFile {
     /// A runvault vault.
     Encrypted(EncryptedVault),

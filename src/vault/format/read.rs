@@ -13,8 +13,9 @@ use crate::core::hex::unhex;
 use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder};
 use crate::vault::crypto::KdfParams;
 use crate::vault::format::{
-    EncryptedVault, FORMAT_VERSION, FormatError, HEADER_KEY, HISTORY_KEY, Header, History, Reader,
-    SECRETS_KEY, Sealed, Slot, SlotKind, VaultFile,
+    EncryptedVault, FORMAT_VERSION, FormatError, HEADER_KEY, HISTORY_KEY, Header, History,
+    MAX_AGE_KEY, PENDING_KEY, Pending, Reader, Rotation, SECRETS_KEY, Sealed, Slot, SlotKind,
+    VaultFile,
 };
 use crate::vault::path::{KeyPath, Segment};
 use crate::vault::tree::Tree;
@@ -275,6 +276,14 @@ fn interpret_header(
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(missing("slots")),
     };
+    let pending = take_path_map(&mut fields, PENDING_KEY, |text| {
+        canonical::is_sealed_text(&text)
+            .then_some(Sealed(text))
+            .filter(|sealed| !sealed.is_tombstone())
+    })?;
+    let max_age = take_path_map(&mut fields, MAX_AGE_KEY, |text| {
+        text.parse::<u64>().ok().filter(|seconds| *seconds > 0)
+    })?;
     if let Some(extra) = fields.keys().next() {
         return Err(FormatError::Header {
             field: format!("{HEADER_KEY}.{extra}"),
@@ -288,8 +297,42 @@ fn interpret_header(
         keep,
         audit_key,
         slots,
+        rotation: Box::new(Rotation {
+            pending: Pending::from_iter(pending),
+            max_age: max_age.into_iter().collect(),
+        }),
         mac,
     })
+}
+
+/// An optional header mapping from a path (display form) to a scalar
+/// `parse` accepts (`pending`, `max_age`); absent is empty.
+fn take_path_map<T>(
+    fields: &mut indexmap::IndexMap<String, Tree<String>>,
+    key: &str,
+    parse: impl Fn(String) -> Option<T>,
+) -> Result<Vec<(String, T)>, FormatError> {
+    let Some(node) = fields.shift_remove(key) else {
+        return Ok(Vec::new());
+    };
+    let Tree::Map(entries) = node else {
+        return Err(malformed(&format!("{HEADER_KEY}.{key}")));
+    };
+    entries
+        .into_iter()
+        .map(|(path, value)| {
+            let bad = || malformed(&format!("{HEADER_KEY}.{key}.{path}"));
+            if KeyPath::parse(&path).map_or(true, |parsed| parsed.is_root()) {
+                return Err(bad());
+            }
+            match value {
+                Tree::Leaf(text) => parse(text)
+                    .map(|value| (path.clone(), value))
+                    .ok_or_else(bad),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
 }
 
 /// Moves every raw scalar into a sealed value (no copy); on a scalar that is

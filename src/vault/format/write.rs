@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::core::hex::hex;
 use crate::vault::canonical::{self, quote_json_string};
 use crate::vault::format::{
-    EncryptedVault, FORMAT_VERSION, HEADER_KEY, HISTORY_KEY, Header, History, SECRETS_KEY, Sealed,
-    SlotKind,
+    EncryptedVault, FORMAT_VERSION, HEADER_KEY, HISTORY_KEY, Header, History, MAX_AGE_KEY,
+    PENDING_KEY, SECRETS_KEY, Sealed, SlotKind,
 };
 use crate::vault::tree::Tree;
 
@@ -67,6 +67,24 @@ pub(crate) fn emit_header(h: &Header, out: &mut Vec<u8>) {
             out,
             format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),
         );
+    }
+    // Written only when non-empty, so a vault that never used them keeps
+    // the layout (and the MAC) it had before they existed.
+    if !h.rotation.pending.is_empty() {
+        line(out, format!("  {PENDING_KEY}:"));
+        for (path, sealed) in &h.rotation.pending {
+            out.extend_from_slice(b"    ");
+            canonical::emit_key(path, out);
+            line(out, format!(": {}", sealed.0));
+        }
+    }
+    if !h.rotation.max_age.is_empty() {
+        line(out, format!("  {MAX_AGE_KEY}:"));
+        for (path, seconds) in &h.rotation.max_age {
+            out.extend_from_slice(b"    ");
+            canonical::emit_key(path, out);
+            line(out, format!(": {seconds}"));
+        }
     }
     line(out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
 }

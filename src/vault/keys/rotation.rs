@@ -1,5 +1,5 @@
 //! Rotation (`rekey`, docs/rotation.md): a new random data key, every kept
-//! key slot re-wrapped, every value and stored version re-encrypted.
+//! key slot re-wrapped, every value, pending and stored version re-encrypted.
 //!
 //! [`new_keys`] makes the new keys and header from the old header alone,
 //! and a [`Resealer`] re-encrypts one value at a time; both serve the two
@@ -151,6 +151,13 @@ pub(crate) fn new_keys(
     header.salt_id = salt.id();
     header.slots = new_slots;
     header.audit_key = seal_audit_key(&subkeys, &vault_id, &audit_key);
+    // Pending versions sit in the header: both writers get them re-sealed here.
+    for (path_text, sealed) in &mut header.rotation.pending {
+        let path = KeyPath::parse(path_text)?;
+        let (value, version, time) =
+            open_sealed_versioned(old_enc, &vault_id, &path, &sealed.0, vault_path)?;
+        *sealed = seal_at(&subkeys.enc, &vault_id, &path, &value, version, time);
+    }
     header.mac = [0; 32];
     if let Some(keep) = plan.keep {
         header.keep = keep;

@@ -259,6 +259,7 @@ impl VaultDir {
             }
         }
         self.modify_locked(credential, opened, "set", |vault, _, record| {
+            vault.refuse_pending_under(path)?;
             let version = match if_version {
                 Some(expected) => vault.set_if_version(path, value, expected)?,
                 None => vault.set(path, value)?,

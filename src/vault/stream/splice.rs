@@ -96,6 +96,11 @@ fn splice_set(
     let base = text.as_ptr() as usize;
     let offset = |part: &str| part.as_ptr() as usize - base;
     let key = edit.path.to_string();
+    // A vault with a pending rotation is changed through the tree, which
+    // refuses a `set` that its promotion would undo.
+    if !header.rotation.pending.is_empty() {
+        return Ok(None);
+    }
     // The history first: the new version depends on it.
     let Some(history_at) = memchr::memmem::find(text.as_bytes(), b"\nhistory:").map(|at| at + 1)
     else {

@@ -29,6 +29,9 @@ use crate::vault::value::Plain;
 
 mod change;
 mod keys;
+mod pending;
+
+pub use pending::{ALTERNATE_FIELDS, PolicyAge, alternate_paths, policy_ages};
 
 /// A vault whose data key is known. No `Debug`: it holds keys.
 pub struct UnlockedVault {
@@ -50,6 +53,8 @@ pub struct VersionInfo {
     pub deleted: bool,
     /// Whether this is the path's current value.
     pub current: bool,
+    /// Whether this is a pending value (`rotate`), not yet current.
+    pub pending: bool,
 }
 
 impl UnlockedVault {
@@ -76,6 +81,7 @@ impl UnlockedVault {
             keep,
             audit_key,
             slots,
+            rotation: Box::default(),
             mac: [0; 32],
         };
         UnlockedVault {
@@ -226,6 +232,7 @@ impl UnlockedVault {
                     time,
                     deleted: sealed.is_tombstone(),
                     current: false,
+                    pending: false,
                 })
             })
             .collect();
@@ -237,6 +244,7 @@ impl UnlockedVault {
                         time,
                         deleted: false,
                         current: true,
+                        pending: false,
                     });
                 }
             }
@@ -252,6 +260,15 @@ impl UnlockedVault {
                 });
             }
             None => {}
+        }
+        if let Some((version, time)) = self.pending(path) {
+            out.push(VersionInfo {
+                version,
+                time,
+                deleted: false,
+                current: false,
+                pending: true,
+            });
         }
         Ok(out)
     }
