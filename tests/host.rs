@@ -24,6 +24,7 @@ mod host {
     mod jobs_readonly;
     mod jobs_render;
     mod kdf_runs;
+    mod rotate;
     mod rotation;
     mod runner_configure;
     mod terminal;
