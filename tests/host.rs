@@ -25,6 +25,7 @@ mod host {
     mod jobs_render;
     mod kdf_runs;
     mod rotate;
+    mod rotate_pg;
     mod rotation;
     mod runner_configure;
     mod terminal;
