@@ -6,10 +6,10 @@ use std::path::Path;
 
 use crate::core::fs::{self, Limit};
 use crate::core::lock::LOCK_FILE_NAME;
-use crate::doctor::{Finding, not_checked};
+use crate::doctor::{Finding, RotationAge, not_checked};
 use crate::vault::{
-    AUDIT_FILE, Credential, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt, VAULT_FILE,
-    VaultFile, classify,
+    AUDIT_FILE, Credential, EncryptedVault, Header, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, Salt,
+    VAULT_FILE, VaultFile, classify, policy_ages,
 };
 
 /// Checks the secrets directory `dir`; `credential` (when the admin gave
@@ -312,7 +312,7 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
             )];
         }
     };
-    let header = match classify(&bytes) {
+    let encrypted = match classify(&bytes) {
         Ok(VaultFile::Plaintext(_)) => return plaintext(vault),
         Err(err) => {
             return vec![Finding::fail(
@@ -321,16 +321,93 @@ fn encryption_and_integrity(vault: &ReadOnlyDir, credential: Option<&Credential>
                 "restore it from a backup",
             )];
         }
-        Ok(VaultFile::Encrypted(encrypted)) => encrypted.header,
+        Ok(VaultFile::Encrypted(encrypted)) => encrypted,
     };
-    vec![
+    let mut findings = vec![
         Finding::ok(
             "vault.encrypted",
             format!("`{}` is an encrypted runvault vault", path.display()),
         ),
         integrity(vault, credential),
-        rollback(vault, &header),
-    ]
+        rollback(vault, &encrypted.header),
+    ];
+    findings.extend(rotation(&encrypted));
+    findings
+}
+
+/// `vault.rotation`: rotations left pending, and credentials older than
+/// their `--max-age` (read from the file's public times: no key needed).
+fn rotation(vault: &EncryptedVault) -> Vec<Finding> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut findings = Vec::new();
+    for (path, sealed) in &vault.header.rotation.pending {
+        let since = sealed
+            .version_and_time()
+            .map_or(0, |(_, time)| now.saturating_sub(time));
+        findings.push(Finding::warn(
+            "vault.rotation",
+            format!(
+                "`{path}` has a rotation pending for {}: its new value may already be set at the source",
+                days(since)
+            ),
+            format!(
+                "finish it with `runvault rotate {path} --resume --test CMD`, or drop it with \
+                 `runvault rotate {path} --abort --revert CMD`"
+            ),
+        ));
+    }
+    let ages = policy_ages(vault, now);
+    for age in ages.iter().filter(|age| age.due()) {
+        let mut finding = Finding::warn(
+            "vault.rotation",
+            match age.age {
+                Some(seconds) => format!(
+                    "`{}` is {} old, past its max age of {}",
+                    age.path,
+                    days(seconds),
+                    days(age.max_age)
+                ),
+                None => format!(
+                    "`{}` has a max age of {} but no value",
+                    age.path,
+                    days(age.max_age)
+                ),
+            },
+            format!(
+                "rotate it: `runvault rotate {} --apply CMD --test CMD` (docs/rotation.md)",
+                age.path
+            ),
+        );
+        finding.rotation = Some(RotationAge {
+            path: age.path.clone(),
+            age_seconds: age.age,
+            max_age_seconds: age.max_age,
+        });
+        findings.push(finding);
+    }
+    if findings.is_empty() {
+        let message = if ages.is_empty() {
+            "no credential has a rotation policy (`set --max-age`) and none is pending".to_owned()
+        } else {
+            format!(
+                "{} credential(s) with a max age, none past it, none pending",
+                ages.len()
+            )
+        };
+        findings.push(Finding::ok("vault.rotation", message));
+    }
+    findings
+}
+
+/// A duration in whole days (`3 days`), or hours and seconds below a day.
+fn days(seconds: u64) -> String {
+    match seconds {
+        s if s >= 86_400 => format!("{} day(s)", s / 86_400),
+        s if s >= 3_600 => format!("{} hour(s)", s / 3_600),
+        s => format!("{s} second(s)"),
+    }
 }
 
 /// A plaintext `vault.yml`: adopt it, unless the directory shows that an

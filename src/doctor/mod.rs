@@ -34,6 +34,7 @@ pub const CHECK_IDS: &[&str] = &[
     "vault.replaced",
     "vault.verify",
     "vault.rollback",
+    "vault.rotation",
     "keyfile.exists",
     "keyfile.owner",
     "keyfile.mode",
@@ -86,6 +87,10 @@ pub struct Finding {
     /// What to do about it, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// `vault.rotation` only: the path, its age and its `--max-age` (in
+    /// `--json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationAge>,
     /// The check could not be made: this user may not read what it looks
     /// at (see [`not_checked`]).
     #[serde(skip)]
@@ -126,9 +131,22 @@ impl Finding {
             status,
             message,
             hint,
+            rotation: None,
             not_checked: false,
         }
     }
+}
+
+/// The age of a credential with a rotation policy, as `doctor --json`
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RotationAge {
+    /// The path.
+    pub path: String,
+    /// Seconds since its current value was set (absent: it has none).
+    pub age_seconds: Option<u64>,
+    /// Its `--max-age`, in seconds.
+    pub max_age_seconds: u64,
 }
 
 /// The finding of a check this user could not make: the path exists, or

@@ -61,7 +61,7 @@ pub use path::KeyPath;
 pub use salt::Salt;
 pub use value::{Plain, ScalarKind, typed_from_input};
 // The file, for the doctor and `key list`.
-pub use format::{DEFAULT_KEEP, Header, SlotKind, VaultFile, classify};
+pub use format::{DEFAULT_KEEP, EncryptedVault, Header, SlotKind, VaultFile, classify};
 // Read-only commands: a few values, a whole prefix, an import file.
 pub use export::{Format as RenderFormat, export, render_vault};
 pub use plaintext::read_plain_yaml;

@@ -30,7 +30,7 @@ fn a_healthy_host_passes_every_check() {
     let host = healthy();
     let run = host.run_key(&["doctor"], b"").ok();
     assert!(
-        run.out().ends_with("19 ok, 1 warn, 0 fail\n"),
+        run.out().ends_with("20 ok, 1 warn, 0 fail\n"),
         "{}",
         run.out()
     );
@@ -78,6 +78,7 @@ fn a_healthy_host_reports_every_host_check_by_id() {
             "vault.encrypted",
             "vault.verify",
             "vault.rollback",
+            "vault.rotation",
             "keyfile.exists",
             "keyfile.owner",
             "keyfile.mode",

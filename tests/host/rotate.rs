@@ -474,3 +474,61 @@ fn max_age_policies_are_stored_listed_when_due_and_kept_by_rotate() {
     host.run_in(&["set", "X", "--stdin", "--max-age", "soon"], b"x")
         .fails(2);
 }
+
+#[test]
+fn doctor_reports_pending_rotations_and_credentials_past_their_max_age() {
+    let host = rotate_host();
+    let doctor = |host: &Host| -> Vec<serde_json::Value> {
+        let run = host.command().args(["doctor", "--json"]).run();
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "vault.rotation")
+            .cloned()
+            .collect()
+    };
+    let quiet = doctor(&host);
+    assert_eq!(quiet.len(), 1);
+    assert_eq!(quiet[0]["status"], "ok");
+    assert_eq!(
+        quiet[0]["message"],
+        "no credential has a rotation policy (`set --max-age`) and none is pending"
+    );
+    host.run_in(&["set", "API.TOKEN", "--stdin", "--max-age", "1s"], b"t")
+        .ok();
+    host.run(&[
+        "rotate",
+        "DB.PASSWORD",
+        "--apply",
+        "true",
+        "--test",
+        "false",
+    ])
+    .fails(10);
+    std::thread::sleep(Duration::from_millis(2100));
+    let found = doctor(&host);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0]["status"], "warn");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`DB.PASSWORD` has a rotation pending for ")
+    );
+    assert_eq!(
+        found[0]["hint"],
+        "finish it with `runvault rotate DB.PASSWORD --resume --test CMD`, or drop it with \
+         `runvault rotate DB.PASSWORD --abort --revert CMD`"
+    );
+    assert_eq!(found[1]["rotation"]["path"], "API.TOKEN");
+    assert_eq!(found[1]["rotation"]["max_age_seconds"], 1);
+    assert!(found[1]["rotation"]["age_seconds"].as_u64().unwrap() >= 2);
+    assert!(
+        found[1]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("old, past its max age of 1 second(s)")
+    );
+}
