@@ -346,6 +346,10 @@ pub fn import(global: &GlobalArgs, args: &ImportArgs) -> Result<(), CommandError
     let written = vault_dir(global).modify(&credential, "import", move |vault, _, record| {
         // The plaintext is consumed: each value is freed once sealed.
         record.changes = vault.merge(tree, "import", progress_ref)?;
+        // A path with a pending rotation is not imported over: nothing is written.
+        for change in &record.changes {
+            vault.refuse_pending_under(&KeyPath::parse(&change.path)?)?;
+        }
         Ok(record.changes.len())
     })?;
     drop(progress);

@@ -532,3 +532,58 @@ fn doctor_reports_pending_rotations_and_credentials_past_their_max_age() {
             .ends_with("old, past its max age of 1 second(s)")
     );
 }
+
+#[test]
+fn a_pending_value_survives_rekey_and_blocks_an_import_over_it() {
+    let host = Host::new();
+    host.init_with_key_and_passphrase();
+    host.set("DB.PASSWORD", b"old-secret-4f1c");
+    host.set("OTHER", b"x");
+    host.run_in(
+        &[
+            "rotate",
+            "DB.PASSWORD",
+            "--stdin",
+            "--apply",
+            "true",
+            "--test",
+            "false",
+        ],
+        b"new-secret-9b2e",
+    )
+    .fails(10);
+    // The streaming rekey (canonical file), then the tree rekey (--keep).
+    host.run(&[
+        "rekey",
+        "--also-key-file",
+        host.key_file().to_str().unwrap(),
+    ])
+    .ok();
+    host.run(&[
+        "rekey",
+        "--keep",
+        "5",
+        "--also-key-file",
+        host.key_file().to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        host.run(&["get", "DB.PASSWORD", "--pending"]).ok().stdout,
+        b"new-secret-9b2e"
+    );
+    host.run(&["verify"]).ok();
+    // An import that would replace it is refused whole; others go on.
+    let file = host.private_file("import.yml", "OTHER: y\nDB:\n  PASSWORD: imported\n");
+    let before = host.vault_bytes();
+    let run = host.run(&["import", file.to_str().unwrap()]).fails(8);
+    assert!(
+        run.stderr
+            .contains("`DB.PASSWORD` has a pending rotation (version 2)"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(host.vault_bytes(), before);
+    host.run(&["rotate", "DB.PASSWORD", "--resume"]).ok();
+    assert_eq!(host.get("DB.PASSWORD"), b"new-secret-9b2e");
+    host.run(&["import", file.to_str().unwrap()]).ok();
+}

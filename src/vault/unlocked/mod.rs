@@ -205,6 +205,9 @@ impl UnlockedVault {
                 self.open_value(&path, sealed)?;
             }
         }
+        for (path_text, sealed) in &self.vault.header.rotation.pending {
+            self.open_value(&KeyPath::parse(path_text)?, sealed)?;
+        }
         self.audit_key()?;
         Ok(count)
     }
