@@ -30,6 +30,18 @@ struct Target {
     alternate: bool,
 }
 
+impl Target {
+    /// Where `--max-age` applies: the value itself, or with `--alternate`
+    /// the current password (whose time the swap renews).
+    fn policy_path(&self) -> Result<KeyPath, VaultError> {
+        if self.alternate {
+            Ok(alternate_paths(&self.base)?[1].clone())
+        } else {
+            Ok(self.base.clone())
+        }
+    }
+}
+
 /// The values a hook is given, read under the lock with the pending one.
 struct Values {
     new: SecretBytes,
@@ -147,7 +159,7 @@ fn finish(
             vec![target.base.clone()]
         };
         if let Some(seconds) = max_age {
-            vault.set_max_age(&target.base, seconds);
+            vault.set_max_age(&target.policy_path()?, seconds);
         }
         for path in &changed {
             record.changes.push(vault.audit_change(path, "rotate")?);
@@ -227,7 +239,7 @@ fn stage(
         };
         let version = vault.stage(&target.staged, &value)?;
         if let Some(seconds) = max_age {
-            vault.set_max_age(&target.base, seconds);
+            vault.set_max_age(&target.policy_path()?, seconds);
         }
         record
             .changes
