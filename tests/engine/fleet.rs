@@ -122,6 +122,12 @@ impl Fleet {
         for dir in ["secrets", "etc"] {
             let _ = std::fs::remove_dir_all(mounts.join(dir));
             std::fs::create_dir_all(mounts.join(dir)).unwrap();
+            // As runvault makes them (doctor checks).
+            std::fs::set_permissions(
+                mounts.join(dir),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .unwrap();
         }
         output(
             Command::new("docker")
@@ -174,6 +180,7 @@ impl Fleet {
         )
         .unwrap();
         std::fs::write(self.inventory(), text).unwrap();
+        std::fs::write(self.controller.path("ansible.cfg"), "[defaults]\n").unwrap();
     }
 
     /// Runs `docs/fleet/PLAYBOOK` at `-vvv --diff` with `extra` variables
@@ -197,7 +204,8 @@ impl Fleet {
             .env("ANSIBLE_LOCAL_TEMP", self.controller.path("ansible-tmp"))
             .env("ANSIBLE_RETRY_FILES_ENABLED", "false")
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_CONFIG", "/dev/null")
+            // Not the user's ~/.ansible.cfg.
+            .env("ANSIBLE_CONFIG", self.controller.path("ansible.cfg"))
             .args(["-vvv", "--diff", "-i"])
             .arg(self.inventory())
             .arg(docs.join(playbook));
@@ -565,14 +573,11 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
     let (vault, salt) = fleet.source();
     fleet.stage(
         3,
-        "/var/lib/runvault/stale",
+        "/tmp/stale",
         &[("vault.yml", &vault), ("vault.salt", &salt)],
     );
     fleet
-        .on(
-            3,
-            &["--identity", IDENTITY, "receive", "/var/lib/runvault/stale"],
-        )
+        .on(3, &["--identity", IDENTITY, "receive", "/tmp/stale"])
         .fails(4);
     assert_eq!(fleet.installed(3), installed);
 
@@ -600,19 +605,11 @@ fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_ident
     let installed = fleet.installed(1);
     fleet.stage(
         1,
-        "/var/lib/runvault/replay",
+        "/tmp/replay",
         &[("vault.yml", &old_vault), ("vault.salt", &old_salt)],
     );
     let replay = fleet
-        .on(
-            1,
-            &[
-                "--identity",
-                IDENTITY,
-                "receive",
-                "/var/lib/runvault/replay",
-            ],
-        )
+        .on(1, &["--identity", IDENTITY, "receive", "/tmp/replay"])
         .fails(9);
     assert!(
         replay.stderr.contains("generation"),
@@ -633,19 +630,11 @@ fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_ident
     tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
     fleet.stage(
         1,
-        "/var/lib/runvault/tampered",
+        "/tmp/tampered",
         &[("vault.yml", &tampered), ("vault.salt", &salt)],
     );
     fleet
-        .on(
-            1,
-            &[
-                "--identity",
-                IDENTITY,
-                "receive",
-                "/var/lib/runvault/tampered",
-            ],
-        )
+        .on(1, &["--identity", IDENTITY, "receive", "/tmp/tampered"])
         .fails(5);
     assert_eq!(fleet.installed(1), installed);
 
@@ -671,6 +660,24 @@ fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_ident
         &[&format!("runvault_source_dir={}", other.dir().display())],
     );
     assert_eq!(refused.code, 2, "{}", tail(&refused));
+    let vault_id = |vault: &[u8]| -> String {
+        let text = String::from_utf8_lossy(vault);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("vault_id:"))
+            .unwrap();
+        line.split('"').nth(1).unwrap().to_string()
+    };
+    for id in [
+        vault_id(&fleet.controller.vault_bytes()),
+        vault_id(&other.vault_bytes()),
+    ] {
+        assert!(
+            refused.out().contains(&id),
+            "the refusal names vault id {id}:\n{}",
+            tail(&refused)
+        );
+    }
     for (host, _, _, failed) in recap(&refused) {
         assert_eq!(failed, 1, "{host} did not refuse:\n{}", tail(&refused));
     }

@@ -61,9 +61,10 @@ class Connection(ConnectionBase):
         return done.returncode, done.stdout, done.stderr
 
     def _check_reached(self, done):
-        # A stopped or missing container is an unreachable host (as ssh's
-        # "connection refused" is), not a failed task.
-        if done.returncode != 0 and (b"is not running" in done.stderr or b"No such container" in done.stderr):
+        # A stopped, paused or missing container is an unreachable host (as
+        # ssh's "connection refused" is), not a failed task.
+        gone = (b"is not running", b"is paused", b"No such container")
+        if done.returncode != 0 and any(word in done.stderr for word in gone):
             raise AnsibleConnectionFailure(done.stderr.decode(errors="replace").strip())
 
     def put_file(self, in_path, out_path):
