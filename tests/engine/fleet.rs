@@ -554,6 +554,27 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
     );
     fleet.all_read(&[2], ROTATED, "fleet-rotated-Pw-2-Hq9w");
 
+    // Where a rotation's time goes (docs/benchmarks.md): a push with
+    // nothing new (Ansible's start, connections and modules; receive says
+    // `unchanged` after a full verification), one receive alone, and one
+    // `docker exec` alone.
+    let timed = |f: &dyn Fn()| {
+        let began = Instant::now();
+        f();
+        began.elapsed().as_secs_f64()
+    };
+    let push_nothing = timed(&|| {
+        fleet.playbook_ok("push.yml", &[]);
+    });
+    let receive_alone = timed(&|| {
+        fleet
+            .on(1, &["--identity", IDENTITY, "receive", STAGING])
+            .ok();
+    });
+    let exec_alone = timed(&|| {
+        fleet.sh(1, "true").ok();
+    });
+
     // Remove host 3: its slot goes, the data key is new, the others get
     // the vault and read everything; the new vault does not open with
     // host 3's identity (receive exits 4 there and installs nothing).
@@ -583,7 +604,9 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
 
     fleet.assert_no_plaintext();
     eprintln!(
-        "fleet of 3: bootstrap {:.1} s, one rotation pushed to all {:.1} s",
+        "fleet of 3: bootstrap {:.1} s; one rotation pushed to all {:.1} s; a push with \
+         nothing new {push_nothing:.1} s; one receive (unchanged, verified) {receive_alone:.3} s \
+         of which docker exec {exec_alone:.3} s",
         bootstrap.as_secs_f64(),
         rotate_time.as_secs_f64()
     );
