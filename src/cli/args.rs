@@ -66,6 +66,22 @@ pub struct GlobalArgs {
     /// Machine key file (from `runvault keygen`) used instead of a passphrase.
     #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// The host's identity (age identity file, or an unencrypted OpenSSH
+    /// ed25519 private key): opens the vault through its recipient slot.
+    /// With `keygen`: write a new identity there (FILE optional).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_IDENTITY",
+        value_name = "FILE",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub identity: Option<PathBuf>,
+    /// Allow a local change (set, rm, rekey, key ..., import, rollback) on
+    /// a host whose vault is managed elsewhere (see `runvault receive`).
+    #[arg(long, global = true)]
+    pub local: bool,
     /// Where this host keeps each vault's rollback high-water mark (outside
     /// DIR) [default: /var/lib/runvault for root, else
     /// $XDG_STATE_HOME/runvault or ~/.local/state/runvault].
@@ -114,6 +130,8 @@ pub struct Layout {
     pub read: Option<bool>,
     /// Its `key_file`: the key file's place when `--key-file` is not given.
     pub key_file: Option<PathBuf>,
+    /// Its `identity_file`: the host's identity when `--identity` names none.
+    pub identity_file: Option<PathBuf>,
     /// Its `bin_dir`, even where `--bin-dir` overrides it: `configure`
     /// replaces a mount of that earlier binary directory.
     pub bin_dir: Option<PathBuf>,
@@ -504,6 +522,9 @@ pub struct KeygenArgs {
     /// Where to write the key.
     #[arg(default_value = crate::core::layout::DEFAULT_KEY_FILE)]
     pub file: PathBuf,
+    /// Print the recipient (public key) of this identity file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    pub recipient: Option<PathBuf>,
 }
 
 // `runvault key`.
@@ -545,6 +566,9 @@ pub enum KeyCommand {
     Remove {
         /// Slot id (see `key list`).
         slot: u32,
+        /// Print JSON (for a recipient slot: the paths to rotate).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -565,5 +589,13 @@ pub enum KeyAddKind {
     Keyfile {
         /// The key file (from `runvault keygen`).
         file: PathBuf,
+    },
+    /// A slot sealed to a host's public key (age1... or ssh-ed25519 AAAA...).
+    Recipient {
+        /// The recipient, as `runvault keygen --recipient` prints it.
+        recipient: String,
+        /// A note naming the host, shown by `key list`.
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
     },
 }

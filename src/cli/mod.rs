@@ -7,13 +7,15 @@
 //! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
 //! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
-//! file per group of commands, none using another; this module, which
+//! file per group of commands (`fleet_cmds`: identities and `receive`),
+//! none using another; this module, which
 //! parses and dispatches.
 
 mod args;
 mod context;
 mod defaults;
 mod doctor_cmds;
+mod fleet_cmds;
 mod input;
 mod jobs_cmds;
 mod kdf_args;
@@ -118,6 +120,9 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Verify(args) => vault_cmds::verify(&global, &args),
         Command::Import(args) => vault_cmds::import(&global, &args),
         Command::Export(args) => vault_cmds::export(&global, &args),
+        Command::Keygen(args) if fleet_cmds::is_identity_keygen(&global, &args) => {
+            fleet_cmds::keygen(&global, &args)
+        }
         Command::Keygen(args) => vault_cmds::keygen(&global, &args),
         Command::Key(args) => vault_cmds::key(&global, args),
         Command::Exec(args) => jobs_cmds::exec(&global, args),

@@ -228,6 +228,27 @@ pub enum VaultError {
         /// The key file.
         path: PathBuf,
     },
+    /// An identity file that is not an age identity or an unencrypted
+    /// OpenSSH ed25519 key (the message never quotes the file).
+    #[error(
+        "`{}` is not an identity runvault can use: {reason}; create one with \
+         `runvault keygen --identity FILE`",
+        .path.display()
+    )]
+    BadIdentity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A recipient (public key) that cannot be used.
+    #[error("`{recipient}` is not a recipient: {reason}")]
+    BadRecipient {
+        /// The text given (public; cut to 100 characters).
+        recipient: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A slot id that does not exist.
     #[error("no key slot with id {id}; see `runvault key list`")]
     NoSuchSlot {
@@ -296,6 +317,7 @@ impl ExitStatus for VaultError {
             VaultError::Path(_)
             | VaultError::Usage(_)
             | VaultError::NotAValue { .. }
+            | VaultError::BadRecipient { .. }
             | VaultError::SlotsNotOpened { .. } => exit::USAGE,
             VaultError::NotFound { .. } | VaultError::NoSuchVersion { .. } => exit::NOT_FOUND,
             VaultError::VersionConflict { .. } => exit::CONFLICT,
@@ -317,6 +339,7 @@ impl ExitStatus for VaultError {
             | VaultError::Plain { .. }
             | VaultError::BadYaml { .. }
             | VaultError::BadKeyFile { .. }
+            | VaultError::BadIdentity { .. }
             | VaultError::BadMark { .. }
             | VaultError::NoSuchSlot { .. }
             | VaultError::LastSlot { .. }

@@ -54,12 +54,13 @@ pub use keys::rotation::{RekeyPlan, RekeyReport};
 pub use unlocked::{UnlockedVault, VersionInfo};
 // Secrets, paths and values.
 pub use crypto::{KdfOverride, KdfParams};
+pub use keys::identity::{Identity, canonical_recipient, create_identity_file, read_identity_file};
 pub use keys::slots::{Credential, create_key_file, kdf_runs, read_key_file};
 pub use path::KeyPath;
 pub use salt::Salt;
 pub use value::{Plain, ScalarKind, typed_from_input};
 // The file, for the doctor and `key list`.
-pub use format::{DEFAULT_KEEP, Header, SlotKind, VaultFile, classify};
+pub use format::{DEFAULT_KEEP, Header, RecipientSlot, SlotKind, VaultFile, classify};
 // Read-only commands: a few values, a whole prefix, an import file.
 pub use export::{Format as RenderFormat, export, render_vault};
 pub use plaintext::read_plain_yaml;
