@@ -805,3 +805,30 @@ fn long_sigkill_during_receive_leaves_the_old_or_the_new_vault() {
     );
     assert!(killed_mid >= 6, "many kills must land mid-command");
 }
+
+#[test]
+fn receive_refreshes_the_hosts_views_as_set_does() {
+    if !crate::support::require_root("receive_refreshes_the_hosts_views_as_set_does") {
+        return;
+    }
+    let fleet = Fleet::new();
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    let _ram = crate::support::Tmpfs::mount(&fleet.host.path("run"), "size=4m,mode=0755");
+    let view = fleet.host.path("run/view");
+    with_identity(
+        &fleet.host,
+        &fleet.identity,
+        &["view", "add", view.to_str().unwrap()],
+    )
+    .ok();
+    let plain = || std::fs::read_to_string(view.join("vault.yml")).unwrap();
+    assert!(plain().contains("snow-secret-1"), "{}", plain());
+    fleet
+        .admin
+        .set("SNOWFLAKE.PASSWORD", b"snow-secret-rotated");
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    assert!(plain().contains("snow-secret-rotated"), "{}", plain());
+    assert!(!plain().contains("snow-secret-1"));
+}

@@ -179,7 +179,10 @@ impl VaultDir {
             })?;
         }
         self.record_managed(&shipped, options, false);
-        self.after_commit(&shipped.vault, &shipped.salt, generation);
+        // Still under the lock, so views are refreshed in commit order.
+        if self.after_commit_wanted() {
+            self.after_commit(&shipped.vault, &shipped.salt, generation);
+        }
         Ok(Received::Installed {
             generation,
             previous,
