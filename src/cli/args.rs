@@ -23,7 +23,8 @@ Exit codes:
   5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
   6  vault busy (the writers' lock was not acquired within --wait)
   7  Docker engine unreachable
-  8  check-and-set conflict (the path has moved on)";
+  8  check-and-set conflict (the path has moved on)
+  9  replay: a received vault is not newer than the installed one";
 
 /// `--version`: the release and the vault format it reads and writes.
 const VERSION: &str = concat!(
@@ -203,6 +204,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Write a new random machine key file (0400), refusing to overwrite.
     Keygen(KeygenArgs),
+    /// Install a vault shipped to STAGING_DIR (vault.yml + vault.salt) once it verifies.
+    Receive(ReceiveArgs),
     /// Manage key slots: list, add, passwd, remove.
     Key(KeyArgs),
     /// Run a command with DATAOPS_VAULT(PATH) references in its environment resolved.
@@ -525,6 +528,19 @@ pub struct KeygenArgs {
     /// Print the recipient (public key) of this identity file instead.
     #[arg(long, value_name = "FILE", conflicts_with = "file")]
     pub recipient: Option<PathBuf>,
+}
+
+// `runvault receive`.
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The directory holding the shipped vault.yml and vault.salt.
+    pub staging_dir: PathBuf,
+    /// Install a vault with another vault_id than the installed one.
+    #[arg(long)]
+    pub replace_vault: bool,
+    /// Where the vault is managed (e.g. ansible:prod@controller), named when a local change is refused.
+    #[arg(long, value_name = "TEXT")]
+    pub source: Option<String>,
 }
 
 // `runvault key`.

@@ -85,6 +85,66 @@ pub enum VaultError {
         /// The mark file.
         path: PathBuf,
     },
+    /// A managed-host record that cannot be read as one.
+    #[error(
+        "managed-host record `{}` is not a runvault record (edited or corrupt); check who changed \
+         it, then remove it or run `runvault receive` again",
+        .path.display()
+    )]
+    BadManaged {
+        /// The record file.
+        path: PathBuf,
+    },
+    /// `receive`: the shipped vault is not newer than what this host has
+    /// (exit 9): a replay of an old file, or a stale copy.
+    #[error(
+        "refusing to install generation {incoming} from `{}`: {what} is at generation {current}; \
+         an older or equal generation is a replay (ship the current source vault)",
+        .staged.display()
+    )]
+    Replay {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// Its generation.
+        incoming: u64,
+        /// What it was compared with ("the installed vault `…`" or "this
+        /// host's high-water mark `…`").
+        what: String,
+        /// That one's generation.
+        current: u64,
+    },
+    /// `receive`: the shipped vault is another vault (exit 5).
+    #[error(
+        "refusing to install `{}`: it is vault {incoming}, but `{}` holds vault {installed}; \
+         pass --replace-vault if this host moves to the other vault",
+        .staged.display(),
+        .installed_path.display()
+    )]
+    OtherVault {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// Its vault id (hex).
+        incoming: String,
+        /// The installed `vault.yml`.
+        installed_path: PathBuf,
+        /// Its vault id (hex).
+        installed: String,
+    },
+    /// `receive`: the same generation with other bytes (exit 5).
+    #[error(
+        "refusing to install `{}`: it is generation {generation}, as `{}` is, but the files \
+         differ; two vaults with one generation mean one was not made by the source",
+        .staged.display(),
+        .installed_path.display()
+    )]
+    GenerationDiffers {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// The installed `vault.yml`.
+        installed_path: PathBuf,
+        /// The generation both claim.
+        generation: u64,
+    },
     /// The vault file is corrupt or not a runvault vault (exit 5).
     #[error("`{path}` is corrupt: {source}")]
     Corrupt {
@@ -331,7 +391,10 @@ impl ExitStatus for VaultError {
             | VaultError::MacMismatch { .. }
             | VaultError::ValueTampered { .. }
             | VaultError::Replaced { .. }
-            | VaultError::RolledBack { .. } => exit::INTEGRITY,
+            | VaultError::RolledBack { .. }
+            | VaultError::OtherVault { .. }
+            | VaultError::GenerationDiffers { .. } => exit::INTEGRITY,
+            VaultError::Replay { .. } => exit::REPLAY,
             VaultError::Place(_)
             | VaultError::NoVault { .. }
             | VaultError::Plaintext { .. }
@@ -341,6 +404,7 @@ impl ExitStatus for VaultError {
             | VaultError::BadKeyFile { .. }
             | VaultError::BadIdentity { .. }
             | VaultError::BadMark { .. }
+            | VaultError::BadManaged { .. }
             | VaultError::NoSuchSlot { .. }
             | VaultError::LastSlot { .. }
             | VaultError::NotPassphraseSlot { .. }

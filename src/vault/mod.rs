@@ -17,7 +17,7 @@
 //! 5. the directory, read-only: `dir` ([`ReadOnlyDir`]);
 //! 6. the streaming passes: `stream` (`select`, `splice`, `rekey`);
 //! 7. the dispatchers: `read`, `export` (stream first, tree as fallback);
-//! 8. the writer: `store` ([`VaultDir`]: lock, commit protocol).
+//! 8. the writer: `store` ([`VaultDir`]: lock, commit protocol, `receive`).
 //!
 //! `testing` (hidden) opens the internals to the integration tests, the
 //! benchmark and the fuzz targets, and to nothing in `src/`.
@@ -48,7 +48,10 @@ mod yaml_error;
 
 // The directory: read-only for readers, with the lock and commits for writers.
 pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
-pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
+pub use mark::Managed;
+pub use store::{
+    AfterCommit, CommitHook, InitOutcome, ReceiveOptions, Received, RekeyOptions, VaultDir,
+};
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};
 pub use unlocked::{UnlockedVault, VersionInfo};

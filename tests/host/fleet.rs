@@ -361,3 +361,474 @@ fn a_recipient_slot_decrypts_with_debian_age_to_the_data_key() {
     let mac = compute_mac(&subkeys.mac, &vault.header, &vault.secrets, &vault.history);
     assert_eq!(mac, vault.header.mac);
 }
+
+/// An admin's source vault (`admin_host`) with a recipient slot for a
+/// second host, which has its own identity, secrets and state directory.
+struct Fleet {
+    admin: Host,
+    host: Host,
+    identity: PathBuf,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let admin = admin_host();
+        let host = Host::new();
+        let (identity, recipient) = new_identity(&host, "host");
+        admin
+            .run(&["key", "add", "recipient", &recipient, "--label", "runner-1"])
+            .ok();
+        Fleet {
+            admin,
+            host,
+            identity,
+        }
+    }
+
+    /// Copies the admin's vault.yml and vault.salt to the host's staging
+    /// directory, as Ansible ships them; returns that directory.
+    fn ship(&self) -> PathBuf {
+        let staging = self.host.path("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        for name in ["vault.yml", "vault.salt"] {
+            std::fs::copy(self.admin.dir().join(name), staging.join(name)).unwrap();
+        }
+        staging
+    }
+
+    /// `receive` of the staging directory on the host, with its identity.
+    fn receive(&self, extra: &[&str]) -> crate::support::Run {
+        let mut cmd = self.host.command();
+        cmd.arg("--identity")
+            .arg(&self.identity)
+            .arg("receive")
+            .arg(self.host.path("staging"))
+            .args(extra);
+        cmd.run()
+    }
+
+    fn host_get(&self, path: &str) -> Vec<u8> {
+        with_identity(&self.host, &self.identity, &["get", path])
+            .ok()
+            .stdout
+    }
+
+    fn generation(host: &Host) -> u64 {
+        let text = String::from_utf8(host.vault_bytes()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  generation: "))
+            .unwrap();
+        line["  generation: ".len()..].parse().unwrap()
+    }
+}
+
+/// Every file of the host's secrets and state directories with its bytes,
+/// mode and modification time (a refused receive changes none of them).
+fn files_with_times(host: &Host) -> Vec<(PathBuf, Vec<u8>, u32, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    for dir in [host.dir(), host.state_dir()] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+            files.push((
+                path.clone(),
+                std::fs::read(&path).unwrap(),
+                mode(&path),
+                modified,
+            ));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn receive_installs_a_verified_vault_and_a_rerun_is_unchanged() {
+    let fleet = Fleet::new();
+    fleet.ship();
+    let generation = Fleet::generation(&fleet.admin);
+    let run = fleet.receive(&["--source", "ansible:prod@controller"]).ok();
+    assert_eq!(run.out(), format!("installed generation {generation}\n"));
+    assert_eq!(fleet.host.vault_bytes(), fleet.admin.vault_bytes());
+    assert_eq!(
+        std::fs::read(fleet.host.salt_file()).unwrap(),
+        std::fs::read(fleet.admin.salt_file()).unwrap()
+    );
+    assert_eq!(mode(&fleet.host.vault_file()), 0o600);
+    assert_eq!(fleet.host_get("SNOWFLAKE.PASSWORD"), b"snow-secret-1");
+    // The audit line: the generation, the vault id, the file's SHA-256.
+    let audit = std::fs::read_to_string(fleet.host.dir().join("audit.log")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(line["command"], "receive");
+    assert_eq!(line["generation_after"], generation);
+    use sha2::Digest;
+    let sha = sha2::Sha256::digest(fleet.admin.vault_bytes());
+    let sha: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let detail = line["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&format!("received generation {generation} of vault ")));
+    assert!(detail.contains(&format!("sha256 {sha}")), "{detail}");
+    assert!(
+        detail.ends_with("; source ansible:prod@controller"),
+        "{detail}"
+    );
+    assert!(!audit.contains("snow-secret") && !audit.contains("glpat"));
+    // Run again: nothing changes.
+    let before = files_with_times(&fleet.host);
+    let run = fleet.receive(&[]).ok();
+    assert_eq!(run.out(), format!("unchanged: generation {generation}\n"));
+    assert_eq!(files_with_times(&fleet.host), before);
+    // A rotation at the source reaches the host with the next push.
+    fleet
+        .admin
+        .set("SNOWFLAKE.PASSWORD", b"snow-secret-rotated");
+    fleet.ship();
+    let run = fleet.receive(&[]).ok();
+    assert_eq!(
+        run.out(),
+        format!("installed generation {}\n", generation + 1)
+    );
+    assert_eq!(fleet.host_get("SNOWFLAKE.PASSWORD"), b"snow-secret-rotated");
+    // So does a rekey with a new salt (the two-file install).
+    fleet.admin.run(&["rekey", "--new-salt"]).ok();
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    assert_eq!(fleet.host_get("GITLAB.TOKEN"), b"glpat-secret-2");
+    assert!(!fleet.host.dir().join("vault.salt.next").exists());
+}
+
+#[test]
+fn receive_refuses_what_does_not_open_verify_or_move_forward_and_changes_nothing() {
+    let fleet = Fleet::new();
+    fleet.ship();
+    let old_vault = fleet.admin.vault_bytes();
+    let old_salt = std::fs::read(fleet.admin.salt_file()).unwrap();
+    fleet.receive(&[]).ok();
+    fleet.admin.set("GITLAB.TOKEN", b"glpat-rotated");
+    let staging = fleet.ship();
+    fleet.receive(&[]).ok();
+    let installed = Fleet::generation(&fleet.host);
+    let before = files_with_times(&fleet.host);
+    let unchanged = |run: crate::support::Run| {
+        assert!(run.stdout.is_empty(), "{}", run.describe());
+        assert_eq!(files_with_times(&fleet.host), before, "{}", run.describe());
+        run
+    };
+
+    // Exit 9: an older generation (a replay of a revoked credential).
+    std::fs::write(staging.join("vault.yml"), &old_vault).unwrap();
+    std::fs::write(staging.join("vault.salt"), &old_salt).unwrap();
+    let run = unchanged(fleet.receive(&[]).fails(9));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: refusing to install generation {} from `{}`: the installed vault \
+             `{}` is at generation {installed}; an older or equal generation is a replay (ship \
+             the current source vault)\n",
+            installed - 1,
+            staging.join("vault.yml").display(),
+            fleet.host.vault_file().display()
+        )
+    );
+
+    // Exit 5: one changed byte in a value (the MAC no longer matches).
+    fleet.ship();
+    let shipped = String::from_utf8(fleet.admin.vault_bytes()).unwrap();
+    let at = shipped.find("GITLAB:").unwrap();
+    let value_at = at + shipped[at..].find("rv1:").unwrap() + 20;
+    let mut tampered = shipped.clone().into_bytes();
+    tampered[value_at] = if tampered[value_at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    std::fs::write(staging.join("vault.yml"), &tampered).unwrap();
+    let run = unchanged(fleet.receive(&[]).fails(5));
+    assert!(
+        run.stderr.starts_with(&format!(
+            "runvault: error: `{}` failed authentication: the file was modified outside runvault",
+            staging.join("vault.yml").display()
+        )),
+        "{}",
+        run.stderr
+    );
+
+    // Exit 5: the same generation with other bytes.
+    let mut other = shipped.clone();
+    other.push_str("# a comment\n");
+    std::fs::write(staging.join("vault.yml"), other).unwrap();
+    let run = unchanged(fleet.receive(&[]).fails(5));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: refusing to install `{}`: it is generation {installed}, as `{}` is, \
+             but the files differ; two vaults with one generation mean one was not made by the \
+             source\n",
+            staging.join("vault.yml").display(),
+            fleet.host.vault_file().display()
+        )
+    );
+
+    // Exit 4: a vault with no slot for this host.
+    let stranger = admin_host();
+    for name in ["vault.yml", "vault.salt"] {
+        std::fs::copy(stranger.dir().join(name), staging.join(name)).unwrap();
+    }
+    let run = unchanged(fleet.receive(&[]).fails(4));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "runvault: error: `{}` has no recipient slot; unlock with another secret or add one \
+             with `runvault key add`\n",
+            staging.join("vault.yml").display()
+        )
+    );
+
+    // Exit 5: another vault (another vault_id), even one this host opens.
+    let recipient = runvault_recipient(&fleet);
+    stranger.run(&["key", "add", "recipient", &recipient]).ok();
+    for name in ["vault.yml", "vault.salt"] {
+        std::fs::copy(stranger.dir().join(name), staging.join(name)).unwrap();
+    }
+    let run = unchanged(fleet.receive(&[]).fails(5));
+    assert!(
+        run.stderr.starts_with(&format!(
+            "runvault: error: refusing to install `{}`: it is vault ",
+            staging.join("vault.yml").display()
+        )) && run
+            .stderr
+            .contains("pass --replace-vault if this host moves to the other vault"),
+        "{}",
+        run.stderr
+    );
+    // With --replace-vault it is installed.
+    let run = fleet.receive(&["--replace-vault"]).ok();
+    assert_eq!(
+        run.out(),
+        format!("installed generation {}\n", Fleet::generation(&stranger))
+    );
+    assert_eq!(fleet.host_get("GITLAB.TOKEN"), b"glpat-secret-2");
+    // Moving back to the first vault: its mark on this host still
+    // remembers generation {installed}: not above it is a replay.
+    fleet.ship();
+    let run = fleet.receive(&["--replace-vault"]).fails(9);
+    assert!(
+        run.stderr
+            .contains(&format!("refusing to install generation {installed} from"))
+            && run.stderr.contains("this host's high-water mark `"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The recipient of the fleet host's identity.
+fn runvault_recipient(fleet: &Fleet) -> String {
+    fleet
+        .host
+        .bare_command()
+        .args(["keygen", "--recipient"])
+        .arg(&fleet.identity)
+        .ok()
+        .out()
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn a_rolled_back_secrets_dir_is_reported_by_doctor_and_refused_by_receive() {
+    let fleet = Fleet::new();
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    let old = fleet.host.vault_bytes();
+    fleet.admin.set("GITLAB.TOKEN", b"glpat-rotated");
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    // Someone with write access to the secrets directory puts the old one back.
+    std::fs::write(fleet.host.vault_file(), &old).unwrap();
+    let doctor = fleet
+        .host
+        .command()
+        .arg("--identity")
+        .arg(&fleet.identity)
+        .args(["doctor", "--json"])
+        .fails(1);
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(crate::support::status_of(&report, "vault.rollback"), "fail");
+    // The next push is refused until an admin looks (exit 5, both generations).
+    fleet.admin.set("GITLAB.TOKEN", b"glpat-rotated-again");
+    fleet.ship();
+    let before = files_with_times(&fleet.host);
+    let run = fleet.receive(&[]).fails(5);
+    assert!(
+        run.stderr.contains("generation") && run.stderr.contains("accept-rollback"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(files_with_times(&fleet.host), before);
+}
+
+#[test]
+fn a_managed_host_refuses_local_changes_unless_local() {
+    let fleet = Fleet::new();
+    fleet.ship();
+    fleet
+        .receive(&["--source", "ansible:prod-group@controller"])
+        .ok();
+    let generation = Fleet::generation(&fleet.host);
+    let expected = format!(
+        "runvault: error: `{}` is managed: it receives its vault from \
+         ansible:prod-group@controller (last generation {generation}), and the next `runvault \
+         receive` would replace a local change; make the change there, or pass --local if you \
+         mean to change this host alone\n",
+        fleet.host.dir().display()
+    );
+    let import = fleet.host.private_file("import.yml", "NEW: value\n");
+    let import = import.to_str().unwrap();
+    let before = files_with_times(&fleet.host);
+    // No secret is given: the refusal comes before any prompt or KDF.
+    for args in [
+        &["set", "GITLAB.TOKEN", "--stdin"][..],
+        &["rm", "GITLAB.TOKEN"],
+        &["rekey"],
+        &[
+            "key",
+            "add",
+            "recipient",
+            "age1q0xmw0wfqtjwfhhrpwnfmtsmy0npvxzam25mhrxpp65saddfm40que9yyj",
+        ],
+        &["key", "remove", "2"],
+        &["import", import],
+        &["rollback", "GITLAB.TOKEN", "--version", "1"],
+    ] {
+        let run = fleet.host.command().args(args).fails(1);
+        assert_eq!(run.stderr, expected, "{args:?}");
+    }
+    assert_eq!(files_with_times(&fleet.host), before);
+    // Reading is not a change.
+    with_identity(&fleet.host, &fleet.identity, &["key", "list"]).ok();
+    // --local: the admin means it.
+    fleet
+        .host
+        .command()
+        .arg("--identity")
+        .arg(&fleet.identity)
+        .args(["--local", "set", "LOCAL.ONLY", "--stdin"])
+        .run_in(b"here")
+        .ok();
+    assert_eq!(fleet.host_get("LOCAL.ONLY"), b"here");
+}
+
+#[test]
+fn long_sigkill_during_receive_leaves_the_old_or_the_new_vault() {
+    use std::fmt::Write as _;
+    use std::process::Stdio;
+    use std::time::Instant;
+    let fleet = Fleet::new();
+    let mut yaml = String::new();
+    for i in 0..2000 {
+        let _ = writeln!(
+            yaml,
+            "SERVICE_{i}:\n  PASSWORD: password-{i}-abcdefghijklmnop"
+        );
+    }
+    let file = fleet.admin.private_file("big.yml", &yaml);
+    fleet.admin.run(&["import", file.to_str().unwrap()]).ok();
+    fleet.ship();
+    let timed = Instant::now();
+    fleet.receive(&[]).ok();
+    let receive_time = timed.elapsed();
+    let mut current = b"password-1-abcdefghijklmnop".to_vec();
+    let (mut killed_mid, mut finished) = (0, 0);
+    let mut seed = 0x2545_f491_u64;
+    for round in 1..=24 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let value = format!("v{round}").into_bytes();
+        fleet.admin.set("SERVICE_1.PASSWORD", &value);
+        // Every third round the source changes its salt too: the host
+        // installs both files with the two-file protocol.
+        if round % 3 == 0 {
+            fleet.admin.run(&["rekey", "--new-salt"]).ok();
+        }
+        fleet.ship();
+        let mut child = fleet
+            .host
+            .command()
+            .arg("--identity")
+            .arg(&fleet.identity)
+            .arg("receive")
+            .arg(fleet.host.path("staging"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // From the start to well past a whole receive: some kills miss.
+        std::thread::sleep(receive_time.mul_f64((seed % 1000) as f64 / 600.0));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success() || status.code().is_none(),
+            "round {round}: exited with {status} before the kill"
+        );
+        if status.success() {
+            finished += 1;
+        } else {
+            killed_mid += 1;
+        }
+        with_identity(&fleet.host, &fleet.identity, &["verify"]).ok();
+        let now = fleet.host_get("SERVICE_1.PASSWORD");
+        assert!(
+            now == current || now == value,
+            "round {round}: old or new, got {}",
+            String::from_utf8_lossy(&now)
+        );
+        // Whatever the kill left, the next receive installs the shipped vault.
+        let run = fleet.receive(&[]).ok();
+        assert!(
+            run.out().starts_with("installed generation") || run.out().starts_with("unchanged"),
+            "{}",
+            run.out()
+        );
+        assert_eq!(fleet.host_get("SERVICE_1.PASSWORD"), value);
+        current = value;
+    }
+    let stray: Vec<String> = (fleet.host.dir_listing().into_iter())
+        .filter(|n| n.ends_with(".rvtmp") || n.ends_with(".next"))
+        .collect();
+    assert!(stray.is_empty(), "stray files: {stray:?}");
+    eprintln!(
+        "24 rounds: {killed_mid} killed mid-receive, {finished} finished first (one receive takes {receive_time:?})"
+    );
+    assert!(killed_mid >= 6, "many kills must land mid-command");
+}
+
+#[test]
+fn receive_refreshes_the_hosts_views_as_set_does() {
+    if !crate::support::require_root("receive_refreshes_the_hosts_views_as_set_does") {
+        return;
+    }
+    let fleet = Fleet::new();
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    let _ram = crate::support::Tmpfs::mount(&fleet.host.path("run"), "size=4m,mode=0755");
+    let view = fleet.host.path("run/view");
+    with_identity(
+        &fleet.host,
+        &fleet.identity,
+        &["view", "add", view.to_str().unwrap()],
+    )
+    .ok();
+    let plain = || std::fs::read_to_string(view.join("vault.yml")).unwrap();
+    assert!(plain().contains("snow-secret-1"), "{}", plain());
+    fleet
+        .admin
+        .set("SNOWFLAKE.PASSWORD", b"snow-secret-rotated");
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    assert!(plain().contains("snow-secret-rotated"), "{}", plain());
+    assert!(!plain().contains("snow-secret-1"));
+}
