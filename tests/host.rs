@@ -18,6 +18,7 @@ pub mod support;
 mod host {
     mod docs;
     mod doctor;
+    mod fleet;
     mod harden;
     mod help;
     mod jobs_exec;

@@ -24,6 +24,7 @@ Exit codes:
   6  vault busy (the writers' lock was not acquired within --wait)
   7  Docker engine unreachable
   8  check-and-set conflict (the path has moved on, or a rotation is pending)
+  9  replay: a received vault is not newer than the installed one
  10  rotation hook failed (--apply, --test or --revert; see the message)";
 
 /// `--version`: the release and the vault format it reads and writes.
@@ -67,6 +68,22 @@ pub struct GlobalArgs {
     /// Machine key file (from `runvault keygen`) used instead of a passphrase.
     #[arg(long, global = true, env = "RUNVAULT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// The host's identity (age identity file, or an unencrypted OpenSSH
+    /// ed25519 private key): opens the vault through its recipient slot.
+    /// With `keygen`: write a new identity there (FILE optional).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNVAULT_IDENTITY",
+        value_name = "FILE",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub identity: Option<PathBuf>,
+    /// Allow a local change (set, rm, rekey, key ..., import, rollback) on
+    /// a host whose vault is managed elsewhere (see `runvault receive`).
+    #[arg(long, global = true)]
+    pub local: bool,
     /// Where this host keeps each vault's rollback high-water mark (outside
     /// DIR) [default: /var/lib/runvault for root, else
     /// $XDG_STATE_HOME/runvault or ~/.local/state/runvault].
@@ -115,6 +132,8 @@ pub struct Layout {
     pub read: Option<bool>,
     /// Its `key_file`: the key file's place when `--key-file` is not given.
     pub key_file: Option<PathBuf>,
+    /// Its `identity_file`: the host's identity when `--identity` names none.
+    pub identity_file: Option<PathBuf>,
     /// Its `bin_dir`, even where `--bin-dir` overrides it: `configure`
     /// replaces a mount of that earlier binary directory.
     pub bin_dir: Option<PathBuf>,
@@ -186,6 +205,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Write a new random machine key file (0400), refusing to overwrite.
     Keygen(KeygenArgs),
+    /// Install a vault shipped to STAGING_DIR (vault.yml + vault.salt) once it verifies.
+    Receive(ReceiveArgs),
     /// Manage key slots: list, add, passwd, remove.
     Key(KeyArgs),
     /// Run a command with DATAOPS_VAULT(PATH) references in its environment resolved.
@@ -516,6 +537,22 @@ pub struct KeygenArgs {
     /// Where to write the key.
     #[arg(default_value = crate::core::layout::DEFAULT_KEY_FILE)]
     pub file: PathBuf,
+    /// Print the recipient (public key) of this identity file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    pub recipient: Option<PathBuf>,
+}
+
+// `runvault receive`.
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The directory holding the shipped vault.yml and vault.salt.
+    pub staging_dir: PathBuf,
+    /// Install a vault with another vault_id than the installed one.
+    #[arg(long)]
+    pub replace_vault: bool,
+    /// Where the vault is managed (e.g. ansible:prod@controller), named when a local change is refused.
+    #[arg(long, value_name = "TEXT")]
+    pub source: Option<String>,
 }
 
 // `runvault key`.
@@ -557,6 +594,9 @@ pub enum KeyCommand {
     Remove {
         /// Slot id (see `key list`).
         slot: u32,
+        /// Print JSON (for a recipient slot: the paths to rotate).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -577,6 +617,14 @@ pub enum KeyAddKind {
     Keyfile {
         /// The key file (from `runvault keygen`).
         file: PathBuf,
+    },
+    /// A slot sealed to a host's public key (age1... or ssh-ed25519 AAAA...).
+    Recipient {
+        /// The recipient, as `runvault keygen --recipient` prints it.
+        recipient: String,
+        /// A note naming the host, shown by `key list`.
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
     },
 }
 

@@ -37,6 +37,10 @@ const IDS: [&str; 10] = [
     "file",
 ];
 
+/// In [`Layout::given`] when `--identity` was given on the command line
+/// (not only through `RUNVAULT_IDENTITY`).
+pub const IDENTITY_FLAG: &str = "identity flag";
+
 /// The options of [`IDS`] given by flag or environment in `matches` (at
 /// any level of subcommands), `command` being the command tree that
 /// parsed them (clap answers only for the options a level defines).
@@ -56,6 +60,16 @@ pub fn given(command: &clap::Command, matches: &ArgMatches) -> Vec<&'static str>
                 given.push(id);
             }
         }
+        // `keygen --identity` means "write an identity": the flag, not
+        // the environment variable that names one to open with.
+        if command
+            .get_arguments()
+            .any(|arg| arg.get_id() == "identity")
+            && matches.value_source("identity") == Some(ValueSource::CommandLine)
+            && !given.contains(&IDENTITY_FLAG)
+        {
+            given.push(IDENTITY_FLAG);
+        }
         level = matches
             .subcommand()
             .and_then(|(name, sub)| Some((command.find_subcommand(name)?, sub)));
@@ -71,6 +85,7 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
         named: cli.global.config.is_some(),
         read: None,
         key_file: None,
+        identity_file: None,
         bin_dir: None,
         views_file: None,
         given,
@@ -106,6 +121,7 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
         return Ok(());
     };
     layout.key_file.clone_from(&host.key_file);
+    layout.identity_file.clone_from(&host.identity_file);
     layout.bin_dir.clone_from(&host.bin_dir);
     layout.views_file.clone_from(&host.views_file);
     let global = &mut cli.global;

@@ -10,13 +10,18 @@ use crate::cli::kdf_args::KdfArgs;
 use crate::core::fs::{Bounded, Limit, read_private};
 use crate::core::secret::SecretBytes;
 use crate::vault::VaultError;
-use crate::vault::{Credential, KdfOverride, KdfParams, SALT_FILE, VAULT_FILE, read_key_file};
+use crate::vault::{
+    Credential, KdfOverride, KdfParams, SALT_FILE, VAULT_FILE, read_identity_file, read_key_file,
+};
 
 /// The credential that opens the vault: the key file when given, else the
-/// passphrase (file, else prompt).
+/// identity, else the passphrase (file, else prompt).
 pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> {
     if let Some(key_file) = &global.key_file {
         return Ok(Credential::KeyFile(read_key_file(key_file)?));
+    }
+    if let Some(identity) = identity_file(global)? {
+        return Ok(Credential::Identity(read_identity_file(identity)?));
     }
     let passphrase = match &global.passphrase_file {
         Some(file) => read_passphrase_file(file)?,
@@ -29,6 +34,17 @@ pub fn unlock_credential(global: &GlobalArgs) -> Result<Credential, VaultError> 
         }
     };
     Ok(Credential::Passphrase(passphrase, KdfParams::DEFAULT))
+}
+
+/// The identity file `--identity` (or `RUNVAULT_IDENTITY`) names, if any;
+/// the flag without a file is for `keygen --identity` only.
+pub fn identity_file(global: &GlobalArgs) -> Result<Option<&Path>, VaultError> {
+    match global.identity.as_deref() {
+        Some(path) if path.as_os_str().is_empty() => Err(VaultError::Usage(
+            "--identity needs a FILE (only `keygen --identity` takes none)".into(),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Refuses a directory with no vault before the passphrase is asked for
@@ -54,6 +70,9 @@ pub fn all_credentials(global: &GlobalArgs) -> Result<Vec<Credential>, VaultErro
     let mut credentials = Vec::new();
     if let Some(key_file) = &global.key_file {
         credentials.push(Credential::KeyFile(read_key_file(key_file)?));
+    }
+    if let Some(identity) = identity_file(global)? {
+        credentials.push(Credential::Identity(read_identity_file(identity)?));
     }
     if let Some(file) = &global.passphrase_file {
         credentials.push(passphrase_from_file(file)?);

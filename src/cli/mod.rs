@@ -7,13 +7,15 @@
 //! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
 //! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
-//! file per group of commands, none using another; this module, which
+//! file per group of commands (`fleet_cmds`: identities and `receive`),
+//! none using another; this module, which
 //! parses and dispatches.
 
 mod args;
 mod context;
 mod defaults;
 mod doctor_cmds;
+mod fleet_cmds;
 mod input;
 mod jobs_cmds;
 mod kdf_args;
@@ -108,8 +110,26 @@ fn write_clap(out: &mut dyn Write, err: &clap::Error) -> std::io::Result<()> {
     }
 }
 
+/// Whether `command` changes the vault on this host, which a managed host
+/// (one that receives its vault, docs/fleet.md) refuses without `--local`.
+fn is_local_change(command: &Command) -> bool {
+    use args::KeyCommand;
+    match command {
+        Command::Set(_)
+        | Command::Rm(_)
+        | Command::Import(_)
+        | Command::Rollback(_)
+        | Command::Rekey(_) => true,
+        Command::Key(key) => !matches!(key.command, KeyCommand::List { .. }),
+        _ => false,
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<(), CommandError> {
     let global = cli.global;
+    if is_local_change(&cli.command) {
+        fleet_cmds::refuse_on_managed_host(&global)?;
+    }
     match cli.command {
         Command::Init(args) => vault_cmds::init(&global, &args),
         Command::Set(args) => vault_cmds::set(&global, &args),
@@ -119,7 +139,11 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Verify(args) => vault_cmds::verify(&global, &args),
         Command::Import(args) => vault_cmds::import(&global, &args),
         Command::Export(args) => vault_cmds::export(&global, &args),
+        Command::Keygen(args) if fleet_cmds::is_identity_keygen(&global, &args) => {
+            fleet_cmds::keygen(&global, &args)
+        }
         Command::Keygen(args) => vault_cmds::keygen(&global, &args),
+        Command::Receive(args) => fleet_cmds::receive(&global, &args),
         Command::Key(args) => vault_cmds::key(&global, args),
         Command::Exec(args) => jobs_cmds::exec(&global, args),
         Command::Render(args) => jobs_cmds::render(&global, &args),

@@ -21,7 +21,8 @@ use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::vault::{
     Credential, InitOutcome, KdfParams, KeyPath, PolicyAge, RenderFormat, ScalarKind, SlotKind,
-    UnlockedVault, VaultDir, VaultError, create_key_file, read_key_file, typed_from_input,
+    UnlockedVault, VaultDir, VaultError, canonical_recipient, create_key_file, read_key_file,
+    typed_from_input,
 };
 
 /// `runvault init`.
@@ -421,12 +422,25 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
         } => Some(input::new_passphrase(Some(file), kdf, KdfParams::DEFAULT)?),
         _ => None,
     };
+    // A recipient is checked before any secret is asked for.
+    let recipient = match &args.command {
+        KeyCommand::Add {
+            kind: KeyAddKind::Recipient { recipient, .. },
+        } => Some(canonical_recipient(recipient)?),
+        _ => None,
+    };
     let credential = input::unlock_credential(global)?;
     let vault = vault_dir(global);
     match args.command {
         KeyCommand::List { json } => {
             let (unlocked, _) = vault.open(&credential)?;
             write_stdout(render_slots(unlocked.header(), json).as_bytes())
+        }
+        KeyCommand::Add {
+            kind: KeyAddKind::Recipient { label, .. },
+        } => {
+            let recipient = recipient.expect("parsed above");
+            add_recipient(&vault, &credential, &recipient, label.as_deref())
         }
         KeyCommand::Add { kind } => {
             let new_credential = match (new_from_file, &kind) {
@@ -435,6 +449,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                     input::new_passphrase(None, kdf, KdfParams::DEFAULT)?
                 }
                 (None, KeyAddKind::Keyfile { file }) => Credential::KeyFile(read_key_file(file)?),
+                (None, KeyAddKind::Recipient { .. }) => unreachable!("handled above"),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
                 let id = unlocked.add_slot(&new_credential, salt)?;
@@ -483,15 +498,92 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             ));
             Ok(())
         }
-        KeyCommand::Remove { slot } => {
-            vault.modify(&credential, "key remove", |unlocked, _, record| {
-                record.detail = Some(format!("removed slot {slot}"));
-                unlocked.remove_slot(slot)
-            })?;
+        KeyCommand::Remove { slot, json } => {
+            let (removed, paths) =
+                vault.modify(&credential, "key remove", |unlocked, _, record| {
+                    record.detail = Some(format!("removed slot {slot}"));
+                    let removed = unlocked
+                        .header()
+                        .slots
+                        .iter()
+                        .find(|s| s.id == slot)
+                        .cloned();
+                    let mut paths = Vec::new();
+                    unlocked
+                        .secrets()
+                        .for_each_leaf(&mut |path, _| paths.push(path.to_string()));
+                    unlocked.remove_slot(slot)?;
+                    Ok((removed.expect("remove_slot found it"), paths))
+                })?;
             status(format_args!("removed slot {slot}"));
-            Ok(())
+            let recipient = match &removed.kind {
+                SlotKind::Recipient(recipient) => Some(recipient),
+                _ => None,
+            };
+            if let Some(recipient) = recipient {
+                status(format_args!(
+                    "slot {slot} was the recipient `{}`: that host still holds the data key it \
+                     could open, so run `runvault rekey` now (the new key is sealed to the other \
+                     recipients only), then rotate at its source each of the {} value(s) it \
+                     could read (`runvault key remove --json` lists them)",
+                    recipient.recipient,
+                    paths.len()
+                ));
+            }
+            if !json {
+                return Ok(());
+            }
+            let mut report = serde_json::json!({"removed": slot, "kind": removed.kind.name()});
+            if let Some(recipient) = recipient {
+                report["recipient"] = recipient.recipient.clone().into();
+                if let Some(label) = &recipient.label {
+                    report["label"] = label.clone().into();
+                }
+                report["rekey"] = true.into();
+                report["rotate"] = paths.into();
+            }
+            write_stdout(format!("{report}\n").as_bytes())
         }
     }
+}
+
+/// `key add recipient`: adds the slot, or says which slot the recipient
+/// already has and changes nothing (reruns by Ansible are no-ops). One
+/// opening of the vault either way.
+fn add_recipient(
+    vault: &VaultDir,
+    credential: &Credential,
+    recipient: &str,
+    label: Option<&str>,
+) -> Result<(), CommandError> {
+    let has_slot = |header: &crate::vault::Header| {
+        (header.slots.iter())
+            .find(|slot| matches!(&slot.kind, SlotKind::Recipient(r) if r.recipient == recipient))
+            .map(|slot| slot.id)
+    };
+    // The file as it stands says whether there is work; a slot it claims
+    // is believed only once the vault opens and authenticates.
+    let (loaded, _) = vault.load()?;
+    if has_slot(&loaded.header).is_some() {
+        let (opened, _) = vault.open(credential)?;
+        if let Some(id) = has_slot(opened.header()) {
+            status(format_args!("recipient already has slot {id}"));
+            return Ok(());
+        }
+    }
+    let added = vault.modify(credential, "key add", |unlocked, _, record| {
+        let id = match unlocked.add_recipient_slot(recipient, label)? {
+            Ok(id) => id,
+            Err(id) => {
+                return Err(VaultError::Usage(format!(
+                    "recipient already has slot {id} (added by another writer meanwhile)"
+                )));
+            }
+        };
+        record.detail = Some(format!("added recipient slot {id} for `{recipient}`"));
+        Ok(id)
+    })?;
+    write_stdout(format!("added slot {added}\n").as_bytes())
 }
 
 fn render_slots(header: &crate::vault::Header, json: bool) -> String {
@@ -500,6 +592,12 @@ fn render_slots(header: &crate::vault::Header, json: bool) -> String {
         .iter()
         .map(|slot| {
             let mut row = serde_json::json!({"id": slot.id, "kind": slot.kind.name(), "created": slot.created});
+            if let SlotKind::Recipient(recipient) = &slot.kind {
+                row["recipient"] = recipient.recipient.clone().into();
+                if let Some(label) = &recipient.label {
+                    row["label"] = label.clone().into();
+                }
+            }
             if let SlotKind::Passphrase(p) = &slot.kind {
                 row["kdf"] = serde_json::json!({
                     "algorithm": "argon2id", "memory_kib": p.memory_kib,
@@ -512,7 +610,13 @@ fn render_slots(header: &crate::vault::Header, json: bool) -> String {
     if json {
         return format!("{}\n", serde_json::Value::Array(rows));
     }
-    let mut table = Table::new(&[4, 11, 21]).header(&["ID", "KIND", "CREATED", "KDF"]);
+    let any_recipient = (header.slots.iter()).any(|s| matches!(s.kind, SlotKind::Recipient(_)));
+    let last = if any_recipient {
+        "KDF / RECIPIENT"
+    } else {
+        "KDF"
+    };
+    let mut table = Table::new(&[4, 11, 21]).header(&["ID", "KIND", "CREATED", last]);
     for slot in &header.slots {
         let kdf = match &slot.kind {
             SlotKind::Passphrase(p) => format!(
@@ -520,6 +624,10 @@ fn render_slots(header: &crate::vault::Header, json: bool) -> String {
                 p.memory_kib, p.iterations, p.parallelism
             ),
             SlotKind::KeyFile => "hkdf-sha256".to_string(),
+            SlotKind::Recipient(recipient) => match &recipient.label {
+                Some(label) => format!("{} ({label})", recipient.recipient),
+                None => recipient.recipient.clone(),
+            },
         };
         table.row([
             slot.id.to_string().into(),

@@ -21,6 +21,9 @@ pub const BUSY: u8 = 6;
 pub const ENGINE_UNREACHABLE: u8 = 7;
 /// A check-and-set write found that the path has moved on.
 pub const CONFLICT: u8 = 8;
+/// `receive`: the shipped vault is not newer than the installed one or
+/// this host's high-water mark (a replay).
+pub const REPLAY: u8 = 9;
 /// `rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out.
 pub const HOOK_FAILED: u8 = 10;
 /// `exec`: the command exists but could not be run (as `env(1)` does).

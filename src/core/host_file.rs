@@ -106,6 +106,8 @@ pub struct HostFile {
     pub secrets_dir: Option<PathBuf>,
     /// `key_file`: where the machine key file is (`--key-file`'s default).
     pub key_file: Option<PathBuf>,
+    /// `identity_file`: the host's age identity (`keygen --identity`).
+    pub identity_file: Option<PathBuf>,
     /// `bin_dir` (`--bin-dir`).
     pub bin_dir: Option<PathBuf>,
     /// `views_file` (`--views-file`).
@@ -121,9 +123,10 @@ pub struct HostFile {
 }
 
 /// The path keys of the top level, in the order they are written.
-const PATH_KEYS: [&str; 6] = [
+const PATH_KEYS: [&str; 7] = [
     "secrets_dir",
     "key_file",
+    "identity_file",
     "bin_dir",
     "views_file",
     "state_dir",
@@ -135,6 +138,7 @@ impl HostFile {
         match key {
             "secrets_dir" => &mut self.secrets_dir,
             "key_file" => &mut self.key_file,
+            "identity_file" => &mut self.identity_file,
             "bin_dir" => &mut self.bin_dir,
             "views_file" => &mut self.views_file,
             "state_dir" => &mut self.state_dir,

@@ -8,6 +8,13 @@ use std::path::PathBuf;
 /// mounted read-only into jobs at the same path.
 pub const DEFAULT_KEY_FILE: &str = "/etc/runvault/vault.key";
 
+/// The host's age identity when `keygen --identity` is given no file
+/// (and the layout names none); opens the vault's recipient slot.
+pub const DEFAULT_IDENTITY_FILE: &str = "/etc/runvault/host.key";
+
+/// The environment variable naming the identity file (`--identity`).
+pub const IDENTITY_ENV: &str = "RUNVAULT_IDENTITY";
+
 /// The directory holding the static runvault binary jobs run, mounted
 /// read-only into jobs at the same path (`--bin-dir`).
 pub const DEFAULT_BIN_DIR: &str = "/opt/runvault/bin";

@@ -85,6 +85,66 @@ pub enum VaultError {
         /// The mark file.
         path: PathBuf,
     },
+    /// A managed-host record that cannot be read as one.
+    #[error(
+        "managed-host record `{}` is not a runvault record (edited or corrupt); check who changed \
+         it, then remove it or run `runvault receive` again",
+        .path.display()
+    )]
+    BadManaged {
+        /// The record file.
+        path: PathBuf,
+    },
+    /// `receive`: the shipped vault is not newer than what this host has
+    /// (exit 9): a replay of an old file, or a stale copy.
+    #[error(
+        "refusing to install generation {incoming} from `{}`: {what} is at generation {current}; \
+         an older or equal generation is a replay (ship the current source vault)",
+        .staged.display()
+    )]
+    Replay {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// Its generation.
+        incoming: u64,
+        /// What it was compared with ("the installed vault `…`" or "this
+        /// host's high-water mark `…`").
+        what: String,
+        /// That one's generation.
+        current: u64,
+    },
+    /// `receive`: the shipped vault is another vault (exit 5).
+    #[error(
+        "refusing to install `{}`: it is vault {incoming}, but `{}` holds vault {installed}; \
+         pass --replace-vault if this host moves to the other vault",
+        .staged.display(),
+        .installed_path.display()
+    )]
+    OtherVault {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// Its vault id (hex).
+        incoming: String,
+        /// The installed `vault.yml`.
+        installed_path: PathBuf,
+        /// Its vault id (hex).
+        installed: String,
+    },
+    /// `receive`: the same generation with other bytes (exit 5).
+    #[error(
+        "refusing to install `{}`: it is generation {generation}, as `{}` is, but the files \
+         differ; two vaults with one generation mean one was not made by the source",
+        .staged.display(),
+        .installed_path.display()
+    )]
+    GenerationDiffers {
+        /// The shipped `vault.yml`.
+        staged: PathBuf,
+        /// The installed `vault.yml`.
+        installed_path: PathBuf,
+        /// The generation both claim.
+        generation: u64,
+    },
     /// The vault file is corrupt or not a runvault vault (exit 5).
     #[error("`{path}` is corrupt: {source}")]
     Corrupt {
@@ -228,6 +288,27 @@ pub enum VaultError {
         /// The key file.
         path: PathBuf,
     },
+    /// An identity file that is not an age identity or an unencrypted
+    /// OpenSSH ed25519 key (the message never quotes the file).
+    #[error(
+        "`{}` is not an identity runvault can use: {reason}; create one with \
+         `runvault keygen --identity FILE`",
+        .path.display()
+    )]
+    BadIdentity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A recipient (public key) that cannot be used.
+    #[error("`{recipient}` is not a recipient: {reason}")]
+    BadRecipient {
+        /// The text given (public; cut to 100 characters).
+        recipient: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A slot id that does not exist.
     #[error("no key slot with id {id}; see `runvault key list`")]
     NoSuchSlot {
@@ -313,6 +394,7 @@ impl ExitStatus for VaultError {
             VaultError::Path(_)
             | VaultError::Usage(_)
             | VaultError::NotAValue { .. }
+            | VaultError::BadRecipient { .. }
             | VaultError::SlotsNotOpened { .. } => exit::USAGE,
             VaultError::NotFound { .. }
             | VaultError::NoSuchVersion { .. }
@@ -328,7 +410,10 @@ impl ExitStatus for VaultError {
             | VaultError::MacMismatch { .. }
             | VaultError::ValueTampered { .. }
             | VaultError::Replaced { .. }
-            | VaultError::RolledBack { .. } => exit::INTEGRITY,
+            | VaultError::RolledBack { .. }
+            | VaultError::OtherVault { .. }
+            | VaultError::GenerationDiffers { .. } => exit::INTEGRITY,
+            VaultError::Replay { .. } => exit::REPLAY,
             VaultError::Place(_)
             | VaultError::NoVault { .. }
             | VaultError::Plaintext { .. }
@@ -336,7 +421,9 @@ impl ExitStatus for VaultError {
             | VaultError::Plain { .. }
             | VaultError::BadYaml { .. }
             | VaultError::BadKeyFile { .. }
+            | VaultError::BadIdentity { .. }
             | VaultError::BadMark { .. }
+            | VaultError::BadManaged { .. }
             | VaultError::NoSuchSlot { .. }
             | VaultError::LastSlot { .. }
             | VaultError::NotPassphraseSlot { .. }

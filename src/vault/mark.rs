@@ -14,6 +14,10 @@
 //! (`get`, `exec`, ...) never look at it. The mark also names the secrets
 //! directory it was committed from, so that a plaintext `vault.yml` planted
 //! where an encrypted vault was is recognised (docs/format.md §13.5).
+//!
+//! Beside the marks, the same state directory keeps the managed-host
+//! record of a secrets directory that receives its vault from an admin
+//! (`runvault receive`, docs/fleet.md).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -152,6 +156,78 @@ impl Marks {
             .collect();
         found.sort();
         found
+    }
+}
+
+/// The ending of a managed-host record's name: `<directory hash>.managed`.
+const MANAGED_SUFFIX: &str = ".managed";
+
+/// A managed-host record is one short JSON line.
+const MANAGED_FILE: Limit = Limit::of("managed-host record", 4 * 1024);
+
+/// That a secrets directory receives its vault from elsewhere (`runvault
+/// receive`): written beside the marks, outside the secrets directory,
+/// after each install. Local changes there are refused without `--local`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Managed {
+    /// The secrets directory (canonical, as text).
+    pub dir: String,
+    /// Where the vault is managed (`receive --source`), if said.
+    pub source: Option<String>,
+    /// The vault received last (hex).
+    pub vault_id: String,
+    /// Its generation.
+    pub generation: u64,
+    /// SHA-256 of its `vault.yml` (hex).
+    pub sha256: String,
+    /// When it was installed (RFC 3339, UTC).
+    pub received: String,
+}
+
+impl Marks {
+    /// The managed-host record of `secrets_dir`:
+    /// `<first 8 bytes of SHA-256 of the directory>.managed`, in hex.
+    pub fn managed_path(&self, secrets_dir: &Path) -> PathBuf {
+        let dir_hash = Sha256::digest(canonical_text(secrets_dir).as_bytes());
+        self.dir
+            .join(format!("{}{MANAGED_SUFFIX}", hex(&dir_hash[..8])))
+    }
+
+    /// The record of `secrets_dir`, or `None` if it is not managed. A file
+    /// that is not a record naming that directory is an error (exit 1).
+    pub fn managed(&self, secrets_dir: &Path) -> Result<Option<Managed>, VaultError> {
+        let path = self.managed_path(secrets_dir);
+        let Some(bytes) = fs::read_optional(&path, MANAGED_FILE)? else {
+            return Ok(None);
+        };
+        let dir = canonical_text(secrets_dir);
+        serde_json::from_slice::<Managed>(&bytes)
+            .ok()
+            .filter(|record| record.dir == dir)
+            .map(Some)
+            .ok_or(VaultError::BadManaged { path })
+    }
+
+    /// Records that `secrets_dir` is managed (after a `receive`), as the
+    /// marks are written: the state directory 0700, the file replaced
+    /// atomically and durably, 0600.
+    pub(super) fn record_managed(
+        &self,
+        secrets_dir: &Path,
+        record: &Managed,
+    ) -> Result<(), FsError> {
+        fs::create_dir_with_mode(&self.dir, 0o700)?;
+        let record = Managed {
+            dir: canonical_text(secrets_dir),
+            ..record.clone()
+        };
+        let mut line = serde_json::to_string(&record).expect("a record serializes");
+        line.push('\n');
+        fs::write_atomic(
+            &self.managed_path(secrets_dir),
+            line.as_bytes(),
+            WriteMode::PRIVATE,
+        )
     }
 }
 

@@ -17,7 +17,7 @@
 //! 5. the directory, read-only: `dir` ([`ReadOnlyDir`]);
 //! 6. the streaming passes: `stream` (`select`, `splice`, `rekey`);
 //! 7. the dispatchers: `read`, `export` (stream first, tree as fallback);
-//! 8. the writer: `store` ([`VaultDir`]: lock, commit protocol).
+//! 8. the writer: `store` ([`VaultDir`]: lock, commit protocol, `receive`).
 //!
 //! `testing` (hidden) opens the internals to the integration tests, the
 //! benchmark and the fuzz targets, and to nothing in `src/`.
@@ -48,7 +48,10 @@ mod yaml_error;
 
 // The directory: read-only for readers, with the lock and commits for writers.
 pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
-pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
+pub use mark::Managed;
+pub use store::{
+    AfterCommit, CommitHook, InitOutcome, ReceiveOptions, Received, RekeyOptions, VaultDir,
+};
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};
 pub use unlocked::{
@@ -56,12 +59,15 @@ pub use unlocked::{
 };
 // Secrets, paths and values.
 pub use crypto::{KdfOverride, KdfParams};
+pub use keys::identity::{Identity, canonical_recipient, create_identity_file, read_identity_file};
 pub use keys::slots::{Credential, create_key_file, kdf_runs, read_key_file};
 pub use path::KeyPath;
 pub use salt::Salt;
 pub use value::{Plain, ScalarKind, typed_from_input};
 // The file, for the doctor and `key list`.
-pub use format::{DEFAULT_KEEP, EncryptedVault, Header, SlotKind, VaultFile, classify};
+pub use format::{
+    DEFAULT_KEEP, EncryptedVault, Header, RecipientSlot, SlotKind, VaultFile, classify,
+};
 // Read-only commands: a few values, a whole prefix, an import file.
 pub use export::{Format as RenderFormat, export, render_vault};
 pub use plaintext::read_plain_yaml;

@@ -33,7 +33,7 @@ const WITHIN: f64 = 1.0;
 
 /// The job's loop: resolve `PW` through the mounted runvault, then log
 /// `UPTIME ok VALUE` or `UPTIME err MESSAGE`.
-fn job_script(bin_dir: &str) -> String {
+pub(super) fn job_script(bin_dir: &str) -> String {
     format!(
         "while :; do\n\
          if v=$({bin_dir}/runvault exec -- sh -c 'echo \"$PW\"' 2>&1); then s=ok; else s=err; fi\n\
@@ -68,7 +68,7 @@ fn listed_wiring(config: &Path, name: &str) -> (Vec<String>, Vec<String>) {
 
 /// Starts a job container the way the runner would: the job image with
 /// the given volumes and environment, plus the job's own variable `PW`.
-fn start_job(name: &str, volumes: &[String], environment: &[String], bin_dir: &str) {
+pub(super) fn start_job(name: &str, volumes: &[String], environment: &[String], bin_dir: &str) {
     let mut cmd = Command::new("docker");
     cmd.args(["run", "-d", "--rm", "--network", "none", "--name", name]);
     for volume in volumes {
@@ -84,13 +84,13 @@ fn start_job(name: &str, volumes: &[String], environment: &[String], bin_dir: &s
 
 /// One line of a job's log.
 #[derive(Debug)]
-struct Read {
-    at: f64,
-    ok: bool,
-    value: String,
+pub(super) struct Read {
+    pub(super) at: f64,
+    pub(super) ok: bool,
+    pub(super) value: String,
 }
 
-fn reads(container: &str) -> Vec<Read> {
+pub(super) fn reads(container: &str) -> Vec<Read> {
     let logs = output(Command::new("docker").args(["logs", container]));
     assert!(
         logs.stderr.is_empty(),
@@ -123,7 +123,7 @@ fn reads(container: &str) -> Vec<Read> {
 }
 
 /// Waits until a job has printed `value` (the job is up and reading).
-fn wait_for(container: &str, value: &str) {
+pub(super) fn wait_for(container: &str, value: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !reads(container).iter().any(|r| r.ok && r.value == value) {
         assert!(

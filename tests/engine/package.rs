@@ -25,27 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::support::images::{DEBIAN_IMAGE, debian_image, output};
+use crate::support::images::{debian_image, have, output};
 
 /// The package's version: the crate's, with no Debian revision.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Whether `program` answers `program ARG`; under `CI=true` a missing one
-/// fails the test, elsewhere the test is skipped with the reason.
-fn have(program: &str, arg: &str, test: &str) -> bool {
-    let found = Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs `{program}`, and CI=true requires it to run (.ci/run installs it)"
-        );
-        eprintln!("skipping {test}: `{program} {arg}` does not run here");
-    }
-    found
-}
 
 /// The `.deb` under test: `RUNVAULT_DEB`, or built once by the script.
 fn deb(test: &str) -> Option<PathBuf> {
@@ -205,7 +188,7 @@ fn long_lintian_reports_no_error_and_only_explained_warnings() {
 struct Debian(String);
 
 impl Debian {
-    fn start(deb: &Path) -> Debian {
+    fn start(deb: &Path, image: &str) -> Debian {
         let name = format!("runvault-package-test-{}", std::process::id());
         let dir = deb.parent().unwrap();
         output(
@@ -213,7 +196,7 @@ impl Debian {
                 .args(["run", "-d", "--network", "none", "--name", &name])
                 .arg("-v")
                 .arg(format!("{}:/pkg:ro", dir.display()))
-                .args([DEBIAN_IMAGE, "sleep", "infinity"]),
+                .args([image, "sleep", "infinity"]),
         );
         Debian(name)
     }
@@ -272,8 +255,7 @@ fn long_package_installs_runs_and_removes_on_debian() {
     if !crate::support::runner::engine(test) || !have("mmdebstrap", "--version", test) {
         return;
     }
-    debian_image();
-    let debian = Debian::start(&deb);
+    let debian = Debian::start(&deb, debian_image());
     let pkg = format!("/pkg/{}", deb.file_name().unwrap().to_string_lossy());
 
     // Install: the binary, /etc/runvault 0700 root and empty, no vault.

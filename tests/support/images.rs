@@ -1,6 +1,8 @@
-//! What tests that run jobs in containers share: the static runvault
-//! binary (built as docs/jobs.md says) and a busybox image with no libc,
-//! made offline from Debian's `busybox-static`. Tests on parallel threads
+//! What tests that run jobs or hosts in containers share: the static
+//! runvault binary (built as docs/jobs.md says), a busybox image with no
+//! libc, made offline from Debian's `busybox-static`, and Debian images
+//! that `mmdebstrap` builds from Debian's packages (the package test's, the
+//! fleet hosts'), tagged by what goes into them. Tests on parallel threads
 //! may ask for the same image: each is made once per process.
 
 use std::os::unix::fs::PermissionsExt;
@@ -102,41 +104,73 @@ fn import_busybox() {
     );
 }
 
-/// The Debian image's tag: a full Debian userland (dpkg, apt, bash).
-pub const DEBIAN_IMAGE: &str = "runvault-fixture-debian:bookworm";
-
-/// Imports a Debian bookworm image unless it is there already: a `minbase`
-/// root filesystem that `mmdebstrap` builds from Debian's packages (plus
-/// bash-completion and man-db for the package test), no registry needed.
-pub fn debian_image() {
-    static MADE: OnceLock<()> = OnceLock::new();
-    MADE.get_or_init(import_debian);
+/// The Debian image for the package test: a full Debian userland (dpkg,
+/// apt, bash) plus bash-completion and man-db. Returns its tag.
+pub fn debian_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| mmdebstrap_image("runvault-fixture-debian", &["bash-completion", "man-db"]))
 }
 
-fn import_debian() {
+/// A fleet host for the Ansible tests (tests/engine/fleet.rs): Debian with
+/// Python, which Ansible's modules need on every host. Returns its tag.
+pub fn fleet_host_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| mmdebstrap_image("runvault-fixture-host", &["python3"]))
+}
+
+/// Imports a Debian bookworm image unless it is there already: a `minbase`
+/// root filesystem that `mmdebstrap` builds from Debian's packages plus
+/// `include`, no registry needed. The tag is `NAME:bookworm-HASH`, HASH
+/// taken from what goes into the image, so an image made from another
+/// package list is never taken for this one (and a changed list makes a
+/// new image instead of reusing a stale one).
+fn mmdebstrap_image(name: &str, include: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    const SUITE: &str = "bookworm";
+    let include = include.join(",");
+    let recipe = format!("mmdebstrap --variant=minbase --include={include} {SUITE}");
+    let hash = Sha256::digest(recipe.as_bytes());
+    let tag = format!(
+        "{name}:{SUITE}-{}",
+        hash[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let present = Command::new("docker")
-        .args(["image", "inspect", DEBIAN_IMAGE])
+        .args(["image", "inspect", &tag])
         .output()
         .is_ok_and(|out| out.status.success());
     if present {
-        return;
+        return tag;
     }
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("rootfs.tar");
     output(
         Command::new("mmdebstrap")
-            .args([
-                "--quiet",
-                "--variant=minbase",
-                "--include=bash-completion,man-db",
-                "bookworm",
-            ])
+            .args(["--quiet", "--variant=minbase"])
+            .arg(format!("--include={include}"))
+            .arg(SUITE)
             .arg(&archive),
     );
-    output(
-        Command::new("docker")
-            .arg("import")
-            .arg(&archive)
-            .arg(DEBIAN_IMAGE),
-    );
+    output(Command::new("docker").arg("import").arg(&archive).arg(&tag));
+    tag
+}
+
+/// Whether `program arg` runs here. A test that needs it skips with a
+/// message when it does not, except under `CI=true`, where it fails
+/// (`.ci/run` installs every tool a test needs).
+pub fn have(program: &str, arg: &str, test: &str) -> bool {
+    let found = Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test} needs `{program}`, and CI=true requires it to run (.ci/run installs it)"
+        );
+        eprintln!("skipping {test}: `{program} {arg}` does not run here");
+    }
+    found
 }

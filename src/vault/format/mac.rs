@@ -43,10 +43,16 @@ pub(crate) fn mac_header(mac: &mut MacWriter, header: &Header) {
         mac.bytes(slot.created.as_bytes());
         let params = match &slot.kind {
             SlotKind::Passphrase(p) => [p.memory_kib, p.iterations, p.parallelism],
-            SlotKind::KeyFile => [0, 0, 0],
+            SlotKind::KeyFile | SlotKind::Recipient(_) => [0, 0, 0],
         };
         params.iter().for_each(|&p| mac.u64(u64::from(p)));
         mac.bytes(&slot.wrapped);
+        // A recipient slot's public fields follow its wrapped key; a
+        // missing label is the empty string (an empty one is refused).
+        if let SlotKind::Recipient(recipient) = &slot.kind {
+            mac.bytes(recipient.recipient.as_bytes());
+            mac.bytes(recipient.label.as_deref().unwrap_or("").as_bytes());
+        }
     }
     // Only when present, so older files MAC as before; `P` and `A` are
     // bytes no tree item starts with, so the message stays unambiguous.

@@ -21,10 +21,13 @@ mod write;
 
 pub use mac::compute_mac;
 pub(crate) use mac::{EncodedPath, TreeMac, mac_header, mac_history};
-pub use read::{classify, raw_from_general};
+#[cfg(test)]
+pub(crate) use read::MAX_RECIPIENT_WRAPPED;
 pub(crate) use read::{
-    classify_general, contains_sealed_value, read_canonical, read_header, read_history, section,
+    MAX_LABEL_LEN, classify_general, contains_sealed_value, is_label_text, read_canonical,
+    read_header, read_history, section,
 };
+pub use read::{classify, raw_from_general};
 pub(crate) use write::{emit_header, emit_history};
 
 /// The format version this build reads and writes.
@@ -85,6 +88,19 @@ pub enum SlotKind {
     Passphrase(KdfParams),
     /// A 256-bit machine key file through HKDF-SHA256 with `vault.salt`.
     KeyFile,
+    /// A public key (an age X25519 recipient `age1...` or `ssh-ed25519
+    /// AAAA...`): the wrapped key is an age ciphertext of the data key to
+    /// it, opened by the matching identity (docs/format.md 8.4).
+    Recipient(RecipientSlot),
+}
+
+/// What a recipient slot stores beside its wrapped key (both public).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientSlot {
+    /// The recipient, in its canonical text form (no SSH comment).
+    pub recipient: String,
+    /// A free text naming the host (`--label`), if any.
+    pub label: Option<String>,
 }
 
 impl SlotKind {
@@ -93,6 +109,7 @@ impl SlotKind {
         match self {
             SlotKind::Passphrase(_) => "passphrase",
             SlotKind::KeyFile => "keyfile",
+            SlotKind::Recipient(_) => "recipient",
         }
     }
 }
@@ -106,7 +123,8 @@ pub struct Slot {
     pub kind: SlotKind,
     /// Creation time, RFC 3339 UTC (kept when the passphrase changes).
     pub created: String,
-    /// `nonce || AES-256-GCM(data key) || tag`.
+    /// `nonce || AES-256-GCM(data key) || tag`; for a recipient slot, the
+    /// binary age file of the data key.
     pub wrapped: Vec<u8>,
 }
 

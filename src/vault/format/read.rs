@@ -14,8 +14,8 @@ use crate::vault::canonical::{self, Lines, NotCanonical, TreeBuilder};
 use crate::vault::crypto::KdfParams;
 use crate::vault::format::{
     EncryptedVault, FORMAT_VERSION, FormatError, HEADER_KEY, HISTORY_KEY, Header, History,
-    MAX_AGE_KEY, PENDING_KEY, Pending, Reader, Rotation, SECRETS_KEY, Sealed, Slot, SlotKind,
-    VaultFile,
+    MAX_AGE_KEY, PENDING_KEY, Pending, Reader, RecipientSlot, Rotation, SECRETS_KEY, Sealed, Slot,
+    SlotKind, VaultFile,
 };
 use crate::vault::path::{KeyPath, Segment};
 use crate::vault::tree::Tree;
@@ -395,6 +395,32 @@ pub(super) fn interpret_history(raw: Tree<String>) -> Result<History, FormatErro
     Ok(history)
 }
 
+/// The longest recipient slot's `wrapped` (the decoded age file): one
+/// X25519 or ssh-ed25519 stanza of a 32-byte key is about 200 bytes, so
+/// a file cannot make an opener parse many stanzas.
+pub(crate) const MAX_RECIPIENT_WRAPPED: usize = 1024;
+/// The longest recipient text (`age1...` is 62 characters, an
+/// `ssh-ed25519` key 80).
+pub(crate) const MAX_RECIPIENT_LEN: usize = 256;
+/// The longest slot label, in bytes.
+pub(crate) const MAX_LABEL_LEN: usize = 200;
+
+/// A recipient's text as the format allows it: printable ASCII, no
+/// leading or trailing space, at most [`MAX_RECIPIENT_LEN`] bytes (what
+/// the recipient is, is checked when it is used).
+pub(crate) fn is_recipient_text(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_RECIPIENT_LEN
+        && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && text.trim() == text
+}
+
+/// A label as the format allows it: not empty, at most
+/// [`MAX_LABEL_LEN`] bytes, no control character.
+pub(crate) fn is_label_text(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_LABEL_LEN && !text.chars().any(char::is_control)
+}
+
 fn interpret_slot(item: Tree<String>, index: usize) -> Result<Slot, FormatError> {
     let name = |field: &str| format!("slots[{index}].{field}");
     let Tree::Map(mut fields) = item else {
@@ -420,6 +446,23 @@ fn interpret_slot(item: Tree<String>, index: usize) -> Result<Slot, FormatError>
             })
         }
         "keyfile" => SlotKind::KeyFile,
+        "recipient" => {
+            let recipient = take_string(&mut fields, "recipient", &name("recipient"))?;
+            if !is_recipient_text(&recipient) {
+                return Err(malformed(&name("recipient")));
+            }
+            let label = match fields.contains_key("label") {
+                true => Some(take_string(&mut fields, "label", &name("label"))?),
+                false => None,
+            };
+            if label.as_deref().is_some_and(|label| !is_label_text(label)) {
+                return Err(malformed(&name("label")));
+            }
+            if wrapped.len() > MAX_RECIPIENT_WRAPPED {
+                return Err(malformed(&name("wrapped")));
+            }
+            SlotKind::Recipient(RecipientSlot { recipient, label })
+        }
         _ => {
             return Err(FormatError::Header {
                 field: name("kind"),

@@ -63,6 +63,16 @@ pub(crate) fn emit_header(h: &Header, out: &mut Vec<u8>) {
             line(out, format!("      iterations: {}", params.iterations));
             line(out, format!("      parallelism: {}", params.parallelism));
         }
+        if let SlotKind::Recipient(recipient) = &slot.kind {
+            out.extend_from_slice(b"      recipient: ");
+            quote_json_string(&recipient.recipient, out);
+            out.push(b'\n');
+            if let Some(label) = &recipient.label {
+                out.extend_from_slice(b"      label: ");
+                quote_json_string(label, out);
+                out.push(b'\n');
+            }
+        }
         line(
             out,
             format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),

@@ -85,6 +85,22 @@ pub(crate) fn new_keys(
     let mut new_slots = Vec::new();
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
     for slot in &header.slots {
+        // A recipient slot needs no secret: the new key is sealed to its
+        // public key (a removed host's identity opens none of them).
+        if let SlotKind::Recipient(recipient) = &slot.kind {
+            let wrapped =
+                slots::recipient_slot(slot.id, recipient.clone(), slot.created.clone(), &data_key)
+                    .map_err(|_| VaultError::Corrupt {
+                        path: vault_path.to_path_buf(),
+                        source: crate::vault::format::FormatError::Header {
+                            field: format!("slot {} recipient", slot.id),
+                            problem: "not an age or ssh-ed25519 recipient",
+                        },
+                    })?;
+            new_slots.push(wrapped);
+            kept.push(slot.id);
+            continue;
+        }
         // The slot that opened the vault needs no second KDF run.
         let reused = unlocked_with
             .filter(|(id, _)| *id == slot.id)

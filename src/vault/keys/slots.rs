@@ -11,7 +11,8 @@ use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::crypto::{self, KdfParams};
 use crate::vault::error::VaultError;
-use crate::vault::format::{Header, Slot, SlotKind};
+use crate::vault::format::{Header, RecipientSlot, Slot, SlotKind};
+use crate::vault::keys::identity::{self, Identity};
 use crate::vault::salt::Salt;
 
 /// A secret that opens (or creates) a slot.
@@ -45,6 +46,9 @@ pub enum Credential {
     Passphrase(SecretBytes, KdfParams),
     /// A machine key read from a key file.
     KeyFile(Key32),
+    /// A host's private key (age X25519 or ssh-ed25519), which opens the
+    /// recipient slot of its public key.
+    Identity(Identity),
 }
 
 impl Credential {
@@ -53,6 +57,7 @@ impl Credential {
         match self {
             Credential::Passphrase(..) => "passphrase",
             Credential::KeyFile(_) => "key file",
+            Credential::Identity(_) => "identity",
         }
     }
 
@@ -61,6 +66,7 @@ impl Credential {
         match self {
             Credential::Passphrase(..) => "passphrase",
             Credential::KeyFile(_) => "keyfile",
+            Credential::Identity(_) => "recipient",
         }
     }
 }
@@ -177,7 +183,8 @@ fn slot_aad(vault_id: &[u8; 16], id: u32, kind: &SlotKind) -> Vec<u8> {
     aad
 }
 
-/// Creates a slot with id `id` that wraps `data_key` under `credential`.
+/// Creates a slot with id `id` that wraps `data_key` under `credential`
+/// (for an identity: to its public key).
 pub(crate) fn make_slot(
     id: u32,
     credential: &Credential,
@@ -188,6 +195,14 @@ pub(crate) fn make_slot(
     let kind = match credential {
         Credential::Passphrase(_, params) => SlotKind::Passphrase(*params),
         Credential::KeyFile(_) => SlotKind::KeyFile,
+        Credential::Identity(identity) => {
+            let recipient = RecipientSlot {
+                recipient: identity.recipient().to_owned(),
+                label: None,
+            };
+            return recipient_slot(id, recipient, now_rfc3339(), data_key)
+                .expect("an identity's own recipient is valid");
+        }
     };
     let kek = derive_kek(credential, &kind, salt, vault_id).expect("kind matches the credential");
     wrap(id, kind, now_rfc3339(), &kek, data_key, vault_id)
@@ -209,6 +224,23 @@ pub(crate) fn wrap(
         created,
         wrapped,
     }
+}
+
+/// A recipient slot: `data_key` as an age file to the slot's recipient.
+/// No secret is needed, so `rekey` re-wraps every recipient slot it keeps.
+pub(crate) fn recipient_slot(
+    id: u32,
+    recipient: RecipientSlot,
+    created: String,
+    data_key: &Key32,
+) -> Result<Slot, VaultError> {
+    let wrapped = identity::wrap_to(&recipient.recipient, data_key)?;
+    Ok(Slot {
+        id,
+        kind: SlotKind::Recipient(recipient),
+        created,
+        wrapped,
+    })
 }
 
 /// The key-encryption key `credential` yields for a slot of `kind`, or
@@ -234,8 +266,9 @@ pub struct Opened {
     /// The slot that opened.
     pub slot_id: u32,
     /// That slot's key-encryption key (reused by `rekey`, so the KDF is
-    /// not run again for it).
-    pub kek: Key32,
+    /// not run again for it); `None` for a recipient slot, which `rekey`
+    /// re-wraps to its public key.
+    pub kek: Option<Key32>,
 }
 
 /// [`unlock`] with the first of `credentials` that opens a slot (`rekey`
@@ -269,6 +302,9 @@ pub fn unlock(
     salt: &Salt,
     vault_path: &Path,
 ) -> Result<Opened, VaultError> {
+    if let Credential::Identity(identity) = credential {
+        return unlock_recipient(header, identity, vault_path);
+    }
     let mut candidates: Vec<&Slot> = header
         .slots
         .iter()
@@ -321,7 +357,7 @@ pub fn unlock(
             return Ok(Opened {
                 data_key: Key32::from_bytes(key),
                 slot_id: slot.id,
-                kek,
+                kek: Some(kek),
             });
         }
     }
@@ -331,6 +367,52 @@ pub fn unlock(
     );
     Err(VaultError::WrongSecret {
         what: credential.what(),
+        path: vault_path.to_path_buf(),
+    })
+}
+
+/// [`unlock`] with an identity: only the slots of its own recipient are
+/// tried (one X25519 or ssh-ed25519 unwrap in the usual case, however many
+/// hosts the vault has), so a file cannot make it try many.
+fn unlock_recipient(
+    header: &Header,
+    identity: &Identity,
+    vault_path: &Path,
+) -> Result<Opened, VaultError> {
+    let mut any = false;
+    for slot in &header.slots {
+        let SlotKind::Recipient(recipient) = &slot.kind else {
+            continue;
+        };
+        any = true;
+        if recipient.recipient != identity.recipient() {
+            continue;
+        }
+        if cfg!(debug_assertions) {
+            KDF_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(data_key) = identity.unwrap_key(&slot.wrapped) {
+            tracing::info!(
+                slot = slot.id,
+                kind = slot.kind.name(),
+                "a key slot opened the vault"
+            );
+            return Ok(Opened {
+                data_key,
+                slot_id: slot.id,
+                kek: None,
+            });
+        }
+    }
+    if !any {
+        return Err(VaultError::NoSlotOfKind {
+            kind: "recipient",
+            path: vault_path.to_path_buf(),
+        });
+    }
+    tracing::debug!("no recipient slot opened with this identity");
+    Err(VaultError::WrongSecret {
+        what: "identity",
         path: vault_path.to_path_buf(),
     })
 }
@@ -374,7 +456,7 @@ pub(crate) fn check_file_budget<'a>(
 fn kind_key(kind: &SlotKind) -> Vec<u32> {
     match kind {
         SlotKind::Passphrase(p) => vec![p.memory_kib, p.iterations, p.parallelism],
-        SlotKind::KeyFile => Vec::new(),
+        SlotKind::KeyFile | SlotKind::Recipient(_) => Vec::new(),
     }
 }
 

@@ -29,8 +29,10 @@ use crate::vault::value::Plain;
 
 mod commit;
 mod init;
+mod receive;
 
 pub use init::InitOutcome;
+pub use receive::{ReceiveOptions, Received};
 
 /// What `rekey` is asked to do (the secrets are passed separately).
 #[derive(Debug, Clone, Copy, Default)]

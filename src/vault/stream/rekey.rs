@@ -72,7 +72,7 @@ pub fn rekey(
         };
         let keys = new_keys(
             header,
-            Some((opened.slot.slot_id, &opened.slot.kek)),
+            (opened.slot.kek.as_ref()).map(|kek| (opened.slot.slot_id, kek)),
             &old.enc,
             &vault_path,
             salt,

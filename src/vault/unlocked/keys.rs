@@ -3,7 +3,7 @@
 //! writer; see [`crate::vault::keys::rotation`]).
 
 use crate::vault::error::VaultError;
-use crate::vault::format::{EncryptedVault, SlotKind};
+use crate::vault::format::{EncryptedVault, RecipientSlot, SlotKind};
 use crate::vault::keys::rotation::{self, RekeyPlan, RekeyReport};
 use crate::vault::keys::slots::{self, Credential};
 use crate::vault::salt::Salt;
@@ -15,19 +15,11 @@ impl UnlockedVault {
     pub fn add_slot(&mut self, credential: &Credential, salt: &Salt) -> Result<u32, VaultError> {
         let kind = match credential {
             Credential::Passphrase(_, params) => SlotKind::Passphrase(*params),
-            Credential::KeyFile(_) => SlotKind::KeyFile,
+            Credential::KeyFile(_) | Credential::Identity(_) => SlotKind::KeyFile,
         };
         let kinds = self.vault.header.slots.iter().map(|s| &s.kind);
         slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
-        let id = self
-            .vault
-            .header
-            .slots
-            .iter()
-            .map(|s| s.id)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let id = self.next_slot_id();
         let slot = slots::make_slot(
             id,
             credential,
@@ -37,6 +29,51 @@ impl UnlockedVault {
         );
         self.vault.header.slots.push(slot);
         Ok(id)
+    }
+
+    /// Adds a recipient slot for `recipient` (canonical text, see
+    /// `identity::canonical_recipient`) with an optional label; returns
+    /// `Ok(id)` of the new slot, or `Err(id)` of the slot this recipient
+    /// already has (nothing changes: `key add recipient` is idempotent).
+    pub fn add_recipient_slot(
+        &mut self,
+        recipient: &str,
+        label: Option<&str>,
+    ) -> Result<Result<u32, u32>, VaultError> {
+        if let Some(existing) =
+            self.vault.header.slots.iter().find(
+                |slot| matches!(&slot.kind, SlotKind::Recipient(r) if r.recipient == recipient),
+            )
+        {
+            return Ok(Err(existing.id));
+        }
+        if let Some(label) = label
+            && !crate::vault::format::is_label_text(label)
+        {
+            return Err(VaultError::Usage(format!(
+                "--label must be 1 to {} bytes of text without control characters",
+                crate::vault::format::MAX_LABEL_LEN
+            )));
+        }
+        let recipient = RecipientSlot {
+            recipient: recipient.to_owned(),
+            label: label.map(str::to_owned),
+        };
+        let kind = SlotKind::Recipient(recipient.clone());
+        let kinds = self.vault.header.slots.iter().map(|s| &s.kind);
+        slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
+        let id = self.next_slot_id();
+        let slot = slots::recipient_slot(id, recipient, slots::now_rfc3339(), &self.data_key)?;
+        self.vault.header.slots.push(slot);
+        Ok(Ok(id))
+    }
+
+    fn next_slot_id(&self) -> u32 {
+        (self.vault.header.slots.iter())
+            .map(|s| s.id)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// Re-wraps passphrase slot `id` under a new passphrase (no value changes).
@@ -105,7 +142,9 @@ impl UnlockedVault {
     ) -> Result<(UnlockedVault, RekeyReport), VaultError> {
         let keys = rotation::new_keys(
             &self.vault.header,
-            self.unlocked_with.as_ref().map(|(id, kek)| (*id, kek)),
+            self.unlocked_with
+                .as_ref()
+                .and_then(|(id, kek)| Some((*id, kek.as_ref()?))),
             &self.subkeys.enc,
             &self.vault_path,
             old_salt,

@@ -38,7 +38,9 @@ pub struct UnlockedVault {
     vault: EncryptedVault,
     data_key: Key32,
     subkeys: Subkeys,
-    unlocked_with: Option<(u32, Key32)>,
+    /// The slot that opened the vault and its key-encryption key (none
+    /// for a recipient slot).
+    unlocked_with: Option<(u32, Option<Key32>)>,
     vault_path: PathBuf,
 }
 

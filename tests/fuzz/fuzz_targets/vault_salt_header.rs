@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         let work: u64 = (parsed.header.slots.iter())
             .map(|slot| match &slot.kind {
                 SlotKind::Passphrase(params) => params.work(),
-                SlotKind::KeyFile => 0,
+                SlotKind::KeyFile | SlotKind::Recipient(_) => 0,
             })
             .sum();
         if work > CHEAP_WORK {
