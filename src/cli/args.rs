@@ -12,19 +12,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cli::kdf_args::KdfArgs;
 use crate::cli::runner_args::{JobsArgs, RunnerArgs, RunnerCommon};
 
-/// Exit codes, shown at the end of `--help`.
-const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success
-  1  other error (I/O, permissions, bad input file)
-  2  usage error (bad arguments, no passphrase or key given)
-  3  path not found in the vault
-  4  wrong passphrase or key (no key slot opens)
-  5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
-  6  vault busy (the writers' lock was not acquired within --wait)
-  7  Docker engine unreachable
-  8  check-and-set conflict (the path has moved on)";
-
 /// `--version`: the release and the vault format it reads and writes.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -33,7 +20,8 @@ const VERSION: &str = concat!(
 
 /// runvault: encrypted credentials for DataOps runner hosts.
 #[derive(Debug, Parser)]
-#[command(name = "runvault", version = VERSION, about, after_help = EXIT_CODES_HELP)]
+// The exit codes end `--help` (one short string built per run).
+#[command(name = "runvault", version = VERSION, about, after_help = crate::core::exit::help_text())]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
