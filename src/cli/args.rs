@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::kdf_args::KdfArgs;
+use crate::cli::option_scope;
 use crate::cli::runner_args::{JobsArgs, RunnerArgs, RunnerCommon};
 
 /// `--version`: the release and the vault format it reads and writes.
@@ -194,12 +195,53 @@ pub enum Command {
     /// Plaintext views in RAM for job images that read /secrets/vault.yml as plaintext.
     View(ViewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) to standard output.
-    Man,
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to standard output, or write every command's page into a directory.
+    Man(ManArgs),
+}
+
+// `runvault completions`: touches neither the vault nor the layout file.
+#[derive(Debug, Args)]
+#[command(mut_args = completions_options)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+// `runvault man`: its `--dir` is where the pages go (`man_options`).
+#[derive(Debug, Args)]
+#[command(mut_args = man_options)]
+pub struct ManArgs {
+    /// Where to write one page per command: `man --dir` (filled after
+    /// parsing from the option [`MAN_DIR`], which clap cannot derive: it
+    /// is the global `--dir` made `man`'s own).
+    #[arg(skip)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The clap id of `man --dir`.
+pub const MAN_DIR: &str = "man_dir";
+
+/// `completions` uses neither the vault nor the layout file: only `-v`
+/// and `-q` of the global options show.
+fn completions_options(arg: clap::Arg) -> clap::Arg {
+    option_scope::hide_globals_unless(arg, &[])
+}
+
+/// `man`: as [`completions_options`], and the copy of the global `--dir`
+/// (a vault directory elsewhere) made `man`'s own option, with its own id
+/// so that no `--dir` given before `man`, no `RUNVAULT_DIR` and no
+/// default reaches it.
+fn man_options(arg: clap::Arg) -> clap::Arg {
+    if arg.get_id() == "dir" {
+        return arg
+            .id(MAN_DIR)
+            .global(false)
+            .help("Write one page per command (runvault.1, runvault-key-add.1, ...) into DIR")
+            .default_value(None)
+            .env(None);
+    }
+    completions_options(arg)
 }
 
 // `runvault view`.
