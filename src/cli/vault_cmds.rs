@@ -143,7 +143,14 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
             args.value_type
         ))
     })?;
-    let version = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
+    let outcome = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
+    let version = outcome.version;
+    if !outcome.changed {
+        status(format_args!(
+            "`{path}` already holds this value (version {version}); unchanged"
+        ));
+        return Ok(());
+    }
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {

@@ -48,7 +48,7 @@ pub fn help_text() -> String {
         .iter()
         .fold(String::from("Exit codes:"), |mut text, (code, meaning)| {
             // Writing to a String cannot fail.
-            let _infallible = write!(text, "\n  {code:<3}  {meaning}");
+            let _infallible = write!(text, "\n  {code:>3}  {meaning}");
             text
         })
 }

@@ -48,7 +48,7 @@ mod yaml_error;
 
 // The directory: read-only for readers, with the lock and commits for writers.
 pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
-pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, VaultDir};
+pub use store::{AfterCommit, CommitHook, InitOutcome, RekeyOptions, SetOutcome, VaultDir};
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};
 pub use unlocked::{UnlockedVault, VersionInfo};

@@ -199,7 +199,7 @@ fn readme_and_help_list_the_exit_codes_of_the_one_table() {
     let listed = help.split("\nExit codes:\n").nth(1).unwrap();
     let expected: String = runvault::core::exit::TABLE
         .iter()
-        .map(|(code, meaning)| format!("  {code:<3}  {meaning}\n"))
+        .map(|(code, meaning)| format!("  {code:>3}  {meaning}\n"))
         .collect();
     assert_eq!(listed, expected);
     assert!(listed.contains("  126  `exec`: the command could not be run\n"));
