@@ -10,22 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::kdf_args::KdfArgs;
+use crate::cli::option_scope;
 use crate::cli::runner_args::{JobsArgs, RunnerArgs, RunnerCommon};
-
-/// Exit codes, shown at the end of `--help`.
-const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success
-  1  other error (I/O, permissions, bad input file)
-  2  usage error (bad arguments, no passphrase or key given)
-  3  path not found in the vault
-  4  wrong passphrase or key (no key slot opens)
-  5  integrity failure (the vault is tampered with, corrupt, rolled back or replaced)
-  6  vault busy (the writers' lock was not acquired within --wait)
-  7  Docker engine unreachable
-  8  check-and-set conflict (the path has moved on, or a rotation is pending)
-  9  replay: a received vault is not newer than the installed one
- 10  rotation hook failed (--apply, --test or --revert; see the message)";
 
 /// `--version`: the release and the vault format it reads and writes.
 const VERSION: &str = concat!(
@@ -35,7 +21,8 @@ const VERSION: &str = concat!(
 
 /// runvault: encrypted credentials for DataOps runner hosts.
 #[derive(Debug, Parser)]
-#[command(name = "runvault", version = VERSION, about, after_help = EXIT_CODES_HELP)]
+// The exit codes end `--help` (one short string built per run).
+#[command(name = "runvault", version = VERSION, about, after_help = crate::core::exit::help_text())]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -230,12 +217,53 @@ pub enum Command {
     /// Plaintext views in RAM for job images that read /secrets/vault.yml as plaintext.
     View(ViewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) to standard output.
-    Man,
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to standard output, or write every command's page into a directory.
+    Man(ManArgs),
+}
+
+// `runvault completions`: touches neither the vault nor the layout file.
+#[derive(Debug, Args)]
+#[command(mut_args = completions_options)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+// `runvault man`: its `--dir` is where the pages go (`man_options`).
+#[derive(Debug, Args)]
+#[command(mut_args = man_options)]
+pub struct ManArgs {
+    /// Where to write one page per command: `man --dir` (filled after
+    /// parsing from the option [`MAN_DIR`], which clap cannot derive: it
+    /// is the global `--dir` made `man`'s own).
+    #[arg(skip)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The clap id of `man --dir`.
+pub const MAN_DIR: &str = "man_dir";
+
+/// `completions` uses neither the vault nor the layout file: only `-v`
+/// and `-q` of the global options show.
+fn completions_options(arg: clap::Arg) -> clap::Arg {
+    option_scope::hide_globals_unless(arg, &[])
+}
+
+/// `man`: as [`completions_options`], and the copy of the global `--dir`
+/// (a vault directory elsewhere) made `man`'s own option, with its own id
+/// so that no `--dir` given before `man`, no `RUNVAULT_DIR` and no
+/// default reaches it.
+fn man_options(arg: clap::Arg) -> clap::Arg {
+    if arg.get_id() == "dir" {
+        return arg
+            .id(MAN_DIR)
+            .global(false)
+            .help("Write one page per command (runvault.1, runvault-key-add.1, ...) into DIR")
+            .default_value(None)
+            .env(None);
+    }
+    completions_options(arg)
 }
 
 // `runvault view`.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
-use crate::cli::args::{Cli, Command, DoctorArgs, Layout};
+use crate::cli::args::{Cli, Command, DoctorArgs, Layout, MAN_DIR};
 use crate::cli::runner_args::{JobsArgs, JobsChoice, RunnerCommand, RunnerCommon};
 use crate::core::fs::FsError;
 use crate::core::host_file::{self, HostFile, HostFileError};
@@ -77,6 +77,15 @@ pub fn given(command: &clap::Command, matches: &ArgMatches) -> Vec<&'static str>
     given
 }
 
+/// `man --dir DIR`: the directory given after `man` (the option
+/// [`MAN_DIR`], never the vault's `--dir` or `RUNVAULT_DIR`).
+pub fn man_dir(matches: &ArgMatches) -> Option<PathBuf> {
+    matches
+        .subcommand_matches("man")?
+        .get_one::<PathBuf>(MAN_DIR)
+        .cloned()
+}
+
 /// Puts the layout file's values in place of the built-in defaults of
 /// the options not in `given`.
 pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileError> {
@@ -91,7 +100,7 @@ pub fn resolve(cli: &mut Cli, given: Vec<&'static str>) -> Result<(), HostFileEr
         given,
     };
     let needed = match &cli.command {
-        Command::Completions { .. } | Command::Man => false,
+        Command::Completions(_) | Command::Man(_) => false,
         Command::Get(_) | Command::Exec(_) | Command::Render(_) => !layout.given("dir"),
         _ => true,
     };

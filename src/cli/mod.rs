@@ -2,13 +2,14 @@
 //! handed to one handler per command. No crypto and no file I/O of its own.
 //!
 //! Files use only those listed before them: the clap definitions
-//! (`kdf_args`, `runner_args`, `args`); `defaults`, which puts the host's
+//! (`option_scope`, `kdf_args`, `runner_args`, `args`); `defaults`, which puts the host's
 //! layout file in place of the built-in defaults; what is printed and read
 //! (`output`, with the one stdout writer; `table`; `input`; `suggest`,
 //! the closest existing paths); what every
 //! handler takes from the global options (`context`); the handlers, one
-//! file per group of commands (`fleet_cmds`: identities and `receive`),
-//! none using another; this module, which
+//! file per group of commands (`fleet_cmds`: identities and `receive`;
+//! `rotate_cmds`: staged rotation; `man`: the man pages), none using
+//! another; this module, which
 //! parses and dispatches.
 
 mod args;
@@ -19,6 +20,8 @@ mod fleet_cmds;
 mod input;
 mod jobs_cmds;
 mod kdf_args;
+mod man;
+mod option_scope;
 mod output;
 mod rotate_cmds;
 mod rotation_cmds;
@@ -95,7 +98,10 @@ where
     use clap::{CommandFactory, FromArgMatches};
     let mut command = std::mem::ManuallyDrop::new(Cli::command());
     let matches = command.try_get_matches_from_mut(args)?;
-    let cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+    if let Command::Man(man) = &mut cli.command {
+        man.dir = defaults::man_dir(&matches);
+    }
     Ok((cli, defaults::given(&command, &matches)))
 }
 
@@ -154,20 +160,18 @@ fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::AuditHmac(args) => rotation_cmds::audit_hmac(&global, &args),
         Command::Doctor(args) => doctor_cmds::doctor(&global, &args),
         Command::View(args) => view_cmds::view(&global, args),
-        Command::Completions { shell } => {
+        Command::Completions(args) => {
             // Generated in memory: clap_complete panics on a failed write.
             let mut script = Vec::new();
             clap_complete::generate(
-                shell,
+                args.shell,
                 &mut <Cli as clap::CommandFactory>::command(),
                 "runvault",
                 &mut script,
             );
             output::write_stdout(&script)
         }
-        Command::Man => output::with_stdout(|out| {
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
-        }),
+        Command::Man(args) => man::man(args.dir.as_deref()),
         Command::Runner(args) => runner_cmds::runner(&global, *args),
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::cli::kdf_args::KdfArgs;
+use crate::cli::option_scope;
 
 // `runvault runner`.
 #[derive(Debug, Args)]
@@ -106,8 +107,9 @@ pub struct RegisterOpts {
     pub token_file: Option<PathBuf>,
 }
 
-// `runvault runner register`.
+// `runvault runner register`: no vault option applies.
 #[derive(Debug, Args)]
+#[command(mut_args = register_options)]
 pub struct RegisterArgs {
     /// How to register.
     #[command(flatten)]
@@ -115,6 +117,24 @@ pub struct RegisterArgs {
     /// Register again even if config.toml already has a runner named NAME.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The options every runner command takes ([`RunnerCommon`]), by id:
+/// built once, only by `register`, whose help shows them.
+static COMMON_IDS: std::sync::LazyLock<Vec<clap::Id>> = std::sync::LazyLock::new(|| {
+    RunnerCommon::augment_args(clap::Command::new("runner"))
+        .get_arguments()
+        .map(|arg| arg.get_id().clone())
+        .collect()
+});
+
+/// `register` reads the layout file (a runner's config directory by its
+/// name) but not the vault: the vault's global options are hidden.
+fn register_options(arg: clap::Arg) -> clap::Arg {
+    if COMMON_IDS.iter().any(|id| id == arg.get_id()) {
+        return arg;
+    }
+    option_scope::hide_globals_unless(arg, &["config"])
 }
 
 // What `configure` sets.

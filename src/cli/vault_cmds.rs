@@ -149,21 +149,33 @@ pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
         .as_deref()
         .map(|text| parse_duration("--max-age", text))
         .transpose()?;
-    let version = match max_age {
-        None => vault_dir(global).set(&credential, &path, &value, args.if_version)?,
+    let (version, changed) = match max_age {
+        None => {
+            let outcome = vault_dir(global).set(&credential, &path, &value, args.if_version)?;
+            (outcome.version, outcome.changed)
+        }
         // The value and its policy in one commit, through the tree writer.
-        Some(seconds) => vault_dir(global).modify(&credential, "set", |vault, _, record| {
-            vault.refuse_pending_under(&path)?;
-            let version = match args.if_version {
-                Some(expected) => vault.set_if_version(&path, &value, expected)?,
-                None => vault.set(&path, &value)?,
-            };
-            vault.set_max_age(&path, seconds);
-            record.changes.push(vault.audit_change(&path, "set")?);
-            record.detail = Some(format!("max age {seconds}s"));
-            Ok(version)
-        })?,
+        Some(seconds) => {
+            let version = vault_dir(global).modify(&credential, "set", |vault, _, record| {
+                vault.refuse_pending_under(&path)?;
+                let version = match args.if_version {
+                    Some(expected) => vault.set_if_version(&path, &value, expected)?,
+                    None => vault.set(&path, &value)?,
+                };
+                vault.set_max_age(&path, seconds);
+                record.changes.push(vault.audit_change(&path, "set")?);
+                record.detail = Some(format!("max age {seconds}s"));
+                Ok(version)
+            })?;
+            (version, true)
+        }
     };
+    if !changed {
+        status(format_args!(
+            "`{path}` already holds this value (version {version}); unchanged"
+        ));
+        return Ok(());
+    }
     let generated = if args.generate.is_some() && !args.stdin && args.from_file.is_none() {
         " (generated; read it with `runvault get`)"
     } else {

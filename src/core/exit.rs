@@ -3,33 +3,60 @@
 //! Every error type in the crate maps itself to one of these through
 //! [`ExitStatus`]; `main` only turns the final value into the process status.
 
-/// Success.
-pub const OK: u8 = 0;
-/// Any failure without a more specific code (I/O, permissions, bad input file).
-pub const OTHER: u8 = 1;
-/// Usage error: bad flags or arguments, or a required secret not given.
-pub const USAGE: u8 = 2;
-/// The requested path does not exist in the vault.
-pub const NOT_FOUND: u8 = 3;
-/// No key slot opens with the given passphrase or key file.
-pub const WRONG_SECRET: u8 = 4;
-/// The vault is tampered with or corrupt (authentication failed).
-pub const INTEGRITY: u8 = 5;
-/// Another writer holds the vault lock and it was not released in time.
-pub const BUSY: u8 = 6;
-/// The Docker engine cannot be reached.
-pub const ENGINE_UNREACHABLE: u8 = 7;
-/// A check-and-set write found that the path has moved on.
-pub const CONFLICT: u8 = 8;
-/// `receive`: the shipped vault is not newer than the installed one or
-/// this host's high-water mark (a replay).
-pub const REPLAY: u8 = 9;
-/// `rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out.
-pub const HOOK_FAILED: u8 = 10;
-/// `exec`: the command exists but could not be run (as `env(1)` does).
-pub const COMMAND_NOT_EXECUTABLE: u8 = 126;
-/// `exec`: the command was not found (as `env(1)` and shells do).
-pub const COMMAND_NOT_FOUND: u8 = 127;
+/// Defines each exit code's constant and its row of [`TABLE`] from one
+/// line: `/// doc` `NAME = code, "meaning";`.
+macro_rules! exit_codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $meaning:literal;)*) => {
+        $($(#[$doc])* pub const $name: u8 = $code;)*
+
+        /// Every exit code with its meaning, in order: the one table that
+        /// `--help`, the man pages, README's "Exit codes" and
+        /// docs/troubleshooting.md list (tests/host/docs.rs compares them).
+        pub const TABLE: &[(u8, &str)] = &[$(($code, $meaning)),*];
+    };
+}
+
+exit_codes! {
+    /// Success.
+    OK = 0, "success";
+    /// Any failure without a more specific code (I/O, permissions, bad input file).
+    OTHER = 1, "other error (I/O, permissions, bad input file)";
+    /// Usage error: bad flags or arguments, or a required secret not given.
+    USAGE = 2, "usage error (bad arguments, no passphrase or key given)";
+    /// The requested path does not exist in the vault.
+    NOT_FOUND = 3, "path not found in the vault";
+    /// No key slot opens with the given passphrase or key file.
+    WRONG_SECRET = 4, "wrong passphrase or key (no key slot opens)";
+    /// The vault is tampered with or corrupt (authentication failed).
+    INTEGRITY = 5, "integrity failure (the vault is tampered with, corrupt, rolled back or replaced)";
+    /// Another writer holds the vault lock and it was not released in time.
+    BUSY = 6, "vault busy (the writers' lock was not acquired within `--wait`)";
+    /// The Docker engine cannot be reached.
+    ENGINE_UNREACHABLE = 7, "Docker engine unreachable";
+    /// A check-and-set write found that the path has moved on.
+    CONFLICT = 8, "check-and-set conflict (`set --if-version`), or a rotation is pending at the path (`rotate --resume` or `--abort` first)";
+    /// `receive`: the shipped vault is not newer than the installed one or
+    /// this host's high-water mark (a replay).
+    REPLAY = 9, "replay: `receive` was shipped a vault not newer than the installed one or this host's high-water mark";
+    /// `rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out.
+    HOOK_FAILED = 10, "`rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out; the message says what happened to the pending value";
+    /// `exec`: the command exists but could not be run (as `env(1)` does).
+    COMMAND_NOT_EXECUTABLE = 126, "`exec`: the command could not be run";
+    /// `exec`: the command was not found (as `env(1)` and shells do).
+    COMMAND_NOT_FOUND = 127, "`exec`: the command was not found";
+}
+
+/// The exit codes as `--help` ends and the man pages list them.
+pub fn help_text() -> String {
+    use std::fmt::Write as _;
+    TABLE
+        .iter()
+        .fold(String::from("Exit codes:"), |mut text, (code, meaning)| {
+            // Writing to a String cannot fail.
+            let _infallible = write!(text, "\n  {code:>3}  {meaning}");
+            text
+        })
+}
 
 /// Implemented by every error type that can end a command.
 pub trait ExitStatus {

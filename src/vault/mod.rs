@@ -50,7 +50,8 @@ mod yaml_error;
 pub use dir::{AUDIT_FILE, ReadOnlyDir, SALT_FILE, SALT_NEXT_FILE, VAULT_FILE, Warn};
 pub use mark::Managed;
 pub use store::{
-    AfterCommit, CommitHook, InitOutcome, ReceiveOptions, Received, RekeyOptions, VaultDir,
+    AfterCommit, CommitHook, InitOutcome, ReceiveOptions, Received, RekeyOptions, SetOutcome,
+    VaultDir,
 };
 // An opened vault and rotation.
 pub use keys::rotation::{RekeyPlan, RekeyReport};

@@ -155,26 +155,54 @@ fn every_command_in_the_docs_runs() {
 #[test]
 fn troubleshooting_lists_every_exit_code_and_doctor_check() {
     let page = std::fs::read_to_string(repo().join("docs/troubleshooting.md")).unwrap();
-    let exit_rs = std::fs::read_to_string(repo().join("src/core/exit.rs")).unwrap();
-    let codes: Vec<&str> = exit_rs
+    let sections: Vec<u8> = page
         .lines()
-        .filter_map(|l| l.strip_prefix("pub const "))
-        .filter_map(|l| l.split("u8 = ").nth(1))
-        .map(|l| l.trim_end_matches(';'))
+        .filter_map(|line| line.strip_prefix("## Exit "))
+        .map(|rest| rest.split(':').next().unwrap().parse().unwrap())
         .collect();
-    assert!(codes.len() >= 11, "exit codes in exit.rs: {codes:?}");
-    for code in codes {
-        assert!(
-            page.contains(&format!("## Exit {code}")),
-            "docs/troubleshooting.md has no `## Exit {code}` section"
-        );
-    }
+    let codes: Vec<u8> = runvault::core::exit::TABLE
+        .iter()
+        .map(|row| row.0)
+        .collect();
+    assert_eq!(
+        sections, codes,
+        "docs/troubleshooting.md's `## Exit N` sections"
+    );
     for id in runvault::doctor::CHECK_IDS {
         assert!(
             page.contains(&format!("### `{id}`")),
             "docs/troubleshooting.md has no `### `{id}`` section for the doctor check"
         );
     }
+}
+
+#[test]
+fn readme_and_help_list_the_exit_codes_of_the_one_table() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme.split("\n## Exit codes\n").nth(1).unwrap();
+    let rows: Vec<(u8, &str)> = section
+        .lines()
+        .skip_while(|line| !line.starts_with("| code |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            (cells[0].trim().parse().unwrap(), cells[1].trim())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        runvault::core::exit::TABLE,
+        "README's exit-code table"
+    );
+    let help = runvault().arg("--help").ok().out();
+    let listed = help.split("\nExit codes:\n").nth(1).unwrap();
+    let expected: String = runvault::core::exit::TABLE
+        .iter()
+        .map(|(code, meaning)| format!("  {code:>3}  {meaning}\n"))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(listed.contains("  126  `exec`: the command could not be run\n"));
 }
 
 #[test]

@@ -1488,3 +1488,60 @@ fn a_sigkill_during_export_leaves_no_plaintext_behind() {
         }
     }
 }
+
+#[test]
+fn setting_the_value_a_path_holds_writes_nothing_and_adds_no_version() {
+    let host = Host::new();
+    host.init();
+    host.set("A.B", b"same");
+    let audit = host.dir().join("audit.log");
+    for tree_writer in [false, true] {
+        if tree_writer {
+            // A key written with escapes: `set` goes through the tree writer.
+            let yaml = host.root.path().join("escaped.yml");
+            write_private(&yaml, b"\"T\\\\U\": x\n");
+            host.run(&["import", yaml.to_str().unwrap()]).ok();
+        }
+        let (before, log_before) = (host.vault_bytes(), std::fs::read(&audit).unwrap());
+        for extra in [&[][..], &["--if-version", "1"]] {
+            let mut args = vec!["-vv", "set", "A.B", "--stdin"];
+            args.extend(extra);
+            let run = host.run_in(&args, b"same").ok();
+            let said = run.stderr.lines().last().unwrap().to_string();
+            assert_eq!(
+                said,
+                "`A.B` already holds this value (version 1); unchanged"
+            );
+            assert_eq!(
+                run.stderr.contains("set goes through the tree writer"),
+                tree_writer,
+                "{}",
+                run.stderr
+            );
+            assert!(host.vault_bytes() == before, "the file is unchanged");
+            assert_eq!(std::fs::read(&audit).unwrap(), log_before, "no audit line");
+        }
+        // The check-and-set still comes first.
+        let run = host.run_in(&["set", "A.B", "--stdin", "--if-version", "2"], b"same");
+        assert_eq!(
+            (run.code, run.stderr.as_str()),
+            (
+                8,
+                "runvault: error: `A.B` is at version 1, not 2; nothing was changed (re-read it and retry)\n"
+            )
+        );
+        // Another type is another value.
+        let run = host.run_in(&["set", "A.B", "--stdin", "--type", "int"], b"7");
+        assert_eq!(run.code, 0, "{}", run.describe());
+        host.run_in(&["set", "A.B", "--stdin"], b"same").ok();
+        let run = host.run_in(&["set", "A.B", "--stdin"], b"same").ok();
+        assert!(
+            run.stderr.ends_with("(version 3); unchanged\n"),
+            "{}",
+            run.stderr
+        );
+        // Back to one version for the tree writer's round.
+        host.run(&["rm", "A.B", "--purge"]).ok();
+        host.set("A.B", b"same");
+    }
+}

@@ -237,7 +237,9 @@ mod tests {
 
     fn set(store: &VaultDir, path: &str, value: &str) -> Result<u32, VaultError> {
         let value = Plain::text(value.as_bytes().to_vec());
-        store.set(&passphrase(), &KeyPath::parse(path).unwrap(), &value, None)
+        store
+            .set(&passphrase(), &KeyPath::parse(path).unwrap(), &value, None)
+            .map(|outcome| outcome.version)
     }
 
     fn read(path: &Path) -> Vec<u8> {

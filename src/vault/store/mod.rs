@@ -68,6 +68,16 @@ impl std::fmt::Debug for AfterCommit {
     }
 }
 
+/// What [`VaultDir::set`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// The path's version now.
+    pub version: u32,
+    /// `false`: the path already held this very value; nothing was
+    /// written and no version was added.
+    pub changed: bool,
+}
+
 /// A vault directory, for writers: the read-only directory
 /// ([`ReadOnlyDir`], whose methods it has through `Deref`) with the
 /// writers' lock, the commit protocol and the after-commit hook. The only
@@ -216,18 +226,20 @@ impl VaultDir {
     }
 
     /// Sets the value at `path` (only if its current version is
-    /// `if_version`, when given) and returns its new version: a
-    /// [`VaultDir::modify`] that splices the new file from the old one in
-    /// one pass (`stream::splice`) when the file is canonical and no view needs
-    /// the opened vault, and otherwise changes the tree, with the slot the
-    /// first attempt opened (one KDF run either way).
+    /// `if_version`, when given; that check comes first) and returns its
+    /// version: a [`VaultDir::modify`] that splices the new file from the
+    /// old one in one pass (`stream::splice`) when the file is canonical
+    /// and no view needs the opened vault, and otherwise changes the tree,
+    /// with the slot the first attempt opened (one KDF run either way). A
+    /// path that already holds this very value is left alone: no new
+    /// version, nothing written, [`SetOutcome::changed`] false.
     pub fn set(
         &self,
         credential: &Credential,
         path: &KeyPath,
         value: &Plain,
         if_version: Option<u32>,
-    ) -> Result<u32, VaultError> {
+    ) -> Result<SetOutcome, VaultError> {
         self.require_vault()?;
         let _lock = self.lock()?;
         let mut opened = None;
@@ -239,6 +251,12 @@ impl VaultDir {
                 time: now(),
             };
             match splice::set(self, credential, &edit)? {
+                Ok(spliced) if spliced.unchanged => {
+                    return Ok(SetOutcome {
+                        version: spliced.version,
+                        changed: false,
+                    });
+                }
                 Ok(spliced) => {
                     tracing::debug!("spliced the new file from the old one in one pass");
                     let record = AuditRecord {
@@ -252,7 +270,10 @@ impl VaultDir {
                         record: &record,
                     };
                     self.audited_write(&commit, &spliced.bytes, WriteMode::PRIVATE, None)?;
-                    return Ok(spliced.version);
+                    return Ok(SetOutcome {
+                        version: spliced.version,
+                        changed: true,
+                    });
                 }
                 Err(slot) => {
                     tracing::debug!("the file cannot be spliced: set goes through the tree writer");
@@ -260,14 +281,32 @@ impl VaultDir {
                 }
             }
         }
-        self.modify_locked(credential, opened, "set", |vault, _, record| {
-            vault.refuse_pending_under(path)?;
-            let version = match if_version {
-                Some(expected) => vault.set_if_version(path, value, expected)?,
-                None => vault.set(path, value)?,
-            };
+        let (unlocked, salt) = self.open_reusing(credential, opened)?;
+        unlocked.refuse_pending_under(path)?;
+        let current = unlocked.current_version(path);
+        if let Some(expected) = if_version
+            && expected != current
+        {
+            return Err(VaultError::VersionConflict {
+                key: path.to_string(),
+                expected,
+                current,
+            });
+        }
+        if current > 0 && unlocked.get(path).is_ok_and(|stored| stored == *value) {
+            return Ok(SetOutcome {
+                version: current,
+                changed: false,
+            });
+        }
+        let version = self.change_opened(unlocked, &salt, "set", |vault, _, record| {
+            let version = vault.set(path, value)?;
             record.changes.push(vault.audit_change(path, "set")?);
             Ok(version)
+        })?;
+        Ok(SetOutcome {
+            version,
+            changed: true,
         })
     }
 
@@ -289,9 +328,20 @@ impl VaultDir {
         command: &str,
         change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
     ) -> Result<T, VaultError> {
-        let (mut unlocked, salt) = self.open_reusing(credential, opened)?;
+        let (unlocked, salt) = self.open_reusing(credential, opened)?;
+        self.change_opened(unlocked, &salt, command, change)
+    }
+
+    /// The rest of [`VaultDir::modify_locked`], once the vault is opened.
+    fn change_opened<T>(
+        &self,
+        mut unlocked: UnlockedVault,
+        salt: &Salt,
+        command: &str,
+        change: impl FnOnce(&mut UnlockedVault, &Salt, &mut AuditRecord) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
         let mut record = AuditRecord::default();
-        let result = change(&mut unlocked, &salt, &mut record)?;
+        let result = change(&mut unlocked, salt, &mut record)?;
         let before = unlocked.header().generation;
         // Without an after-commit hook the opened vault is sealed in place;
         // with one it is kept for the hook (views), at the cost of a copy.
@@ -309,7 +359,7 @@ impl VaultDir {
         self.audited_write(&commit, &sealed.to_canonical(), WriteMode::PRIVATE, None)?;
         // Still under the lock, so views are refreshed in commit order.
         if let Some(unlocked) = &kept {
-            self.after_commit(unlocked, &salt, sealed.header.generation);
+            self.after_commit(unlocked, salt, sealed.header.generation);
         }
         Ok(result)
     }

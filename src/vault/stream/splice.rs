@@ -34,7 +34,7 @@ use crate::vault::crypto::{KeyedMac, MacWriter, Subkeys};
 use crate::vault::dir::ReadOnlyDir;
 use crate::vault::error::VaultError;
 use crate::vault::format::{self, EncodedPath, Header, History, SECRETS_KEY, Sealed, TreeMac};
-use crate::vault::keys::seal::{open_audit_key, seal_at, value_hmac_bytes};
+use crate::vault::keys::seal::{open_audit_key, open_sealed_text, seal_at, value_hmac_bytes};
 use crate::vault::keys::slots::{Credential, Opened};
 use crate::vault::keys::versions::{last_version, prune};
 use crate::vault::path::{KeyPath, Segment, encode_key};
@@ -67,6 +67,9 @@ pub struct Spliced {
     pub generations: (u64, u64),
     /// The audit entry of the change.
     pub change: AuditChange,
+    /// The path already holds this very value: nothing is to be written
+    /// (`bytes` is empty, `version` the current one, no new version).
+    pub unchanged: bool,
 }
 
 /// Opens the vault in `dir` (one KDF run) and splices `edit` into it; `Err`
@@ -160,6 +163,31 @@ fn splice_set(
             current: change.current,
         });
     }
+    // The value it already holds (one value decrypted, no other work):
+    // no new version, no write.
+    if let Some(previous) = change.previous
+        && open_sealed_text(
+            &subkeys.enc,
+            &header.vault_id,
+            edit.path,
+            previous,
+            vault_path,
+        )? == *edit.value
+    {
+        return Ok(Some(Spliced {
+            bytes: Vec::new(),
+            version: change.current,
+            vault_id: header.vault_id,
+            generations: (header.generation, header.generation),
+            change: AuditChange {
+                path: key,
+                version: Some(change.current),
+                hmac: None,
+                action: "set",
+            },
+            unchanged: true,
+        }));
+    }
     let audit_key = open_audit_key(&subkeys.enc, header, vault_path)?;
     if let Some(previous) = change.previous {
         history
@@ -191,6 +219,7 @@ fn splice_set(
             )),
             action: "set",
         },
+        unchanged: false,
     }))
 }
 
