@@ -1,7 +1,8 @@
 //! The hooks of `runvault rotate` (docs/rotation.md): an admin's shell
 //! command run through `sh -c` with the values on its standard input only
 //! (never in argv or the environment), a clean environment, a timeout, and
-//! its output passed to our stderr with every value masked.
+//! its output passed to our stderr with every value masked. A hook runs in
+//! a process group of its own, killed when the hook ends or times out.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitStatus as ProcessStatus, Stdio};
@@ -142,16 +143,25 @@ impl Hook<'_> {
     /// process group are then killed).
     fn wait(&self, child: &mut std::process::Child) -> Option<std::io::Result<ProcessStatus>> {
         let deadline = Instant::now() + self.timeout;
+        // What the hook left running would hold its output pipes open (and
+        // runvault waiting): its process group goes when it ends.
+        let id = child.id();
+        let kill_group = || {
+            if let Some(group) = i32::try_from(id)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+        };
         loop {
             match child.try_wait() {
-                Ok(Some(status)) => return Some(Ok(status)),
+                Ok(Some(status)) => {
+                    kill_group();
+                    return Some(Ok(status));
+                }
                 Ok(None) if Instant::now() >= deadline => {
-                    if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
-                        let _ = rustix::process::kill_process_group(
-                            group,
-                            rustix::process::Signal::KILL,
-                        );
-                    }
+                    kill_group();
                     let _ = child.wait();
                     return None;
                 }

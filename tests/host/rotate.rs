@@ -354,6 +354,21 @@ fn a_hook_that_outlives_the_timeout_is_killed_with_what_it_started() {
         "0s",
     ])
     .fails(2);
+    // What a successful hook leaves running is killed with it: runvault
+    // does not wait for it (it would hold the output pipe open).
+    let started = Instant::now();
+    host.run(&[
+        "rotate",
+        "DB.PASSWORD",
+        "--apply",
+        "sleep 60 & echo started",
+    ])
+    .ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! scripts of docs/rotation/ used verbatim: a throwaway cluster on
 //! loopback (initdb as `postgres`, its own port and socket directory in a
 //! temp dir, stopped when the test ends, even on a panic); jobs running
-//! `runvault exec -- psql` every 20 ms on a read-only view of the vault
+//! `runvault exec -- psql` back to back on a read-only view of the vault
 //! directory while the credential is rotated with alternating users (no
-//! failed connection) and as a single user (the failure window, measured);
+//! failed connection; one job at a time, at most one every 20 ms) and as a
+//! single user (the failure window, measured);
 //! `kill -9` at every step of a rotation; and no value in any command
 //! line while the hooks run.
 //!

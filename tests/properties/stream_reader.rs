@@ -45,7 +45,14 @@ struct Fixture {
 impl Fixture {
     /// A vault of `texts`, then `updates` set on top (which fills `history:`).
     fn new(texts: &Tree<String>, updates: &[(KeyPath, String)]) -> Fixture {
-        Fixture::with(texts, updates, &[], DEFAULT_KEEP)
+        Fixture::with(texts, updates, &[], DEFAULT_KEEP, false)
+    }
+
+    /// [`Fixture::new`] with, when `rotating`, a pending version and a
+    /// `--max-age` policy on its first value (the header's `pending` and
+    /// `max_age`, issue 24).
+    fn rotating(texts: &Tree<String>, updates: &[(KeyPath, String)], rotating: bool) -> Fixture {
+        Fixture::with(texts, updates, &[], DEFAULT_KEEP, rotating)
     }
 
     /// [`Fixture::new`], then `removals` removed (removal markers in
@@ -55,6 +62,7 @@ impl Fixture {
         updates: &[(KeyPath, String)],
         removals: &[KeyPath],
         keep: u32,
+        rotating: bool,
     ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let key = Key32::random();
@@ -74,6 +82,15 @@ impl Fixture {
         for path in removals {
             // A path may be gone already (under an earlier removal).
             let _ = vault.remove(path, false);
+        }
+        if let Some(path) = rotating
+            .then(|| vault.secrets().leaf_paths().into_iter().next())
+            .flatten()
+        {
+            vault
+                .stage(&path, &Plain::text(b"pending value".to_vec()))
+                .unwrap();
+            vault.set_max_age(&path, 86_400);
         }
         let bytes = vault.seal().to_canonical();
         std::fs::write(&vault_path, &bytes).unwrap();
@@ -240,8 +257,9 @@ proptest! {
         texts in tree(),
         picks in proptest::collection::vec(any::<usize>(), 0..8),
         update_picks in proptest::collection::vec(any::<usize>(), 0..3),
+        rotating in any::<bool>(),
     ) {
-        let fixture = Fixture::new(&texts, &updates_from(&texts, &update_picks));
+        let fixture = Fixture::rotating(&texts, &updates_from(&texts, &update_picks), rotating);
         let wanted = wanted_from(&texts, &picks);
         let tree = read::read_selected_tree(&fixture.store(), &fixture.credential(), &wanted, None);
         let streamed = match stream::read(&fixture.store(), &fixture.credential(), &wanted) {
@@ -313,7 +331,7 @@ proptest! {
         if_version in proptest::option::of(0u32..4),
     ) {
         let removals: Vec<KeyPath> = removal_picks.iter().map(|&p| edit_path(&texts, p)).collect();
-        let fixture = Fixture::with(&texts, &updates_from(&texts, &update_picks), &removals, keep);
+        let fixture = Fixture::with(&texts, &updates_from(&texts, &update_picks), &removals, keep, false);
         let path = edit_path(&texts, pick);
         let value = Plain::text(b"spliced".to_vec());
         let time = 1_800_000_000;
@@ -385,6 +403,31 @@ proptest! {
         if let Ok(Ok(_)) = splice::set(&fixture.store(), &fixture.credential(), &edit) {
             prop_assert!(fixture.store().open(&fixture.credential()).is_ok(), "spliced a file the tree reader refuses");
         }
+    }
+}
+
+/// A vault with a pending rotation is never spliced: `set` goes through
+/// the tree writer, which refuses to change a path whose promotion would
+/// undo the change (issue 24).
+#[test]
+fn a_vault_with_a_pending_rotation_is_never_spliced() {
+    let mut texts = indexmap::IndexMap::new();
+    texts.insert("A".to_string(), Tree::Leaf("a".to_string()));
+    texts.insert("B".to_string(), Tree::Leaf("b".to_string()));
+    let fixture = Fixture::rotating(&Tree::Map(texts), &[], true);
+    for path in ["A", "B"] {
+        let path = KeyPath::parse(path).unwrap();
+        let value = Plain::text(b"spliced".to_vec());
+        let edit = SetEdit {
+            path: &path,
+            value: &value,
+            if_version: None,
+            time: 1_800_000_000,
+        };
+        assert!(matches!(
+            splice::set(&fixture.store(), &fixture.credential(), &edit),
+            Ok(Err(_))
+        ));
     }
 }
 
@@ -530,6 +573,9 @@ fn contents(vault: &UnlockedVault) -> Vec<String> {
     for path in vault.secrets().leaf_paths() {
         let value = vault.get(&path).unwrap();
         out.push(format!("{path}={:?}", value.bytes.expose()));
+        if let Ok(pending) = vault.get_pending(&path) {
+            out.push(format!("{path} pending={:?}", pending.bytes.expose()));
+        }
         for version in vault.history(&path).unwrap() {
             out.push(format!(
                 "{path}@{}:{}:{}",
@@ -603,9 +649,10 @@ proptest! {
         update_picks in proptest::collection::vec(any::<usize>(), 0..6),
         removal_picks in proptest::collection::vec(any::<usize>(), 0..2),
         keep in 1u32..4,
+        rotating in any::<bool>(),
     ) {
         let removals: Vec<KeyPath> = removal_picks.iter().map(|&p| edit_path(&texts, p)).collect();
-        let fixture = Fixture::with(&texts, &updates_from(&texts, &update_picks), &removals, keep);
+        let fixture = Fixture::with(&texts, &updates_from(&texts, &update_picks), &removals, keep, rotating);
         let credentials = [fixture.credential()];
         let plan = RekeyPlan {
             credentials: &credentials,
