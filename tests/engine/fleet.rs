@@ -612,7 +612,6 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
 }
 
 #[test]
-#[ignore = "being checked"]
 fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_identity() {
     let Some(fleet) = Fleet::new("fleet-b", 3, false) else {
         return;
