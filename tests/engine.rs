@@ -16,6 +16,7 @@ pub mod support;
 mod engine {
     mod doctor_runner;
     mod e2e_rotation;
+    mod fleet_engine;
     mod jobs_static;
     mod package;
     mod runner_engine;

@@ -975,3 +975,60 @@ fn doctor_checks_the_identity_and_reports_a_managed_host() {
         "fail"
     );
 }
+
+#[test]
+fn an_identity_is_one_unwrap_per_command_however_many_hosts_the_vault_has() {
+    let fleet = Fleet::new();
+    // Nine more hosts' slots: only the identity's own slot is tried.
+    for i in 0..9 {
+        let (_, recipient) = new_identity(&fleet.admin, &format!("other-{i}"));
+        fleet
+            .admin
+            .run(&["key", "add", "recipient", &recipient])
+            .ok();
+    }
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    let runs = |args: &[&str]| {
+        let run = fleet
+            .host
+            .command()
+            .env("RUNVAULT_DEBUG_KDF_RUNS", "1")
+            .env("REF", "DATAOPS_VAULT(GITLAB.TOKEN)")
+            .arg("--identity")
+            .arg(&fleet.identity)
+            .args(args)
+            .ok();
+        (run.stderr.lines())
+            .find(|line| line.starts_with("runvault: debug: kdf runs: "))
+            .unwrap_or_else(|| panic!("{args:?}: {}", run.stderr))
+            .to_owned()
+    };
+    for args in [
+        &["get", "GITLAB.TOKEN"][..],
+        &["exec", "--", "true"],
+        &["verify"],
+        &["export"],
+        &["list"],
+    ] {
+        assert_eq!(runs(args), "runvault: debug: kdf runs: 1", "{args:?}");
+    }
+    // And receive: one unwrap for the shipped vault, none for the installed one.
+    fleet.admin.set("GITLAB.TOKEN", b"glpat-rotated");
+    fleet.ship();
+    let staging = fleet.host.path("staging");
+    let run = fleet
+        .host
+        .command()
+        .env("RUNVAULT_DEBUG_KDF_RUNS", "1")
+        .arg("--identity")
+        .arg(&fleet.identity)
+        .arg("receive")
+        .arg(&staging)
+        .ok();
+    assert!(
+        run.stderr.contains("runvault: debug: kdf runs: 1"),
+        "{}",
+        run.stderr
+    );
+}
