@@ -59,7 +59,7 @@ commands() {
   printf "$line" get-identity "" "$src --identity $d/host.key get SERVICE_$((n / 2)).PASSWORD"
   printf "$line" verify-identity "" "$src --identity $d/host.key verify"
   printf "$line" receive \
-    "rm -rf $d/host $d/host-state && cp -a $d/base $d/host && cp -a $d/base-state $d/host-state" \
+    "sh -c 'rm -rf $d/host $d/host-state && cp -a $d/base $d/host && cp -a $d/base-state $d/host-state'" \
     "$RV --state-dir $d/host-state --dir $d/host --identity $d/host.key receive $d/staging"
 }
 
