@@ -1,8 +1,9 @@
 //! The integration tests that need a Docker engine: the runner's lifecycle,
 //! `doctor --name`, jobs in containers (the static binary, rotation and
 //! views seen by a running job), the Debian package and the Ansible role
-//! of `docs/fleet/` over host containers (`cargo test --test engine`). Without an engine they print that they are skipped, except
-//! under `CI=true`, where they fail.
+//! of `docs/fleet/` over host containers (`cargo test --test engine`).
+//! Without an engine they print that they are skipped, except under
+//! `CI=true`, where they fail.
 //!
 //! One binary, one module per area in `tests/engine/`, sharing the harness
 //! of `tests/host.rs` ([`support`]).
@@ -17,6 +18,7 @@ mod engine {
     mod doctor_runner;
     mod e2e_rotation;
     mod fleet;
+    mod fleet_engine;
     mod jobs_static;
     mod package;
     mod runner_engine;

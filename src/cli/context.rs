@@ -168,11 +168,26 @@ pub fn wiring(global: &GlobalArgs, bin_dir: &Path, jobs: &JobsArgs) -> Result<Jo
     let wiring = JobWiring {
         secrets_dir: mount_source(&global.dir, "--dir")?,
         key_file: mount_source(&global.key_file_or_default(), "--key-file")?,
+        identity: match wired_identity(global) {
+            Some(identity) => Some(mount_source(&identity, "--identity")?),
+            None => None,
+        },
         bin_dir: mount_source(bin_dir, "--bin-dir")?,
         mode,
     };
     wiring.validate()?;
     Ok(wiring)
+}
+
+/// The identity jobs open the vault with instead of the key file:
+/// `--identity` (or `RUNVAULT_IDENTITY`); else, unless `--key-file` is
+/// given, the layout's `identity_file` (`keygen --identity` records it).
+pub fn wired_identity(global: &GlobalArgs) -> Option<PathBuf> {
+    match &global.identity {
+        Some(identity) if !identity.as_os_str().is_empty() => Some(identity.clone()),
+        _ if global.layout.given("key_file") => None,
+        _ => global.layout.identity_file.clone(),
+    }
 }
 
 /// A path made absolute against the working directory, as the layout file
@@ -190,6 +205,9 @@ pub fn layout_update(global: &GlobalArgs, all: bool) -> HostFile {
     HostFile {
         secrets_dir: given("dir").then(|| absolute(&global.dir)),
         key_file: given("key_file").then(|| absolute(&global.key_file_or_default())),
+        identity_file: (global.identity.as_deref())
+            .filter(|identity| !identity.as_os_str().is_empty())
+            .map(absolute),
         views_file: global
             .layout
             .given("views_file")
@@ -309,9 +327,14 @@ pub fn runner_command(
         if dir != Path::new(crate::core::layout::SECRETS_TARGET) {
             option("--dir", &dir.to_string_lossy());
         }
-        let key_file = absolute(&global.key_file_or_default());
-        if key_file != Path::new(DEFAULT_KEY_FILE) {
-            option("--key-file", &key_file.to_string_lossy());
+        match wired_identity(global) {
+            Some(identity) => option("--identity", &absolute(&identity).to_string_lossy()),
+            None => {
+                let key_file = absolute(&global.key_file_or_default());
+                if key_file != Path::new(DEFAULT_KEY_FILE) {
+                    option("--key-file", &key_file.to_string_lossy());
+                }
+            }
         }
         let bin_dir = absolute(bin_dir);
         if bin_dir != Path::new(DEFAULT_BIN_DIR) {

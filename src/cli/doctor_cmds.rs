@@ -4,7 +4,7 @@
 //! `context` below it, and no other handler (see `context` for the order).
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
-use crate::cli::context::{block_on, runner_command, vault_dir, wiring};
+use crate::cli::context::{block_on, runner_command, vault_dir, wired_identity, wiring};
 use crate::cli::input;
 use crate::cli::output::{stdout_color, write_stdout};
 use crate::cli::table::{Cell, Table, Tone};
@@ -16,6 +16,9 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     // A secret is used only when the admin named one; doctor never prompts.
     // A named key file that does not exist is a finding (`keyfile.exists`).
     let credential = match (&global.key_file, &global.passphrase_file) {
+        (None, None) if input::identity_file(global)?.is_some() => {
+            Some(input::unlock_credential(global)?)
+        }
         (None, None) => None,
         (Some(key), None) if !key.exists() => None,
         _ => Some(input::unlock_credential(global)?),
@@ -23,10 +26,12 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
     let vault = vault_dir(global);
     let mut findings = vec![layout_finding(global)];
     findings.extend(host::check_secrets(&vault, credential.as_ref()));
-    findings.extend(host::check_key_file(
-        &global.key_file_or_default(),
-        &global.dir,
-    ));
+    // A fleet host's jobs open the vault with its identity, not a key file.
+    findings.extend(match wired_identity(global) {
+        Some(identity) => host::check_identity(&identity, &global.dir),
+        None => host::check_key_file(&global.key_file_or_default(), &global.dir),
+    });
+    findings.extend(host::check_managed(&vault));
     findings.extend(match crate::view::read_views(&global.views_file) {
         Ok(entries) => views::check_views(&vault, &entries),
         // A views file this user may not read (a non-root user on a host

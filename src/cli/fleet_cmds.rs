@@ -121,8 +121,16 @@ pub fn refuse_on_managed_host(global: &GlobalArgs) -> Result<(), CommandError> {
         return Ok(());
     }
     let dir = ReadOnlyDir::new(&global.dir).with_state_dir(&global.state_dir_or_default());
-    let Some(managed) = dir.marks().managed(&global.dir)? else {
-        return Ok(());
+    let managed = match dir.marks().managed(&global.dir) {
+        Ok(Some(managed)) => managed,
+        Ok(None) => return Ok(()),
+        // A state directory this user cannot use has no record to read;
+        // the writer warns about its high-water mark there, as before.
+        Err(crate::vault::VaultError::Fs(err)) => {
+            tracing::debug!("the managed-host record cannot be read: {err}");
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
     };
     let source = managed
         .source

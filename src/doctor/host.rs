@@ -534,55 +534,100 @@ fn integrity(vault: &ReadOnlyDir, credential: Option<&Credential>) -> Finding {
 /// Checks the machine key file: present, 0400 or 0600, owned by root,
 /// outside the secrets directory.
 pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
-    let meta = match std::fs::symlink_metadata(key_file) {
+    check_secret_file(
+        &SecretFile {
+            ids: [
+                "keyfile.exists",
+                "keyfile.owner",
+                "keyfile.mode",
+                "keyfile.location",
+            ],
+            what: "the key file",
+            create: "runvault keygen {0}` and `runvault key add keyfile {0}",
+            example: "/etc/runvault/vault.key",
+        },
+        key_file,
+        secrets_dir,
+    )
+}
+
+/// Checks the host's identity (issue 21, docs/fleet.md) as the key file
+/// is checked: it exists, is root's (or the user's), 0400 or 0600, and
+/// lies outside the secrets directory.
+pub fn check_identity(identity: &Path, secrets_dir: &Path) -> Vec<Finding> {
+    check_secret_file(
+        &SecretFile {
+            ids: [
+                "identity.exists",
+                "identity.owner",
+                "identity.mode",
+                "identity.location",
+            ],
+            what: "the identity",
+            create: "runvault keygen --identity {0}` and add its recipient at the source with \
+                     `runvault key add recipient",
+            example: "/etc/runvault/host.key",
+        },
+        identity,
+        secrets_dir,
+    )
+}
+
+/// The check ids and words of one kind of secret file.
+struct SecretFile {
+    ids: [&'static str; 4],
+    what: &'static str,
+    /// The command(s) that create it, `{0}` standing for its path (inside
+    /// backticks the hint adds).
+    create: &'static str,
+    example: &'static str,
+}
+
+fn check_secret_file(kind: &SecretFile, file: &Path, secrets_dir: &Path) -> Vec<Finding> {
+    let [exists, owner, mode_id, location] = kind.ids;
+    let meta = match std::fs::symlink_metadata(file) {
         Ok(meta) => meta,
         Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-            return vec![not_checked("keyfile.exists", key_file)];
+            return vec![not_checked(exists, file)];
         }
         Err(_) => {
             return vec![Finding::warn(
-                "keyfile.exists",
+                exists,
                 format!(
                     "`{}` does not exist: jobs cannot unlock the vault without a person",
-                    key_file.display()
+                    file.display()
                 ),
                 format!(
-                    "run `runvault keygen {0}` and `runvault key add keyfile {0}`",
-                    key_file.display()
+                    "run `{}`",
+                    kind.create.replace("{0}", &file.display().to_string())
                 ),
             )];
         }
     };
-    let mut findings = vec![Finding::ok(
-        "keyfile.exists",
-        format!("`{}` exists", key_file.display()),
-    )];
-    findings.push(owner_check("keyfile.owner", key_file, meta.uid()));
+    let mut findings = vec![Finding::ok(exists, format!("`{}` exists", file.display()))];
+    findings.push(owner_check(owner, file, meta.uid()));
     let mode = meta.mode() & 0o7777;
     findings.push(
         if !meta.file_type().is_symlink() && (mode == 0o400 || mode == 0o600) {
-            Finding::ok(
-                "keyfile.mode",
-                format!("`{}` is mode {mode:04o}", key_file.display()),
-            )
+            Finding::ok(mode_id, format!("`{}` is mode {mode:04o}", file.display()))
         } else {
             Finding::fail(
-                "keyfile.mode",
+                mode_id,
                 format!(
                     "`{}` is mode {mode:04o}{}",
-                    key_file.display(),
+                    file.display(),
                     if meta.file_type().is_symlink() {
                         " (a symlink)"
                     } else {
                         ""
                     }
                 ),
-                format!("run `chmod 400 {}`", key_file.display()),
+                format!("run `chmod 400 {}`", file.display()),
             )
         },
     );
     let inside = match (
-        fs::parent_dir(key_file).canonicalize(),
+        fs::parent_dir(file).canonicalize(),
         secrets_dir.canonicalize(),
     ) {
         (Ok(parent), Ok(dir)) => parent.starts_with(dir),
@@ -590,18 +635,48 @@ pub fn check_key_file(key_file: &Path, secrets_dir: &Path) -> Vec<Finding> {
     };
     findings.push(if inside {
         Finding::fail(
-            "keyfile.location",
+            location,
             format!(
                 "`{}` is inside the secrets directory, which is mounted into jobs",
-                key_file.display()
+                file.display()
             ),
-            "move it outside, e.g. to /etc/runvault/vault.key",
+            format!("move it outside, e.g. to {}", kind.example),
         )
     } else {
         Finding::ok(
-            "keyfile.location",
-            "the key file lives outside the secrets directory",
+            location,
+            format!("{} lives outside the secrets directory", kind.what),
         )
     });
     findings
+}
+
+/// `fleet.managed`, on a host that receives its vault (docs/fleet.md):
+/// where from, and the last generation received. `None` on other hosts.
+pub fn check_managed(vault: &ReadOnlyDir) -> Option<Finding> {
+    match vault.marks().managed(vault.dir()) {
+        Ok(None) => None,
+        Ok(Some(managed)) => Some(Finding::ok(
+            "fleet.managed",
+            format!(
+                "`{}` is managed: it receives vault {} from {}; last received generation {} \
+                 ({}); local changes need --local",
+                vault.dir().display(),
+                managed.vault_id,
+                managed
+                    .source
+                    .as_deref()
+                    .unwrap_or("its source (no --source given)"),
+                managed.generation,
+                managed.received
+            ),
+        )),
+        // A state directory doctor cannot read: `vault.rollback` says so.
+        Err(crate::vault::VaultError::Fs(_)) => None,
+        Err(err) => Some(Finding::fail(
+            "fleet.managed",
+            err.to_string(),
+            "see docs/troubleshooting.md for this error",
+        )),
+    }
 }

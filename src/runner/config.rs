@@ -24,7 +24,7 @@ use std::time::Duration;
 use toml_edit::{Array, DocumentMut, Item, Key, Table, TableLike, Value};
 
 use crate::core::fs::{self, FsError, Limit, WriteMode, write_atomic_unless_changed};
-use crate::core::layout::{BINARY_NAME, DIR_ENV, KEY_FILE_ENV, SECRETS_TARGET};
+use crate::core::layout::{BINARY_NAME, DIR_ENV, IDENTITY_ENV, KEY_FILE_ENV, SECRETS_TARGET};
 use crate::runner::error::Error;
 use crate::runner::volumes::{self, DirMount};
 
@@ -47,6 +47,10 @@ pub struct JobWiring {
     /// The machine key file (absolute); its directory is mounted read-only
     /// at the same path, and jobs get `RUNVAULT_KEY_FILE` pointing at it.
     pub key_file: PathBuf,
+    /// The host's identity (absolute), used instead of the key file when
+    /// set (`--identity`): its directory is mounted read-only at the same
+    /// path and jobs get `RUNVAULT_IDENTITY` (docs/fleet.md).
+    pub identity: Option<PathBuf>,
     /// The directory of the static runvault binary (absolute), mounted
     /// read-only at the same path.
     pub bin_dir: PathBuf,
@@ -90,9 +94,22 @@ impl JobWiring {
 
     fn key_and_binary_mounts(&self) -> Vec<DirMount> {
         vec![
-            DirMount::same_path(KEY_DIR, fs::parent_dir(&self.key_file)),
+            DirMount::same_path(KEY_DIR, fs::parent_dir(self.secret_file())),
             DirMount::same_path(BIN_DIR, &self.bin_dir),
         ]
+    }
+
+    /// The file jobs open the vault with: the identity, else the key file.
+    pub fn secret_file(&self) -> &Path {
+        self.identity.as_deref().unwrap_or(&self.key_file)
+    }
+
+    /// The variable naming [`JobWiring::secret_file`] to jobs.
+    fn secret_env(&self) -> &'static str {
+        match self.identity {
+            Some(_) => IDENTITY_ENV,
+            None => KEY_FILE_ENV,
+        }
     }
 
     /// The `environment` entries every runner gets, as (name, value).
@@ -100,7 +117,7 @@ impl JobWiring {
         match &self.mode {
             JobsMode::Encrypted => vec![
                 (DIR_ENV, SECRETS_TARGET.to_string()),
-                (KEY_FILE_ENV, self.key_file.display().to_string()),
+                (self.secret_env(), self.secret_file().display().to_string()),
             ],
             JobsMode::PlaintextView(_) => Vec::new(),
         }
@@ -108,9 +125,11 @@ impl JobWiring {
 
     /// `environment` variables jobs must not get (ours, from the other mode).
     pub fn absent_environment(&self) -> Vec<&'static str> {
-        match &self.mode {
-            JobsMode::Encrypted => Vec::new(),
-            JobsMode::PlaintextView(_) => vec![DIR_ENV, KEY_FILE_ENV],
+        match (&self.mode, &self.identity) {
+            // The other kind of secret file, from an earlier wiring.
+            (JobsMode::Encrypted, Some(_)) => vec![KEY_FILE_ENV],
+            (JobsMode::Encrypted, None) => vec![IDENTITY_ENV],
+            (JobsMode::PlaintextView(_), _) => vec![DIR_ENV, KEY_FILE_ENV, IDENTITY_ENV],
         }
     }
 
@@ -208,6 +227,14 @@ pub enum Change {
         /// The entry now there.
         new: String,
     },
+    /// An environment entry of another wiring removed (the key file's
+    /// variable when jobs get the identity, and so on).
+    UnwiredEnvironment {
+        /// The runner's name.
+        runner: String,
+        /// The entry removed.
+        entry: String,
+    },
     /// A second entry for one of our variables was removed.
     RemovedEnvironment {
         /// The runner's name.
@@ -283,6 +310,10 @@ impl fmt::Display for Change {
             Change::RemovedEnvironment { runner, entry } => write!(
                 f,
                 "runner `{runner}`: removed duplicate environment `{entry}`"
+            ),
+            Change::UnwiredEnvironment { runner, entry } => write!(
+                f,
+                "runner `{runner}`: removed environment `{entry}` (not part of this wiring)"
             ),
             Change::TightenedMode { old, new } => write!(
                 f,
@@ -544,11 +575,12 @@ fn edit_runner(
     changes: &mut Vec<Change>,
 ) -> Result<(), Error> {
     // Where the earlier wiring had the key directory: the directory of the
-    // `RUNVAULT_KEY_FILE` jobs were given, read before it is replaced.
-    let key_prefix = format!("{KEY_FILE_ENV}=");
+    // `RUNVAULT_KEY_FILE` (or `RUNVAULT_IDENTITY`) jobs were given, read
+    // before it is replaced.
+    let prefixes = [format!("{KEY_FILE_ENV}="), format!("{IDENTITY_ENV}=")];
     let earlier_key_dirs: Vec<PathBuf> = strings(runner.get("environment"))
         .iter()
-        .filter_map(|entry| entry.strip_prefix(&key_prefix))
+        .filter_map(|entry| prefixes.iter().find_map(|p| entry.strip_prefix(p.as_str())))
         .filter(|file| file.starts_with('/'))
         .map(|file| fs::parent_dir(Path::new(file)).to_path_buf())
         .collect();
@@ -708,7 +740,7 @@ fn edit_environment(
             .into_iter()
             .filter(|entry| entry.starts_with(&prefix) || entry == name)
         {
-            changes.push(Change::RemovedEnvironment {
+            changes.push(Change::UnwiredEnvironment {
                 runner: label.to_string(),
                 entry,
             });
@@ -881,6 +913,7 @@ mod tests {
             wiring: JobWiring {
                 secrets_dir: PathBuf::from("/secrets"),
                 key_file: PathBuf::from("/etc/runvault/vault.key"),
+                identity: None,
                 bin_dir: PathBuf::from("/opt/runvault/bin"),
                 mode: JobsMode::Encrypted,
             },

@@ -18,7 +18,10 @@ use crate::runner::container::{self, Spec, StartOutcome};
 use crate::runner::engine::Engine;
 use crate::runner::error::Error;
 use crate::runner::register::{self, Request, Token};
-use crate::vault::{Credential, InitOutcome, VaultDir, VaultError, create_key_file, read_key_file};
+use crate::vault::{
+    Credential, InitOutcome, VaultDir, VaultError, create_key_file, read_identity_file,
+    read_key_file,
+};
 
 /// One finished step, reported as it completes.
 pub enum Step {
@@ -28,6 +31,12 @@ pub enum Step {
         path: PathBuf,
         /// Whether it was created now.
         created: bool,
+    },
+    /// With `--identity`: the host's identity opens the received vault
+    /// (install makes no key, vault or slot then; `receive` brought them).
+    Identity {
+        /// The identity file.
+        path: PathBuf,
     },
     /// The vault step.
     Vault(InitOutcome),
@@ -65,6 +74,7 @@ impl Step {
     pub fn changed(&self) -> bool {
         match self {
             Step::Key { created, .. } => *created,
+            Step::Identity { .. } => false,
             Step::KeySlot(added) => added.is_some(),
             Step::View { added, .. } => *added,
             Step::Binary { installed, .. } => *installed,
@@ -88,6 +98,11 @@ impl fmt::Display for Step {
                 created: false,
             } => write!(f, "key: `{}` exists; unchanged", path.display()),
             Step::KeySlot(Some(id)) => write!(f, "key slot: added keyfile slot {id}"),
+            Step::Identity { path } => write!(
+                f,
+                "identity: `{}` opens the vault through its recipient slot; unchanged",
+                path.display()
+            ),
             Step::View { dir, added: true } => {
                 write!(
                     f,
@@ -204,29 +219,52 @@ where
         report(&step);
     };
     let key_file = &plan.settings.wiring.key_file;
-    let created = !key_file.exists();
-    if created {
-        create_key_file(key_file, plan.vault.dir())?;
-    }
-    done(Step::Key {
-        path: key_file.clone(),
-        created,
-    });
-    done(Step::Vault(plan.vault.init(
-        plan.keep,
-        false,
-        secrets.init,
-    )?));
-    done(Step::KeySlot(ensure_key_slot(
-        plan.vault,
-        key_file,
-        secrets.admin,
-    )?));
+    let credential = match &plan.settings.wiring.identity {
+        // A fleet host: its vault comes from `receive`, sealed to this
+        // identity; install checks that it opens, and changes neither.
+        Some(identity) => {
+            let credential = Credential::Identity(read_identity_file(identity)?);
+            if !plan.vault.is_encrypted()? {
+                return Err(Error::Usage(format!(
+                    "no vault in `{}` to open with the identity `{}`: ship the group's vault and \
+                     run `runvault receive STAGING_DIR` first (docs/fleet.md)",
+                    plan.vault.dir().display(),
+                    identity.display()
+                )));
+            }
+            plan.vault.open(&credential)?;
+            done(Step::Identity {
+                path: identity.clone(),
+            });
+            credential
+        }
+        None => {
+            let created = !key_file.exists();
+            if created {
+                create_key_file(key_file, plan.vault.dir())?;
+            }
+            done(Step::Key {
+                path: key_file.clone(),
+                created,
+            });
+            done(Step::Vault(plan.vault.init(
+                plan.keep,
+                false,
+                secrets.init,
+            )?));
+            done(Step::KeySlot(ensure_key_slot(
+                plan.vault,
+                key_file,
+                secrets.admin,
+            )?));
+            Credential::KeyFile(read_key_file(key_file)?)
+        }
+    };
     match &plan.settings.wiring.mode {
         JobsMode::Encrypted => done(install_binary(plan.binary, &plan.settings.wiring.bin_dir)?),
         JobsMode::PlaintextView(view_dir) => done(ensure_view(
             plan.vault,
-            key_file,
+            &credential,
             view_dir,
             plan.views_file,
         )?),
@@ -276,17 +314,17 @@ fn ensure_key_slot(
         .map(Some)
 }
 
-/// Writes the plaintext view with the machine key and makes sure the
-/// host's views file lists it, so every later change refreshes it.
+/// Writes the plaintext view with the wired secret (the machine key or
+/// the identity) and makes sure the host's views file lists it, so every
+/// later change refreshes it.
 fn ensure_view(
     vault: &VaultDir,
-    key_file: &Path,
+    credential: &Credential,
     view_dir: &Path,
     views_file: &Path,
 ) -> Result<Step, Error> {
-    let credential = Credential::KeyFile(read_key_file(key_file)?);
     let _lock = vault.lock_writers()?;
-    let (unlocked, salt) = vault.open(&credential)?;
+    let (unlocked, salt) = vault.open(credential)?;
     let generation = unlocked.header().generation;
     crate::view::refresh(&unlocked, &salt, vault.dir(), generation, view_dir, false)?;
     let mut views = crate::view::read_views(views_file)?;

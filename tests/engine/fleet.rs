@@ -424,7 +424,6 @@ fn recap(run: &Run) -> Vec<(String, u32, u32, u32)> {
 }
 
 #[test]
-#[ignore = "needs the host side of issue 21 (branch i21-core): keygen --identity, key add recipient, receive"]
 fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
     let Some(mut fleet) = Fleet::new("fleet-a", 3, true) else {
         return;
@@ -613,7 +612,6 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
 }
 
 #[test]
-#[ignore = "needs the host side of issue 21 (branch i21-core): keygen --identity, key add recipient, receive"]
 fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_identity() {
     let Some(fleet) = Fleet::new("fleet-b", 3, false) else {
         return;

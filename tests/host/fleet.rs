@@ -832,3 +832,203 @@ fn receive_refreshes_the_hosts_views_as_set_does() {
     assert!(plain().contains("snow-secret-rotated"), "{}", plain());
     assert!(!plain().contains("snow-secret-1"));
 }
+
+#[test]
+fn runner_configure_identity_replaces_the_key_file_wiring() {
+    let host = Host::new();
+    host.with_config("config.toml");
+    host.runner("configure", "my-runner", &[]).ok();
+    let (identity, _) = new_identity(&host, "host");
+    let ids = host.path("identities").display().to_string();
+    let keys = host.path("keys").display().to_string();
+    let done = host
+        .runner(
+            "configure",
+            "my-runner",
+            &["--identity", identity.to_str().unwrap()],
+        )
+        .ok();
+    assert_eq!(
+        done.stderr,
+        format!(
+            "runner `my-runner`: removed environment `RUNVAULT_KEY_FILE={key}` (not part of this \
+             wiring)\n\
+             runner `my-runner`: added environment `RUNVAULT_IDENTITY={identity}`\n\
+             runner `my-runner`: replaced volume `{keys}:{keys}:ro` with `{ids}:{ids}:ro` (the \
+             key directory is now `{ids}`)\n\
+             updated `{config}`\n",
+            key = host.key_file().display(),
+            identity = identity.display(),
+            config = host.config_toml().display(),
+        )
+    );
+    let text = std::fs::read_to_string(host.config_toml()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "environment = [\"RUNVAULT_DIR=/secrets\", \"RUNVAULT_IDENTITY={}\"]",
+            identity.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("\"{ids}:{ids}:ro\"")) && !text.contains(&keys));
+    // Again: unchanged. The layout file remembers the identity, so a plain
+    // configure keeps this wiring.
+    let again = host
+        .bare_command()
+        .args(["runner", "configure", "--name", "my-runner", "--config-dir"])
+        .arg(host.config_dir())
+        .arg("--dir")
+        .arg(host.dir())
+        .arg("--bin-dir")
+        .arg(host.bin_dir())
+        .ok();
+    assert_eq!(
+        again.stderr,
+        format!("`{}`: unchanged\n", host.config_toml().display())
+    );
+}
+
+#[test]
+fn doctor_checks_the_identity_and_reports_a_managed_host() {
+    let fleet = Fleet::new();
+    fleet.ship();
+    fleet.receive(&["--source", "ansible:prod@controller"]).ok();
+    let doctor = || {
+        let run = fleet
+            .host
+            .command()
+            .arg("--identity")
+            .arg(&fleet.identity)
+            .args(["doctor", "--json"])
+            .run();
+        let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        (run, report)
+    };
+    let (run, report) = doctor();
+    let checks: Vec<&str> = (report["findings"].as_array().unwrap().iter())
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    for check in [
+        "identity.exists",
+        "identity.owner",
+        "identity.mode",
+        "identity.location",
+    ] {
+        assert_eq!(
+            crate::support::status_of(&report, check),
+            "ok",
+            "{check}: {report}"
+        );
+    }
+    assert!(!checks.contains(&"keyfile.exists"), "{checks:?}");
+    assert_eq!(
+        crate::support::status_of(&report, "vault.verify"),
+        "ok",
+        "{}",
+        run.stderr
+    );
+    let managed = crate::support::findings(&report, "fleet.managed");
+    assert_eq!(managed.len(), 1);
+    assert!(
+        managed[0].1.contains("ansible:prod@controller")
+            && managed[0].1.contains(&format!(
+                "last received generation {}",
+                Fleet::generation(&fleet.host)
+            )),
+        "{managed:?}"
+    );
+    // A mode others can read fails `identity.mode` (the layout file names
+    // the identity, as `keygen --identity` recorded it).
+    std::fs::set_permissions(
+        &fleet.identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let run = fleet.host.command().args(["doctor", "--json"]).fails(1);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        crate::support::findings(&report, "identity.mode")[0],
+        (
+            "fail".to_owned(),
+            format!("`{}` is mode 0644", fleet.identity.display()),
+            format!("run `chmod 400 {}`", fleet.identity.display())
+        )
+    );
+    std::fs::set_permissions(
+        &fleet.identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o400),
+    )
+    .unwrap();
+    // An identity inside the secrets directory fails `identity.location`.
+    let inside = fleet.host.dir().join("host.key");
+    std::fs::copy(&fleet.identity, &inside).unwrap();
+    let run = fleet
+        .host
+        .command()
+        .arg("--identity")
+        .arg(&inside)
+        .args(["doctor", "--json"])
+        .fails(1);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        crate::support::status_of(&report, "identity.location"),
+        "fail"
+    );
+}
+
+#[test]
+fn an_identity_is_one_unwrap_per_command_however_many_hosts_the_vault_has() {
+    let fleet = Fleet::new();
+    // Nine more hosts' slots: only the identity's own slot is tried.
+    for i in 0..9 {
+        let (_, recipient) = new_identity(&fleet.admin, &format!("other-{i}"));
+        fleet
+            .admin
+            .run(&["key", "add", "recipient", &recipient])
+            .ok();
+    }
+    fleet.ship();
+    fleet.receive(&[]).ok();
+    let runs = |args: &[&str]| {
+        let run = fleet
+            .host
+            .command()
+            .env("RUNVAULT_DEBUG_KDF_RUNS", "1")
+            .env("REF", "DATAOPS_VAULT(GITLAB.TOKEN)")
+            .arg("--identity")
+            .arg(&fleet.identity)
+            .args(args)
+            .ok();
+        (run.stderr.lines())
+            .find(|line| line.starts_with("runvault: debug: kdf runs: "))
+            .unwrap_or_else(|| panic!("{args:?}: {}", run.stderr))
+            .to_owned()
+    };
+    for args in [
+        &["get", "GITLAB.TOKEN"][..],
+        &["exec", "--", "true"],
+        &["verify"],
+        &["export"],
+        &["list"],
+    ] {
+        assert_eq!(runs(args), "runvault: debug: kdf runs: 1", "{args:?}");
+    }
+    // And receive: one unwrap for the shipped vault, none for the installed one.
+    fleet.admin.set("GITLAB.TOKEN", b"glpat-rotated");
+    fleet.ship();
+    let staging = fleet.host.path("staging");
+    let run = fleet
+        .host
+        .command()
+        .env("RUNVAULT_DEBUG_KDF_RUNS", "1")
+        .arg("--identity")
+        .arg(&fleet.identity)
+        .arg("receive")
+        .arg(&staging)
+        .ok();
+    assert!(
+        run.stderr.contains("runvault: debug: kdf runs: 1"),
+        "{}",
+        run.stderr
+    );
+}

@@ -35,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         wiring: JobWiring {
             secrets_dir: PathBuf::from(SECRETS_DIR),
             key_file: PathBuf::from("/etc/runvault/vault.key"),
+            // The identity instead of the key file, on some inputs.
+            identity: (knobs & 32 != 0).then(|| PathBuf::from("/etc/runvault/id/host.key")),
             bin_dir: PathBuf::from("/opt/runvault/bin"),
             mode: if knobs & 4 == 0 {
                 JobsMode::Encrypted
