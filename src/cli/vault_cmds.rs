@@ -428,7 +428,13 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                     }
                     .into());
                 }
-                None => return Err(VaultError::NoSuchSlot { id: slot }.into()),
+                None => {
+                    return Err(VaultError::NoSuchSlot {
+                        id: slot,
+                        dir: vault.dir().to_path_buf(),
+                    }
+                    .into());
+                }
             };
             let new_credential = input::new_passphrase(
                 new_from_file.and_then(NewSecret::passphrase),

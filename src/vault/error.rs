@@ -205,13 +205,18 @@ pub enum VaultError {
     },
     /// The path is a mapping or list, not a value.
     #[error(
-        "`{key}` is a {kind}, not a value; use `runvault list {key}` or `runvault export {key}`"
+        "`{key}` is a {kind}, not a value; use `runvault list {key} --dir {}` or \
+         `runvault export {key} --dir {}`",
+        .dir.display(),
+        .dir.display()
     )]
     NotAValue {
         /// The key path.
         key: String,
         /// "mapping" or "list".
         kind: &'static str,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// Plaintext YAML that cannot be stored.
     #[error("`{file}`: {source}")]
@@ -240,10 +245,12 @@ pub enum VaultError {
         path: PathBuf,
     },
     /// A slot id that does not exist.
-    #[error("no key slot with id {id}; see `runvault key list`")]
+    #[error("no key slot with id {id}; see `runvault key list --dir {}`", .dir.display())]
     NoSuchSlot {
         /// The id asked for.
         id: u32,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// Refusing to remove the only slot.
     #[error(
@@ -274,12 +281,17 @@ pub enum VaultError {
         current: u32,
     },
     /// A stored version that does not exist (pruned or never set).
-    #[error("`{key}` has no stored version {version}; see `runvault history {key}`")]
+    #[error(
+        "`{key}` has no stored version {version}; see `runvault history {key} --dir {}`",
+        .dir.display()
+    )]
     NoSuchVersion {
         /// The key path.
         key: String,
         /// The version asked for.
         version: u32,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// `rekey` was not given the secret of every slot.
     #[error(
@@ -339,7 +351,7 @@ impl ExitStatus for VaultError {
 
 /// The directory of a file (the vault directory of a `vault.yml`, the
 /// state directory of a mark), for hints that name it.
-fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
+pub(crate) fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
     match vault_file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => std::path::Path::new("."),

@@ -528,8 +528,19 @@ fn bad_paths_are_usage_errors_and_change_nothing() {
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        "runvault: error: `A` is a mapping, not a value; use `runvault list A` or `runvault export A`\n"
+        format!(
+            "runvault: error: `A` is a mapping, not a value; use `runvault list A --dir {0}` or \
+             `runvault export A --dir {0}`\n",
+            host.dir().display()
+        )
     );
+    // The hint, pasted from anywhere (with the passphrase), lists this vault.
+    let listed = host
+        .paste_hint(&run.stderr.replace("` or `runvault export", "` or `"))
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .ok();
+    assert_eq!(listed.out(), "A.B\n");
     assert_eq!(
         host.vault_bytes(),
         before,
@@ -1676,4 +1687,54 @@ fn a_short_new_passphrase_is_refused_unless_allowed_and_before_any_prompt() {
     ];
     args.extend(CHEAP_KDF);
     assert_eq!(host.run(&args).ok().stderr, "added passphrase slot 2\n");
+}
+
+#[test]
+fn a_removed_slots_id_is_never_given_again() {
+    let host = Host::new();
+    host.init_with_key_and_passphrase();
+    let second = host.root.path().join("second.pass");
+    write_private(&second, b"second admin passphrase\n");
+    let mut add = vec![
+        "key",
+        "add",
+        "passphrase",
+        "--new-passphrase-file",
+        second.to_str().unwrap(),
+    ];
+    add.extend(CHEAP_KDF);
+    assert_eq!(host.run(&add).ok().stderr, "added passphrase slot 3\n");
+    host.run(&["key", "remove", "3"]).ok();
+    // The file remembers the id, under its MAC, through other writers.
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    assert!(text.contains("\n  last_slot_id: 3\n  mac: "), "{text}");
+    host.set("A", b"spliced");
+    host.run(&[
+        "rekey",
+        "--also-key-file",
+        host.key_file().to_str().unwrap(),
+    ])
+    .ok();
+    host.run(&["verify"]).ok();
+    assert_eq!(host.run(&add).ok().stderr, "added passphrase slot 4\n");
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    assert!(!text.contains("last_slot_id"), "written only while needed");
+    let list = host.run(&["key", "list", "--json"]).ok();
+    let slots: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let ids: Vec<u64> = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| slot["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 4]);
+    // An edited id is tampering: the MAC covers it.
+    host.run(&["key", "remove", "4"]).ok();
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    std::fs::write(
+        host.vault_file(),
+        text.replace("last_slot_id: 4", "last_slot_id: 9"),
+    )
+    .unwrap();
+    assert_eq!(host.run(&["verify"]).code, 5);
 }

@@ -275,6 +275,16 @@ fn interpret_header(
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(missing("slots")),
     };
+    // Written only while above every slot's id: anything else is not
+    // what the writer writes.
+    let present = slots.iter().map(|slot| slot.id).max().unwrap_or(0);
+    let last_slot_id = if fields.contains_key("last_slot_id") {
+        let id = take_u64(&mut fields, "last_slot_id", "last_slot_id")?;
+        let id = u32::try_from(id).ok().filter(|id| *id > present);
+        Some(id.ok_or_else(|| malformed("last_slot_id"))?)
+    } else {
+        None
+    };
     if let Some(extra) = fields.keys().next() {
         return Err(FormatError::Header {
             field: format!("{HEADER_KEY}.{extra}"),
@@ -288,6 +298,7 @@ fn interpret_header(
         keep,
         audit_key,
         slots,
+        last_slot_id,
         mac,
     })
 }

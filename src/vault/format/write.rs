@@ -68,6 +68,9 @@ pub(crate) fn emit_header(h: &Header, out: &mut Vec<u8>) {
             format!("      wrapped: \"{}\"", BASE64.encode(&slot.wrapped)),
         );
     }
+    if let Some(id) = h.last_slot_id {
+        line(out, format!("  last_slot_id: {id}"));
+    }
     line(out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
 }
 

@@ -19,15 +19,9 @@ impl UnlockedVault {
         };
         let kinds = self.vault.header.slots.iter().map(|s| &s.kind);
         slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
-        let id = self
-            .vault
-            .header
-            .slots
-            .iter()
-            .map(|s| s.id)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        // Never an id given before, even one whose slot was removed.
+        let highest = self.vault.header.highest_slot_id();
+        let id = highest + 1;
         let slot = slots::make_slot(
             id,
             credential,
@@ -35,7 +29,9 @@ impl UnlockedVault {
             salt,
             &self.vault.header.vault_id,
         );
-        self.vault.header.slots.push(slot);
+        let mut slots = std::mem::take(&mut self.vault.header.slots);
+        slots.push(slot);
+        self.vault.header.replace_slots(slots, highest);
         Ok(id)
     }
 
@@ -80,7 +76,10 @@ impl UnlockedVault {
         if self.vault.header.slots.len() == 1 {
             return Err(VaultError::LastSlot { id });
         }
-        self.vault.header.slots.remove(index);
+        let highest = self.vault.header.highest_slot_id();
+        let mut slots = std::mem::take(&mut self.vault.header.slots);
+        slots.remove(index);
+        self.vault.header.replace_slots(slots, highest);
         Ok(())
     }
 
@@ -90,7 +89,10 @@ impl UnlockedVault {
             .slots
             .iter()
             .position(|s| s.id == id)
-            .ok_or(VaultError::NoSuchSlot { id })
+            .ok_or_else(|| VaultError::NoSuchSlot {
+                id,
+                dir: self.dir(),
+            })
     }
 
     /// A copy of this vault under a new random data key: every value and

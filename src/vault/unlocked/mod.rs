@@ -76,6 +76,7 @@ impl UnlockedVault {
             keep,
             audit_key,
             slots,
+            last_slot_id: None,
             mac: [0; 32],
         };
         UnlockedVault {
@@ -149,6 +150,7 @@ impl UnlockedVault {
             Some(node) => Err(VaultError::NotAValue {
                 key: path.to_string(),
                 kind: node.kind_name(),
+                dir: self.dir(),
             }),
             None => Err(VaultError::NotFound {
                 key: path.to_string(),
@@ -244,6 +246,7 @@ impl UnlockedVault {
                 return Err(VaultError::NotAValue {
                     key: path.to_string(),
                     kind: node.kind_name(),
+                    dir: self.dir(),
                 });
             }
             None if out.is_empty() => {
@@ -317,6 +320,11 @@ impl UnlockedVault {
             version,
             time,
         )
+    }
+
+    /// The vault directory, for the hints of errors.
+    pub(crate) fn dir(&self) -> std::path::PathBuf {
+        crate::vault::error::vault_dir_of(&self.vault_path).to_path_buf()
     }
 
     /// Decrypts `sealed` as the value at `path` of this vault.
