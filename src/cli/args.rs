@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cli::kdf_args::KdfArgs;
+use crate::cli::kdf_args::{KdfArgs, ShortPassphraseArgs};
 use crate::cli::option_scope;
 use crate::cli::runner_args::{JobsArgs, RunnerArgs, RunnerCommon};
 
@@ -98,7 +98,7 @@ pub struct GlobalArgs {
     /// More diagnostics on stderr: -v info, -vv debug, -vvv trace (never secrets).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Print only errors: no notes, warnings or progress (data on stdout still prints).
+    /// Print only errors and warnings: no notes or progress (data on stdout still prints).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// What the layout file gave and which options were given (filled
@@ -441,6 +441,9 @@ pub struct InitArgs {
     /// Argon2id parameters of the first passphrase slot.
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Whether its passphrase may be short.
+    #[command(flatten)]
+    pub short: ShortPassphraseArgs,
     /// Versions kept per path, the current one included.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub keep: u32,
@@ -617,6 +620,9 @@ pub enum KeyCommand {
         /// Argon2id parameters for the changed slot.
         #[command(flatten)]
         kdf: KdfArgs,
+        /// Whether the new passphrase may be short.
+        #[command(flatten)]
+        short: ShortPassphraseArgs,
     },
     /// Remove a slot (the last one cannot be removed).
     Remove {
@@ -640,6 +646,9 @@ pub enum KeyAddKind {
         /// Argon2id parameters for the new slot.
         #[command(flatten)]
         kdf: KdfArgs,
+        /// Whether the new passphrase may be short.
+        #[command(flatten)]
+        short: ShortPassphraseArgs,
     },
     /// A machine key-file slot.
     Keyfile {

@@ -45,7 +45,7 @@ pub fn vault_dir(global: &GlobalArgs) -> VaultDir {
 /// `-q`), since they say a protection did not hold for this change.
 pub fn warnings() -> Rc<crate::vault::Warn> {
     Rc::new(|message: &str| {
-        crate::cli::output::always(format_args!("runvault: warning: {message}"));
+        crate::cli::output::warn(format_args!("{message}"));
     })
 }
 
@@ -63,8 +63,8 @@ fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
             if views_not_ours(&err, given, &dir) {
                 tracing::debug!(views_file = %views_file.display(), "the host's views file is not readable by this user, whose own vault it cannot list: {err}");
             } else {
-                crate::cli::output::always(format_args!(
-                    "runvault: warning: views will not be refreshed: {err}"
+                crate::cli::output::warn(format_args!(
+                    "views will not be refreshed: {err}"
                 ));
             }
             Vec::new()
@@ -84,8 +84,8 @@ fn refresh_hook(global: &GlobalArgs) -> AfterCommit {
                     &entry.dir,
                     entry.allow_disk,
                 ) {
-                    crate::cli::output::always(format_args!(
-                        "runvault: warning: the change is committed, but view `{}` was not refreshed: {err}; \
+                    crate::cli::output::warn(format_args!(
+                        "the change is committed, but view `{}` was not refreshed: {err}; \
                          jobs reading it see an old vault until `runvault view refresh --all` succeeds",
                         entry.dir.display()
                     ));
@@ -271,9 +271,9 @@ pub fn remember(global: &GlobalArgs, update: &HostFile) {
     match host_file::record(file, update) {
         Ok(true) => tracing::info!(file = %file.display(), "recorded the host's layout"),
         Ok(false) => {}
-        Err(err) => crate::cli::output::always(format_args!(
-            "runvault: warning: the host's layout was not recorded: {err}"
-        )),
+        Err(err) => {
+            crate::cli::output::warn(format_args!("the host's layout was not recorded: {err}"));
+        }
     }
 }
 
@@ -286,6 +286,32 @@ fn shell_word(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
+}
+
+/// A hint's command line for a vault command: `runvault` with the vault
+/// options this command was given (the vault directory always; the state
+/// directory, the audit log and the layout file when given), then `sub`,
+/// so that it acts on the same vault in the same way when pasted. The
+/// secret is left to the admin (the one given may be the one that no
+/// longer opens the vault, after `key remove`).
+pub fn vault_command(global: &GlobalArgs, sub: &str) -> String {
+    let mut words = vec!["runvault".to_string()];
+    let mut option = |name: &str, value: &Path| {
+        words.push(name.to_string());
+        words.push(shell_word(&absolute(value).to_string_lossy()));
+    };
+    option("--dir", &global.dir);
+    if let (true, Some(state_dir)) = (global.layout.given("state_dir"), &global.state_dir) {
+        option("--state-dir", state_dir);
+    }
+    if let Some(audit_log) = &global.audit_log {
+        option("--audit-log", audit_log);
+    }
+    if global.layout.named {
+        option("--config", &global.layout.file);
+    }
+    words.push(sub.to_string());
+    words.join(" ")
 }
 
 /// The one builder of a hint's command line: `runvault runner SUB` with

@@ -52,9 +52,15 @@ pub fn doctor(global: &GlobalArgs, args: &DoctorArgs) -> Result<(), CommandError
                 Some((&args.bin_dir, &args.jobs)),
             ),
             start: runner_command(global, &target, "start", None),
+            install: runner_command(
+                global,
+                &target,
+                "install",
+                Some((&args.bin_dir, &args.jobs)),
+            ),
         };
         findings.extend(doctor::runner::check_config(&target, &wiring, &commands));
-        findings.extend(doctor::runner::check_bin_dir(&wiring));
+        findings.extend(doctor::runner::check_bin_dir(&wiring, &commands));
         findings.extend(block_on(async {
             Ok(doctor::runner::check_engine(&target, &commands).await)
         })?);

@@ -91,8 +91,13 @@ pub fn passphrase_from_file(file: &Path) -> Result<Credential, VaultError> {
     ))
 }
 
-/// The credentials `init` turns into its first slots.
-pub fn init_credentials(global: &GlobalArgs, kdf: &KdfArgs) -> Result<Vec<Credential>, VaultError> {
+/// The credentials `init` turns into its first slots; its passphrase is
+/// a new one ([`MIN_PASSPHRASE_CHARS`] unless `allow_short`).
+pub fn init_credentials(
+    global: &GlobalArgs,
+    kdf: &KdfArgs,
+    allow_short: bool,
+) -> Result<Vec<Credential>, VaultError> {
     let params = kdf_params(kdf, KdfParams::DEFAULT)?;
     let mut credentials = Vec::new();
     if let Some(key_file) = &global.key_file {
@@ -108,32 +113,75 @@ pub fn init_credentials(global: &GlobalArgs, kdf: &KdfArgs) -> Result<Vec<Creden
         )?));
     }
     if let Some(file) = &global.passphrase_file {
-        credentials.push(Credential::Passphrase(read_passphrase_file(file)?, params));
+        let passphrase = new_passphrase_file(file, allow_short)?;
+        credentials.push(Credential::Passphrase(passphrase, params));
     } else if credentials.is_empty() {
         let passphrase = prompt_twice(
             "New vault passphrase: ",
             "Repeat the passphrase: ",
             "passphrase",
         )?;
+        check_length(&passphrase, None, allow_short)?;
         credentials.push(Credential::Passphrase(passphrase, params));
     }
     Ok(credentials)
 }
 
-/// A new passphrase for `key add passphrase` / `key passwd`.
-pub fn new_passphrase(
+/// Shortest new passphrase (in characters) without `--allow-short-passphrase`:
+/// a vault copy can be attacked offline, one Argon2id run per guess.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Refuses a new passphrase shorter than [`MIN_PASSPHRASE_CHARS`] (from
+/// `file`, or typed when `None`) unless `allow_short`. Its length is not
+/// said: it is a secret's.
+fn check_length(
+    passphrase: &SecretBytes,
     file: Option<&Path>,
+    allow_short: bool,
+) -> Result<(), VaultError> {
+    let bytes = passphrase.expose();
+    let chars = std::str::from_utf8(bytes).map_or(bytes.len(), |text| text.chars().count());
+    if allow_short || chars >= MIN_PASSPHRASE_CHARS {
+        return Ok(());
+    }
+    let what = match file {
+        Some(file) => format!("the passphrase in `{}`", file.display()),
+        None => "the new passphrase".to_string(),
+    };
+    Err(VaultError::Usage(format!(
+        "{what} is shorter than {MIN_PASSPHRASE_CHARS} characters; choose a longer one \
+         (a few words), or pass --allow-short-passphrase for a throwaway vault; nothing was changed"
+    )))
+}
+
+/// A new passphrase read from `file` (mode 0600 or stricter), checked
+/// before anything else is asked or run.
+pub fn new_passphrase_file(file: &Path, allow_short: bool) -> Result<SecretBytes, VaultError> {
+    let passphrase = read_passphrase_file(file)?;
+    check_length(&passphrase, Some(file), allow_short)?;
+    Ok(passphrase)
+}
+
+/// A new passphrase for `key add passphrase` / `key passwd`: `from_file`
+/// (read by [`new_passphrase_file`]) or asked twice on the terminal.
+pub fn new_passphrase(
+    from_file: Option<SecretBytes>,
     kdf: &KdfArgs,
     base: KdfParams,
+    allow_short: bool,
 ) -> Result<Credential, VaultError> {
     let params = kdf_params(kdf, base)?;
-    let passphrase = match file {
-        Some(file) => read_passphrase_file(file)?,
-        None => prompt_twice(
-            "New passphrase: ",
-            "Repeat the new passphrase: ",
-            "passphrase",
-        )?,
+    let passphrase = match from_file {
+        Some(passphrase) => passphrase,
+        None => {
+            let typed = prompt_twice(
+                "New passphrase: ",
+                "Repeat the new passphrase: ",
+                "passphrase",
+            )?;
+            check_length(&typed, None, allow_short)?;
+            typed
+        }
     };
     Ok(Credential::Passphrase(passphrase, params))
 }
@@ -223,8 +271,8 @@ pub enum ValueSource<'a> {
     File(&'a Path),
     /// A random password of this many characters.
     Generate(usize),
-    /// A hidden prompt on the terminal, asked twice.
-    Prompt,
+    /// A hidden prompt on the terminal naming this path, asked twice.
+    Prompt(&'a str),
 }
 
 /// Shortest and longest generated password.
@@ -277,13 +325,17 @@ pub fn read_value(source: ValueSource<'_>) -> Result<SecretBytes, VaultError> {
                 .collect();
             Ok(SecretBytes::from(password))
         }
-        ValueSource::Prompt => {
+        ValueSource::Prompt(path) => {
             if !std::io::stdin().is_terminal() && !has_terminal() {
                 return Err(VaultError::Usage(
                     "no value given: use --stdin, --from-file FILE or --generate, or run on a terminal".into(),
                 ));
             }
-            prompt_twice("Value: ", "Repeat the value: ", "value")
+            prompt_twice(
+                &format!("Value for {path}: "),
+                &format!("Repeat the value for {path}: "),
+                "value",
+            )
         }
     }
 }

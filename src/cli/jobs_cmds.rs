@@ -31,8 +31,8 @@ pub fn exec(global: &GlobalArgs, args: ExecArgs) -> Result<(), CommandError> {
         std::env::vars_os().collect(),
         &request,
     )?;
-    for note in &prepared.notes {
-        status(format_args!("{note}"));
+    for warning in &prepared.notes {
+        crate::cli::output::warn(format_args!("{warning}"));
     }
     context::report_kdf_runs();
     Err(exec::exec(&prepared, &request.command).into())

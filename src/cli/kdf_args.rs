@@ -1,6 +1,7 @@
 //! The clap definition of the Argon2id options (raw input only; `input`
 //! validates them), shared by every command that makes a passphrase slot:
-//! `init`, `key add`, `key passwd`, `rekey` and `runner install`.
+//! `init`, `key add`, `key passwd`, `rekey` and `runner install`; and of
+//! `--allow-short-passphrase`, for those that take a new passphrase.
 //!
 //! Its own file so that the command definitions read downward:
 //! `kdf_args` ← `runner_args` ← `args` (the top-level `Command` holds the
@@ -21,4 +22,14 @@ pub struct KdfArgs {
     /// Argon2id lanes (default 4).
     #[arg(long, value_name = "N")]
     pub kdf_parallelism: Option<u32>,
+}
+
+// Whether a new passphrase may be short (`init`, `key add passphrase`,
+// `key passwd`). (A `//` comment: see the note on `defer` at
+// `args::Command`.)
+#[derive(Debug, Clone, Args)]
+pub struct ShortPassphraseArgs {
+    /// Accept a new passphrase shorter than 12 characters (a throwaway or test vault).
+    #[arg(long)]
+    pub allow_short_passphrase: bool,
 }

@@ -125,6 +125,7 @@ fn is_local_change(command: &Command) -> bool {
         | Command::Rm(_)
         | Command::Import(_)
         | Command::Rollback(_)
+        | Command::Rotate(_)
         | Command::Rekey(_) => true,
         Command::Key(key) => !matches!(key.command, KeyCommand::List { .. }),
         _ => false,

@@ -87,6 +87,14 @@ pub fn note(message: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints a warning to stderr, even with `-q`: `runvault: warning: `
+/// then the message. The one prefix and the one way every warning is
+/// printed (something the admin should act on, though the command did
+/// what it was asked).
+pub fn warn(message: std::fmt::Arguments<'_>) {
+    always(format_args!("runvault: warning: {message}"));
+}
+
 /// Prints a problem to stderr even with `-q`, as one write: stderr is
 /// unbuffered, and a line written piece by piece (one system call per
 /// argument) can interleave with another process's line.

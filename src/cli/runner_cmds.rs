@@ -414,7 +414,7 @@ async fn install(global: &GlobalArgs, target: &Target, args: InstallArgs) -> Res
         ..global.clone()
     };
     let secrets = install::Secrets {
-        init: || input::init_credentials(&with_key, &args.kdf),
+        init: || input::init_credentials(&with_key, &args.kdf, false),
         admin: || input::unlock_credential(&without_key),
         token: || read_token(args.register.token_file.as_deref()),
     };

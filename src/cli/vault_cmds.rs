@@ -11,7 +11,8 @@ use crate::cli::args::{
     KeyCommand, KeygenArgs, ListArgs, RmArgs, SetArgs, ValueType, VerifyArgs,
 };
 use crate::cli::context::{
-    layout_update, parse_path, parse_prefix, refuse_plaintext_in_vault_dir, remember, vault_dir,
+    self, layout_update, parse_path, parse_prefix, refuse_plaintext_in_vault_dir, remember,
+    vault_dir,
 };
 use crate::cli::input::{self, ValueSource, parse_duration};
 use crate::cli::output::{note as status, write_stdout};
@@ -30,7 +31,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
     let vault = vault_dir(global);
     input::kdf_params(&args.kdf, KdfParams::DEFAULT)?;
     let outcome = vault.init(args.keep, args.force, || {
-        input::init_credentials(global, &args.kdf)
+        input::init_credentials(global, &args.kdf, args.short.allow_short_passphrase)
     })?;
     let path = vault.vault_path();
     match outcome {
@@ -54,8 +55,8 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
             forced_over,
         } => {
             if let Some(evidence) = forced_over {
-                crate::cli::output::always(format_args!(
-                    "runvault: warning: adopted with --force although `{}` held an encrypted vault \
+                crate::cli::output::warn(format_args!(
+                    "adopted with --force although `{}` held an encrypted vault \
                      ({evidence}); the plaintext may have been planted: check its values",
                     vault.dir().display()
                 ));
@@ -66,8 +67,8 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
                 salt_note(new_salt)
             ));
             if plaintext_linked_elsewhere {
-                status(format_args!(
-                    "warning: another hard link to the old plaintext `{}` still exists; find and delete it",
+                crate::cli::output::warn(format_args!(
+                    "another hard link to the old plaintext `{}` still exists; find and delete it",
                     path.display()
                 ));
             }
@@ -77,8 +78,8 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<(), CommandError> {
     // A copy of the plaintext kept beside it (`vault.yml.bak`) would hand
     // every job the credentials the vault now encrypts.
     for copy in crate::doctor::host::plaintext_copies(vault.dir()).unwrap_or_default() {
-        crate::cli::output::always(format_args!(
-            "runvault: warning: `{0}` is a plaintext vault in `{1}`, which every job gets \
+        crate::cli::output::warn(format_args!(
+            "`{0}` is a plaintext vault in `{1}`, which every job gets \
              mounted; delete it (`shred -u {0}`) and rotate the credentials it holds",
             copy.display(),
             vault.dir().display()
@@ -112,8 +113,8 @@ fn warn_if_open_dir(dir: &Path) {
         } else {
             "not 0700 or 0750 as `runvault doctor` requires"
         };
-        status(format_args!(
-            "warning: `{}` is mode {mode:04o}, {why}; run `chmod 700 {}`",
+        crate::cli::output::warn(format_args!(
+            "`{}` is mode {mode:04o}, {why}; run `chmod 700 {}`",
             dir.display(),
             dir.display()
         ));
@@ -123,11 +124,12 @@ fn warn_if_open_dir(dir: &Path) {
 /// `runvault set`.
 pub fn set(global: &GlobalArgs, args: &SetArgs) -> Result<(), CommandError> {
     let path = parse_path(&args.path)?;
+    let shown = path.to_string();
     let source = match (&args.from_file, args.generate) {
         _ if args.stdin => ValueSource::Stdin,
         (Some(file), _) => ValueSource::File(file),
         (None, Some(len)) => ValueSource::Generate(len),
-        (None, None) => ValueSource::Prompt,
+        (None, None) => ValueSource::Prompt(&shown),
     };
     let kind = match args.value_type {
         ValueType::String => ScalarKind::Str,
@@ -419,19 +421,28 @@ pub fn keygen(global: &GlobalArgs, args: &KeygenArgs) -> Result<(), CommandError
 
 /// `runvault key ...`.
 pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
-    // `key add`'s new secret, when it comes from a file, is read first: a
-    // refused file is reported before the current passphrase is asked for.
+    // A new secret that comes from a file is read first: a refused file
+    // is reported before the current passphrase is asked for.
     let new_from_file = match &args.command {
         KeyCommand::Add {
             kind: KeyAddKind::Keyfile { file },
-        } => Some(Credential::KeyFile(read_key_file(file)?)),
+        } => Some(NewSecret::KeyFile(read_key_file(file)?)),
         KeyCommand::Add {
             kind:
                 KeyAddKind::Passphrase {
                     new_passphrase_file: Some(file),
-                    kdf,
+                    short,
+                    ..
                 },
-        } => Some(input::new_passphrase(Some(file), kdf, KdfParams::DEFAULT)?),
+        }
+        | KeyCommand::Passwd {
+            new_passphrase_file: Some(file),
+            short,
+            ..
+        } => Some(NewSecret::Passphrase(input::new_passphrase_file(
+            file,
+            short.allow_short_passphrase,
+        )?)),
         _ => None,
     };
     // A recipient is checked before any secret is asked for.
@@ -456,12 +467,15 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
         }
         KeyCommand::Add { kind } => {
             let new_credential = match (new_from_file, &kind) {
-                (Some(credential), _) => credential,
-                (None, KeyAddKind::Passphrase { kdf, .. }) => {
-                    input::new_passphrase(None, kdf, KdfParams::DEFAULT)?
-                }
-                (None, KeyAddKind::Keyfile { file }) => Credential::KeyFile(read_key_file(file)?),
-                (None, KeyAddKind::Recipient { .. }) => unreachable!("handled above"),
+                (Some(NewSecret::KeyFile(key)), _) => Credential::KeyFile(key),
+                (passphrase, KeyAddKind::Passphrase { kdf, short, .. }) => input::new_passphrase(
+                    passphrase.and_then(NewSecret::passphrase),
+                    kdf,
+                    KdfParams::DEFAULT,
+                    short.allow_short_passphrase,
+                )?,
+                (_, KeyAddKind::Keyfile { file }) => Credential::KeyFile(read_key_file(file)?),
+                (_, KeyAddKind::Recipient { .. }) => unreachable!("handled above"),
             };
             let id = vault.modify(&credential, "key add", |unlocked, salt, record| {
                 let id = unlocked.add_slot(&new_credential, salt)?;
@@ -475,9 +489,7 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             Ok(())
         }
         KeyCommand::Passwd {
-            slot,
-            new_passphrase_file,
-            kdf,
+            slot, kdf, short, ..
         } => {
             // The slot's current parameters are only defaults for the new
             // passphrase (bounded by `check`), so the unauthenticated header
@@ -498,15 +510,35 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                     }
                     .into());
                 }
-                None => return Err(VaultError::NoSuchSlot { id: slot }.into()),
+                None => {
+                    return Err(VaultError::NoSuchSlot {
+                        id: slot,
+                        dir: vault.dir().to_path_buf(),
+                    }
+                    .into());
+                }
             };
-            let new_credential = input::new_passphrase(new_passphrase_file.as_deref(), &kdf, base)?;
-            vault.modify(&credential, "key passwd", |unlocked, salt, record| {
+            let new_credential = input::new_passphrase(
+                new_from_file.and_then(NewSecret::passphrase),
+                &kdf,
+                base,
+                short.allow_short_passphrase,
+            )?;
+            // Any secret that opens the vault may change any passphrase
+            // slot (it could add and remove slots anyway; the machine key
+            // recovers a forgotten passphrase this way): say which opened.
+            let opened_by = vault.modify(&credential, "key passwd", |unlocked, salt, record| {
+                let opened_by = unlocked.unlocked_with();
                 record.detail = Some(format!("changed the passphrase of slot {slot}"));
-                unlocked.change_passphrase(slot, &new_credential, salt)
+                unlocked.change_passphrase(slot, &new_credential, salt)?;
+                Ok(opened_by)
             })?;
+            let by = match opened_by {
+                Some(other) if other != slot => format!(", opened with slot {other}'s secret"),
+                _ => String::new(),
+            };
             status(format_args!(
-                "changed the passphrase of slot {slot}; no value was re-encrypted"
+                "changed the passphrase of slot {slot}{by}; no value was re-encrypted"
             ));
             Ok(())
         }
@@ -527,7 +559,11 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
                     unlocked.remove_slot(slot)?;
                     Ok((removed.expect("remove_slot found it"), paths))
                 })?;
-            status(format_args!("removed slot {slot}"));
+            let rekey = context::vault_command(global, "rekey");
+            status(format_args!(
+                "removed slot {slot}; its secret still opens copies and backups of the vault \
+                 made before, and the data key stays the same until you run `{rekey}`"
+            ));
             let recipient = match &removed.kind {
                 SlotKind::Recipient(recipient) => Some(recipient),
                 _ => None,
@@ -535,9 +571,9 @@ pub fn key(global: &GlobalArgs, args: KeyArgs) -> Result<(), CommandError> {
             if let Some(recipient) = recipient {
                 status(format_args!(
                     "slot {slot} was the recipient `{}`: that host still holds the data key it \
-                     could open, so run `runvault rekey` now (the new key is sealed to the other \
+                     could open, so run `{rekey}` now (the new key is sealed to the other \
                      recipients only), then rotate at its source each of the {} value(s) it \
-                     could read (`runvault key remove --json` lists them)",
+                     could read (with --json, `key remove` lists them)",
                     recipient.recipient,
                     paths.len()
                 ));
@@ -596,6 +632,21 @@ fn add_recipient(
         Ok(id)
     })?;
     write_stdout(format!("added slot {added}\n").as_bytes())
+}
+
+/// A new slot's secret read before the vault is unlocked.
+enum NewSecret {
+    KeyFile(crate::core::secret::Key32),
+    Passphrase(crate::core::secret::SecretBytes),
+}
+
+impl NewSecret {
+    fn passphrase(self) -> Option<crate::core::secret::SecretBytes> {
+        match self {
+            NewSecret::Passphrase(passphrase) => Some(passphrase),
+            NewSecret::KeyFile(_) => None,
+        }
+    }
 }
 
 fn render_slots(header: &crate::vault::Header, json: bool) -> String {

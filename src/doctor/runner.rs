@@ -34,6 +34,9 @@ pub struct Commands {
     pub configure: String,
     /// `runvault runner start ...`.
     pub start: String,
+    /// `runvault runner install ...`: registers the runner and puts the
+    /// binary in place, with the job wiring's options too.
+    pub install: String,
 }
 
 /// The hint that fixes anything `configure` owns.
@@ -45,7 +48,7 @@ fn configure_hint(commands: &Commands) -> String {
 pub fn check_config(target: &Target, wiring: &JobWiring, commands: &Commands) -> Vec<Finding> {
     let path = target.config_path();
     let mut findings = access_findings(&path, commands);
-    let overview = match read_overview(&path) {
+    let overview = match read_overview(&path, commands) {
         Ok(overview) => overview,
         Err(finding) => {
             findings.push(finding);
@@ -56,10 +59,7 @@ pub fn check_config(target: &Target, wiring: &JobWiring, commands: &Commands) ->
         findings.push(Finding::fail(
             "config.parse",
             format!("`{}` has no [[runners]]", path.display()),
-            format!(
-                "register the runner: `runvault runner install --name {}`",
-                target.name
-            ),
+            format!("register the runner: `{}`", commands.install),
         ));
         return findings;
     }
@@ -143,7 +143,7 @@ fn access_findings(path: &Path, commands: &Commands) -> Vec<Finding> {
 
 /// `bin.dir.owner`: with the encrypted wiring, jobs run the binary in
 /// `wiring.bin_dir`; whoever owns that directory could swap it.
-pub fn check_bin_dir(wiring: &JobWiring) -> Vec<Finding> {
+pub fn check_bin_dir(wiring: &JobWiring, commands: &Commands) -> Vec<Finding> {
     if wiring.mode != JobsMode::Encrypted {
         return Vec::new();
     }
@@ -153,20 +153,26 @@ pub fn check_bin_dir(wiring: &JobWiring) -> Vec<Finding> {
         Err(err) => vec![Finding::fail(
             "bin.dir.owner",
             format!("`{}` cannot be read: {err}", dir.display()),
-            "put the binary there with `runvault runner install` (or pass --bin-dir)",
+            format!(
+                "put the binary there with `{}` (or pass --bin-dir)",
+                commands.install
+            ),
         )],
     }
 }
 
 /// Reads and parses `config.toml`, or the failed `config.parse` finding.
-fn read_overview(path: &Path) -> Result<Overview, Finding> {
+fn read_overview(path: &Path, commands: &Commands) -> Result<Overview, Finding> {
     let fail = |message: String, hint: &str| Finding::fail("config.parse", message, hint);
     let bytes = match fs::read_optional(path, Limit::any("config file")) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
             return Err(fail(
                 format!("`{}` does not exist", path.display()),
-                "register the runner with `runvault runner install` (or pass --config-dir)",
+                &format!(
+                    "register the runner with `{}` (or pass --config-dir)",
+                    commands.install
+                ),
             ));
         }
         Err(err) => return Err(fail(err.to_string(), "fix the file's permissions")),

@@ -55,7 +55,8 @@ pub struct PreparedEnv {
     pub clear: bool,
     /// Variables to set (resolved ones, then exported ones), in order.
     pub vars: Vec<(OsString, SecretBytes)>,
-    /// Notes for stderr (names and paths only).
+    /// Warnings for stderr (names and paths only), printed with the
+    /// command line's one warning prefix.
     pub notes: Vec<String>,
 }
 
@@ -77,7 +78,7 @@ pub fn prepare(
                 Some(rule) => {
                     if reference::mentions_reference(value.as_bytes()) {
                         notes.push(format!(
-                            "note: `{}` is set by the CI system (`{}`); its `DATAOPS_VAULT(` is \
+                            "`{}` is set by the CI system (`{}`); its `DATAOPS_VAULT(` is \
                              passed on unresolved",
                             name.to_string_lossy(),
                             rule.shown()
@@ -138,7 +139,7 @@ pub fn prepare(
         exported_names.insert(name.clone(), path.clone());
         if kept_names.contains(OsStr::new(&name)) {
             notes.push(format!(
-                "note: `{name}` is set in the environment; it wins over the value exported from `{path}`"
+                "`{name}` is set in the environment; it wins over the value exported from `{path}`"
             ));
             continue;
         }

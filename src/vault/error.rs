@@ -49,7 +49,7 @@ pub enum VaultError {
     #[error(
         "`{path}` is a plaintext vault, but `{dir}` held an encrypted vault ({evidence}): \
          the vault may have been replaced; find out who wrote it and restore the encrypted \
-         vault.yml from a backup (`runvault init --force` adopts the plaintext anyway)"
+         vault.yml from a backup (`runvault init --force --dir {dir}` adopts the plaintext anyway)"
     )]
     Replaced {
         /// The plaintext file.
@@ -62,9 +62,14 @@ pub enum VaultError {
     /// An authentic vault older than the generation this host committed
     /// (exit 5): a whole older file was put back.
     #[error(
-        "`{path}` was rolled back: it is at generation {generation}, but this host committed \
-         generation {mark} (high-water mark `{mark_path}`); restore the newest vault.yml, or if \
-         this older copy was restored on purpose, accept it with `runvault verify --accept-rollback`"
+        "`{}` was rolled back: it is at generation {generation}, but this host committed \
+         generation {mark} (high-water mark `{}`); restore the newest vault.yml, or if this older \
+         copy was restored on purpose, accept it with \
+         `runvault verify --accept-rollback --dir {} --state-dir {}`",
+        .path.display(),
+        .mark_path.display(),
+        vault_dir_of(.path).display(),
+        vault_dir_of(.mark_path).display()
     )]
     RolledBack {
         /// The vault file.
@@ -78,12 +83,18 @@ pub enum VaultError {
     },
     /// A high-water mark file that is not one.
     #[error(
-        "high-water mark `{path}` is not a runvault mark (edited or corrupt); check who changed it, \
-         then record the vault's generation with `runvault verify --accept-rollback`"
+        "high-water mark `{}` is not a runvault mark (edited or corrupt); check who changed it, \
+         then record the vault's generation with \
+         `runvault verify --accept-rollback --dir {} --state-dir {}`",
+        .path.display(),
+        .dir.display(),
+        vault_dir_of(.path).display()
     )]
     BadMark {
         /// The mark file.
         path: PathBuf,
+        /// The vault directory whose mark it is.
+        dir: PathBuf,
     },
     /// A managed-host record that cannot be read as one.
     #[error(
@@ -254,13 +265,18 @@ pub enum VaultError {
     },
     /// The path is a mapping or list, not a value.
     #[error(
-        "`{key}` is a {kind}, not a value; use `runvault list {key}` or `runvault export {key}`"
+        "`{key}` is a {kind}, not a value; use `runvault list {key} --dir {}` or \
+         `runvault export {key} --dir {}`",
+        .dir.display(),
+        .dir.display()
     )]
     NotAValue {
         /// The key path.
         key: String,
         /// "mapping" or "list".
         kind: &'static str,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// Plaintext YAML that cannot be stored.
     #[error("`{file}`: {source}")]
@@ -310,10 +326,12 @@ pub enum VaultError {
         reason: &'static str,
     },
     /// A slot id that does not exist.
-    #[error("no key slot with id {id}; see `runvault key list`")]
+    #[error("no key slot with id {id}; see `runvault key list --dir {}`", .dir.display())]
     NoSuchSlot {
         /// The id asked for.
         id: u32,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// Refusing to remove the only slot.
     #[error(
@@ -344,12 +362,17 @@ pub enum VaultError {
         current: u32,
     },
     /// A stored version that does not exist (pruned or never set).
-    #[error("`{key}` has no stored version {version}; see `runvault history {key}`")]
+    #[error(
+        "`{key}` has no stored version {version}; see `runvault history {key} --dir {}`",
+        .dir.display()
+    )]
     NoSuchVersion {
         /// The key path.
         key: String,
         /// The version asked for.
         version: u32,
+        /// The vault directory (for the hint).
+        dir: PathBuf,
     },
     /// `rekey` was not given the secret of every slot.
     #[error(
@@ -432,8 +455,9 @@ impl ExitStatus for VaultError {
     }
 }
 
-/// The vault directory of a `vault.yml` path, for hints that name it.
-fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
+/// The directory of a file (the vault directory of a `vault.yml`, the
+/// state directory of a mark), for hints that name it.
+pub(crate) fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
     match vault_file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => std::path::Path::new("."),

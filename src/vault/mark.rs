@@ -103,7 +103,10 @@ impl Marks {
                     secrets_dir: file.dir,
                 })
             })
-            .ok_or(VaultError::BadMark { path })
+            .ok_or_else(|| VaultError::BadMark {
+                path,
+                dir: secrets_dir.to_path_buf(),
+            })
     }
 
     /// Records that generation `generation` of `vault_id` was committed in

@@ -99,6 +99,7 @@ pub fn read_one(
         Some(Lookup::Container(kind)) => Err(VaultError::NotAValue {
             key: path.to_string(),
             kind,
+            dir: dir.dir().to_path_buf(),
         }),
         Some(Lookup::Missing) | None => Err(VaultError::NotFound {
             key: path.to_string(),

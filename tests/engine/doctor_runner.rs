@@ -55,6 +55,20 @@ fn hinted(host: &Host, sub: &str, name: &str, image: &str) -> String {
     )
 }
 
+/// The `runvault runner install` doctor's hints name for [`doctor`]'s
+/// options with `--docker-host unix:///nonexistent.sock`: every option
+/// `install` needs, so that it can be pasted.
+fn hinted_install(host: &Host, name: &str) -> String {
+    format!(
+        "runvault runner install --name {name} --config-dir {} --image {IMAGE} \
+         --docker-host unix:///nonexistent.sock --dir {} --key-file {} --bin-dir {}",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display()
+    )
+}
+
 fn json(done: &Run) -> serde_json::Value {
     serde_json::from_str(&done.out()).unwrap_or_else(|_| panic!("{}", done.describe()))
 }
@@ -254,7 +268,7 @@ fn a_missing_or_invalid_config_fails_the_parse_check() {
         (
             "fail".to_string(),
             format!("`{}` has no [[runners]]", host.config_toml().display()),
-            "register the runner: `runvault runner install --name x`".to_string()
+            format!("register the runner: `{}`", hinted_install(&host, "x"))
         )
     );
 }
@@ -392,7 +406,10 @@ fn a_config_toml_or_bin_dir_not_root_s_or_readable_by_others_fails() {
                 "`{}` cannot be read: No such file or directory (os error 2)",
                 bin.display()
             ),
-            "put the binary there with `runvault runner install` (or pass --bin-dir)".to_string()
+            format!(
+                "put the binary there with `{}` (or pass --bin-dir)",
+                hinted_install(&host, "my-runner")
+            )
         )
     );
     std::fs::create_dir(&bin).unwrap();

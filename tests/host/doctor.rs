@@ -463,3 +463,56 @@ fn a_plaintext_copy_in_the_secrets_directory_fails() {
         "no value printed"
     );
 }
+
+#[test]
+fn doctors_runner_install_hints_carry_the_options_it_was_given() {
+    let host = healthy();
+    // No config.toml and no binary directory yet; an engine that is not
+    // there (the runner's own checks fail, the hints still name it).
+    let socket = host.root.path().join("no-docker.sock");
+    let docker = format!("unix://{}", socket.display());
+    let run = host
+        .run_key(
+            &[
+                "doctor",
+                "--json",
+                "--name",
+                "london",
+                "--config-dir",
+                host.config_dir().to_str().unwrap(),
+                "--bin-dir",
+                host.bin_dir().to_str().unwrap(),
+                "--docker-host",
+                &docker,
+            ],
+            b"",
+        )
+        .fails(1);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let install = format!(
+        "runvault runner install --name london --config-dir {} --docker-host {docker} --dir {} \
+         --key-file {} --bin-dir {}",
+        host.config_dir().display(),
+        host.dir().display(),
+        host.key_file().display(),
+        host.bin_dir().display()
+    );
+    let (_, _, hint) = findings(&report, "config.parse").swap_remove(0);
+    assert_eq!(
+        hint,
+        format!("register the runner with `{install}` (or pass --config-dir)")
+    );
+    let (_, _, hint) = findings(&report, "bin.dir.owner").swap_remove(0);
+    assert_eq!(
+        hint,
+        format!("put the binary there with `{install}` (or pass --bin-dir)")
+    );
+    // Pasted, it is the install doctor meant: it parses as one (the whole
+    // install, with a registration, runs in tests/engine/runner_engine.rs).
+    let pasted = host.paste_hint(&hint).arg("--help").ok();
+    assert!(
+        pasted.out().starts_with("The whole procedure"),
+        "{}",
+        pasted.out()
+    );
+}

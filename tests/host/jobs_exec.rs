@@ -86,7 +86,7 @@ fn export_names_leaves_and_an_explicit_variable_wins() {
     assert_eq!(run.out(), "explicit|tr-secret|alice");
     assert_eq!(
         run.stderr,
-        "note: `SNOWFLAKE_TRANSFORM_USERNAME` is set in the environment; it wins over the value \
+        "runvault: warning: `SNOWFLAKE_TRANSFORM_USERNAME` is set in the environment; it wins over the value \
          exported from `SNOWFLAKE.TRANSFORM.USERNAME`\n"
     );
 }
@@ -261,13 +261,13 @@ fn variables_the_ci_system_sets_pass_through_unresolved() {
     assert_eq!(
         notes,
         [
-            "note: `CHAT_INPUT` is set by the CI system (`CHAT_INPUT`); its `DATAOPS_VAULT(` is \
+            "runvault: warning: `CHAT_INPUT` is set by the CI system (`CHAT_INPUT`); its `DATAOPS_VAULT(` is \
              passed on unresolved",
-            "note: `CI_COMMIT_MESSAGE` is set by the CI system (`CI_*`); its `DATAOPS_VAULT(` is \
+            "runvault: warning: `CI_COMMIT_MESSAGE` is set by the CI system (`CI_*`); its `DATAOPS_VAULT(` is \
              passed on unresolved",
-            "note: `CI_MERGE_REQUEST_TITLE` is set by the CI system (`CI_*`); its \
+            "runvault: warning: `CI_MERGE_REQUEST_TITLE` is set by the CI system (`CI_*`); its \
              `DATAOPS_VAULT(` is passed on unresolved",
-            "note: `GITLAB_USER_NAME` is set by the CI system (`GITLAB_*`); its `DATAOPS_VAULT(` \
+            "runvault: warning: `GITLAB_USER_NAME` is set by the CI system (`GITLAB_*`); its `DATAOPS_VAULT(` \
              is passed on unresolved",
         ]
     );

@@ -80,7 +80,11 @@ fn history_keeps_ten_versions_and_rollback_restores_one_as_new() {
     assert_eq!(run.code, 3);
     assert_eq!(
         run.stderr,
-        "runvault: error: `SNOWFLAKE.TRANSFORM.PASSWORD` has no stored version 2; see `runvault history SNOWFLAKE.TRANSFORM.PASSWORD`\n"
+        format!(
+            "runvault: error: `SNOWFLAKE.TRANSFORM.PASSWORD` has no stored version 2; see \
+             `runvault history SNOWFLAKE.TRANSFORM.PASSWORD --dir {}`\n",
+            host.dir().display()
+        )
     );
     host.run_key(&["verify"], b"").ok();
 }

@@ -170,7 +170,7 @@ fn init_warns_about_a_dir_mode_doctor_fails() {
             Some(why) => assert_eq!(
                 last,
                 format!(
-                    "warning: `{0}` is mode {mode:04o}, {why}; run `chmod 700 {0}`",
+                    "runvault: warning: `{0}` is mode {mode:04o}, {why}; run `chmod 700 {0}`",
                     host.dir().display()
                 )
             ),
@@ -200,7 +200,7 @@ fn adopt_encrypts_a_legacy_plaintext_vault_in_place() {
         run.stderr,
         format!(
             "adopted `{}`: encrypted 19 value(s) in place with a new 32-byte salt in vault.salt\n\
-             warning: `{1}` is mode 0755, open to other users; run `chmod 700 {1}`\n",
+             runvault: warning: `{1}` is mode 0755, open to other users; run `chmod 700 {1}`\n",
             host.vault_file().display(),
             host.dir().display()
         )
@@ -528,8 +528,19 @@ fn bad_paths_are_usage_errors_and_change_nothing() {
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,
-        "runvault: error: `A` is a mapping, not a value; use `runvault list A` or `runvault export A`\n"
+        format!(
+            "runvault: error: `A` is a mapping, not a value; use `runvault list A --dir {0}` or \
+             `runvault export A --dir {0}`\n",
+            host.dir().display()
+        )
     );
+    // The hint, pasted from anywhere (with the passphrase), lists this vault.
+    let listed = host
+        .paste_hint(&run.stderr.replace("` or `runvault export", "` or `"))
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .ok();
+    assert_eq!(listed.out(), "A.B\n");
     assert_eq!(
         host.vault_bytes(),
         before,
@@ -595,8 +606,20 @@ fn key_slots_can_be_added_changed_and_removed_but_not_the_last() {
             third.to_str().unwrap(),
         ])
         .ok();
+    // Slot 1's passphrase opened the vault: any secret that opens it may
+    // change a slot's passphrase (docs/admin-guide.md §5), and says which.
     assert_eq!(
         run.stderr,
+        "changed the passphrase of slot 2, opened with slot 1's secret; no value was re-encrypted\n"
+    );
+    let mut own = host.command();
+    own.arg("--passphrase-file")
+        .arg(&third)
+        .args(["key", "passwd", "2", "--new-passphrase-file"])
+        .arg(&third)
+        .args(CHEAP_KDF);
+    assert_eq!(
+        own.run_in(b"").ok().stderr,
         "changed the passphrase of slot 2; no value was re-encrypted\n"
     );
     assert_eq!(
@@ -630,7 +653,18 @@ fn key_slots_can_be_added_changed_and_removed_but_not_the_last() {
         )
     );
 
-    host.run(&["key", "remove", "1"]).ok();
+    let run = host.run(&["key", "remove", "1"]).ok();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "removed slot 1; its secret still opens copies and backups of the vault made \
+             before, and the data key stays the same until you run `runvault --dir {} \
+             --state-dir {} --config {} rekey`\n",
+            host.dir().display(),
+            host.state_dir().display(),
+            host.layout_file().display()
+        )
+    );
     host.run_key(&["key", "remove", "2"], b"").ok();
     let run = host.run_key(&["key", "remove", "3"], b"");
     assert_eq!(run.code, 1);
@@ -1163,10 +1197,28 @@ fn passphrases_are_asked_on_the_terminal_twice_when_new() {
     );
     assert!(!host.dir().exists(), "a failed init leaves nothing behind");
 
+    // A new passphrase has at least 12 characters.
     let run = on_terminal(
         &host,
         &format!("init {}", CHEAP_KDF.join(" ")),
         b"typed pass\ntyped pass\n",
+    );
+    assert_eq!(run.code, 2, "{}", run.out());
+    assert!(
+        run.out().contains(
+            "runvault: error: the new passphrase is shorter than 12 characters; choose a longer \
+             one (a few words), or pass --allow-short-passphrase for a throwaway vault; nothing \
+             was changed"
+        ),
+        "{}",
+        run.out()
+    );
+    assert!(!host.dir().exists(), "a refused init leaves nothing behind");
+
+    let run = on_terminal(
+        &host,
+        &format!("init {}", CHEAP_KDF.join(" ")),
+        b"typed passphrase\ntyped passphrase\n",
     );
     assert_eq!(run.code, 0, "{}", run.out());
     assert!(
@@ -1179,10 +1231,21 @@ fn passphrases_are_asked_on_the_terminal_twice_when_new() {
         "{}",
         run.out()
     );
-    let run = on_terminal(&host, "set A.B", b"typed pass\nvalue one\nvalue one\n");
+    let run = on_terminal(
+        &host,
+        "set A.B",
+        b"typed passphrase\nvalue one\nvalue one\n",
+    );
     assert_eq!(run.code, 0, "{}", run.out());
+    // The value's prompts name the path it is for.
+    assert!(run.out().contains("Value for A.B: "), "{}", run.out());
+    assert!(
+        run.out().contains("Repeat the value for A.B: "),
+        "{}",
+        run.out()
+    );
     let pass = host.root.path().join("typed");
-    write_private(&pass, b"typed pass\n");
+    write_private(&pass, b"typed passphrase\n");
     let mut cmd = host.command();
     cmd.arg("--passphrase-file").arg(&pass).args(["get", "A.B"]);
     assert_eq!(cmd.run_in(b"").ok().stdout, b"value one");
@@ -1215,7 +1278,8 @@ fn adopt_overwrites_the_replaced_plaintext_and_warns_about_other_links() {
     let run = other.run(&args).ok();
     assert!(
         run.stderr.contains(&format!(
-            "warning: another hard link to the old plaintext `{}` still exists; find and delete it",
+            "runvault: warning: another hard link to the old plaintext `{}` still exists; find and \
+             delete it",
             other.vault_file().display()
         )),
         "{}",
@@ -1287,8 +1351,8 @@ fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
         "runvault: error: `{vault}` is a plaintext vault, but `{dir}` held an encrypted vault \
          (a strong salt in `{dir}/vault.salt`, 2 committed change(s) in `{dir}/audit.log`, \
          the high-water mark `{mark}`): the vault may have been replaced; find out who wrote it \
-         and restore the encrypted vault.yml from a backup (`runvault init --force` adopts the \
-         plaintext anyway)\n",
+         and restore the encrypted vault.yml from a backup (`runvault init --force --dir {dir}` \
+         adopts the plaintext anyway)\n",
         vault = host.vault_file().display(),
         dir = host.dir().display(),
         mark = yaml_marks[0].display()
@@ -1308,8 +1372,13 @@ fn a_plaintext_vault_planted_over_an_encrypted_one_is_not_adopted() {
     );
     assert_eq!(host.snapshot(), before, "a refused init changes nothing");
 
-    init.push("--force");
-    let forced = host.run(&init).ok();
+    // The hint, pasted (with the admin's passphrase), adopts it.
+    let forced = host
+        .paste_hint(&refused.stderr)
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .args(CHEAP_KDF)
+        .ok();
     assert_eq!(
         forced.stderr,
         format!(
@@ -1544,4 +1613,128 @@ fn setting_the_value_a_path_holds_writes_nothing_and_adds_no_version() {
         host.run(&["rm", "A.B", "--purge"]).ok();
         host.set("A.B", b"same");
     }
+}
+
+#[test]
+fn a_short_new_passphrase_is_refused_unless_allowed_and_before_any_prompt() {
+    let host = Host::new();
+    let short = host.root.path().join("short.pass");
+    write_private(&short, b"eleven char\n");
+    let mut args = vec!["init", "--passphrase-file"];
+    let short_path = short.to_str().unwrap().to_string();
+    args.push(&short_path);
+    args.extend(CHEAP_KDF);
+    let refused = format!(
+        "runvault: error: the passphrase in `{short_path}` is shorter than 12 characters; \
+         choose a longer one (a few words), or pass --allow-short-passphrase for a throwaway \
+         vault; nothing was changed\n"
+    );
+    let run = host.bare_command().args(&args).fails(2);
+    assert_eq!(run.stderr, refused);
+    assert!(!host.dir().exists(), "nothing on disk");
+    host.init();
+    for command in [
+        &[
+            "key",
+            "add",
+            "passphrase",
+            "--new-passphrase-file",
+            &short_path,
+        ][..],
+        &["key", "passwd", "1", "--new-passphrase-file", &short_path],
+    ] {
+        let before = host.vault_bytes();
+        let run = host.run(command).fails(2);
+        assert_eq!(run.stderr, refused, "{command:?}");
+        assert!(host.vault_bytes() == before, "{command:?}");
+        // Refused before the current passphrase is asked for.
+        let run = host.run_raw(command, b"").fails(2);
+        assert_eq!(run.stderr, refused, "{command:?} asks nothing first");
+    }
+    // A file others can read is refused before the prompt too.
+    let open = host.root.path().join("open.pass");
+    std::fs::write(&open, "a long enough passphrase\n").unwrap();
+    let run = host
+        .run_raw(
+            &[
+                "key",
+                "passwd",
+                "1",
+                "--new-passphrase-file",
+                open.to_str().unwrap(),
+            ],
+            b"",
+        )
+        .fails(1);
+    assert!(
+        run.stderr.contains(&format!("`{}`", open.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("no passphrase given"),
+        "{}",
+        run.stderr
+    );
+    // The override, for a throwaway vault.
+    let mut args = vec![
+        "key",
+        "add",
+        "passphrase",
+        "--allow-short-passphrase",
+        "--new-passphrase-file",
+        &short_path,
+    ];
+    args.extend(CHEAP_KDF);
+    assert_eq!(host.run(&args).ok().stderr, "added passphrase slot 2\n");
+}
+
+#[test]
+fn a_removed_slots_id_is_never_given_again() {
+    let host = Host::new();
+    host.init_with_key_and_passphrase();
+    let second = host.root.path().join("second.pass");
+    write_private(&second, b"second admin passphrase\n");
+    let mut add = vec![
+        "key",
+        "add",
+        "passphrase",
+        "--new-passphrase-file",
+        second.to_str().unwrap(),
+    ];
+    add.extend(CHEAP_KDF);
+    assert_eq!(host.run(&add).ok().stderr, "added passphrase slot 3\n");
+    host.run(&["key", "remove", "3"]).ok();
+    // The file remembers the id, under its MAC, through other writers.
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    assert!(text.contains("\n  last_slot_id: 3\n  mac: "), "{text}");
+    host.set("A", b"spliced");
+    host.run(&[
+        "rekey",
+        "--also-key-file",
+        host.key_file().to_str().unwrap(),
+    ])
+    .ok();
+    host.run(&["verify"]).ok();
+    assert_eq!(host.run(&add).ok().stderr, "added passphrase slot 4\n");
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    assert!(!text.contains("last_slot_id"), "written only while needed");
+    let list = host.run(&["key", "list", "--json"]).ok();
+    let slots: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let ids: Vec<u64> = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| slot["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 4]);
+    // An edited id is tampering: the MAC covers it.
+    host.run(&["key", "remove", "4"]).ok();
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    std::fs::write(
+        host.vault_file(),
+        text.replace("last_slot_id: 4", "last_slot_id: 9"),
+    )
+    .unwrap();
+    assert_eq!(host.run(&["verify"]).code, 5);
 }

@@ -668,9 +668,12 @@ fn rolled_back_message(host: &Host, generation: u64, mark: u64) -> String {
     format!(
         "runvault: error: `{}` was rolled back: it is at generation {generation}, but this host \
          committed generation {mark} (high-water mark `{}`); restore the newest vault.yml, or if \
-         this older copy was restored on purpose, accept it with `runvault verify --accept-rollback`\n",
+         this older copy was restored on purpose, accept it with \
+         `runvault verify --accept-rollback --dir {} --state-dir {}`\n",
         host.vault_file().display(),
-        mark_file(host).display()
+        mark_file(host).display(),
+        host.dir().display(),
+        host.state_dir().display()
     )
 }
 
@@ -727,7 +730,14 @@ fn a_whole_older_vault_put_back_is_reported_refused_and_can_be_accepted() {
     assert_eq!(host.get("DB.PASS"), b"old-password");
 
     // The restore was deliberate: accept it, then writing goes on.
-    let accept = host.run(&["verify", "--accept-rollback"]).ok();
+    // The hint, pasted (with the admin's passphrase, and no state
+    // directory in the environment: the hint names it), accepts it.
+    let accept = host
+        .paste_hint(&verify.stderr)
+        .env_remove("RUNVAULT_STATE_DIR")
+        .arg("--passphrase-file")
+        .arg(host.pass_file())
+        .ok();
     assert_eq!(
         accept.stderr,
         format!(

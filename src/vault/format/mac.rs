@@ -80,6 +80,12 @@ pub(crate) fn mac_header(mac: &mut MacWriter, header: &Header) {
             mac.u64(*seconds);
         }
     }
+    // Only when written, so files without it keep their MAC; its
+    // length-prefixed name cannot be read as the tree's first item.
+    if let Some(id) = header.last_slot_id {
+        mac.bytes(b"last_slot_id");
+        mac.u64(u64::from(id));
+    }
 }
 
 /// The history part of the MAC, in file order: per path `H`, the encoded

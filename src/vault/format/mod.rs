@@ -147,8 +147,29 @@ pub struct Header {
     /// The pending versions and the rotation policy (`rotate`); boxed, as
     /// most vaults have neither.
     pub rotation: Box<Rotation>,
+    /// The highest slot id this vault has given, kept only while it is
+    /// above every slot's id (a removed slot had it), so that no id is
+    /// given twice; `None` otherwise (docs/format.md §4.2, §8).
+    pub last_slot_id: Option<u32>,
     /// HMAC-SHA256 over the header and the tree (see [`compute_mac`]).
     pub mac: [u8; 32],
+}
+
+impl Header {
+    /// The highest slot id this vault has given: its slots' and
+    /// [`Header::last_slot_id`]. A new slot takes the next one.
+    pub fn highest_slot_id(&self) -> u32 {
+        let present = self.slots.iter().map(|slot| slot.id).max().unwrap_or(0);
+        present.max(self.last_slot_id.unwrap_or(0))
+    }
+
+    /// Puts `slots` in place of the slots, remembering `highest`, the
+    /// highest id given before, if it is now above every slot's id.
+    pub fn replace_slots(&mut self, slots: Vec<Slot>, highest: u32) {
+        self.slots = slots;
+        let present = self.slots.iter().map(|slot| slot.id).max().unwrap_or(0);
+        self.last_slot_id = (highest > present).then_some(highest);
+    }
 }
 
 /// A sealed value as it stands in the file: `rv1:VERSION:TIME:BASE64`,
@@ -248,8 +269,8 @@ pub struct Rotation {
 pub(super) type Pending = indexmap::IndexMap<String, Sealed>;
 
 /// What a `vault.yml` turned out to hold.
-// One per file read, moved at once into its variant's use: boxing the vault
-// would buy nothing.
+// Made once per read and matched at once: boxing the vault would cost an
+// allocation on every `get` for no saving.
 #[allow(clippy::large_enum_variant)]
 pub enum VaultFile {
     /// A runvault vault.

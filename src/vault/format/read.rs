@@ -284,6 +284,16 @@ fn interpret_header(
     let max_age = take_path_map(&mut fields, MAX_AGE_KEY, |text| {
         text.parse::<u64>().ok().filter(|seconds| *seconds > 0)
     })?;
+    // Written only while above every slot's id: anything else is not
+    // what the writer writes.
+    let present = slots.iter().map(|slot| slot.id).max().unwrap_or(0);
+    let last_slot_id = if fields.contains_key("last_slot_id") {
+        let id = take_u64(&mut fields, "last_slot_id", "last_slot_id")?;
+        let id = u32::try_from(id).ok().filter(|id| *id > present);
+        Some(id.ok_or_else(|| malformed("last_slot_id"))?)
+    } else {
+        None
+    };
     if let Some(extra) = fields.keys().next() {
         return Err(FormatError::Header {
             field: format!("{HEADER_KEY}.{extra}"),
@@ -301,6 +311,7 @@ fn interpret_header(
             pending: Pending::from_iter(pending),
             max_age: max_age.into_iter().collect(),
         }),
+        last_slot_id,
         mac,
     })
 }

@@ -96,6 +96,9 @@ pub(crate) fn emit_header(h: &Header, out: &mut Vec<u8>) {
             line(out, format!(": {seconds}"));
         }
     }
+    if let Some(id) = h.last_slot_id {
+        line(out, format!("  last_slot_id: {id}"));
+    }
     line(out, format!("  mac: \"{}\"", BASE64.encode(h.mac)));
 }
 

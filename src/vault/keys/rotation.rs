@@ -163,9 +163,10 @@ pub(crate) fn new_keys(
         ));
     }
     let audit_key = open_audit_key(old_enc, header, vault_path)?;
+    let highest = header.highest_slot_id();
     let mut header = header.clone();
     header.salt_id = salt.id();
-    header.slots = new_slots;
+    header.replace_slots(new_slots, highest);
     header.audit_key = seal_audit_key(&subkeys, &vault_id, &audit_key);
     // Pending versions sit in the header: both writers get them re-sealed here.
     for (path_text, sealed) in &mut header.rotation.pending {

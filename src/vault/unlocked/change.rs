@@ -32,6 +32,7 @@ impl UnlockedVault {
                 return Err(VaultError::NotAValue {
                     key: path.to_string(),
                     kind: node.kind_name(),
+                    dir: self.dir(),
                 });
             }
             None => None,
@@ -115,10 +116,12 @@ impl UnlockedVault {
                 Some(wanted) => VaultError::NoSuchVersion {
                     key: path.to_string(),
                     version: wanted,
+                    dir: self.dir(),
                 },
                 None => VaultError::NoSuchVersion {
                     key: path.to_string(),
                     version: current.saturating_sub(1),
+                    dir: self.dir(),
                 },
             });
         };
@@ -147,6 +150,7 @@ impl UnlockedVault {
         let count = plain.values().map(Tree::leaf_count).sum::<usize>();
         progress.begin(count as u64);
         let audit_key = KeyedMac::new(&self.audit_key()?);
+        let dir = self.dir();
         let UnlockedVault { vault, subkeys, .. } = self;
         let EncryptedVault {
             header,
@@ -166,6 +170,7 @@ impl UnlockedVault {
             time: now(),
             progress,
             changes: Vec::with_capacity(count),
+            dir,
         };
         merger.map(target, plain, &mut KeyPath::root())?;
         Ok(merger.changes)
@@ -296,6 +301,8 @@ struct Merger<'m> {
     time: u64,
     progress: &'m dyn Progress,
     changes: Vec<AuditChange>,
+    /// The vault directory, for the hints of errors.
+    dir: std::path::PathBuf,
 }
 
 impl Merger<'_> {
@@ -317,6 +324,7 @@ impl Merger<'_> {
                             return Err(VaultError::NotAValue {
                                 key: at.to_string(),
                                 kind: node.kind_name(),
+                                dir: self.dir.clone(),
                             });
                         }
                         None => None,

@@ -27,7 +27,7 @@ impl UnlockedVault {
             salt,
             &self.vault.header.vault_id,
         );
-        self.vault.header.slots.push(slot);
+        self.push_slot(slot);
         Ok(id)
     }
 
@@ -64,16 +64,23 @@ impl UnlockedVault {
         slots::check_file_budget(kinds.chain([&kind])).map_err(over_budget)?;
         let id = self.next_slot_id();
         let slot = slots::recipient_slot(id, recipient, slots::now_rfc3339(), &self.data_key)?;
-        self.vault.header.slots.push(slot);
+        self.push_slot(slot);
         Ok(Ok(id))
     }
 
+    /// The id of the next slot: never one given before, even one whose
+    /// slot was removed.
     fn next_slot_id(&self) -> u32 {
-        (self.vault.header.slots.iter())
-            .map(|s| s.id)
-            .max()
-            .unwrap_or(0)
-            + 1
+        self.vault.header.highest_slot_id() + 1
+    }
+
+    /// Appends `slot` (its id from [`Self::next_slot_id`]), keeping the
+    /// header's record of the highest id given.
+    fn push_slot(&mut self, slot: crate::vault::format::Slot) {
+        let highest = self.vault.header.highest_slot_id();
+        let mut slots = std::mem::take(&mut self.vault.header.slots);
+        slots.push(slot);
+        self.vault.header.replace_slots(slots, highest);
     }
 
     /// Re-wraps passphrase slot `id` under a new passphrase (no value changes).
@@ -117,7 +124,10 @@ impl UnlockedVault {
         if self.vault.header.slots.len() == 1 {
             return Err(VaultError::LastSlot { id });
         }
-        self.vault.header.slots.remove(index);
+        let highest = self.vault.header.highest_slot_id();
+        let mut slots = std::mem::take(&mut self.vault.header.slots);
+        slots.remove(index);
+        self.vault.header.replace_slots(slots, highest);
         Ok(())
     }
 
@@ -127,7 +137,10 @@ impl UnlockedVault {
             .slots
             .iter()
             .position(|s| s.id == id)
-            .ok_or(VaultError::NoSuchSlot { id })
+            .ok_or_else(|| VaultError::NoSuchSlot {
+                id,
+                dir: self.dir(),
+            })
     }
 
     /// A copy of this vault under a new random data key: every value and

@@ -84,6 +84,7 @@ impl UnlockedVault {
             audit_key,
             slots,
             rotation: Box::default(),
+            last_slot_id: None,
             mac: [0; 32],
         };
         UnlockedVault {
@@ -157,6 +158,7 @@ impl UnlockedVault {
             Some(node) => Err(VaultError::NotAValue {
                 key: path.to_string(),
                 kind: node.kind_name(),
+                dir: self.dir(),
             }),
             None => Err(VaultError::NotFound {
                 key: path.to_string(),
@@ -257,6 +259,7 @@ impl UnlockedVault {
                 return Err(VaultError::NotAValue {
                     key: path.to_string(),
                     kind: node.kind_name(),
+                    dir: self.dir(),
                 });
             }
             None if out.is_empty() => {
@@ -339,6 +342,11 @@ impl UnlockedVault {
             version,
             time,
         )
+    }
+
+    /// The vault directory, for the hints of errors.
+    pub(crate) fn dir(&self) -> std::path::PathBuf {
+        crate::vault::error::vault_dir_of(&self.vault_path).to_path_buf()
     }
 
     /// Decrypts `sealed` as the value at `path` of this vault.

@@ -51,6 +51,7 @@ impl UnlockedVault {
                 return Err(VaultError::NotAValue {
                     key: path.to_string(),
                     kind: node.kind_name(),
+                    dir: self.dir(),
                 });
             }
             None => {
