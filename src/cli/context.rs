@@ -21,6 +21,7 @@ use crate::cli::runner_args::{JobsArgs, JobsChoice};
 use crate::core::exit::{self, CommandError};
 use crate::core::fs;
 use crate::core::host_file::{self, HostFile, RunnerEntry};
+use crate::core::shell;
 use crate::runner::config::{JobWiring, JobsMode};
 use crate::runner::{Error, mount_source};
 use crate::vault::AfterCommit;
@@ -277,17 +278,6 @@ pub fn remember(global: &GlobalArgs, update: &HostFile) {
     }
 }
 
-/// A word for a shell command line: as it is when it holds only safe
-/// characters, else in single quotes.
-fn shell_word(text: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c);
-    if !text.is_empty() && text.chars().all(safe) {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 /// A hint's command line for a vault command: `runvault` with the vault
 /// options this command was given (the vault directory always; the state
 /// directory, the audit log and the layout file when given), then `sub`,
@@ -298,7 +288,7 @@ pub fn vault_command(global: &GlobalArgs, sub: &str) -> String {
     let mut words = vec!["runvault".to_string()];
     let mut option = |name: &str, value: &Path| {
         words.push(name.to_string());
-        words.push(shell_word(&absolute(value).to_string_lossy()));
+        words.push(shell::word(&absolute(value).to_string_lossy()));
     };
     option("--dir", &global.dir);
     if let (true, Some(state_dir)) = (global.layout.given("state_dir"), &global.state_dir) {
@@ -332,11 +322,11 @@ pub fn runner_command(
         "runner".into(),
         sub.into(),
         "--name".into(),
-        shell_word(&target.name),
+        shell::word(&target.name),
     ];
     let mut option = |name: &str, value: &str| {
         words.push(name.to_string());
-        words.push(shell_word(value));
+        words.push(shell::word(value));
     };
     let default_config_dir = format!("/srv/dataops-runner-{}/config", target.name);
     if target.config_dir != Path::new(&default_config_dir) {

@@ -12,10 +12,11 @@ use crate::cli::context::{remember, vault_dir};
 use crate::cli::defaults::IDENTITY_FLAG;
 use crate::cli::input;
 use crate::cli::output::{note as status, write_stdout};
-use crate::core::exit::{self, CommandError};
+use crate::core::exit::{self, CommandError, ExitStatus};
 use crate::core::layout::DEFAULT_IDENTITY_FILE;
 use crate::vault::{
-    Credential, ReadOnlyDir, ReceiveOptions, Received, create_identity_file, read_identity_file,
+    Credential, ReadOnlyDir, ReceiveOptions, Received, VaultError, create_identity_file,
+    read_identity_file,
 };
 
 /// Whether `keygen` is asked for an identity (`--identity`, `--recipient`)
@@ -74,7 +75,8 @@ pub fn receive(global: &GlobalArgs, args: &ReceiveArgs) -> Result<(), CommandErr
         replace_vault: args.replace_vault,
         source: args.source.as_deref(),
     };
-    let text = match vault_dir(global).receive(&args.staging_dir, &credential, options)? {
+    let received = vault_dir(global).receive(&args.staging_dir, &credential, options);
+    let text = match received.map_err(|err| not_sealed_to_this_host(err, &credential, args))? {
         Received::Installed {
             generation,
             previous,
@@ -94,6 +96,31 @@ pub fn receive(global: &GlobalArgs, args: &ReceiveArgs) -> Result<(), CommandErr
         Received::Unchanged { generation } => format!("unchanged: generation {generation}\n"),
     };
     write_stdout(text.as_bytes())
+}
+
+/// A shipped vault with no slot for this host's identity: the slot is
+/// added on the admin's vault (the staging copy is only a copy), so the
+/// hint names this host's recipient for that `key add`.
+fn not_sealed_to_this_host(
+    err: VaultError,
+    credential: &Credential,
+    args: &ReceiveArgs,
+) -> CommandError {
+    match (&err, credential) {
+        (
+            VaultError::NoSlotOfKind { .. } | VaultError::WrongSecret { .. },
+            Credential::Identity(identity),
+        ) => CommandError::with_code(
+            err.exit_code(),
+            format!(
+                "the vault in `{}` has no slot for this host's identity; on the admin's vault, \
+                 add it with `runvault key add recipient {}` and ship the vault again",
+                args.staging_dir.display(),
+                crate::core::shell::word(identity.recipient())
+            ),
+        ),
+        _ => err.into(),
+    }
 }
 
 /// The secret `receive` opens the shipped vault with: `--key-file`, else

@@ -16,3 +16,4 @@ pub mod progress;
 #[cfg(test)]
 pub(crate) mod proptest_seeds;
 pub mod secret;
+pub mod shell;

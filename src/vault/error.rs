@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::core::exit::{self, ExitStatus};
 use crate::core::fs::FsError;
 use crate::core::lock::LockError;
+use crate::core::shell;
 use crate::vault::format::FormatError;
 use crate::vault::path::PathError;
 use crate::vault::tree::PlaceError;
@@ -38,7 +39,7 @@ pub enum VaultError {
     #[error(
         "`{}` is a plaintext vault, not encrypted; adopt it with `runvault init --dir {}`",
         .path.display(),
-        vault_dir_of(.path).display()
+        shell::path(vault_dir_of(.path))
     )]
     Plaintext {
         /// The file.
@@ -68,8 +69,8 @@ pub enum VaultError {
          `runvault verify --accept-rollback --dir {} --state-dir {}`",
         .path.display(),
         .mark_path.display(),
-        vault_dir_of(.path).display(),
-        vault_dir_of(.mark_path).display()
+        shell::path(vault_dir_of(.path)),
+        shell::path(vault_dir_of(.mark_path))
     )]
     RolledBack {
         /// The vault file.
@@ -87,8 +88,8 @@ pub enum VaultError {
          then record the vault's generation with \
          `runvault verify --accept-rollback --dir {} --state-dir {}`",
         .path.display(),
-        .dir.display(),
-        vault_dir_of(.path).display()
+        shell::path(.dir),
+        shell::path(vault_dir_of(.path))
     )]
     BadMark {
         /// The mark file.
@@ -199,7 +200,11 @@ pub enum VaultError {
     },
     /// The vault has no slot of the kind the given secret needs.
     #[error(
-        "`{path}` has no {kind} slot; unlock with another secret or add one with `runvault key add`"
+        "`{}` has no {kind} slot; unlock with another secret, then add one with `runvault key add \
+         {} --dir {}`",
+        .path.display(),
+        add_slot_words(.kind),
+        shell::path(vault_dir_of(.path))
     )]
     NoSlotOfKind {
         /// "passphrase" or "keyfile".
@@ -265,10 +270,12 @@ pub enum VaultError {
     },
     /// The path is a mapping or list, not a value.
     #[error(
-        "`{key}` is a {kind}, not a value; use `runvault list {key} --dir {}` or \
-         `runvault export {key} --dir {}`",
-        .dir.display(),
-        .dir.display()
+        "`{key}` is a {kind}, not a value; use `runvault list {} --dir {}` or \
+         `runvault export {} --dir {}`",
+        shell::word(.key),
+        shell::path(.dir),
+        shell::word(.key),
+        shell::path(.dir)
     )]
     NotAValue {
         /// The key path.
@@ -326,7 +333,7 @@ pub enum VaultError {
         reason: &'static str,
     },
     /// A slot id that does not exist.
-    #[error("no key slot with id {id}; see `runvault key list --dir {}`", .dir.display())]
+    #[error("no key slot with id {id}; see `runvault key list --dir {}`", shell::path(.dir))]
     NoSuchSlot {
         /// The id asked for.
         id: u32,
@@ -363,8 +370,9 @@ pub enum VaultError {
     },
     /// A stored version that does not exist (pruned or never set).
     #[error(
-        "`{key}` has no stored version {version}; see `runvault history {key} --dir {}`",
-        .dir.display()
+        "`{key}` has no stored version {version}; see `runvault history {} --dir {}`",
+        shell::word(.key),
+        shell::path(.dir)
     )]
     NoSuchVersion {
         /// The key path.
@@ -457,6 +465,15 @@ impl ExitStatus for VaultError {
 
 /// The directory of a file (the vault directory of a `vault.yml`, the
 /// state directory of a mark), for hints that name it.
+/// The `key add` words that add a slot of `kind` (a slot kind's name).
+fn add_slot_words(kind: &str) -> &'static str {
+    match kind {
+        "passphrase" => "passphrase",
+        "keyfile" => "keyfile FILE",
+        _ => "recipient RECIPIENT",
+    }
+}
+
 pub(crate) fn vault_dir_of(vault_file: &std::path::Path) -> &std::path::Path {
     match vault_file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::Runs;
 use crate::support::images::{debian_image, have, output};
 
 /// The package's version: the crate's, with no Debian revision.
@@ -97,6 +98,27 @@ fn long_package_carries_the_binarys_version_and_exactly_its_files() {
             format!("{} {} {}", cols[0], cols[1], cols[5])
         })
         .collect();
+    // One man page per command: the pages `runvault man --dir` writes.
+    let pages = tempfile::tempdir().unwrap();
+    crate::support::runvault()
+        .arg("man")
+        .arg("--dir")
+        .arg(pages.path())
+        .ok();
+    let mut man: Vec<String> = std::fs::read_dir(pages.path())
+        .unwrap()
+        .map(|page| page.unwrap().file_name().into_string().unwrap())
+        .collect();
+    man.sort();
+    assert!(man.len() > 20 && man.contains(&"runvault-key-add.1".to_string()));
+    let man_prefix = "-rw-r--r-- 0/0 ./usr/share/man/man1/";
+    let mut shipped: Vec<String> = (files.iter())
+        .filter_map(|file| file.strip_prefix(man_prefix))
+        .map(|page| page.strip_suffix(".gz").expect("compressed").to_string())
+        .collect();
+    shipped.sort();
+    assert_eq!(shipped, man);
+    files.retain(|file| !file.starts_with(man_prefix));
     files.sort();
     assert_eq!(
         files,
@@ -108,7 +130,6 @@ fn long_package_carries_the_binarys_version_and_exactly_its_files() {
             "-rw-r--r-- 0/0 ./usr/share/doc/runvault/copyright",
             "-rw-r--r-- 0/0 ./usr/share/fish/vendor_completions.d/runvault.fish",
             "-rw-r--r-- 0/0 ./usr/share/lintian/overrides/runvault",
-            "-rw-r--r-- 0/0 ./usr/share/man/man1/runvault.1.gz",
             "-rw-r--r-- 0/0 ./usr/share/zsh/vendor-completions/_runvault",
             "-rwxr-xr-x 0/0 ./usr/bin/runvault",
         ]
@@ -284,6 +305,14 @@ fn long_package_installs_runs_and_removes_on_debian() {
         page.contains("runvault - Encrypted credentials for DataOps runner hosts"),
         "{page}"
     );
+    // Every page the top page names is installed, and one reads.
+    let named = debian.ok(
+        "MANWIDTH=200 man -P cat runvault | grep -o 'runvault-[a-z-]*(1)' | sort -u \
+         | sed 's/(1)$//' | while read page; do man -w \"$page\" >/dev/null || echo \"$page\"; done",
+    );
+    assert_eq!(named, "", "named but not installed");
+    let page = debian.ok("MANWIDTH=200 man -P cat runvault-key-add");
+    assert!(page.contains("runvault-key-add"), "{page}");
 
     // bash-completion loads the completion on demand and completes a command.
     assert_eq!(

@@ -578,18 +578,22 @@ fn receive_refuses_what_does_not_open_verify_or_move_forward_and_changes_nothing
         std::fs::copy(stranger.dir().join(name), staging.join(name)).unwrap();
     }
     let run = unchanged(fleet.receive(&[]).fails(4));
+    let recipient = runvault_recipient(&fleet);
     assert_eq!(
         run.stderr,
         format!(
-            "runvault: error: `{}` has no recipient slot; unlock with another secret or add one \
-             with `runvault key add`\n",
-            staging.join("vault.yml").display()
+            "runvault: error: the vault in `{}` has no slot for this host's identity; on the \
+             admin's vault, add it with `runvault key add recipient {recipient}` and ship the \
+             vault again\n",
+            staging.display()
         )
     );
 
     // Exit 5: another vault (another vault_id), even one this host opens.
-    let recipient = runvault_recipient(&fleet);
-    stranger.run(&["key", "add", "recipient", &recipient]).ok();
+    // The hint above, pasted on that vault, gives this host its slot.
+    let hint = run.stderr.split('`').nth(3).unwrap();
+    let words: Vec<&str> = hint.split(' ').skip(1).collect();
+    assert_eq!(stranger.run(&words).ok().out(), "added slot 2\n");
     for name in ["vault.yml", "vault.salt"] {
         std::fs::copy(stranger.dir().join(name), staging.join(name)).unwrap();
     }

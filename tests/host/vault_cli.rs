@@ -1738,3 +1738,56 @@ fn a_removed_slots_id_is_never_given_again() {
     .unwrap();
     assert_eq!(host.run(&["verify"]).code, 5);
 }
+
+/// A secret of a kind the vault has no slot for: the hint names the
+/// `key add` that adds one and the vault's directory (quoted, as this one
+/// has a space), and does that when pasted into a shell.
+#[test]
+fn the_no_slot_hint_adds_that_kind_of_slot_when_pasted_into_a_shell() {
+    let host = Host::new();
+    let dir = host.path("my secrets");
+    let mut init = host.bare_command();
+    init.arg("--dir").arg(&dir).arg("--passphrase-file");
+    init.arg(host.pass_file()).arg("init").args(CHEAP_KDF).ok();
+    host.keygen();
+    let get = || {
+        let mut cmd = host.bare_command();
+        cmd.arg("--dir")
+            .arg(&dir)
+            .arg("--key-file")
+            .arg(host.key_file());
+        cmd.args(["get", "A"]);
+        cmd
+    };
+    let failed = get().fails(4);
+    let hint = failed.stderr.split('`').nth(3).unwrap();
+    assert_eq!(
+        hint,
+        format!("runvault key add keyfile FILE --dir '{}'", dir.display())
+    );
+
+    // Pasted, FILE filled in, the admin's passphrase in the environment.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_runvault"));
+    let line = hint.replace("FILE", host.key_file().to_str().unwrap());
+    let pasted = std::process::Command::new("sh")
+        .args(["-c", &line])
+        .envs(
+            host.bare_command()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        )
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+        )
+        .env("RUNVAULT_PASSPHRASE_FILE", host.pass_file())
+        .current_dir(host.path(""))
+        .ok();
+    assert!(
+        pasted.stderr.contains("added keyfile slot 2"),
+        "{}",
+        pasted.stderr
+    );
+    // The key file now opens the vault: `A` is simply not there.
+    get().fails(3);
+}
