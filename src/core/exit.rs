@@ -34,12 +34,12 @@ exit_codes! {
     /// The Docker engine cannot be reached.
     ENGINE_UNREACHABLE = 7, "Docker engine unreachable";
     /// A check-and-set write found that the path has moved on.
-    CONFLICT = 8, "check-and-set conflict (`set --if-version`), or a rotation is pending at the path (`rotate --resume` or `--abort` first)";
+    CONFLICT = 8, "check-and-set conflict (`set --if-version`), or a rotation is pending at the path";
     /// `receive`: the shipped vault is not newer than the installed one or
     /// this host's high-water mark (a replay).
-    REPLAY = 9, "replay: `receive` was shipped a vault not newer than the installed one or this host's high-water mark";
+    REPLAY = 9, "replay: `receive` refused a vault not newer than this host's installed generation";
     /// `rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out.
-    HOOK_FAILED = 10, "`rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out; the message says what happened to the pending value";
+    HOOK_FAILED = 10, "`rotate`: a hook (`--apply`, `--test`, `--revert`) failed or timed out";
     /// `exec`: the command exists but could not be run (as `env(1)` does).
     COMMAND_NOT_EXECUTABLE = 126, "`exec`: the command could not be run";
     /// `exec`: the command was not found (as `env(1)` and shells do).

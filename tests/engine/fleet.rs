@@ -621,6 +621,7 @@ fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_ident
     let rotated = fleet.rotate("fleet-rotated-Pw-B-Kd2n");
     assert_eq!(rotated.code, 0, "{}", tail(&rotated));
     fleet.all_read(&[1, 2, 3], ROTATED, "fleet-rotated-Pw-B-Kd2n");
+    alternate_rotation_reaches_every_host(&fleet);
 
     // Replay: the older vault into receive exits 9 and changes nothing.
     let installed = fleet.installed(1);
@@ -738,4 +739,69 @@ fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_ident
     std::fs::remove_file(&old_identity_file).unwrap();
 
     fleet.assert_no_plaintext();
+}
+
+/// Rotation at the source (issue 24) on the controller's vault, then a
+/// push (docs/rotation.md 7.4: promote, push, only then revoke): every
+/// host reads the rotated account as current and the previous one as the
+/// alternate. The "database" is a directory on the controller holding
+/// each user's password; the hooks set and check it from their stdin.
+fn alternate_rotation_reaches_every_host(fleet: &Fleet) {
+    let source = fleet.admin.path().join("db-source");
+    std::fs::create_dir(&source).unwrap();
+    let accounts = [("app_a", "alt-a-Pw-Jn3w"), ("app_b", "alt-b-Pw-Tq8e")];
+    for (user, password) in accounts {
+        std::fs::write(source.join(user), password).unwrap();
+        fleet.values.lock().unwrap().push(password.to_string());
+    }
+    for (path, value) in [
+        ("APP_DB.USERNAME", accounts[0].0),
+        ("APP_DB.PASSWORD", accounts[0].1),
+        ("APP_DB.ALTERNATE.USERNAME", accounts[1].0),
+        ("APP_DB.ALTERNATE.PASSWORD", accounts[1].1),
+    ] {
+        fleet.controller.set(path, value.as_bytes());
+    }
+    let user_file = format!("{}/\"$RUNVAULT_ROTATE_USER\"", source.display());
+    let apply = format!("read -r new && printf %s \"$new\" > {user_file}");
+    let test = format!("read -r new && [ \"$(cat {user_file})\" = \"$new\" ]");
+    fleet
+        .controller
+        .run(&[
+            "rotate",
+            "APP_DB",
+            "--alternate",
+            "--apply",
+            &apply,
+            "--test",
+            &test,
+        ])
+        .ok();
+    let rotated = std::fs::read_to_string(source.join("app_b")).unwrap();
+    assert!(rotated.len() >= 32 && rotated != accounts[1].1, "{rotated}");
+    fleet.values.lock().unwrap().push(rotated.clone());
+
+    fleet.playbook_ok("push.yml", &[]);
+    fleet.all_read(&[1, 2, 3], "APP_DB.USERNAME", "app_b");
+    fleet.all_read(&[1, 2, 3], "APP_DB.PASSWORD", &rotated);
+    fleet.all_read(&[1, 2, 3], "APP_DB.ALTERNATE.USERNAME", "app_a");
+    fleet.all_read(&[1, 2, 3], "APP_DB.ALTERNATE.PASSWORD", accounts[0].1);
+    for n in 1..=3 {
+        let pending = fleet.on(
+            n,
+            &[
+                "--identity",
+                IDENTITY,
+                "get",
+                "--pending",
+                "APP_DB.PASSWORD",
+            ],
+        );
+        assert_eq!(
+            pending.code,
+            3,
+            "no pending version on host{n}: {}",
+            pending.describe()
+        );
+    }
 }
