@@ -10,22 +10,8 @@ use runvault::core::secret::Key32;
 use runvault::vault::testing::crypto::Subkeys;
 use runvault::vault::testing::format::{EncryptedVault, compute_mac};
 
+use crate::support::images::have;
 use crate::support::{Host, Runs, mode};
-
-/// Whether `program` answers `program ARG`; under `CI=true` a missing one
-/// fails the test (.ci/run installs it), elsewhere the test is skipped.
-fn have(program: &str, arg: &str, test: &str) -> bool {
-    // Found if it runs at all (`ssh-keygen` has no option that exits 0).
-    let found = Command::new(program).arg(arg).output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs `{program}`, and CI=true requires it to run (.ci/run installs it)"
-        );
-        eprintln!("skipping {test}: `{program} {arg}` does not run here");
-    }
-    found
-}
 
 /// A host with a vault (passphrase slot 1) holding two values.
 fn admin_host() -> Host {

@@ -2,10 +2,11 @@
 //! scripts of docs/rotation/ used verbatim: a throwaway cluster on
 //! loopback (initdb as `postgres`, its own port and socket directory in a
 //! temp dir, stopped when the test ends, even on a panic); jobs running
-//! `runvault exec -- psql` back to back on a read-only view of the vault
-//! directory while the credential is rotated with alternating users (no
-//! failed connection; one job at a time, at most one every 20 ms) and as a
-//! single user (the failure window, measured);
+//! `runvault exec -- psql` on a read-only view of the vault directory, one
+//! started every 20 ms (overlapping, at most 8 in flight; the pace reached
+//! is printed), while the credential is rotated with alternating users (no
+//! failed connection, every rotation seen) and as a single user (the
+//! failure window, measured);
 //! `kill -9` at every step of a rotation; and no value in any command
 //! line while the hooks run.
 //!
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Host, Run, require_root};
+use crate::support::{Host, Run, require_root, wait_stopped};
 
 /// The admin role initdb creates (trusted on the socket only).
 const ADMIN: &str = "rotator";
@@ -294,12 +295,21 @@ struct Job {
     user: String,
 }
 
-/// Jobs as a runner runs them: `runvault exec -- psql` every 20 ms with
-/// the key file and a read-only bind mount of the vault directory, until
-/// dropped.
+/// How often a job starts (the issue's pace).
+const JOB_EVERY: Duration = Duration::from_millis(20);
+/// Jobs in flight at most: a job (a debug `runvault exec` and `psql`)
+/// takes longer than [`JOB_EVERY`], so they overlap; at the cap a start is
+/// skipped and counted, and the pace reported is the one reached.
+const MAX_JOBS_IN_FLIGHT: usize = 8;
+
+/// Jobs as a runner runs them: `runvault exec -- psql`, one started every
+/// [`JOB_EVERY`] (overlapping, up to [`MAX_JOBS_IN_FLIGHT`]), with the key
+/// file and a read-only bind mount of the vault directory, until finished
+/// or dropped (which waits for the jobs in flight: none is left behind).
 struct JobLoop {
     stop: Arc<AtomicBool>,
     jobs: Arc<Mutex<Vec<Job>>>,
+    skipped: Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
     _view: ReadOnlyView,
 }
@@ -350,48 +360,85 @@ impl JobLoop {
             .env("PGUSER", "DATAOPS_VAULT(PG.USERNAME)")
             .env("PGPASSWORD", "DATAOPS_VAULT(PG.PASSWORD)")
             .env("PGCONNECT_TIMEOUT", "5")
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let stop = Arc::new(AtomicBool::new(false));
         let jobs = Arc::new(Mutex::new(Vec::new()));
+        let skipped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = {
-            let (stop, jobs) = (stop.clone(), jobs.clone());
+            let (stop, jobs, skipped) = (stop.clone(), jobs.clone(), skipped.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let start = Instant::now();
-                    let out = job.output().unwrap();
+                let mut in_flight: Vec<(std::process::Child, Instant)> = Vec::new();
+                // Records a job that has exited (its stdout is a line, well
+                // within the pipe's buffer, so it is read after the exit).
+                let record = |mut child: std::process::Child, start, ok| {
+                    let mut user = String::new();
+                    let mut stdout = child.stdout.take().unwrap();
+                    std::io::Read::read_to_string(&mut stdout, &mut user).unwrap();
                     jobs.lock().unwrap().push(Job {
                         start,
-                        ok: out.status.success(),
-                        user: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                        ok,
+                        user: user.trim().to_owned(),
                     });
-                    std::thread::sleep(Duration::from_millis(20).saturating_sub(start.elapsed()));
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let tick = Instant::now();
+                    let mut i = 0;
+                    while i < in_flight.len() {
+                        match in_flight[i].0.try_wait().unwrap() {
+                            Some(status) => {
+                                let (child, start) = in_flight.swap_remove(i);
+                                record(child, start, status.success());
+                            }
+                            None => i += 1,
+                        }
+                    }
+                    if in_flight.len() < MAX_JOBS_IN_FLIGHT {
+                        in_flight.push((job.spawn().unwrap(), Instant::now()));
+                    } else {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(JOB_EVERY.saturating_sub(tick.elapsed()));
+                }
+                for (mut child, start) in in_flight {
+                    let ok = child.wait().unwrap().success();
+                    record(child, start, ok);
                 }
             })
         };
         JobLoop {
             stop,
             jobs,
+            skipped,
             thread: Some(thread),
             _view: view,
         }
     }
 
-    fn count(&self) -> usize {
-        self.jobs.lock().unwrap().len()
-    }
-
-    /// Waits until `n` more jobs have finished.
-    fn wait_jobs(&self, n: usize) {
-        let target = self.count() + n;
-        while self.count() < target {
+    /// Waits until `n` jobs that started after `after` have finished.
+    fn wait_jobs_after(&self, after: Instant, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let started_after = (self.jobs.lock().unwrap().iter())
+                .filter(|job| job.start > after)
+                .count();
+            if started_after >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the jobs stopped running");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    fn finish(mut self) -> Vec<Job> {
+    /// Stops starting jobs, waits for those in flight; every job in the
+    /// order they started, and how many starts the cap skipped.
+    fn finish(mut self) -> (Vec<Job>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        self.jobs.lock().unwrap().clone()
+        let mut jobs = self.jobs.lock().unwrap().clone();
+        jobs.sort_by_key(|job| job.start);
+        (jobs, self.skipped.load(Ordering::Relaxed))
     }
 }
 
@@ -499,8 +546,10 @@ fn long_alternating_users_rotate_ten_times_under_jobs_with_no_failed_connection(
     let (apply, test) = hooks(&pg, None);
     let jobs = JobLoop::start(&host, &pg);
     let argv = ArgvWatch::start();
-    jobs.wait_jobs(5);
+    jobs.wait_jobs_after(Instant::now(), 5);
     let mut values = Vec::new();
+    // Per round: when its promote returned, and the account it made current.
+    let mut promoted = Vec::new();
     for round in 1..=10 {
         let value = format!("alt-round-{round}-7c1e9a");
         argv.watch(value.as_bytes());
@@ -518,33 +567,51 @@ fn long_alternating_users_rotate_ten_times_under_jobs_with_no_failed_connection(
             value.as_bytes(),
         )
         .ok();
+        let done = Instant::now();
         for shown in [run.out(), run.stderr.clone()] {
             assert!(!shown.contains(&value), "round {round}: {}", run.describe());
         }
         values.push(value.into_bytes());
+        let user = if round % 2 == 1 {
+            "app_green"
+        } else {
+            "app_blue"
+        };
+        promoted.push((done, user));
         // Let the jobs see this account before the next rotation.
-        jobs.wait_jobs(5);
+        jobs.wait_jobs_after(done, 5);
     }
     let (seen, scans) = argv.finish();
-    let jobs = jobs.finish();
+    let (jobs, skipped) = jobs.finish();
     let failed: Vec<&Job> = jobs.iter().filter(|job| !job.ok).collect();
-    let mut users: Vec<&str> = jobs.iter().map(|job| job.user.as_str()).collect();
-    users.dedup();
+    let period = (jobs.last().unwrap().start - jobs[0].start) / u32::try_from(jobs.len()).unwrap();
     eprintln!(
-        "alternating users: {} jobs during 10 rotations, {} failed; accounts seen in turn: {}; \
-         {scans} scans of /proc/*/cmdline",
+        "alternating users: {} jobs during 10 rotations (one started every {period:?}, {skipped} \
+         starts skipped at {MAX_JOBS_IN_FLIGHT} in flight), {} failed; {scans} scans of \
+         /proc/*/cmdline",
         jobs.len(),
         failed.len(),
-        users.len()
     );
     assert!(
         failed.is_empty(),
         "{} failed connections: {failed:?}",
         failed.len()
     );
-    // blue, then green and blue in turn: every rotation seen by the jobs.
-    assert_eq!(users.len(), 11, "{users:?}");
-    assert_eq!(users[0], "app_blue");
+    // Every rotation seen: the jobs started after a promote and before the
+    // next rotation connected as the account it made current.
+    assert_eq!(jobs[0].user, "app_blue");
+    for (round, (done, user)) in promoted.iter().enumerate() {
+        let next = promoted.get(round + 1).map(|(done, _)| *done);
+        let after: Vec<&str> = (jobs.iter())
+            .filter(|job| job.start > *done && next.is_none_or(|next| job.start < next))
+            .map(|job| job.user.as_str())
+            .collect();
+        assert!(
+            after.len() >= 5 && after.iter().all(|seen| seen == user),
+            "round {}: {after:?}",
+            round + 1
+        );
+    }
     assert!(seen.is_empty(), "values in command lines: {seen:?}");
     assert!(scans > 20, "the /proc scan ran {scans} times");
     assert_no_value_on_disk(&host, &values);
@@ -561,7 +628,7 @@ fn long_single_user_rotation_has_a_failure_window_which_is_measured() {
     let host = vault_host(&pg, false);
     let (apply, test) = hooks(&pg, Some("app_single"));
     let jobs = JobLoop::start(&host, &pg);
-    jobs.wait_jobs(5);
+    jobs.wait_jobs_after(Instant::now(), 5);
     let mut rotations = Vec::new();
     for _ in 1..=10 {
         let start = Instant::now();
@@ -571,10 +638,11 @@ fn long_single_user_rotation_has_a_failure_window_which_is_measured() {
             b"",
         )
         .ok();
-        rotations.push((start, Instant::now()));
-        jobs.wait_jobs(5);
+        let done = Instant::now();
+        rotations.push((start, done));
+        jobs.wait_jobs_after(done, 5);
     }
-    let jobs = jobs.finish();
+    let (jobs, skipped) = jobs.finish();
     // A window: from the first failed job to the next job that connected.
     let mut windows = Vec::new();
     let mut failing_since = None;
@@ -594,8 +662,9 @@ fn long_single_user_rotation_has_a_failure_window_which_is_measured() {
     let rotate_time: Duration = rotations.iter().map(|(a, b)| *b - *a).sum::<Duration>() / 10;
     let period = (jobs.last().unwrap().start - jobs[0].start) / u32::try_from(jobs.len()).unwrap();
     eprintln!(
-        "single user: {} jobs during 10 rotations (one every {period:?}), {failed} failed in {} \
-         windows; longest window {longest:?}, mean {:?}; one rotation takes {rotate_time:?}",
+        "single user: {} jobs during 10 rotations (one started every {period:?}, {skipped} starts \
+         skipped at {MAX_JOBS_IN_FLIGHT} in flight), {failed} failed in {} windows; longest \
+         window {longest:?}, mean {:?}; one rotation takes {rotate_time:?}",
         jobs.len(),
         windows.len(),
         total / u32::try_from(windows.len().max(1)).unwrap()
@@ -607,25 +676,6 @@ fn long_single_user_rotation_has_a_failure_window_which_is_measured() {
     // Without alternating users the old password stops working at the apply
     // and the vault hands out the new one only after the test and promote.
     assert!(failed > 0, "a single-user rotation must show its window");
-}
-
-/// Waits until `pid` is stopped (`T` in /proc/PID/stat): it reached its
-/// `RUNVAULT_STOP_AT` point.
-fn wait_stopped(child: &mut std::process::Child, step: &str) {
-    let stat = format!("/proc/{}/stat", child.id());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&stat)
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('T')))
-        != Some(true)
-    {
-        let exited = child.try_wait().unwrap();
-        assert!(
-            exited.is_none() && Instant::now() < deadline,
-            "rotate never stopped at {step}: {exited:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -1516,21 +1516,7 @@ fn a_sigkill_during_export_leaves_no_plaintext_behind() {
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let stat = format!("/proc/{}/stat", child.id());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        // Field 3 of /proc/PID/stat is the state; `T`: stopped.
-        while std::fs::read_to_string(&stat)
-            .ok()
-            .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('T')))
-            != Some(true)
-        {
-            let exited = child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && std::time::Instant::now() < deadline,
-                "export never stopped at the stop point: {exited:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        crate::support::wait_stopped(&mut child, "the stop point");
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         assert_eq!(

@@ -157,14 +157,12 @@ fn mmdebstrap_image(name: &str, include: &[&str]) -> String {
     tag
 }
 
-/// Whether `program arg` runs here. A test that needs it skips with a
+/// Whether `program arg` runs here (its exit status aside: `ssh-keygen`
+/// has no option that exits 0). A test that needs it skips with a
 /// message when it does not, except under `CI=true`, where it fails
 /// (`.ci/run` installs every tool a test needs).
 pub fn have(program: &str, arg: &str, test: &str) -> bool {
-    let found = Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|out| out.status.success());
+    let found = Command::new(program).arg(arg).output().is_ok();
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),

@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Cheap Argon2id parameters so tests stay fast (one test keeps the defaults).
 pub const CHEAP_KDF: [&str; 6] = [
@@ -724,5 +724,24 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Waits until `child` is stopped (`T`, field 3 of /proc/PID/stat): it
+/// reached its `RUNVAULT_STOP_AT` point, named `step` in the failure.
+pub fn wait_stopped(child: &mut Child, step: &str) {
+    let stat = format!("/proc/{}/stat", child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&stat)
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('T')))
+        != Some(true)
+    {
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "never stopped at {step}: {exited:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -13,9 +13,10 @@ use std::path::Path;
 
 use age::secrecy::ExposeSecret;
 
-use crate::core::fs::{FsError, Limit, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::fs::{Limit, read_private};
 use crate::core::secret::{Key32, SecretBytes};
 use crate::vault::error::VaultError;
+use crate::vault::keys::secret_file::write_new_secret_file;
 
 /// An identity file is a few lines (an OpenSSH key about 400 bytes).
 const IDENTITY_FILE: Limit = Limit::of("identity file", 16 * 1024);
@@ -217,28 +218,14 @@ pub(crate) fn wrap_to(recipient: &str, data_key: &Key32) -> Result<Vec<u8>, Vaul
 /// parent directories are created 0700) and returns its recipient.
 /// Refuses to overwrite a file, and a path inside the vault directory.
 pub fn create_identity_file(path: &Path, vault_dir: &Path) -> Result<String, VaultError> {
-    let parent = parent_dir(path);
-    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), vault_dir.canonicalize())
-        && parent.starts_with(&dir)
-    {
-        return Err(VaultError::Usage(format!(
-            "refusing to put the identity inside the vault directory `{}`: keep it outside \
-             (default {})",
-            dir.display(),
-            crate::core::layout::DEFAULT_IDENTITY_FILE
-        )));
-    }
-    create_dir_with_mode(parent, 0o700)?;
     let (identity, contents) = Identity::generate();
-    create_new(path, contents.expose(), 0o400).map_err(|err| match err {
-        FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            VaultError::Usage(format!(
-                "`{}` already exists; refusing to overwrite a key",
-                path.display()
-            ))
-        }
-        other => other.into(),
-    })?;
+    write_new_secret_file(
+        path,
+        vault_dir,
+        "the identity",
+        crate::core::layout::DEFAULT_IDENTITY_FILE,
+        &contents,
+    )?;
     Ok(identity.recipient)
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::core::fs::{FsError, Limit, create_dir_with_mode, create_new, parent_dir, read_private};
+use crate::core::fs::{Limit, read_private};
 use crate::core::hex::{hex, unhex};
 use crate::core::layout::DEFAULT_KEY_FILE;
 use crate::core::secret::{Key32, SecretBytes};
@@ -13,6 +13,7 @@ use crate::vault::crypto::{self, KdfParams};
 use crate::vault::error::VaultError;
 use crate::vault::format::{Header, RecipientSlot, Slot, SlotKind};
 use crate::vault::keys::identity::{self, Identity};
+use crate::vault::keys::secret_file::write_new_secret_file;
 use crate::vault::salt::Salt;
 
 /// A secret that opens (or creates) a slot.
@@ -101,27 +102,8 @@ pub(crate) fn new_key_file_contents() -> SecretBytes {
 /// to put one inside the vault directory `vault_dir`, which is mounted
 /// into jobs.
 pub fn create_key_file(path: &Path, vault_dir: &Path) -> Result<(), VaultError> {
-    let parent = parent_dir(path);
-    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), vault_dir.canonicalize())
-        && parent.starts_with(&dir)
-    {
-        return Err(VaultError::Usage(format!(
-            "refusing to put the key file inside the vault directory `{}`: keep it outside \
-             (default {DEFAULT_KEY_FILE})",
-            dir.display()
-        )));
-    }
-    create_dir_with_mode(parent, 0o700)?;
     let contents = new_key_file_contents();
-    create_new(path, contents.expose(), 0o400).map_err(|err| match err {
-        FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            VaultError::Usage(format!(
-                "`{}` already exists; refusing to overwrite a key",
-                path.display()
-            ))
-        }
-        other => other.into(),
-    })
+    write_new_secret_file(path, vault_dir, "the key file", DEFAULT_KEY_FILE, &contents)
 }
 
 /// How many times this process ran a credential's KDF (Argon2id for a
