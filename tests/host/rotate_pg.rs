@@ -548,9 +548,11 @@ fn long_alternating_users_rotate_ten_times_under_jobs_with_no_failed_connection(
     let argv = ArgvWatch::start();
     jobs.wait_jobs_after(Instant::now(), 5);
     let mut values = Vec::new();
-    // Per round: when its promote returned, and the account it made current.
+    // Per round: when it began, when its promote had returned, and the
+    // account it made current.
     let mut promoted = Vec::new();
     for round in 1..=10 {
+        let began = Instant::now();
         let value = format!("alt-round-{round}-7c1e9a");
         argv.watch(value.as_bytes());
         let run = rotate(
@@ -577,7 +579,7 @@ fn long_alternating_users_rotate_ten_times_under_jobs_with_no_failed_connection(
         } else {
             "app_blue"
         };
-        promoted.push((done, user));
+        promoted.push((began, done, user));
         // Let the jobs see this account before the next rotation.
         jobs.wait_jobs_after(done, 5);
     }
@@ -598,10 +600,10 @@ fn long_alternating_users_rotate_ten_times_under_jobs_with_no_failed_connection(
         failed.len()
     );
     // Every rotation seen: the jobs started after a promote and before the
-    // next rotation connected as the account it made current.
+    // next rotation began connected as the account it made current.
     assert_eq!(jobs[0].user, "app_blue");
-    for (round, (done, user)) in promoted.iter().enumerate() {
-        let next = promoted.get(round + 1).map(|(done, _)| *done);
+    for (round, (_, done, user)) in promoted.iter().enumerate() {
+        let next = promoted.get(round + 1).map(|(began, _, _)| *began);
         let after: Vec<&str> = (jobs.iter())
             .filter(|job| job.start > *done && next.is_none_or(|next| job.start < next))
             .map(|job| job.user.as_str())
