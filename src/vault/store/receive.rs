@@ -20,6 +20,7 @@ use crate::vault::keys::slots::{Credential, now_rfc3339};
 use crate::vault::mark::Managed;
 use crate::vault::salt::{MIN_SALT_BYTES, Salt};
 use crate::vault::store::{Commit, VaultDir};
+use crate::vault::stream::leading_header;
 use crate::vault::unlocked::UnlockedVault;
 
 /// What `receive` is asked to do beside opening the shipped vault.
@@ -78,18 +79,29 @@ impl VaultDir {
             fs::sync_dir(parent)?;
         }
         let _lock = self.lock()?;
-        let installed = match self.load() {
-            Ok((vault, salt)) => Some((vault, salt)),
+        let installed_path = self.vault_path();
+        // The installed file's header and bytes: what the checks below
+        // compare (the tree is not needed, so a canonical file is not
+        // parsed past its header; any other goes through the full reader,
+        // which says what is wrong with it).
+        let installed = self.load_with(|bytes| {
+            let header = match leading_header(&bytes) {
+                Some(header) => header,
+                None => parse_vault(&bytes, &installed_path)?.header,
+            };
+            let salt_id = header.salt_id;
+            Ok(Some(((header, bytes), salt_id)))
+        });
+        let installed = match installed {
+            Ok(loaded) => loaded,
             Err(VaultError::NoVault { .. }) => None,
             // Another vault or a damaged one is what --replace-vault replaces.
             Err(_) if options.replace_vault => None,
             Err(err) => return Err(err),
         };
-        let installed_path = self.vault_path();
         let mut previous = None;
         let mut same_salt = false;
-        if let Some((vault, salt)) = &installed {
-            let current = &vault.header;
+        if let Some(((current, installed_bytes), salt)) = &installed {
             if current.vault_id != vault_id && !options.replace_vault {
                 return Err(VaultError::OtherVault {
                     staged: staged_path,
@@ -103,8 +115,7 @@ impl VaultDir {
                 // A rolled-back directory is refused whatever is shipped:
                 // someone who can write it put an old vault back.
                 self.check_mark(&vault_id, current.generation, "this receive is not checked")?;
-                let bytes = fs::read_optional(&installed_path, Limit::VAULT_FILE)?;
-                if same_salt && bytes.as_deref() == Some(&shipped.bytes[..]) {
+                if same_salt && installed_bytes[..] == shipped.bytes[..] {
                     self.record_managed(&shipped, options, true);
                     return Ok(Received::Unchanged { generation });
                 }
