@@ -26,8 +26,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::e2e_rotation::{reads, start_job, wait_for};
+use super::fleet_engine::listed_wiring;
 use crate::support::images::{busybox_image, fleet_host_image, have, output, static_binary};
-use crate::support::runner::uptime;
+use crate::support::runner::{IMAGE, uptime};
 use crate::support::{Host, PASSPHRASE, Run, Runs};
 
 /// The credential the tests rotate (the one the e2e job loop reads).
@@ -38,6 +39,9 @@ const VALUES: [(&str, &str); 3] = [
     ("DB.PASS", "fleet-db-pass-V3mx"),
     (ROTATED, "fleet-initial-Pw-R8ty"),
 ];
+/// The registration token the role copies to each host for `runner
+/// install` (the fixture runner image accepts any).
+const REGISTRATION_TOKEN: &str = "GR1348941Fixture-Fleet-Role-Token-9e2b";
 /// Where the hosts keep their identity and staging directory (the role's
 /// defaults).
 const IDENTITY: &str = "/etc/runvault/host.key";
@@ -72,14 +76,18 @@ struct Fleet {
     printed: Mutex<Vec<String>>,
     /// Every value the group ever held.
     values: Mutex<Vec<String>>,
+    /// Each host's runner container, when the role installs runners
+    /// (`runvault_runner_install`); empty otherwise.
+    runners: Vec<String>,
 }
 
 impl Fleet {
     /// `count` new hosts (nothing on them but Debian and Python) and a
     /// controller with the group's source vault holding [`VALUES`], or
     /// `None` when a tool is missing outside CI. `alone`: the test times
-    /// what a job sees ([`Host::alone`]).
-    fn new(test: &str, count: usize, alone: bool) -> Option<Fleet> {
+    /// what a job sees ([`Host::alone`]). `runners`: the role installs a
+    /// runner on each host ([`Fleet::start_host`] says how).
+    fn new(test: &str, count: usize, alone: bool, runners: bool) -> Option<Fleet> {
         if !crate::support::runner::engine(test) {
             return None;
         }
@@ -92,10 +100,14 @@ impl Fleet {
             controller.set(path, value.as_bytes());
         }
         let mut hosts = Vec::new();
+        let mut runner_names = Vec::new();
         for n in 1..=count {
             let name = format!("host{n}");
             let container = controller.container(&format!("{test}-{name}"));
             hosts.push((name, container));
+            if runners {
+                runner_names.push(controller.container(&format!("{test}-runner{n}")));
+            }
         }
         let fleet = Fleet {
             controller,
@@ -104,6 +116,7 @@ impl Fleet {
             admin: tempfile::tempdir().unwrap(),
             printed: Mutex::new(Vec::new()),
             values: Mutex::new(VALUES.iter().map(|(_, v)| v.to_string()).collect()),
+            runners: runner_names,
         };
         for n in 1..=count {
             fleet.start_host(n, image);
@@ -115,37 +128,52 @@ impl Fleet {
     /// Starts host `n`'s container from nothing: its `/secrets` and
     /// `/etc/runvault` are directories of the controller's temp tree (new
     /// and empty), so that a job container can mount them as a runner
-    /// would; everything else is the container's own.
+    /// would; everything else is the container's own. With runners, the
+    /// host also gets the machine's Docker socket, and the directories
+    /// `runner install` hands to the engine (the vault, the identity's,
+    /// the binary's and the runner's config directory) at the same path
+    /// inside as outside: the engine resolves a bind mount on the machine,
+    /// so the path the host names must be the machine's.
     fn start_host(&self, n: usize, image: &str) {
         let container = &self.hosts[n - 1].1;
         let mounts = self.mounts(n);
-        for dir in ["secrets", "etc"] {
+        for (dir, mode) in [
+            ("secrets", 0o700),
+            ("etc", 0o700),
+            ("bin", 0o755),
+            ("config", 0o700),
+        ] {
             let _ = std::fs::remove_dir_all(mounts.join(dir));
             std::fs::create_dir_all(mounts.join(dir)).unwrap();
             // As runvault makes them (doctor checks).
             std::fs::set_permissions(
                 mounts.join(dir),
-                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
             )
             .unwrap();
         }
-        output(
-            Command::new("docker")
-                .args([
-                    "run",
-                    "-d",
-                    "--init",
-                    "--network",
-                    "none",
-                    "--name",
-                    container,
-                ])
-                .arg("-v")
-                .arg(format!("{}:/secrets", mounts.join("secrets").display()))
-                .arg("-v")
-                .arg(format!("{}:/etc/runvault", mounts.join("etc").display()))
-                .args([image, "sleep", "infinity"]),
-        );
+        let mut run = Command::new("docker");
+        run.args([
+            "run",
+            "-d",
+            "--init",
+            "--network",
+            "none",
+            "--name",
+            container,
+        ])
+        .arg("-v")
+        .arg(format!("{}:/secrets", mounts.join("secrets").display()))
+        .arg("-v")
+        .arg(format!("{}:/etc/runvault", mounts.join("etc").display()));
+        if !self.runners.is_empty() {
+            for dir in ["secrets", "etc", "bin", "config"] {
+                let path = mounts.join(dir).display().to_string();
+                run.arg("-v").arg(format!("{path}:{path}"));
+            }
+            run.args(["-v", "/var/run/docker.sock:/var/run/docker.sock"]);
+        }
+        output(run.args([image, "sleep", "infinity"]));
     }
 
     /// Where host `n`'s bind-mounted directories live.
@@ -172,15 +200,50 @@ impl Fleet {
              runvault_binary_src={}\n\
              runvault_controller_runvault={}\n\
              runvault_source_label=ansible:runvault_hosts@test-controller\n\
-             runvault_runner_install=false\n",
+             runvault_runner_install={}\n",
             self.controller.dir().display(),
             self.controller.pass_file().display(),
             binary.display(),
             env!("CARGO_BIN_EXE_runvault"),
+            !self.runners.is_empty(),
         )
         .unwrap();
         std::fs::write(self.inventory(), text).unwrap();
+        if !self.runners.is_empty() {
+            self.write_runner_vars();
+        }
         std::fs::write(self.controller.path("ansible.cfg"), "[defaults]\n").unwrap();
+    }
+
+    /// Each host's variables for `runner install`: its runner's name, the
+    /// same-path directories of [`Fleet::start_host`], the fixture runner
+    /// image, and the registration token's file on the controller.
+    fn write_runner_vars(&self) {
+        let token = self.admin.path().join("registration-token");
+        std::fs::write(&token, REGISTRATION_TOKEN).unwrap();
+        // A secret too: never in Ansible's output or a file it writes.
+        self.values.lock().unwrap().push(REGISTRATION_TOKEN.into());
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let dir = self.controller.path("host_vars");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (n, runner) in (1..).zip(&self.runners) {
+            let mounts = self.mounts(n);
+            let vars = serde_json::json!({
+                "runvault_dir": mounts.join("secrets"),
+                "runvault_identity": mounts.join("etc/host.key"),
+                "runvault_runner_name": runner,
+                "runvault_runner_token_file": token,
+                "runvault_runner_args": [
+                    "--config-dir", mounts.join("config"),
+                    "--bin-dir", mounts.join("bin"),
+                    "--image", IMAGE,
+                    "--no-local-config", "--no-agent-cache",
+                ],
+            });
+            // JSON is YAML: host_vars/NAME.yml beside the inventory.
+            std::fs::write(dir.join(format!("host{n}.yml")), vars.to_string()).unwrap();
+        }
     }
 
     /// Runs `docs/fleet/PLAYBOOK` at `-vvv --diff` with `extra` variables
@@ -425,7 +488,7 @@ fn recap(run: &Run) -> Vec<(String, u32, u32, u32)> {
 
 #[test]
 fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
-    let Some(mut fleet) = Fleet::new("fleet-a", 3, true) else {
+    let Some(mut fleet) = Fleet::new("fleet-a", 3, true, true) else {
         return;
     };
     busybox_image();
@@ -473,26 +536,34 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
         );
     }
 
-    // A job on host 1 loops reading the credential, wired as `runner
-    // install --identity` wires jobs: the host's /secrets and the
-    // identity's directory, read-only, and RUNVAULT_IDENTITY.
+    // Each host runs its runner, installed by the role and wired to the
+    // host's identity: no key file anywhere on the host.
+    for (n, runner) in (1..).zip(&fleet.runners) {
+        let state = crate::support::runner::inspect(runner);
+        assert_eq!(state["State"]["Running"], true, "host{n}'s runner");
+        let config = fleet.mounts(n).join("config/config.toml");
+        let (_, environment) = listed_wiring(&config, runner);
+        let identity = fleet.mounts(n).join("etc/host.key");
+        assert_eq!(
+            environment,
+            [
+                "RUNVAULT_DIR=/secrets".to_string(),
+                format!("RUNVAULT_IDENTITY={}", identity.display())
+            ]
+        );
+        let files = fleet.sh(n, "ls /etc/runvault").ok().out();
+        assert!(!files.contains("vault.key"), "host{n}: {files}");
+    }
+
+    // A job on host 1 loops reading the credential, wired as its runner
+    // wires jobs (the volumes and environment of its config.toml): the
+    // host's /secrets, the identity's directory and the binary's,
+    // read-only, and RUNVAULT_IDENTITY.
     let job = fleet.controller.container("fleet-a-job");
-    let bin_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(static_binary(), bin_dir.path().join("runvault")).unwrap();
-    let mounts = fleet.mounts(1);
-    start_job(
-        &job,
-        &[
-            format!("{}:/secrets:ro", mounts.join("secrets").display()),
-            format!("{}:/etc/runvault:ro", mounts.join("etc").display()),
-            format!("{}:/opt/runvault:ro", bin_dir.path().display()),
-        ],
-        &[
-            "RUNVAULT_DIR=/secrets".into(),
-            format!("RUNVAULT_IDENTITY={IDENTITY}"),
-        ],
-        "/opt/runvault",
-    );
+    let config = fleet.mounts(1).join("config/config.toml");
+    let (volumes, environment) = listed_wiring(&config, &fleet.runners[0]);
+    let bin_dir = fleet.mounts(1).join("bin");
+    start_job(&job, &volumes, &environment, bin_dir.to_str().unwrap());
     wait_for(&job, VALUES[2].1);
 
     // Rotate on the controller: after one run every host reads the new
@@ -613,7 +684,7 @@ fn long_fleet_bootstrap_rotate_catch_up_and_remove_a_host() {
 
 #[test]
 fn long_fleet_receive_refuses_replay_tampering_another_group_and_a_changed_identity() {
-    let Some(fleet) = Fleet::new("fleet-b", 3, false) else {
+    let Some(fleet) = Fleet::new("fleet-b", 3, false, false) else {
         return;
     };
     fleet.playbook_ok("bootstrap.yml", &[]);

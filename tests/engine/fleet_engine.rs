@@ -17,7 +17,7 @@ const TOKEN: &str = "GR1348941Fixture-Fleet-Token-4c1d";
 
 /// The `volumes` and `environment` config.toml lists for runner `name`,
 /// read with a TOML parser of its own.
-fn listed_wiring(config: &Path, name: &str) -> (Vec<String>, Vec<String>) {
+pub(super) fn listed_wiring(config: &Path, name: &str) -> (Vec<String>, Vec<String>) {
     let doc: toml_edit::DocumentMut = std::fs::read_to_string(config).unwrap().parse().unwrap();
     let runner = (doc["runners"].as_array_of_tables().unwrap().iter())
         .find(|r| r["name"].as_str() == Some(name))
