@@ -618,8 +618,18 @@ pub(super) fn block<'t, V: Visitor<'t>>(
         let mut map = visitor
             .begin_map()
             .map_err(|reason| fail(first.number, reason))?;
+        // A key repeated right after its own entry (`A:` {…} `A:` {…})
+        // gives the file MAC the same items, with the same full paths, as
+        // one mapping would, so only this check refuses it as the tree
+        // reader does; a repeat anywhere else changes the items' order,
+        // which the MAC catches. The streaming visitors keep no key sets.
+        let mut previous: Option<Cow<'t, str>> = None;
         while let Some(line) = lines.peek()?.filter(|l| l.indent == indent) {
             let (key, rest) = split_key(line.body).ok_or(fail(line.number, "bad key"))?;
+            if previous.as_ref() == Some(&key) {
+                return Err(fail(line.number, "a key repeated"));
+            }
+            previous = Some(key.clone());
             let rest = match rest {
                 "" => None,
                 rest if rest.starts_with(' ') => Some(&rest[1..]),

@@ -898,3 +898,28 @@ fn a_mark_that_cannot_be_written_is_reported_and_the_commit_stands() {
         )
     );
 }
+
+/// A mapping split in two under the same key (`A:` its first entry, then
+/// `A:` the rest) keeps every value's full path and order, so the file
+/// MAC still matches; every reader must still refuse the repeated key, the
+/// streaming one included (found by the readers' differential fuzz test).
+#[test]
+fn a_mapping_split_under_a_repeated_key_is_refused_by_every_reader() {
+    let host = Host::new();
+    host.init();
+    host.set("A.A", b"one");
+    host.set("A.B", b"two");
+    let text = String::from_utf8(host.vault_bytes()).unwrap();
+    let split = text.replacen("\n    B: ", "\n  A:\n    B: ", 1);
+    assert_ne!(split, text);
+    std::fs::write(host.vault_file(), &split).unwrap();
+    for args in [&["get", "A.A"][..], &["get", "A.B"], &["list"], &["verify"]] {
+        let run = host.run(args).fails(5);
+        assert!(
+            run.stderr
+                .contains("the key `A` appears twice in one mapping"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -745,3 +745,24 @@ pub fn wait_stopped(child: &mut Child, step: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A command sent SIGKILL at a random moment: `true` if the kill landed
+/// while it ran, `false` if it had finished first (successfully: one that
+/// failed on its own fails the test).
+pub fn killed_mid_command(status: std::process::ExitStatus, round: usize) -> bool {
+    assert!(
+        status.success() || status.code().is_none(),
+        "round {round}: exited with {status} before the kill"
+    );
+    !status.success()
+}
+
+impl Host {
+    /// The writers' temp files (`*.rvtmp`, `*.next`) left in the vault
+    /// directory.
+    pub fn stray_temp_files(&self) -> Vec<String> {
+        (self.dir_listing().into_iter())
+            .filter(|name| name.ends_with(".rvtmp") || name.ends_with(".next"))
+            .collect()
+    }
+}
